@@ -1,0 +1,76 @@
+"""BaseAgent: the six methods the loop calls, and nothing more."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+from optix_core.types import EpisodeData, HyperparamSet
+
+
+class BaseAgent(ABC):
+    """Anything that acts and learns from windows of experience.
+
+    Pipelines call ``act`` with batched observations shaped
+    ``[N, *observation_shape]`` (one row per environment) and expect one action
+    per row back. ``act`` must not change what the next ``learn`` does: an
+    evaluation or a dashboard may call it at any time. What learning needs from
+    the rollout (log-probabilities, values, recurrent states, the parameters of
+    a sampled candidate) is returned by ``act_info`` and reaches ``learn``
+    through ``EpisodeData.policy_info``.
+    """
+
+    @abstractmethod
+    def act(self, observation: Any, deterministic: bool = False) -> Any:
+        """Choose actions for a batch of observations."""
+
+    def act_info(
+        self, observation: Any, episode_start: np.ndarray
+    ) -> tuple[Any, dict[str, np.ndarray]]:
+        """Choose training actions and return what ``learn`` will need of them.
+
+        ``episode_start[i]`` is True when row ``i`` is the first step of an
+        episode, so a stateful policy can reset that row. The returned dict's
+        arrays have one leading row per observation; the pipeline stacks them
+        into ``EpisodeData.policy_info``. The default records nothing.
+        """
+        return self.act(observation), {}
+
+    @abstractmethod
+    def learn(self, episode_data: EpisodeData) -> dict[str, float]:
+        """Update from one window; return diagnostics (loss values and the like)."""
+
+    @abstractmethod
+    def get_hyperparams(self) -> HyperparamSet:
+        """The hyperparameters in force now."""
+
+    @abstractmethod
+    def set_hyperparams(self, hyperparams: HyperparamSet) -> None:
+        """Apply new hyperparameters; they take effect at the next ``learn``."""
+
+    @abstractmethod
+    def save_weights(self, path: str) -> None:
+        """Write everything needed to resume into the directory ``path``."""
+
+    @abstractmethod
+    def load_weights(self, path: str) -> None:
+        """Restore what ``save_weights`` wrote to ``path``."""
+
+    @property
+    def is_on_policy(self) -> bool:
+        """Off-policy agents return False: the loop then never rolls their weights back."""
+        return True
+
+    @property
+    def loop_hints(self) -> dict[str, Any]:
+        """Loop settings this kind of agent needs where the user left them on auto.
+
+        Off-policy learners need more evaluations before a plateau means
+        anything, since their scores lag the replay buffer.
+        """
+        return {} if self.is_on_policy else {"min_episodes_before_dormant": 30}
+
+    def teardown(self) -> None:
+        """Release accelerator memory and other resources; the agent is not used again."""

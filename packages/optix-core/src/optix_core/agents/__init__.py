@@ -1,0 +1,1 @@
+"""Framework-free agents that optix-core registers itself."""

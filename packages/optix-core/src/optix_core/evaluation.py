@@ -1,0 +1,81 @@
+"""Deterministic evaluation of a policy on fresh episodes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+from optix_core.agent import BaseAgent
+from optix_core.registry import make_env
+
+
+@dataclass
+class PolicyEvaluation:
+    returns: np.ndarray
+    lengths: np.ndarray
+
+    @property
+    def mean(self) -> float:
+        return float(self.returns.mean())
+
+    @property
+    def std(self) -> float:
+        return float(self.returns.std())
+
+    def __str__(self) -> str:
+        return f"{self.mean:.1f} ± {self.std:.1f} over {len(self.returns)} episodes"
+
+
+def evaluate_policy(
+    agent: BaseAgent,
+    env_id: str,
+    episodes: int = 20,
+    seed: int = 0,
+    n_envs: int = 8,
+    deterministic: bool = True,
+    env_kwargs: dict[str, Any] | None = None,
+) -> PolicyEvaluation:
+    """Play ``episodes`` whole episodes, seeded from ``seed``, and return their returns.
+
+    Each environment plays a fixed share of the episodes, so short episodes do
+    not crowd out long ones (taking the first N to finish would bias the mean
+    toward failures).
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    make_env(env_id, **(env_kwargs or {})).close()
+    n_envs = min(n_envs, episodes)
+    targets = np.full(n_envs, episodes // n_envs) + (np.arange(n_envs) < episodes % n_envs)
+    envs = SyncVectorEnv(
+        [lambda: gym.make(env_id, **(env_kwargs or {}))] * n_envs,
+        autoreset_mode=AutoresetMode.SAME_STEP,
+    )
+    try:
+        obs, _ = envs.reset(seed=seed)
+        space = envs.single_action_space
+        running = np.zeros(n_envs)
+        steps = np.zeros(n_envs, dtype=np.int64)
+        done_count = np.zeros(n_envs, dtype=np.int64)
+        returns: list[float] = []
+        lengths: list[int] = []
+        while (done_count < targets).any():
+            actions = np.asarray(agent.act(obs, deterministic=deterministic))
+            if isinstance(space, gym.spaces.Box):
+                actions = np.clip(actions, space.low, space.high)
+            obs, rewards, terminated, truncated, _ = envs.step(actions)
+            running += rewards
+            steps += 1
+            for i in np.flatnonzero(np.logical_or(terminated, truncated)):
+                if done_count[i] < targets[i]:
+                    returns.append(float(running[i]))
+                    lengths.append(int(steps[i]))
+                    done_count[i] += 1
+                running[i] = 0.0
+                steps[i] = 0
+    finally:
+        envs.close()
+    return PolicyEvaluation(np.asarray(returns), np.asarray(lengths))

@@ -1,0 +1,67 @@
+"""Evaluators turn a window of experience into a score."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+from optix_core.types import EpisodeData, EvalMetrics
+
+
+class BaseEvaluator(ABC):
+    """Scores windows; higher is better."""
+
+    @abstractmethod
+    def score(self, episode_data: EpisodeData, train_diagnostics: dict[str, Any]) -> EvalMetrics:
+        """Score one window of experience."""
+
+    def combine(self, train: EvalMetrics, val: EvalMetrics) -> EvalMetrics:
+        """Merge a training score with a validation score.
+
+        The validation score becomes the primary score, so every decision the
+        loop takes rests on out-of-sample performance; the gap is kept.
+        """
+        metrics = {f"train_{k}": v for k, v in train.metrics.items()}
+        metrics.update({f"val_{k}": v for k, v in val.metrics.items()})
+        metrics["train_score"] = train.primary_score
+        metrics["val_score"] = val.primary_score
+        return EvalMetrics(
+            primary_score=val.primary_score,
+            metrics=metrics,
+            episode_id=train.episode_id,
+            generalization_gap=train.primary_score - val.primary_score,
+        )
+
+
+class EpisodeReturnEvaluator(BaseEvaluator):
+    """The default: the mean return of the most recent episodes.
+
+    A window rarely holds whole episodes (a 256-step window of an environment
+    whose episodes last 500 steps holds none), so the score is the mean of the
+    last episodes completed by the window's end, as the pipeline reports them
+    in ``infos["recent_returns"]``. A window from a source without episodes
+    scores its total reward per environment.
+    """
+
+    def score(self, episode_data: EpisodeData, train_diagnostics: dict[str, Any]) -> EvalMetrics:
+        recent = np.asarray(episode_data.infos.get("recent_returns", ()), dtype=np.float64)
+        window_return = float(np.sum(episode_data.rewards)) / max(1, _columns(episode_data))
+        metrics = {"window_return": window_return}
+        if recent.size:
+            score = float(recent.mean())
+            metrics.update(mean_return=score, std_return=float(recent.std()))
+        else:
+            score = window_return
+        ended = np.asarray(episode_data.infos.get("episode_returns", ()), dtype=np.float64)
+        metrics["episodes_ended"] = float(ended.size)
+        for key, value in train_diagnostics.items():
+            if isinstance(value, int | float | np.floating | np.integer):
+                metrics[f"train/{key}"] = float(value)
+        return EvalMetrics(primary_score=score, metrics=metrics, episode_id=episode_data.episode_id)
+
+
+def _columns(episode_data: EpisodeData) -> int:
+    rewards = np.asarray(episode_data.rewards)
+    return int(rewards.shape[1]) if rewards.ndim > 1 else 1

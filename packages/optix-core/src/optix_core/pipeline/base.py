@@ -1,0 +1,51 @@
+"""BasePipeline: where windows of experience come from."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from typing import Any
+
+from optix_core.agent import BaseAgent
+from optix_core.types import EpisodeData
+
+
+class BasePipeline(ABC):
+    """Yields ``EpisodeData`` windows collected by acting with ``agent``.
+
+    A pipeline built with ``deterministic=True`` acts with
+    ``agent.act(obs, deterministic=True)`` and records no ``policy_info``: use
+    it for validation, where the agent only acts and never learns.
+    """
+
+    agent: BaseAgent | None = None
+
+    def bind(self, agent: BaseAgent) -> None:
+        """Act with ``agent`` from the next step on (the loop calls this)."""
+        self.agent = agent
+
+    @abstractmethod
+    def episodes(self) -> Iterator[EpisodeData]:
+        """Windows of experience, one per loop iteration, for as long as asked."""
+
+    @property
+    def env_steps(self) -> int:
+        """Environment steps taken so far, over all environments."""
+        return 0
+
+    def close(self) -> None:
+        """Release environments and connections."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-ready counters, for an exact resume."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
+
+    def _require_agent(self) -> BaseAgent:
+        if self.agent is None:
+            raise RuntimeError(
+                f"{type(self).__name__} has no agent: pass agent=... or hand it to RLOptimizer"
+            )
+        return self.agent

@@ -1,0 +1,178 @@
+"""Fixed-size windows from gymnasium environments: one (BatchPipeline) or many."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
+
+from optix_core.agent import BaseAgent
+from optix_core.pipeline.base import BasePipeline
+from optix_core.pipeline.recorder import EpisodeStats, WindowRecorder
+from optix_core.registry import make_env
+from optix_core.types import EpisodeData
+
+
+class VectorBatchPipeline(BasePipeline):
+    """Windows of ``window_size`` steps from each of N environments stepped together.
+
+    Give ``env_fns`` (callables that build environments), or ``env_id`` with
+    ``n_envs``, or a ready ``envs`` vector environment that resets in the same
+    step (``autoreset_mode=AutoresetMode.SAME_STEP``). ``async_envs=True``
+    steps the environments in subprocesses, which pays off when one step
+    costs more than the inter-process round trip.
+    """
+
+    def __init__(
+        self,
+        env_fns: Sequence[Callable[[], gym.Env]] | None = None,
+        window_size: int = 256,
+        async_envs: bool = False,
+        agent: BaseAgent | None = None,
+        *,
+        env_id: str | None = None,
+        n_envs: int | None = None,
+        envs: VectorEnv | None = None,
+        seed: int | None = None,
+        deterministic: bool = False,
+        stats_window: int = 20,
+        env_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        if window_size < 1:
+            raise ValueError(f"window_size must be >= 1, got {window_size}")
+        self.envs = _build_envs(env_fns, env_id, n_envs, envs, async_envs, env_kwargs or {})
+        self.window_size = window_size
+        self.agent = agent
+        self.seed = seed
+        self.deterministic = deterministic
+        self.n_envs = self.envs.num_envs
+        self.stats = EpisodeStats(self.n_envs, stats_window)
+        self._steps = 0
+        self._windows = 0
+        self._obs: Any = None
+        self._episode_start = np.ones(self.n_envs, dtype=bool)
+        self._box_actions = isinstance(self.envs.single_action_space, gym.spaces.Box)
+
+    @property
+    def env_steps(self) -> int:
+        return self._steps
+
+    def episodes(self) -> Iterator[EpisodeData]:
+        while True:
+            yield self.collect()
+
+    def collect(self) -> EpisodeData:
+        """Step every environment ``window_size`` times and return the window."""
+        agent = self._require_agent()
+        if self._obs is None:
+            self._reset()
+        recorder = WindowRecorder(self.n_envs, self.window_size)
+        space = self.envs.single_action_space
+        for _ in range(self.window_size):
+            if self.deterministic:
+                actions, info = agent.act(self._obs, deterministic=True), {}
+            else:
+                actions, info = agent.act_info(self._obs, self._episode_start)
+            actions = np.asarray(actions)
+            env_actions = np.clip(actions, space.low, space.high) if self._box_actions else actions
+            obs, rewards, terminated, truncated, infos = self.envs.step(env_actions)
+            dones = np.logical_or(terminated, truncated)
+            finals = {}
+            if dones.any():
+                final_obs = infos["final_obs"]
+                finals = {i: final_obs[i] for i in np.flatnonzero(dones)}
+            recorder.add(self._obs, actions, rewards, terminated, truncated, info, finals)
+            self.stats.step(rewards, dones)
+            self._obs = obs
+            self._episode_start = dones
+        self._steps += self.window_size * self.n_envs
+        self._windows += 1
+        return recorder.finish(self._obs, self.stats.window_infos(), self._windows)
+
+    def _reset(self) -> None:
+        # A resumed run starts fresh episodes, seeded apart from the ones before.
+        seed = None if self.seed is None else self.seed + 7919 * self._windows
+        self._obs, _ = self.envs.reset(seed=seed)
+        self._episode_start = np.ones(self.n_envs, dtype=bool)
+
+    def close(self) -> None:
+        self.envs.close()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "env_steps": self._steps,
+            "windows": self._windows,
+            "stats": self.stats.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._steps = int(state["env_steps"])
+        self._windows = int(state["windows"])
+        self.stats.load_state_dict(state.get("stats", {}))
+        self._obs = None
+
+
+class BatchPipeline(VectorBatchPipeline):
+    """Windows of ``window_size`` steps from one environment (``n_steps`` is an alias).
+
+    Episodes run on across windows; a window is a slice of experience, not an
+    episode. Arrays keep a column axis of size 1, like every other window.
+    """
+
+    def __init__(
+        self,
+        env: gym.Env | None = None,
+        agent: BaseAgent | None = None,
+        window_size: int = 2048,
+        *,
+        env_id: str | None = None,
+        n_steps: int | None = None,
+        seed: int | None = None,
+        deterministic: bool = False,
+        stats_window: int = 20,
+        env_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        if (env is None) == (env_id is None):
+            raise ValueError("BatchPipeline needs exactly one of env= or env_id=")
+        if env is None:
+            env = make_env(env_id, **(env_kwargs or {}))
+        super().__init__(
+            env_fns=[lambda: env],
+            window_size=n_steps if n_steps is not None else window_size,
+            agent=agent,
+            seed=seed,
+            deterministic=deterministic,
+            stats_window=stats_window,
+        )
+
+
+def _build_envs(
+    env_fns: Sequence[Callable[[], gym.Env]] | None,
+    env_id: str | None,
+    n_envs: int | None,
+    envs: VectorEnv | None,
+    async_envs: bool,
+    env_kwargs: dict[str, Any],
+) -> VectorEnv:
+    given = sum(x is not None for x in (env_fns, env_id, envs))
+    if given != 1:
+        raise ValueError("give exactly one of env_fns=, env_id= (with n_envs=) or envs=")
+    if envs is not None:
+        mode = envs.metadata.get("autoreset_mode")
+        if mode is not AutoresetMode.SAME_STEP:
+            raise ValueError(
+                f"the vector environment resets in mode {mode}; optix needs "
+                "autoreset_mode=AutoresetMode.SAME_STEP so that every step is a real "
+                "transition (or pass env_fns= and let the pipeline build it)"
+            )
+        return envs
+    if env_id is not None:
+        make_env(env_id, **env_kwargs).close()  # fail early, with a clear error
+        env_fns = [lambda: gym.make(env_id, **env_kwargs)] * (n_envs or 1)
+    if not env_fns:
+        raise ValueError("env_fns is empty: give at least one environment factory")
+    vector_cls = AsyncVectorEnv if async_envs else SyncVectorEnv
+    return vector_cls(list(env_fns), autoreset_mode=AutoresetMode.SAME_STEP)

@@ -1,0 +1,162 @@
+"""The registry's public face: what is installed, and building agents from it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from optix_core.plugins import get_registry
+from optix_core.specs import AgentSpec, BackendSpec, CallbackSpec, EvaluatorSpec
+
+if TYPE_CHECKING:
+    import gymnasium as gym
+
+    from optix_core.agent import BaseAgent
+    from optix_core.types import HyperparamSet
+
+BACKEND_PREFERENCE = ("torch", "jax", "tf")
+
+
+class RegistryError(LookupError):
+    """A request that no installed plugin can serve."""
+
+
+def agents() -> list[AgentSpec]:
+    """Every registered agent, in preference order of backend, then by name."""
+    specs = [r.spec for r in get_registry().registered(AgentSpec)]
+    return sorted(specs, key=lambda s: (s.name, _backend_rank(s.backend)))
+
+
+def backends() -> list[BackendSpec]:
+    return [r.spec for r in get_registry().registered(BackendSpec)]
+
+
+def evaluators() -> list[EvaluatorSpec]:
+    return [r.spec for r in get_registry().registered(EvaluatorSpec)]
+
+
+def callbacks() -> list[CallbackSpec]:
+    return [r.spec for r in get_registry().registered(CallbackSpec)]
+
+
+def provider(spec: Any) -> str:
+    """The distribution that registered ``spec``."""
+    for registered in get_registry().items[type(spec)].values():
+        if registered.spec is spec:
+            return registered.distribution
+    raise RegistryError(f"{spec!r} is not registered")
+
+
+def action_space_kind(space: gym.Space) -> str:
+    """'discrete' or 'continuous', the vocabulary of ``AgentSpec.action_spaces``."""
+    import gymnasium as gym
+
+    if isinstance(space, gym.spaces.Discrete):
+        return "discrete"
+    if isinstance(space, gym.spaces.Box):
+        return "continuous"
+    raise RegistryError(
+        f"action space {space} is not supported: optix agents act on Discrete or Box spaces"
+    )
+
+
+def find_agent(name: str, action_kind: str, backend: str | None = None) -> AgentSpec:
+    """The spec that serves ``name`` for this kind of action space.
+
+    With ``backend=None`` the preferred installed backend wins: torch, jax,
+    tf, then framework-free ones.
+    """
+    specs = agents()
+    named = [s for s in specs if s.name == name]
+    if not named:
+        known = ", ".join(sorted({s.name for s in specs})) or "none"
+        raise RegistryError(
+            f"unknown algorithm {name!r}; installed: {known}. "
+            "More come with optix-torch, optix-tf or optix-jax (pip install optix-torch)"
+        )
+    if backend is not None:
+        named = [s for s in named if s.backend == backend]
+        if not named:
+            offered = ", ".join(sorted(s.backend for s in specs if s.name == name))
+            raise RegistryError(
+                f"algorithm {name!r} has no {backend!r} backend installed; it is offered by: "
+                f"{offered}. Install optix-{backend} or choose another backend"
+            )
+    serving = [s for s in named if action_kind in s.action_spaces]
+    if not serving:
+        supported = sorted({a for s in named for a in s.action_spaces})
+        raise RegistryError(
+            f"algorithm {name!r} supports {' and '.join(supported)} action spaces, "
+            f"not {action_kind}; choose an algorithm for {action_kind} actions "
+            "(see `optix list`)"
+        )
+    return min(serving, key=lambda s: _backend_rank(s.backend))
+
+
+def default_algorithm(action_kind: str) -> AgentSpec:
+    """What ``optix train`` uses without ``--algo``: PPO where a backend offers it
+    for this action space, otherwise the first framework-free agent that fits."""
+    for name in ("ppo",):
+        try:
+            return find_agent(name, action_kind)
+        except RegistryError:
+            pass
+    fitting = [s for s in agents() if action_kind in s.action_spaces]
+    if not fitting:
+        raise RegistryError(f"no installed agent supports {action_kind} action spaces")
+    return min(fitting, key=lambda s: (_backend_rank(s.backend), s.name))
+
+
+def make_agent(
+    name: str,
+    env: Any,
+    backend: str | None = None,
+    hyperparams: HyperparamSet | dict[str, Any] | None = None,
+    device: str = "auto",
+    seed: int | None = None,
+) -> BaseAgent:
+    """Build a registered agent with its default network for ``env``'s spaces.
+
+    ``env`` is an environment id, a ``gymnasium.Env`` or a vector environment.
+    """
+    from optix_core.types import HyperparamSet
+
+    observation_space, action_space = env_spaces(env)
+    spec = find_agent(name, action_space_kind(action_space), backend)
+    if isinstance(hyperparams, dict):
+        hyperparams = HyperparamSet(params=dict(hyperparams))
+    if hyperparams is not None:
+        merged = {**spec.defaults, **hyperparams.params}
+        hyperparams = HyperparamSet(params=merged, episode_id=hyperparams.episode_id)
+    factory = spec.load_factory()
+    return factory(
+        observation_space, action_space, hyperparams=hyperparams, device=device, seed=seed
+    )
+
+
+def env_spaces(env: Any) -> tuple[gym.Space, gym.Space]:
+    """The single-environment observation and action spaces of ``env``."""
+    if isinstance(env, str):
+        probe = make_env(env)
+        try:
+            return probe.observation_space, probe.action_space
+        finally:
+            probe.close()
+    if hasattr(env, "single_observation_space"):
+        return env.single_observation_space, env.single_action_space
+    return env.observation_space, env.action_space
+
+
+def make_env(env_id: str, **kwargs: Any) -> gym.Env:
+    """``gymnasium.make`` with an error that says what went wrong."""
+    import gymnasium as gym
+
+    try:
+        return gym.make(env_id, **kwargs)
+    except gym.error.Error as exc:
+        raise RegistryError(f"unknown environment {env_id!r}: {exc}") from None
+
+
+def _backend_rank(backend: str) -> int:
+    if backend in BACKEND_PREFERENCE:
+        return BACKEND_PREFERENCE.index(backend)
+    return len(BACKEND_PREFERENCE)

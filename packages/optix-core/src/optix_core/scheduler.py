@@ -1,0 +1,177 @@
+"""BackoffScheduler: when to evaluate, and when learning has stopped.
+
+Every evaluation either credits an improvement (the interval snaps back to
+``base_interval``, state ACTIVE) or counts one more non-improvement (the
+interval grows by ``backoff_factor`` up to ``max_interval_episodes``; COOLING
+after ``plateau_threshold`` in a row, DORMANT after ``dormant_threshold``).
+
+An improvement is a smoothed score (mean of the last ``score_smoothing`` raw
+scores) above the best credited one by more than the effective margin::
+
+    effective_margin = max(improvement_margin, noise_k * noise)
+
+``noise`` is the standard deviation of the last ``score_window`` raw scores
+around their least-squares line. tensor-optix took the plain standard
+deviation, which counts a steadily rising score as noise and so refuses to
+credit the fast learning it is meant to track; the residuals keep the noise
+floor and drop the trend.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from optix_core.types import LoopState
+
+
+@dataclass
+class ScheduleDecision:
+    """What one evaluation meant."""
+
+    improved: bool
+    state: LoopState
+    smoothed: float
+    margin: float
+    entered_cooling: bool
+    entered_dormant: bool
+    interval: int
+
+
+class BackoffScheduler:
+    def __init__(
+        self,
+        base_interval: int = 1,
+        backoff_factor: float = 2.0,
+        max_interval_episodes: int = 100,
+        plateau_threshold: int = 5,
+        dormant_threshold: int = 20,
+        score_smoothing: int = 2,
+        improvement_margin: float = 0.0,
+        noise_k: float = 2.0,
+        score_window: int = 20,
+        min_episodes_before_dormant: int = 0,
+    ) -> None:
+        _check(base_interval >= 1, "base_interval must be >= 1", base_interval)
+        _check(backoff_factor >= 1.0, "backoff_factor must be >= 1", backoff_factor)
+        _check(
+            max_interval_episodes >= base_interval,
+            "max_interval_episodes must be >= base_interval",
+            max_interval_episodes,
+        )
+        _check(plateau_threshold >= 1, "plateau_threshold must be >= 1", plateau_threshold)
+        _check(
+            dormant_threshold >= plateau_threshold,
+            "dormant_threshold must be >= plateau_threshold",
+            dormant_threshold,
+        )
+        _check(score_smoothing >= 1, "score_smoothing must be >= 1", score_smoothing)
+        _check(improvement_margin >= 0, "improvement_margin must be >= 0", improvement_margin)
+        _check(noise_k >= 0, "noise_k must be >= 0", noise_k)
+        _check(score_window >= 2, "score_window must be >= 2", score_window)
+        self.base_interval = base_interval
+        self.backoff_factor = backoff_factor
+        self.max_interval_episodes = max_interval_episodes
+        self.plateau_threshold = plateau_threshold
+        self.dormant_threshold = dormant_threshold
+        self.score_smoothing = score_smoothing
+        self.improvement_margin = improvement_margin
+        self.noise_k = noise_k
+        self.score_window = score_window
+        self.min_episodes_before_dormant = min_episodes_before_dormant
+        self.state = LoopState.ACTIVE
+        self.interval = base_interval
+        self.next_eval_episode = base_interval
+        self.consecutive_no_improvement = 0
+        self.n_evaluations = 0
+        self.best_smoothed = -np.inf
+        self._raw: deque[float] = deque(maxlen=score_window)
+
+    def resume_after_dormant(self, episode: int) -> None:
+        """Keep training after DORMANT: back to ACTIVE, evaluating densely again."""
+        self.state = LoopState.ACTIVE
+        self.consecutive_no_improvement = 0
+        self.interval = self.base_interval
+        self.next_eval_episode = episode + self.interval
+
+    def should_evaluate(self, episode: int) -> bool:
+        return episode >= self.next_eval_episode
+
+    def noise(self) -> float:
+        """Standard deviation of recent raw scores around their linear trend."""
+        scores = np.asarray(self._raw, dtype=np.float64)
+        if scores.size < 3:
+            return 0.0
+        t = np.arange(scores.size, dtype=np.float64)
+        slope, intercept = np.polyfit(t, scores, 1)
+        residuals = scores - (slope * t + intercept)
+        return float(np.sqrt(np.sum(residuals**2) / (scores.size - 2)))
+
+    def effective_margin(self) -> float:
+        return max(self.improvement_margin, self.noise_k * self.noise())
+
+    def record(self, episode: int, score: float) -> ScheduleDecision:
+        """Take the score of the evaluation at ``episode`` and move the state machine."""
+        margin = self.effective_margin()  # the noise floor before this score
+        self._raw.append(float(score))
+        self.n_evaluations += 1
+        recent = list(self._raw)[-self.score_smoothing :]
+        smoothed = float(np.mean(recent))
+        improved = bool(np.isfinite(smoothed)) and smoothed > self.best_smoothed + margin
+        before = self.state
+        if improved:
+            self.best_smoothed = smoothed
+            self.consecutive_no_improvement = 0
+            self.interval = self.base_interval
+            self.state = LoopState.ACTIVE
+        else:
+            self.consecutive_no_improvement += 1
+            self.interval = min(
+                round(self.interval * self.backoff_factor), self.max_interval_episodes
+            )
+            if (
+                self.consecutive_no_improvement >= self.dormant_threshold
+                and self.n_evaluations >= self.min_episodes_before_dormant
+            ):
+                self.state = LoopState.DORMANT
+            elif self.consecutive_no_improvement >= self.plateau_threshold:
+                self.state = LoopState.COOLING
+        self.next_eval_episode = episode + self.interval
+        return ScheduleDecision(
+            improved=improved,
+            state=self.state,
+            smoothed=smoothed,
+            margin=margin,
+            entered_cooling=self.state is LoopState.COOLING and before is not LoopState.COOLING,
+            entered_dormant=self.state is LoopState.DORMANT and before is not LoopState.DORMANT,
+            interval=self.interval,
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "state": self.state.value,
+            "interval": self.interval,
+            "next_eval_episode": self.next_eval_episode,
+            "consecutive_no_improvement": self.consecutive_no_improvement,
+            "n_evaluations": self.n_evaluations,
+            "best_smoothed": None if not np.isfinite(self.best_smoothed) else self.best_smoothed,
+            "raw": list(self._raw),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.state = LoopState(state["state"])
+        self.interval = int(state["interval"])
+        self.next_eval_episode = int(state["next_eval_episode"])
+        self.consecutive_no_improvement = int(state["consecutive_no_improvement"])
+        self.n_evaluations = int(state["n_evaluations"])
+        best = state["best_smoothed"]
+        self.best_smoothed = -np.inf if best is None else float(best)
+        self._raw = deque((float(x) for x in state["raw"]), maxlen=self.score_window)
+
+
+def _check(ok: bool, message: str, value: Any) -> None:
+    if not ok:
+        raise ValueError(f"{message}, got {value!r}")

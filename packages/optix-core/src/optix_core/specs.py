@@ -1,0 +1,98 @@
+"""What plugins register: descriptions of agents, evaluators, callbacks and backends.
+
+Every callable is named by a ``"module:attribute"`` string and imported only
+when used, so listing what is installed never imports a framework.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+ACTION_SPACES = ("discrete", "continuous")
+
+
+def load_object(reference: str) -> Any:
+    """Import ``"package.module:attribute"`` and return the attribute."""
+    module_name, _, attribute = reference.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"{reference!r} is not a 'module:attribute' reference")
+    obj = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """An algorithm on one backend.
+
+    ``factory`` is called as ``factory(observation_space, action_space, *,
+    hyperparams=None, device="auto", seed=None)`` and returns a ``BaseAgent``
+    with a default network for those spaces. ``search_space`` is in
+    TrialOrchestrator's format (``{"learning_rate": ("log_float", 1e-4, 3e-3)}``).
+    ``rollout`` suggests how to collect its experience: ``n_envs`` (parallel
+    environments) and ``window_size`` (steps per environment per window).
+    """
+
+    name: str
+    backend: str
+    factory: str
+    action_spaces: tuple[str, ...]
+    on_policy: bool = True
+    defaults: dict[str, Any] = field(default_factory=dict)
+    search_space: dict[str, tuple] = field(default_factory=dict)
+    summary: str = ""
+    rollout: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "action_spaces", tuple(self.action_spaces))
+        unknown = set(self.action_spaces) - set(ACTION_SPACES)
+        if unknown or not self.action_spaces:
+            raise ValueError(
+                f"AgentSpec {self.name!r}: action_spaces must be a non-empty subset of "
+                f"{ACTION_SPACES}, got {self.action_spaces}"
+            )
+        if ":" not in self.factory:
+            raise ValueError(f"AgentSpec {self.name!r}: factory must be 'module:callable'")
+
+    def load_factory(self) -> Any:
+        return load_object(self.factory)
+
+
+@dataclass(frozen=True)
+class EvaluatorSpec:
+    """A scorer for windows of experience; ``factory`` builds a ``BaseEvaluator``."""
+
+    name: str
+    factory: str
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class CallbackSpec:
+    """A loop callback; ``factory`` builds a ``LoopCallback`` from keyword options."""
+
+    name: str
+    factory: str
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """A framework backend.
+
+    ``list_devices`` returns device names (``["cpu", "cuda:0"]``),
+    ``resolve_device`` maps ``"auto"`` or a name to the device to use and
+    raises ``ValueError`` for one that is not there, and ``seed`` seeds the
+    framework's random generators. All three are ``"module:callable"``
+    strings, imported only when called.
+    """
+
+    name: str
+    distribution: str
+    list_devices: str
+    resolve_device: str
+    seed: str
+    summary: str = ""

@@ -1,0 +1,1 @@
+"""optix-distributed."""
