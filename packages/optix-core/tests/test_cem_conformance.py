@@ -1,0 +1,6 @@
+from optix_core.testing import AgentConformance
+
+
+class TestCEMConformance(AgentConformance):
+    algo = "cem"
+    backend = "numpy"
