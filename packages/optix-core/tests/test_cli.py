@@ -57,7 +57,7 @@ def test_an_action_space_the_algorithm_does_not_support(tmp_path):
 def test_list_is_a_table_of_algorithms():
     result = optix("list")
     assert result.returncode == 0, result.stderr
-    header, rule, *rows = result.stdout.splitlines()
+    header, _rule, *rows = result.stdout.splitlines()
     assert header.split() == ["algorithm", "backend", "actions", "policy", "summary", "plugin"]
     cem = next(r for r in rows if r.startswith("cem "))
     assert "numpy" in cem and "discrete,continuous" in cem and cem.rstrip().endswith("optix-core")

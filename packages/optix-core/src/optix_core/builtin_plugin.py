@@ -1,6 +1,6 @@
 """optix-core's own plugin: the framework-free agents and the default evaluator."""
 
-from optix_core.agents.cem_config import DEFAULTS, SEARCH_SPACE
+from optix_core.algorithms.cem_config import DEFAULTS, SEARCH_SPACE
 from optix_core.hookspecs import hookimpl
 from optix_core.specs import AgentSpec, EvaluatorSpec
 
@@ -11,7 +11,7 @@ def optix_register_agents(register):
         AgentSpec(
             name="cem",
             backend="numpy",
-            factory="optix_core.agents.cem:make_cem",
+            factory="optix_core.algorithms.cem:make_cem",
             action_spaces=("discrete", "continuous"),
             on_policy=True,
             defaults=dict(DEFAULTS),

@@ -19,6 +19,7 @@ floor and drop the trend.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -129,8 +130,9 @@ class BackoffScheduler:
             self.state = LoopState.ACTIVE
         else:
             self.consecutive_no_improvement += 1
+            # ceil, so that a factor below 1.5 still grows an interval of 1
             self.interval = min(
-                round(self.interval * self.backoff_factor), self.max_interval_episodes
+                math.ceil(self.interval * self.backoff_factor), self.max_interval_episodes
             )
             if (
                 self.consecutive_no_improvement >= self.dormant_threshold

@@ -1,1 +1,1 @@
-"""Framework-free agents that optix-core registers itself."""
+"""Framework-free algorithms that optix-core registers itself."""

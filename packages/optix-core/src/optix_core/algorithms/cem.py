@@ -32,7 +32,7 @@ import gymnasium as gym
 import numpy as np
 
 from optix_core.agent import BaseAgent
-from optix_core.agents.cem_config import BOUNDS, DEFAULTS
+from optix_core.algorithms.cem_config import BOUNDS, DEFAULTS
 from optix_core.hyperparams import check_hyperparams
 from optix_core.types import EpisodeData, HyperparamSet
 

@@ -64,6 +64,7 @@ class LivePipeline(BasePipeline):
         self._windows = 0
         self._obs: Any = None
         self.reconnects = 0
+        self._failures = 0  # failures in a row; a successful step resets it
 
     @staticmethod
     def every_n_steps(n: int) -> BoundaryFn:
@@ -110,6 +111,7 @@ class LivePipeline(BasePipeline):
                 self.stats.cut(0)
                 self._obs = None
                 continue
+            self._failures = 0
             done = bool(terminated or truncated)
             finals = {0: obs} if done else {}
             recorder.add(batch, action, [reward], [terminated], [truncated], info, finals)
@@ -132,21 +134,24 @@ class LivePipeline(BasePipeline):
                 self._reconnect()
 
     def _reconnect(self) -> None:
-        delay = self.reconnect_delay
-        for attempt in range(1, self.max_reconnects + 1):
-            self._sleep(delay)
+        """Wait, then close and connect again; the wait doubles with every failure
+        in a row (a failed connect, or a source that fails again right after)."""
+        while True:
+            self._failures += 1
+            if self._failures > self.max_reconnects:
+                raise ConnectionError(
+                    f"live source still failing after {self.max_reconnects} reconnect attempts"
+                )
+            delay = self.reconnect_delay * 2 ** (self._failures - 1)
+            self._sleep(min(delay, self.max_reconnect_delay))
             try:
                 _call_optional(self.source, "close")
                 _call_optional(self.source, "connect")
             except Exception as exc:
-                log.warning("reconnect %d/%d failed: %s", attempt, self.max_reconnects, exc)
-                delay = min(delay * 2, self.max_reconnect_delay)
+                log.warning("reconnect %d/%d failed: %s", self._failures, self.max_reconnects, exc)
                 continue
             self.reconnects += 1
             return
-        raise ConnectionError(
-            f"live source still failing after {self.max_reconnects} reconnect attempts"
-        )
 
     def close(self) -> None:
         _call_optional(self.source, "close")

@@ -118,7 +118,7 @@ class AgentConformance:
         assert restored.get_hyperparams().params == agent.get_hyperparams().params
         for file in (tmp_path / "agent").rglob("*"):
             if file.is_file():
-                assert not file.read_bytes()[:1] == b"\x80", f"{file.name} looks like a pickle"
+                assert file.read_bytes()[:1] != b"\x80", f"{file.name} looks like a pickle"
 
     def test_learns_from_a_short_window(self, env_id: str) -> None:
         agent = self.make(env_id)

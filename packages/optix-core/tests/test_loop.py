@@ -1,0 +1,733 @@
+"""RLOptimizer: the autonomous loop, driven by an agent whose scores are scripted."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from optix_core.agent import BaseAgent
+from optix_core.callbacks import HOOKS, LoopCallback
+from optix_core.checkpoints import CheckpointRegistry
+from optix_core.evaluation import evaluate_policy
+from optix_core.evaluator import BaseEvaluator
+from optix_core.loop import RLOptimizer, TrainingDivergedError
+from optix_core.optimizer import BaseOptimizer
+from optix_core.pipeline import BasePipeline, BatchPipeline, VectorBatchPipeline
+from optix_core.registry import make_agent
+from optix_core.report import LoopReport
+from optix_core.types import EpisodeData, EvalMetrics, HyperparamSet, LoopState, PolicySnapshot
+
+# ---- test doubles: a scripted agent, its evaluator, a validation pipeline ----
+
+
+class ScriptedAgent(BaseAgent):
+    """Its one weight, its "skill", follows ``curve(t)`` on the t-th ``learn``.
+
+    The learn counter is not part of the weights, so a rollback restores the
+    skill and the script carries on; with ``save_clock=True`` it is saved too,
+    as an optimizer's step count would be, so a resumed run replays exactly.
+    ``seen`` records the skill each ``learn`` started from.
+    """
+
+    def __init__(
+        self,
+        curve: Callable[[int], float],
+        *,
+        on_policy: bool = True,
+        save_clock: bool = False,
+        hyperparams: dict | None = None,
+    ) -> None:
+        self.curve = curve
+        self.on_policy = on_policy
+        self.save_clock = save_clock
+        self.skill = 0.0
+        self.t = 0
+        self.seen: list[float] = []
+        self.saved: list[float] = []
+        self.hp = HyperparamSet(dict(hyperparams or {"learning_rate": 0.1}))
+
+    def act(self, observation, deterministic=False):
+        return np.zeros(len(observation), dtype=np.int64)
+
+    def learn(self, episode_data: EpisodeData) -> dict[str, float]:
+        assert episode_data.rewards.shape[1] == 1
+        self.seen.append(self.skill)
+        self.skill = float(self.curve(self.t))
+        self.t += 1
+        return {"skill": self.skill, "loss": 0.0 if math.isfinite(self.skill) else self.skill}
+
+    def get_hyperparams(self) -> HyperparamSet:
+        return self.hp.copy()
+
+    def set_hyperparams(self, hyperparams: HyperparamSet) -> None:
+        self.hp = hyperparams.copy()
+
+    def save_weights(self, path: str) -> None:
+        self.saved.append(self.skill)
+        Path(path).mkdir(parents=True, exist_ok=True)
+        state = {"skill": self.skill, **({"t": self.t} if self.save_clock else {})}
+        (Path(path) / "skill.json").write_text(json.dumps(state))
+
+    def load_weights(self, path: str) -> None:
+        state = json.loads((Path(path) / "skill.json").read_text())
+        self.skill = state["skill"]
+        self.t = state.get("t", self.t)
+
+    @property
+    def is_on_policy(self) -> bool:
+        return self.on_policy
+
+
+class SkillEvaluator(BaseEvaluator):
+    """Scores a training window by the skill ``learn`` reported, and a
+    validation window (no diagnostics) by its mean reward."""
+
+    def score(self, episode_data, train_diagnostics):
+        if "skill" in train_diagnostics:
+            score = train_diagnostics["skill"]
+        else:
+            score = float(np.mean(episode_data.rewards))
+        return EvalMetrics(primary_score=score, episode_id=episode_data.episode_id)
+
+
+class ValidationPipeline(BasePipeline):
+    """One-step windows whose reward is the bound agent's skill minus ``gap``."""
+
+    def __init__(self, gap: float) -> None:
+        self.gap = gap
+        self.windows = 0
+
+    def episodes(self):
+        while True:
+            agent = self._require_agent()
+            self.windows += 1
+            zeros = np.zeros((1, 1))
+            yield EpisodeData(
+                observations=zeros,
+                actions=zeros,
+                rewards=np.array([[agent.skill - self.gap]]),
+                terminated=zeros.astype(bool),
+                truncated=zeros.astype(bool),
+                episode_id=self.windows,
+            )
+
+
+class Recorder(LoopCallback):
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+        self.loop: RLOptimizer | None = None
+
+    def on_loop_start(self, loop):
+        self.loop = loop
+        self.events.append(("on_loop_start", loop))
+
+    def on_loop_stop(self, report):
+        self.events.append(("on_loop_stop", report))
+
+    def on_episode_end(self, episode_id, metrics):
+        self.events.append(("on_episode_end", episode_id, metrics))
+
+    def on_improvement(self, snapshot):
+        self.events.append(("on_improvement", snapshot))
+
+    def on_plateau(self, episode_id, metrics):
+        self.events.append(("on_plateau", episode_id, metrics))
+
+    def on_dormant(self, episode_id):
+        self.events.append(("on_dormant", episode_id))
+
+    def on_degradation(self, episode_id, metrics):
+        self.events.append(("on_degradation", episode_id, metrics))
+
+    def on_hyperparam_update(self, old, new):
+        self.events.append(("on_hyperparam_update", old, new))
+
+    def hooks(self) -> list[str]:
+        return [e[0] for e in self.events]
+
+    def of(self, hook: str) -> list[tuple]:
+        return [e[1:] for e in self.events if e[0] == hook]
+
+    def scores(self) -> list[float]:
+        return [m.primary_score for _, m in self.of("on_episode_end")]
+
+
+class HalvingOptimizer(BaseOptimizer):
+    """Halves the learning rate at every evaluation."""
+
+    def __init__(self, probing: bool = False) -> None:
+        self.probing = probing
+        self.improvements = 0
+        self.plateaus = 0
+        self.calls = 0
+
+    def suggest(self, current, metrics):
+        self.calls += 1
+        return HyperparamSet(
+            {**current.params, "learning_rate": current.params["learning_rate"] / 2}
+        )
+
+    def on_improvement(self, metrics):
+        self.improvements += 1
+
+    def on_plateau(self, metrics):
+        self.plateaus += 1
+
+    @property
+    def is_probing(self):
+        return self.probing
+
+    def state_dict(self):
+        return {"calls": self.calls}
+
+    def load_state_dict(self, state):
+        self.calls = state["calls"]
+
+
+def script(*values: float, then: float | None = None) -> Callable[[int], float]:
+    """The scripted curve: ``values`` in order, then ``then`` (default: the last) forever."""
+    last = values[-1] if then is None else then
+    return lambda t: values[t] if t < len(values) else last
+
+
+def pipeline() -> BatchPipeline:
+    return BatchPipeline(env_id="CartPole-v1", window_size=2, seed=0)
+
+
+EXACT = {"score_smoothing": 1, "noise_k": 0.0}
+DENSE = {**EXACT, "max_interval_episodes": 1}  # evaluate every window
+
+
+def loop(agent, **kwargs) -> RLOptimizer:
+    options = {"evaluator": SkillEvaluator(), **DENSE, **kwargs}
+    return RLOptimizer(agent, pipeline(), **options)
+
+
+# ---- stopping and the best weights -----------------------------------------------
+
+
+def test_stops_on_dormant_by_itself_holding_the_best_weights():
+    agent = ScriptedAgent(script(1, 2, 3, 10, then=2))
+    recorder = Recorder()
+    report = loop(
+        agent,
+        plateau_threshold=2,
+        dormant_threshold=4,
+        max_episodes=1000,
+        max_interval_episodes=4,
+        callbacks=[recorder],
+    ).run()
+    assert report.final_state is LoopState.DORMANT
+    assert report.stop_reason.startswith("converged")
+    # 4 improving windows, then evaluations after 1, 2, 4, 4 more windows.
+    assert report.episodes == 4 + 1 + 2 + 4 + 4
+    assert report.best_score == 10
+    assert report.best_episode == 4
+    assert report.env_steps == report.episodes * 2
+    assert agent.skill == 10
+    assert recorder.of("on_dormant") == [(report.episodes,)]
+    assert recorder.hooks()[-1] == "on_loop_stop"
+
+
+def test_best_weights_after_max_episodes():
+    agent = ScriptedAgent(script(1, 2, 5, 3, 0, then=-1))
+    report = loop(agent, max_episodes=8).run()
+    assert report.stop_reason == "max_episodes (8) reached"
+    assert report.episodes == 8
+    assert report.final_state is not LoopState.DORMANT
+    assert agent.seen[-1] == -1  # it ended training at -1 ...
+    assert agent.skill == 5  # ... and holds the best
+
+
+def test_best_weights_after_stop_from_a_callback():
+    class StopAtSix(LoopCallback):
+        def on_loop_start(self, loop):
+            self.loop = loop
+
+        def on_episode_end(self, episode_id, metrics):
+            if episode_id == 6:
+                self.loop.stop("enough")
+
+    agent = ScriptedAgent(script(1, 7, 3, 2, 1, 0, 5, 9))
+    report = loop(agent, callbacks=[StopAtSix()]).run()
+    assert report.stop_reason == "enough"
+    assert report.episodes == 6
+    assert agent.skill == 7
+
+
+def test_best_weights_after_an_exception_mid_run():
+    def curve(t):
+        if t == 5:
+            raise RuntimeError("simulator crashed")
+        return [3.0, 8.0, 4.0, 1.0, 0.0][t]
+
+    agent = ScriptedAgent(curve)
+    optimizer = loop(agent)
+    with pytest.raises(RuntimeError, match="simulator crashed"):
+        optimizer.run()
+    assert agent.skill == 8
+    assert optimizer.episode == 6
+    # The temporary checkpoint directory is removed.
+    assert optimizer._temp_dir is not None and not optimizer._temp_dir.exists()
+
+
+def test_best_weights_after_keyboard_interrupt():
+    def curve(t):
+        if t == 4:
+            raise KeyboardInterrupt
+        return [3.0, 8.0, 4.0, 1.0][t]
+
+    agent = ScriptedAgent(curve)
+    recorder = Recorder()
+    report = loop(agent, callbacks=[recorder]).run()
+    assert report.stop_reason == "interrupted"
+    assert report.episodes == 5
+    assert agent.skill == 8
+    assert recorder.hooks()[-1] == "on_loop_stop"
+
+
+def test_temporary_checkpoints_are_removed_after_a_normal_run():
+    optimizer = loop(ScriptedAgent(script(1, 2)), max_episodes=3)
+    optimizer.run()
+    assert optimizer._temp_dir is not None and not optimizer._temp_dir.exists()
+
+
+# ---- callbacks ----------------------------------------------------------------------
+
+
+def run_through_every_event(*callbacks: LoopCallback, optimizer=None):
+    # Rises to 5, collapses to 0 (degradation), then stays flat: plateau, dormant.
+    agent = ScriptedAgent(script(1, 2, 3, 4, 5, then=0))
+    report = loop(
+        agent,
+        optimizer=optimizer or HalvingOptimizer(),
+        plateau_threshold=2,
+        dormant_threshold=3,
+        min_episodes_before_degradation=1,
+        max_episodes=100,
+        callbacks=list(callbacks),
+    ).run()
+    return agent, report
+
+
+def test_all_eight_hooks_fire():
+    recorder = Recorder()
+    optimizer = HalvingOptimizer()
+    agent, report = run_through_every_event(recorder, optimizer=optimizer)
+    hooks = recorder.hooks()
+    assert set(hooks) == set(HOOKS)
+    assert hooks[0] == "on_loop_start" and hooks[-1] == "on_loop_stop"
+    assert recorder.of("on_loop_start") == [(recorder.loop,)]
+    (stop_report,) = recorder.of("on_loop_stop")[0]
+    assert stop_report is report and isinstance(report, LoopReport)
+
+    assert [e[0] for e in recorder.of("on_episode_end")] == list(range(1, report.episodes + 1))
+    improvements = [s for (s,) in recorder.of("on_improvement")]
+    assert all(isinstance(s, PolicySnapshot) for s in improvements)
+    assert [s.score for s in improvements] == [1, 2, 3, 4, 5]
+    assert recorder.of("on_degradation")[0][0] == 6
+    assert [e[0] for e in recorder.of("on_plateau")] == [7]
+    assert recorder.of("on_dormant") == [(8,)]
+    assert report.episodes == 8
+
+    updates = recorder.of("on_hyperparam_update")
+    assert len(updates) == 8  # one per evaluation
+    old, new = updates[0]
+    assert (old.params["learning_rate"], new.params["learning_rate"]) == (0.1, 0.05)
+    assert new.episode_id == 1
+    assert agent.get_hyperparams().params["learning_rate"] == pytest.approx(0.1 / 2**8)
+    assert optimizer.improvements == 5 and optimizer.plateaus == 1
+
+
+def test_a_callback_that_raises_is_isolated(caplog):
+    class Broken(LoopCallback):
+        def __getattribute__(self, name):
+            if name in HOOKS:
+
+                def hook(*args):
+                    raise ValueError(f"broken {name}")
+
+                return hook
+            return super().__getattribute__(name)
+
+    recorder = Recorder()
+    agent, report = run_through_every_event(Broken(), recorder)
+    assert report.final_state is LoopState.DORMANT
+    assert set(recorder.hooks()) == set(HOOKS)  # the one after it still hears everything
+    assert agent.skill == 5
+    for hook in HOOKS:
+        assert f"callback Broken failed in {hook}" in caplog.text
+
+
+# ---- degradation and rollback --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("on_policy", "rollback", "rolled_back"),
+    [(True, True, True), (False, True, False), (True, False, False)],
+)
+def test_rollback_on_degradation_only_for_on_policy_agents(on_policy, rollback, rolled_back):
+    agent = ScriptedAgent(script(1, 2, 10, 3, then=3), on_policy=on_policy)
+    recorder = Recorder()
+    loop(
+        agent,
+        rollback_on_degradation=rollback,
+        min_episodes_before_degradation=1,
+        max_episodes=5,
+        callbacks=[recorder],
+    ).run()
+    assert recorder.of("on_degradation")[0][0] == 4
+    # The 5th learn starts from the best weights (10) after a rollback, from
+    # the degraded ones (3) otherwise.
+    assert agent.seen[4] == (10 if rolled_back else 3)
+    assert agent.skill == 10  # run() ends on the best either way
+
+
+def test_degradation_needs_a_real_drop():
+    # 9.6 is within 5 % of 10, 9.4 is not.
+    recorder = Recorder()
+    loop(
+        ScriptedAgent(script(10, 9.6, 9.4)),
+        min_episodes_before_degradation=1,
+        max_episodes=3,
+        callbacks=[recorder],
+    ).run()
+    assert [e[0] for e in recorder.of("on_degradation")] == [3]
+
+
+def test_degradation_of_negative_scores():
+    # Best -200: a drop to -205 is within 5 %, -215 is not (tensor-optix's
+    # best * 0.95 = -190 would flag both).
+    recorder = Recorder()
+    loop(
+        ScriptedAgent(script(-200, -205, -215)),
+        min_episodes_before_degradation=1,
+        max_episodes=3,
+        callbacks=[recorder],
+    ).run()
+    assert [e[0] for e in recorder.of("on_degradation")] == [3]
+
+
+def test_degradation_waits_for_min_episodes_before_degradation():
+    recorder = Recorder()
+    loop(
+        ScriptedAgent(script(10, 0, 0, 0, 0, 0)),
+        min_episodes_before_degradation=4,
+        max_episodes=6,
+        callbacks=[recorder],
+    ).run()
+    assert [e[0] for e in recorder.of("on_degradation")] == [4, 5, 6]
+
+
+@pytest.mark.parametrize("probing", [True, False])
+def test_degradation_check_skipped_while_optimizer_is_probing(probing):
+    agent = ScriptedAgent(script(1, 2, 10, 3, then=3))
+    recorder = Recorder()
+    loop(
+        agent,
+        optimizer=HalvingOptimizer(probing=probing),
+        rollback_on_degradation=True,
+        min_episodes_before_degradation=1,
+        max_episodes=5,
+        callbacks=[recorder],
+    ).run()
+    assert bool(recorder.of("on_degradation")) is not probing
+    assert agent.seen[4] == (3 if probing else 10)
+
+
+# ---- defaults that depend on the agent ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("on_policy", "min_dormant", "threshold", "episodes"),
+    [
+        (True, 0, 20, 21),  # first evaluation improves, then 20 misses
+        (False, 1, 15, 16),
+        (False, 0, 15, 30),  # off-policy loop_hints: no DORMANT before 30 evaluations
+    ],
+)
+def test_dormant_threshold_defaults_to_20_on_policy_and_15_off_policy(
+    on_policy, min_dormant, threshold, episodes
+):
+    agent = ScriptedAgent(script(1.0), on_policy=on_policy)
+    optimizer = loop(
+        agent, plateau_threshold=2, min_episodes_before_dormant=min_dormant, max_episodes=500
+    )
+    optimizer.setup()
+    assert optimizer.scheduler.dormant_threshold == threshold
+    report = optimizer.run()
+    assert report.final_state is LoopState.DORMANT
+    assert report.episodes == episodes
+
+
+def test_explicit_dormant_threshold_wins():
+    agent = ScriptedAgent(script(1.0), on_policy=False)
+    optimizer = loop(agent, dormant_threshold=7)
+    assert optimizer.setup().is_on_policy is False
+    assert optimizer.scheduler.dormant_threshold == 7
+
+
+# ---- numerical trouble ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("on_policy", [True, False])
+def test_nan_in_diagnostics_rolls_back_and_is_never_saved(tmp_path, caplog, on_policy):
+    # Off-policy agents are never rolled back for a lower score, but broken
+    # weights are always replaced.
+    agent = ScriptedAgent(
+        script(1, 2, 3, math.nan, 2.5, math.inf, 2.0, then=2.0), on_policy=on_policy
+    )
+    recorder = Recorder()
+    report = loop(agent, checkpoint_dir=tmp_path, max_episodes=8, callbacks=[recorder]).run()
+    assert report.episodes == 8
+    # The windows after the NaN and the inf start from the best weights.
+    assert agent.seen[4] == 3
+    assert agent.seen[6] == 3
+    assert "became NaN/inf; rolled back" in caplog.text
+    # The broken windows are not scored ...
+    assert [e[0] for e in recorder.of("on_episode_end")] == [1, 2, 3, 5, 7, 8]
+    # ... and degradation is reported for them.
+    assert [e[0] for e in recorder.of("on_degradation")][:2] == [4, 6]
+    assert all(math.isfinite(s) for s in agent.saved)
+    registry = CheckpointRegistry(tmp_path)
+    for kind in ("best", "latest"):
+        for snapshot in registry.snapshots(kind):
+            probe = ScriptedAgent(script(0))
+            registry.load(probe, snapshot.path)
+            assert math.isfinite(probe.skill)
+    assert agent.skill == 3
+
+
+def test_nan_before_any_checkpoint_raises_training_diverged():
+    agent = ScriptedAgent(script(math.nan))
+    with pytest.raises(TrainingDivergedError, match="before the first checkpoint"):
+        loop(agent, max_episodes=5).run()
+    assert agent.saved == []
+
+
+# ---- validation, checkpoint selection ---------------------------------------------------------
+
+
+def test_val_pipeline_score_is_primary_and_gap_is_train_minus_val():
+    agent = ScriptedAgent(script(10, 20, 30, 25))
+    recorder = Recorder()
+    val = ValidationPipeline(gap=4.0)
+    report = RLOptimizer(
+        agent,
+        pipeline(),
+        val_pipeline=val,
+        evaluator=SkillEvaluator(),
+        **DENSE,
+        max_episodes=4,
+        callbacks=[recorder],
+    ).run()
+    assert val.agent is agent
+    assert val.windows == 4
+    metrics = [m for _, m in recorder.of("on_episode_end")]
+    assert [m.primary_score for m in metrics] == [6, 16, 26, 21]
+    assert [m.generalization_gap for m in metrics] == [4, 4, 4, 4]
+    assert [m.metrics["train_score"] for m in metrics] == [10, 20, 30, 25]
+    assert [m.metrics["val_score"] for m in metrics] == [6, 16, 26, 21]
+    assert report.val_score == 26
+    assert report.generalization_gap == 4
+    assert report.best_score == 26
+
+
+def test_checkpoint_score_fn_selects_the_checkpoints():
+    # The scheduler sees a rising score; the user's function prefers skill
+    # close to 3.
+    agent = ScriptedAgent(script(1, 2, 3, 4, 5, 6))
+    recorder = Recorder()
+    report = loop(
+        agent,
+        checkpoint_score_fn=lambda a: -abs(a.skill - 3),
+        max_episodes=6,
+        callbacks=[recorder],
+    ).run()
+    assert [s.score for (s,) in recorder.of("on_improvement")] == [-2, -1, 0]
+    assert report.best_score == 0
+    assert report.best_episode == 3
+    assert agent.skill == 3
+    last = recorder.of("on_episode_end")[-1][1]
+    assert last.metrics["checkpoint_score"] == -3
+
+
+# ---- output -----------------------------------------------------------------------------------
+
+
+def test_verbose_line_format(capsys):
+    values = {7: 65.7, 15: 208.1}
+    agent = ScriptedAgent(lambda t: values.get(t, 0.0))
+    RLOptimizer(
+        agent,
+        pipeline(),
+        evaluator=SkillEvaluator(),
+        base_interval=8,
+        max_interval_episodes=64,
+        max_episodes=16,
+        verbose=True,
+    ).run()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "[loop] ep=   8  raw=   65.7  smoothed=   65.7  state=ACTIVE  interval=8",
+        "[loop] ep=  16  raw=  208.1  smoothed=  136.9  state=ACTIVE  interval=8",
+    ]
+
+
+def test_verbose_lines_match_the_pattern_in_every_state(capsys):
+    agent = ScriptedAgent(script(-3.25, then=-1000.0))
+    loop(agent, plateau_threshold=2, dormant_threshold=3, verbose=True).run()
+    lines = capsys.readouterr().out.splitlines()
+    pattern = re.compile(
+        r"\[loop\] ep= *\d+  raw= *-?\d+\.\d  smoothed= *-?\d+\.\d  "
+        r"state=(ACTIVE|COOLING|DORMANT)  interval=\d+"
+    )
+    assert len(lines) == 4
+    assert all(pattern.fullmatch(line) for line in lines)
+    assert lines[0].endswith("state=ACTIVE  interval=1")
+    assert "state=COOLING" in lines[2]
+    assert "state=DORMANT" in lines[3]
+
+
+# ---- resume -----------------------------------------------------------------------------------
+
+
+def resumable(directory, max_episodes, *, resume=False, recorder=None, curve=None):
+    curve = curve or (lambda t: 10.0 * math.sin(t / 3.0) + t / 2.0)
+    agent = ScriptedAgent(curve, save_clock=True)
+    optimizer = RLOptimizer(
+        agent,
+        pipeline(),
+        evaluator=SkillEvaluator(),
+        optimizer=HalvingOptimizer(),
+        checkpoint_dir=directory,
+        max_episodes=max_episodes,
+        resume=resume,
+        callbacks=[recorder] if recorder else None,
+        score_smoothing=2,
+        noise_k=0.5,
+        max_interval_episodes=1,
+        plateau_threshold=3,
+        dormant_threshold=50,
+    )
+    return agent, optimizer
+
+
+def test_resume_continues_the_episode_counter_and_scheduler_state(tmp_path):
+    straight = Recorder()
+    _, whole = resumable(tmp_path / "whole", 30, recorder=straight)
+    whole_report = whole.run()
+
+    _, first = resumable(tmp_path / "run", 12)
+    first_report = first.run()
+    assert first_report.episodes == 12
+    scheduler_state = first.scheduler.state_dict()
+    env_steps = first.pipeline.env_steps
+
+    resumed = Recorder()
+    agent, second = resumable(tmp_path / "run", 30, resume=True, recorder=resumed)
+    second.setup()
+    assert second.episode == 12
+    assert second.scheduler.state_dict() == scheduler_state
+    assert second.pipeline.env_steps == env_steps
+    assert second.optimizer.calls == 12
+    assert second.best_snapshot is not None
+    assert first_report.best_episode == 6
+    assert agent.t == 12  # the latest snapshot, not the best (window 6)
+    report = second.run()
+
+    assert report.episodes == 30
+    assert report.env_steps == whole_report.env_steps
+    assert [e[0] for e in resumed.of("on_episode_end")] == list(range(13, 31))
+    # The same decisions as a run that was never interrupted.
+    assert resumed.scores() == straight.scores()[12:]
+    assert second.scheduler.state_dict() == whole.scheduler.state_dict()
+    assert report.best_score == whole_report.best_score
+    assert report.best_episode == whole_report.best_episode
+    assert agent.skill == whole.agent.skill
+
+
+def test_old_snapshots_without_resume_raise_file_exists(tmp_path):
+    _, first = resumable(tmp_path, 3)
+    first.run()
+    _, second = resumable(tmp_path, 6)
+    with pytest.raises(FileExistsError, match="resume=True"):
+        second.run()
+
+
+def test_resume_needs_a_checkpoint_dir_with_snapshots(tmp_path):
+    with pytest.raises(ValueError, match="checkpoint_dir"):
+        RLOptimizer(ScriptedAgent(script(1)), pipeline(), resume=True)
+    _, optimizer = resumable(tmp_path / "empty", 3, resume=True)
+    with pytest.raises(FileNotFoundError):
+        optimizer.run()
+
+
+# ---- construction ----------------------------------------------------------------------------
+
+
+def test_agent_factory_builds_the_agent_from_hyperparams_at_run():
+    calls = []
+
+    def factory(params):
+        calls.append(params)
+        return ScriptedAgent(script(1, 2, 3), hyperparams=params)
+
+    optimizer = RLOptimizer(
+        agent_factory=factory,
+        hyperparams={"learning_rate": 0.5, "gamma": 0.9},
+        pipeline=pipeline(),
+        evaluator=SkillEvaluator(),
+        max_episodes=3,
+        **DENSE,
+    )
+    assert calls == [] and optimizer.agent is None
+    report = optimizer.run()
+    assert calls == [{"learning_rate": 0.5, "gamma": 0.9}]
+    agent = optimizer.agent
+    assert isinstance(agent, ScriptedAgent)
+    assert optimizer.pipeline.agent is agent
+    assert agent.get_hyperparams().params == {"learning_rate": 0.5, "gamma": 0.9}
+    assert report.best_score == 3 and agent.skill == 3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "exactly one of agent= or agent_factory="),
+        ({"agent": "both", "agent_factory": lambda p: None}, "exactly one"),
+        ({"agent": "agent", "pipeline": None}, "needs a pipeline"),
+        ({"agent": "agent", "max_episodes": 0}, "max_episodes"),
+        ({"agent": "agent", "degradation_threshold": 1.5}, "degradation_threshold"),
+    ],
+)
+def test_invalid_arguments(kwargs, message):
+    kwargs = dict(kwargs)
+    if kwargs.get("agent") in ("agent", "both"):
+        kwargs["agent"] = ScriptedAgent(script(1))
+    kwargs.setdefault("pipeline", pipeline())
+    with pytest.raises(ValueError, match=message):
+        RLOptimizer(**kwargs)
+
+
+# ---- real learning --------------------------------------------------------------------------
+
+
+def test_cem_learns_cartpole_and_stops_by_itself():
+    agent = make_agent("cem", "CartPole-v1", seed=0)
+    pipe = VectorBatchPipeline(env_id="CartPole-v1", n_envs=8, window_size=500, seed=0)
+    try:
+        report = RLOptimizer(agent, pipe, dormant_threshold=10, max_interval_episodes=8).run()
+    finally:
+        pipe.close()
+    assert report.final_state is LoopState.DORMANT
+    assert report.stop_reason.startswith("converged")
+    evaluation = evaluate_policy(agent, "CartPole-v1", episodes=20, seed=0)
+    assert len(evaluation.returns) == 20
+    assert evaluation.mean >= 475, str(evaluation)

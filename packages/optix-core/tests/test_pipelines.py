@@ -1,0 +1,422 @@
+"""BatchPipeline and VectorBatchPipeline on real gymnasium environments."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+from optix_core.agent import BaseAgent
+from optix_core.pipeline import BatchPipeline, VectorBatchPipeline
+from optix_core.registry import RegistryError
+from optix_core.types import EpisodeData, HyperparamSet
+
+SHORT = {"max_episode_steps": 40}  # the angle policy lasts 30-60 steps: both ends occur
+
+
+class AnglePolicy(BaseAgent):
+    """CartPole: push toward the side the pole leans to. Deterministic, so a
+    manual rollout with the same seed reproduces the pipeline's."""
+
+    def __init__(self) -> None:
+        self.act_calls: list[bool] = []
+        self.starts: list[np.ndarray] = []
+        self.infos: list[dict[str, np.ndarray]] = []
+
+    @staticmethod
+    def policy(obs: np.ndarray) -> np.ndarray:
+        return (obs[:, 2] > 0).astype(np.int64)
+
+    def act(self, observation, deterministic=False):
+        self.act_calls.append(deterministic)
+        return self.policy(np.asarray(observation))
+
+    def act_info(self, observation, episode_start):
+        self.starts.append(np.array(episode_start, copy=True))
+        obs = np.asarray(observation)
+        info = {
+            "logp": (obs[:, 0] * 2.0).astype(np.float32),
+            "hidden": np.repeat(obs[:, 1:2], 3, axis=1),
+        }
+        self.infos.append(info)
+        return self.policy(obs), info
+
+    def learn(self, episode_data: EpisodeData) -> dict[str, float]:
+        return {}
+
+    def get_hyperparams(self) -> HyperparamSet:
+        return HyperparamSet({})
+
+    def set_hyperparams(self, hyperparams: HyperparamSet) -> None:
+        pass
+
+    def save_weights(self, path: str) -> None:
+        pass
+
+    def load_weights(self, path: str) -> None:
+        pass
+
+
+class ConstantAction(AnglePolicy):
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = value
+
+    def policy(self, obs):
+        return np.full((len(obs), 1), self.value, dtype=np.float32)
+
+
+def manual_rollout(env_id, seed, policy, n_steps, env_kwargs=None, clip=None):
+    """One environment stepped by hand, reset on every end like a SAME_STEP vector env."""
+    env = gym.make(env_id, **(env_kwargs or {}))
+    obs, _ = env.reset(seed=seed)
+    out = {k: [] for k in ("obs", "actions", "rewards", "terminated", "truncated", "final")}
+    returns, lengths, running, length = [], [], 0.0, 0
+    for _ in range(n_steps):
+        action = policy(obs[None])[0]
+        env_action = np.clip(action, *clip) if clip else action
+        nxt, reward, terminated, truncated, _ = env.step(env_action)
+        out["obs"].append(obs)
+        out["actions"].append(action)
+        out["rewards"].append(reward)
+        out["terminated"].append(terminated)
+        out["truncated"].append(truncated)
+        running += reward
+        length += 1
+        if terminated or truncated:
+            out["final"].append(nxt)
+            returns.append(running)
+            lengths.append(length)
+            running, length = 0.0, 0
+            nxt, _ = env.reset()
+        else:
+            out["final"].append(np.zeros_like(nxt))
+        obs = nxt
+    env.close()
+    arrays = {k: np.asarray(v) for k, v in out.items()}
+    return arrays, returns, lengths, obs
+
+
+def concat(windows: list[EpisodeData], name: str) -> np.ndarray:
+    return np.concatenate([getattr(w, name) for w in windows])
+
+
+# ---- shapes and dtypes ---------------------------------------------------------
+
+
+def test_vector_window_shapes_and_dtypes():
+    agent = AnglePolicy()
+    pipeline = VectorBatchPipeline(
+        env_id="CartPole-v1", n_envs=3, window_size=16, seed=0, agent=agent
+    )
+    data = pipeline.collect()
+    pipeline.close()
+    assert data.observations.shape == (16, 3, 4) and data.observations.dtype == np.float32
+    assert data.actions.shape == (16, 3) and data.actions.dtype == np.int64
+    assert data.rewards.shape == (16, 3) and data.rewards.dtype == np.float32
+    assert data.terminated.shape == (16, 3) and data.terminated.dtype == bool
+    assert data.truncated.shape == (16, 3) and data.truncated.dtype == bool
+    assert data.next_observations.shape == (3, 4)
+    assert data.final_observations.shape == (16, 3, 4)
+    assert data.policy_info["logp"].shape == (16, 3)
+    assert data.policy_info["logp"].dtype == np.float32
+    assert data.policy_info["hidden"].shape == (16, 3, 3)
+    assert data.n_steps == 48
+    assert data.episode_id == 1
+    np.testing.assert_array_equal(data.dones, data.terminated | data.truncated)
+
+
+def test_batch_pipeline_keeps_a_column_axis_and_accepts_an_env():
+    env = gym.make("Pendulum-v1")
+    pipeline = BatchPipeline(env, agent=ConstantAction(0.5), n_steps=8, seed=0)
+    data = pipeline.collect()
+    assert data.observations.shape == (8, 1, 3)
+    assert data.actions.shape == (8, 1, 1) and data.actions.dtype == np.float32
+    assert data.rewards.shape == (8, 1)
+    assert data.next_observations.shape == (1, 3)
+    pipeline.close()
+
+
+# ---- what is recorded --------------------------------------------------------------
+
+
+def test_batch_pipeline_records_what_a_manual_rollout_sees():
+    agent = AnglePolicy()
+    pipeline = BatchPipeline(
+        env_id="CartPole-v1", env_kwargs=SHORT, window_size=50, seed=3, agent=agent, stats_window=4
+    )
+    windows = [pipeline.collect() for _ in range(5)]
+    pipeline.close()
+    expected, returns, lengths, last_obs = manual_rollout(
+        "CartPole-v1", 3, AnglePolicy.policy, 250, SHORT
+    )
+
+    np.testing.assert_array_equal(concat(windows, "observations")[:, 0], expected["obs"])
+    np.testing.assert_array_equal(concat(windows, "actions")[:, 0], expected["actions"])
+    np.testing.assert_array_equal(concat(windows, "rewards")[:, 0], expected["rewards"])
+    terminated = concat(windows, "terminated")[:, 0]
+    truncated = concat(windows, "truncated")[:, 0]
+    np.testing.assert_array_equal(terminated, expected["terminated"])
+    np.testing.assert_array_equal(truncated, expected["truncated"])
+    assert terminated.any() and truncated.any()  # both kinds of end occurred
+    assert not (terminated & truncated).any()
+    # Truncation is the time limit: exactly 40 steps into an episode.
+    ends = np.flatnonzero(terminated | truncated)
+    episode_lengths = np.diff(ends, prepend=-1)
+    assert (episode_lengths[truncated[ends]] == 40).all()
+    assert (episode_lengths[terminated[ends]] < 40).all()
+    np.testing.assert_array_equal(windows[-1].next_observations[0], last_obs)
+
+    # Episode statistics span window boundaries.
+    ended = np.concatenate([w.infos["episode_returns"] for w in windows])
+    np.testing.assert_array_equal(ended, returns)
+    np.testing.assert_array_equal(
+        np.concatenate([w.infos["episode_lengths"] for w in windows]), lengths
+    )
+    assert sum(lengths) < 250 and max(lengths) <= 40
+    assert any(  # some episode straddled a window boundary
+        (start // 50) != ((start + n - 1) // 50)
+        for start, n in zip(np.cumsum([0, *lengths[:-1]]), lengths, strict=True)
+    )
+    np.testing.assert_array_equal(windows[-1].infos["recent_returns"], returns[-4:])
+
+
+def test_final_observations_hold_the_last_observation_of_ended_episodes():
+    pipeline = BatchPipeline(
+        env_id="CartPole-v1", env_kwargs=SHORT, window_size=120, seed=5, agent=AnglePolicy()
+    )
+    data = pipeline.collect()
+    pipeline.close()
+    expected, *_ = manual_rollout("CartPole-v1", 5, AnglePolicy.policy, 120, SHORT)
+    finals = data.final_observations[:, 0]
+    np.testing.assert_array_equal(finals, expected["final"])
+    dones = data.dones[:, 0]
+    assert dones.sum() >= 2
+    assert not finals[~dones].any()  # zeros where no episode ended
+    for t in np.flatnonzero(dones):
+        assert finals[t].any()
+        if t + 1 < len(dones):
+            # The observation after an end is the reset one, not the final one.
+            assert not np.array_equal(finals[t], data.observations[t + 1, 0])
+            assert np.abs(data.observations[t + 1, 0]).max() <= 0.05  # CartPole's reset range
+    # A terminal CartPole observation is out of bounds (pole beyond 12°, or cart beyond 2.4).
+    for t in np.flatnonzero(data.terminated[:, 0]):
+        assert abs(finals[t, 2]) > 12 * 2 * math.pi / 360 or abs(finals[t, 0]) > 2.4
+
+
+def test_vector_columns_match_manual_rollouts_seeded_apart():
+    pipeline = VectorBatchPipeline(
+        env_id="CartPole-v1",
+        n_envs=2,
+        window_size=60,
+        seed=10,
+        env_kwargs=SHORT,
+        agent=AnglePolicy(),
+    )
+    windows = [pipeline.collect() for _ in range(2)]
+    pipeline.close()
+    for column in range(2):
+        expected, *_ = manual_rollout("CartPole-v1", 10 + column, AnglePolicy.policy, 120, SHORT)
+        observations = concat(windows, "observations")[:, column]
+        np.testing.assert_array_equal(observations, expected["obs"])
+        np.testing.assert_array_equal(
+            concat(windows, "terminated")[:, column], expected["terminated"]
+        )
+        np.testing.assert_array_equal(
+            concat(windows, "truncated")[:, column], expected["truncated"]
+        )
+        np.testing.assert_array_equal(
+            concat(windows, "final_observations")[:, column], expected["final"]
+        )
+    all_returns = np.concatenate([w.infos["episode_returns"] for w in windows])
+    assert len(all_returns) == sum(
+        len(manual_rollout("CartPole-v1", 10 + c, AnglePolicy.policy, 120, SHORT)[1])
+        for c in range(2)
+    )
+
+
+def test_next_observations_continue_into_the_next_window():
+    pipeline = VectorBatchPipeline(
+        env_id="CartPole-v1", n_envs=2, window_size=7, seed=0, agent=AnglePolicy()
+    )
+    first, second = pipeline.collect(), pipeline.collect()
+    pipeline.close()
+    np.testing.assert_array_equal(first.next_observations, second.observations[0])
+    assert first.next_observations is not second.observations  # a copy, not a view
+
+
+def test_policy_info_from_act_info_is_recorded_with_episode_starts():
+    agent = AnglePolicy()
+    pipeline = VectorBatchPipeline(
+        env_id="CartPole-v1", n_envs=2, window_size=80, seed=1, env_kwargs=SHORT, agent=agent
+    )
+    data = pipeline.collect()
+    pipeline.close()
+    assert agent.act_calls == []  # training acts only through act_info
+    np.testing.assert_array_equal(
+        data.policy_info["logp"], (data.observations[..., 0] * 2.0).astype(np.float32)
+    )
+    np.testing.assert_array_equal(
+        np.stack([i["hidden"] for i in agent.infos]), data.policy_info["hidden"]
+    )
+    starts = np.stack(agent.starts)
+    assert starts[0].all()
+    np.testing.assert_array_equal(starts[1:], data.dones[:-1])
+    assert data.dones.any()
+
+
+def test_deterministic_pipeline_uses_act_and_records_no_policy_info():
+    agent = AnglePolicy()
+    pipeline = VectorBatchPipeline(
+        env_id="CartPole-v1", n_envs=2, window_size=10, seed=0, deterministic=True, agent=agent
+    )
+    data = pipeline.collect()
+    pipeline.close()
+    assert agent.act_calls == [True] * 10
+    assert agent.infos == []
+    assert data.policy_info == {}
+
+
+def test_box_actions_are_clipped_for_the_env_but_recorded_as_chosen():
+    agent = ConstantAction(5.0)  # Pendulum's torque is limited to [-2, 2]
+    pipeline = BatchPipeline(env_id="Pendulum-v1", window_size=20, seed=0, agent=agent)
+    data = pipeline.collect()
+    pipeline.close()
+    assert (data.actions == 5.0).all()
+    expected, *_ = manual_rollout("Pendulum-v1", 0, agent.policy, 20, clip=(-2.0, 2.0))
+    np.testing.assert_allclose(data.rewards[:, 0], expected["rewards"], rtol=1e-6)
+
+
+def test_async_envs_give_the_same_windows_as_sync():
+    windows = {}
+    for async_envs in (False, True):
+        pipeline = VectorBatchPipeline(
+            env_id="CartPole-v1",
+            n_envs=2,
+            window_size=50,
+            seed=4,
+            async_envs=async_envs,
+            env_kwargs=SHORT,
+            agent=AnglePolicy(),
+        )
+        try:
+            windows[async_envs] = pipeline.collect()
+            assert type(pipeline.envs).__name__ == (
+                "AsyncVectorEnv" if async_envs else "SyncVectorEnv"
+            )
+        finally:
+            pipeline.close()
+    sync, parallel = windows[False], windows[True]
+    for name in (
+        "observations",
+        "actions",
+        "rewards",
+        "terminated",
+        "truncated",
+        "final_observations",
+        "next_observations",
+    ):
+        np.testing.assert_array_equal(getattr(parallel, name), getattr(sync, name))
+    np.testing.assert_array_equal(parallel.infos["episode_returns"], sync.infos["episode_returns"])
+
+
+# ---- vector environments built by the user ------------------------------------------------
+
+
+def test_next_step_autoreset_is_refused():
+    envs = SyncVectorEnv(
+        [lambda: gym.make("CartPole-v1")] * 2, autoreset_mode=AutoresetMode.NEXT_STEP
+    )
+    with pytest.raises(ValueError, match="SAME_STEP"):
+        VectorBatchPipeline(envs=envs)
+    envs.close()
+    default = gym.make_vec("CartPole-v1", num_envs=2)  # NEXT_STEP is gymnasium's default
+    with pytest.raises(ValueError, match="autoreset_mode"):
+        VectorBatchPipeline(envs=default)
+    default.close()
+
+
+def test_same_step_vector_env_is_accepted():
+    envs = SyncVectorEnv(
+        [lambda: gym.make("CartPole-v1")] * 2, autoreset_mode=AutoresetMode.SAME_STEP
+    )
+    pipeline = VectorBatchPipeline(envs=envs, window_size=5, agent=AnglePolicy(), seed=0)
+    assert pipeline.n_envs == 2
+    assert pipeline.collect().observations.shape == (5, 2, 4)
+    pipeline.close()
+
+
+# ---- counters and resume --------------------------------------------------------------------
+
+
+def test_env_steps_count_every_environment_step():
+    pipeline = VectorBatchPipeline(
+        env_id="CartPole-v1", n_envs=3, window_size=5, seed=0, agent=AnglePolicy()
+    )
+    assert pipeline.env_steps == 0
+    windows = pipeline.episodes()
+    ids = [next(windows).episode_id for _ in range(4)]
+    pipeline.close()
+    assert ids == [1, 2, 3, 4]
+    assert pipeline.env_steps == 4 * 5 * 3
+
+
+def test_state_dict_round_trip():
+    first = BatchPipeline(
+        env_id="CartPole-v1", window_size=100, seed=2, agent=AnglePolicy(), stats_window=50
+    )
+    earlier = [first.collect() for _ in range(3)]
+    first.close()
+    before = np.concatenate([w.infos["episode_returns"] for w in earlier])
+    assert len(before) >= 3
+    state = json.loads(json.dumps(first.state_dict()))
+    assert state["env_steps"] == 300 and state["windows"] == 3
+
+    second = BatchPipeline(
+        env_id="CartPole-v1", window_size=100, seed=2, agent=AnglePolicy(), stats_window=50
+    )
+    second.load_state_dict(state)
+    assert second.env_steps == 300
+    data = second.collect()
+    second.close()
+    assert data.episode_id == 4
+    assert second.env_steps == 400
+    # The running statistics carry over: recent returns start with the earlier ones.
+    recent = data.infos["recent_returns"]
+    np.testing.assert_array_equal(recent[: len(before)], before)
+    assert len(recent) == len(before) + len(data.infos["episode_returns"])
+    # A resumed pipeline starts fresh episodes, seeded apart from the first ones.
+    reset_obs, _ = gym.make("CartPole-v1").reset(seed=2 + 7919 * 3)
+    np.testing.assert_array_equal(data.observations[0, 0], reset_obs)
+    assert not np.array_equal(data.observations[0, 0], earlier[0].observations[0, 0])
+
+
+# ---- errors ---------------------------------------------------------------------------------
+
+
+def test_invalid_construction():
+    with pytest.raises(ValueError, match="window_size"):
+        VectorBatchPipeline(env_id="CartPole-v1", window_size=0)
+    with pytest.raises(ValueError, match="exactly one"):
+        VectorBatchPipeline(env_id="CartPole-v1", env_fns=[lambda: gym.make("CartPole-v1")])
+    with pytest.raises(ValueError, match="exactly one"):
+        VectorBatchPipeline()
+    with pytest.raises(ValueError, match="empty"):
+        VectorBatchPipeline(env_fns=[])
+    with pytest.raises(ValueError, match="exactly one of env= or env_id="):
+        BatchPipeline()
+    with pytest.raises(ValueError, match="exactly one of env= or env_id="):
+        BatchPipeline(gym.make("CartPole-v1"), env_id="CartPole-v1")
+    with pytest.raises(RegistryError, match="unknown environment 'NoSuchEnv-v0'"):
+        VectorBatchPipeline(env_id="NoSuchEnv-v0", n_envs=2)
+
+
+def test_collect_without_an_agent_says_how_to_give_one():
+    pipeline = BatchPipeline(env_id="CartPole-v1", window_size=4)
+    with pytest.raises(RuntimeError, match="agent="):
+        pipeline.collect()
+    pipeline.close()

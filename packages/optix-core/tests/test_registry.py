@@ -1,0 +1,277 @@
+"""The plugin registry in-process: what is listed, and building agents from it."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import optix_core
+from optix_core.algorithms.cem import CEMAgent
+from optix_core.hyperparams import HyperparamError
+from optix_core.plugins import PluginConflictError, get_registry, reset_registry
+from optix_core.registry import (
+    RegistryError,
+    action_space_kind,
+    agents,
+    backends,
+    default_algorithm,
+    evaluators,
+    find_agent,
+    make_agent,
+    provider,
+)
+from optix_core.specs import AgentSpec, EvaluatorSpec, load_object
+from optix_core.types import HyperparamSet
+
+CEM_FACTORY = "optix_core.algorithms.cem:make_cem"
+
+
+@pytest.fixture
+def core_only(monkeypatch):
+    """A registry holding optix-core's own plugin only, whatever else is installed."""
+    monkeypatch.setenv("OPTIX_LOAD_PLUGINS", "")
+    reset_registry()
+    yield get_registry()
+    reset_registry()  # the next test discovers the installed plugins again
+
+
+def register(registry, spec, distribution="test-plugin"):
+    """Register ``spec`` as a plugin distributed as ``distribution`` would."""
+    registry.ensure_loaded()
+    registry._registrar(type(spec), distribution)(spec)
+
+
+class SpacesOnly:
+    """Anything with gymnasium spaces can be handed to make_agent."""
+
+    def __init__(self, observation_space, action_space):
+        self.observation_space = observation_space
+        self.action_space = action_space
+
+
+# ---- what is listed -----------------------------------------------------------------
+
+
+def test_agents_lists_cem_from_optix_cores_own_plugin():
+    cem = [s for s in agents() if s.name == "cem" and s.backend == "numpy"]
+    assert len(cem) == 1
+    assert provider(cem[0]) == "optix-core"
+
+
+def test_top_level_agents_stays_callable_after_a_cem_agent_is_built():
+    """``optix_core.agents()`` is the documented public listing; importing the
+    ``optix_core.agents`` subpackage (which building a CEM agent does) must not
+    replace it with a module."""
+    make_agent("cem", "CartPole-v1")
+    assert callable(optix_core.agents), f"optix_core.agents is {optix_core.agents!r}"
+    assert any(s.name == "cem" for s in optix_core.agents())
+    assert optix_core.make_agent is make_agent
+
+
+def test_core_plugin_registers_cem_and_the_default_evaluator(core_only):
+    (spec,) = agents()
+    assert (spec.name, spec.backend) == ("cem", "numpy")
+    assert spec.factory == CEM_FACTORY
+    assert spec.action_spaces == ("discrete", "continuous")
+    assert spec.on_policy is True
+    assert spec.defaults["population_size"] == 16
+    assert set(spec.search_space) <= set(spec.defaults)
+    assert spec.summary
+    assert provider(spec) == "optix-core"
+    assert [e.name for e in evaluators()] == ["episode-return"]
+    assert backends() == []
+    assert [p.distribution for p in core_only.plugins] == ["optix-core"]
+    assert core_only.plugins[0].error is None
+
+
+def test_agents_are_sorted_by_name_then_backend_preference(core_only):
+    for name, backend in [("zeta", "numpy"), ("cem", "tf"), ("cem", "torch"), ("cem", "jax")]:
+        register(core_only, AgentSpec(name, backend, CEM_FACTORY, ("discrete",)))
+    assert [(s.name, s.backend) for s in agents()] == [
+        ("cem", "torch"),
+        ("cem", "jax"),
+        ("cem", "tf"),
+        ("cem", "numpy"),
+        ("zeta", "numpy"),
+    ]
+    assert find_agent("cem", "discrete").backend == "torch"
+    assert find_agent("cem", "discrete", backend="numpy").backend == "numpy"
+    # Only the framework-free one serves continuous actions.
+    assert find_agent("cem", "continuous").backend == "numpy"
+
+
+# ---- make_agent ------------------------------------------------------------------------
+
+
+def test_make_agent_from_an_env_id_an_env_and_a_vector_env():
+    by_id = make_agent("cem", "CartPole-v1", seed=0)
+    assert isinstance(by_id, CEMAgent)
+    env = gym.make("Pendulum-v1")
+    by_env = make_agent("cem", env, seed=0)
+    assert by_env.act(np.zeros((2, 3)), deterministic=True).shape == (2, 1)
+    envs = gym.make_vec("CartPole-v1", num_envs=2)
+    by_vector = make_agent("cem", envs, seed=0)
+    envs.close()
+    assert by_vector.mean.shape == by_id.mean.shape == (4 * 2 + 2,)
+
+
+def test_make_agent_merges_hyperparams_over_the_defaults():
+    agent = make_agent("cem", "CartPole-v1", hyperparams={"population_size": 8})
+    params = agent.get_hyperparams().params
+    assert params["population_size"] == 8
+    assert params["elite_frac"] == 0.25
+    agent = make_agent(
+        "cem", "CartPole-v1", hyperparams=HyperparamSet({"hidden_size": 4}, episode_id=3)
+    )
+    assert agent.get_hyperparams().episode_id == 3
+    assert agent.mean.shape == (4 * 4 + 4 + 4 * 2 + 2,)
+
+
+def test_same_seed_same_agent():
+    obs = np.random.default_rng(0).normal(size=(8, 4))
+    starts = np.ones(8, dtype=bool)
+    a = make_agent("cem", "CartPole-v1", seed=5).act_info(obs, starts)[1]["params"]
+    b = make_agent("cem", "CartPole-v1", seed=5).act_info(obs, starts)[1]["params"]
+    c = make_agent("cem", "CartPole-v1", seed=6).act_info(obs, starts)[1]["params"]
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_unknown_algorithm_lists_what_is_installed(core_only):
+    with pytest.raises(RegistryError) as excinfo:
+        make_agent("nope", "CartPole-v1")
+    message = str(excinfo.value)
+    assert "unknown algorithm 'nope'" in message
+    assert "installed: cem" in message
+    assert "pip install optix-torch" in message
+
+
+def test_unknown_algorithm_names_every_installed_one(core_only):
+    register(core_only, AgentSpec("ppo", "torch", CEM_FACTORY, ("discrete",)))
+    with pytest.raises(RegistryError, match="installed: cem, ppo"):
+        make_agent("sac", "Pendulum-v1")
+
+
+def test_unknown_backend(core_only):
+    with pytest.raises(RegistryError) as excinfo:
+        make_agent("cem", "CartPole-v1", backend="torch")
+    message = str(excinfo.value)
+    assert "no 'torch' backend" in message
+    assert "offered by: numpy" in message
+    assert "optix-torch" in message
+
+
+def test_unsupported_action_space_kind():
+    env = SpacesOnly(gym.spaces.Box(-1, 1, (3,)), gym.spaces.MultiDiscrete([2, 3]))
+    with pytest.raises(RegistryError, match=r"MultiDiscrete.*not supported"):
+        make_agent("cem", env)
+
+
+def test_algorithm_asked_for_an_action_space_it_does_not_support(core_only):
+    register(core_only, AgentSpec("dqn", "torch", CEM_FACTORY, ("discrete",)))
+    with pytest.raises(RegistryError) as excinfo:
+        make_agent("dqn", "Pendulum-v1")
+    message = str(excinfo.value)
+    assert "'dqn' supports discrete action spaces, not continuous" in message
+    assert "optix list" in message
+
+
+def test_unknown_environment():
+    with pytest.raises(RegistryError, match="unknown environment 'NoSuchEnv-v0'"):
+        make_agent("cem", "NoSuchEnv-v0")
+
+
+def test_out_of_range_hyperparams_are_refused_before_building():
+    with pytest.raises(HyperparamError, match="population_size=1 is outside"):
+        make_agent("cem", "CartPole-v1", hyperparams={"population_size": 1})
+    with pytest.raises(HyperparamError, match="unknown hyperparameter 'learning_rate'"):
+        make_agent("cem", "CartPole-v1", hyperparams={"learning_rate": 1e-3})
+
+
+def test_cem_refuses_an_accelerator():
+    with pytest.raises(ValueError, match="CPU"):
+        make_agent("cem", "CartPole-v1", device="cuda")
+    assert isinstance(make_agent("cem", "CartPole-v1", device="cpu"), CEMAgent)
+
+
+# ---- default_algorithm ---------------------------------------------------------------------
+
+
+def test_default_algorithm_is_cem_with_optix_core_alone(core_only):
+    assert default_algorithm("discrete").name == "cem"
+    assert default_algorithm("continuous").name == "cem"
+
+
+def test_default_algorithm_prefers_ppo_where_a_backend_offers_it(core_only):
+    register(core_only, AgentSpec("ppo", "torch", CEM_FACTORY, ("discrete",)))
+    register(core_only, AgentSpec("a2c", "torch", CEM_FACTORY, ("continuous",)))
+    assert (default_algorithm("discrete").name, default_algorithm("discrete").backend) == (
+        "ppo",
+        "torch",
+    )
+    # No ppo for continuous actions: the preferred backend's first agent.
+    assert default_algorithm("continuous").name == "a2c"
+
+
+def test_default_algorithm_without_any_agent_for_the_space(core_only):
+    core_only.ensure_loaded()
+    core_only.items[AgentSpec].clear()
+    register(core_only, AgentSpec("dqn", "torch", CEM_FACTORY, ("discrete",)))
+    with pytest.raises(RegistryError, match="no installed agent supports continuous"):
+        default_algorithm("continuous")
+
+
+# ---- registration rules ----------------------------------------------------------------------
+
+
+def test_two_distributions_registering_the_same_agent_is_a_clear_error(core_only):
+    register(core_only, AgentSpec("ppo", "torch", CEM_FACTORY, ("discrete",)), "optix-torch")
+    with pytest.raises(PluginConflictError) as excinfo:
+        register(core_only, AgentSpec("ppo", "torch", CEM_FACTORY, ("discrete",)), "ppo-plus")
+    assert "'optix-torch'" in str(excinfo.value) and "'ppo-plus'" in str(excinfo.value)
+    # The same name on another backend is no conflict.
+    register(core_only, AgentSpec("ppo", "jax", CEM_FACTORY, ("discrete",)), "optix-jax")
+
+
+def test_registering_the_wrong_kind_is_a_type_error(core_only):
+    core_only.ensure_loaded()
+    spec = EvaluatorSpec("x", "optix_core.evaluator:EpisodeReturnEvaluator")
+    with pytest.raises(TypeError, match="expected AgentSpec, got EvaluatorSpec"):
+        core_only._registrar(AgentSpec, "test")(spec)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"action_spaces": ("multibinary",)}, "action_spaces"),
+        ({"action_spaces": ()}, "action_spaces"),
+        ({"factory": "no_colon"}, "module:callable"),
+    ],
+)
+def test_agent_spec_validation(kwargs, message):
+    fields = {
+        "name": "x",
+        "backend": "numpy",
+        "factory": CEM_FACTORY,
+        "action_spaces": ("discrete",),
+        **kwargs,
+    }
+    with pytest.raises(ValueError, match=message):
+        AgentSpec(**fields)
+
+
+def test_agent_spec_normalises_action_spaces_and_loads_its_factory():
+    spec = AgentSpec("x", "numpy", CEM_FACTORY, ["discrete"])
+    assert spec.action_spaces == ("discrete",)
+    assert spec.load_factory() is load_object(CEM_FACTORY)
+    assert load_object("optix_core.algorithms.cem:CEMAgent.act") is CEMAgent.act
+    with pytest.raises(ValueError, match="module:attribute"):
+        load_object("optix_core.algorithms.cem")
+
+
+def test_action_space_kind():
+    assert action_space_kind(gym.spaces.Discrete(3)) == "discrete"
+    assert action_space_kind(gym.spaces.Box(-1, 1, (2,))) == "continuous"
+    with pytest.raises(RegistryError, match="Discrete or Box"):
+        action_space_kind(gym.spaces.MultiBinary(3))

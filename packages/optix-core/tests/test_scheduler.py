@@ -1,0 +1,262 @@
+"""BackoffScheduler: evaluation backoff, plateau and convergence detection."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from optix_core.scheduler import BackoffScheduler
+from optix_core.types import LoopState
+
+
+def exact(**kwargs) -> BackoffScheduler:
+    """A scheduler that compares raw scores with no noise margin."""
+    options = {"score_smoothing": 1, "noise_k": 0.0, **kwargs}
+    return BackoffScheduler(**options)
+
+
+def feed(scheduler: BackoffScheduler, scores, start: int = 1):
+    """Record each score at the episode the scheduler asks for; return the decisions."""
+    episode = max(start, scheduler.next_eval_episode)
+    decisions = []
+    for score in scores:
+        assert scheduler.should_evaluate(episode)
+        decisions.append(scheduler.record(episode, score))
+        episode = scheduler.next_eval_episode
+    return decisions
+
+
+def test_first_finite_score_is_an_improvement():
+    scheduler = exact()
+    decision = scheduler.record(1, -500.0)
+    assert decision.improved
+    assert decision.state is LoopState.ACTIVE
+    assert scheduler.best_smoothed == -500.0
+
+
+def test_interval_doubles_on_each_non_improvement_up_to_the_maximum():
+    scheduler = exact(base_interval=1, max_interval_episodes=8, plateau_threshold=10)
+    decisions = feed(scheduler, [10.0] + [10.0] * 6)
+    assert [d.interval for d in decisions] == [1, 2, 4, 8, 8, 8, 8]
+    assert [d.improved for d in decisions] == [True] + [False] * 6
+
+
+def test_next_evaluation_is_interval_episodes_after_this_one():
+    scheduler = exact(base_interval=3, max_interval_episodes=24, plateau_threshold=10)
+    assert not scheduler.should_evaluate(2)
+    assert scheduler.should_evaluate(3)
+    scheduler.record(3, 1.0)  # improved: interval stays 3
+    assert scheduler.next_eval_episode == 6
+    scheduler.record(6, 1.0)  # not improved: 6
+    assert scheduler.next_eval_episode == 12
+    assert not scheduler.should_evaluate(11)
+    scheduler.record(12, 0.5)  # not improved: 12
+    assert scheduler.next_eval_episode == 24
+    scheduler.record(24, 0.5)  # capped at 24
+    assert scheduler.next_eval_episode == 48
+
+
+def test_improvement_resets_interval_to_base_and_state_to_active():
+    scheduler = exact(base_interval=2, max_interval_episodes=64, plateau_threshold=3)
+    decisions = feed(scheduler, [1.0, 1.0, 1.0, 1.0, 1.0, 2.0])
+    assert decisions[-2].state is LoopState.COOLING
+    assert decisions[-2].interval == 32
+    assert decisions[-1].improved
+    assert decisions[-1].interval == 2
+    assert decisions[-1].state is LoopState.ACTIVE
+    assert scheduler.consecutive_no_improvement == 0
+
+
+def test_cooling_after_plateau_threshold_and_dormant_after_dormant_threshold():
+    scheduler = exact(plateau_threshold=3, dormant_threshold=6, max_interval_episodes=4)
+    decisions = feed(scheduler, [5.0] + [5.0] * 6)
+    states = [d.state for d in decisions]
+    A, C, D = LoopState.ACTIVE, LoopState.COOLING, LoopState.DORMANT
+    assert states == [A, A, A, C, C, C, D]
+    assert [d.entered_cooling for d in decisions] == [False] * 3 + [True] + [False] * 3
+    assert [d.entered_dormant for d in decisions] == [False] * 6 + [True]
+
+
+def test_plateau_counts_non_improvements_in_a_row_only():
+    scheduler = exact(plateau_threshold=3, dormant_threshold=4)
+    # Two misses, an improvement, two misses: never three in a row.
+    decisions = feed(scheduler, [1.0, 0.0, 0.0, 2.0, 0.0, 0.0])
+    assert all(d.state is LoopState.ACTIVE for d in decisions)
+
+
+def test_not_dormant_before_min_episodes_before_dormant_evaluations():
+    scheduler = exact(plateau_threshold=2, dormant_threshold=3, min_episodes_before_dormant=8)
+    decisions = feed(scheduler, [1.0] * 10)
+    states = [d.state for d in decisions]
+    # Three misses in a row after the first evaluation (n_evaluations == 4) would
+    # be DORMANT; the minimum holds it in COOLING until the 8th evaluation.
+    assert states[:7] == [LoopState.ACTIVE] * 2 + [LoopState.COOLING] * 5
+    assert states[7] is LoopState.DORMANT
+    assert decisions[7].entered_dormant
+    assert scheduler.n_evaluations == 10
+
+
+def test_smoothed_score_is_the_mean_of_the_last_score_smoothing_raw_scores():
+    scheduler = BackoffScheduler(score_smoothing=3, noise_k=0.0, plateau_threshold=10)
+    raw = [10.0, 40.0, 10.0, 70.0, 0.0]
+    decisions = feed(scheduler, raw)
+    expected = [10.0, 25.0, 20.0, 40.0, 80.0 / 3]
+    assert [d.smoothed for d in decisions] == pytest.approx(expected)
+    # What is compared is the smoothed score: 20 < best 25 is no improvement even
+    # though the raw 10 equals the first, and 40 > 25 is one.
+    assert [d.improved for d in decisions] == [True, True, False, True, False]
+    assert scheduler.best_smoothed == pytest.approx(40.0)
+
+
+def test_a_single_spike_is_diluted_by_smoothing():
+    scheduler = BackoffScheduler(
+        score_smoothing=4, noise_k=0.0, improvement_margin=10.0, plateau_threshold=10
+    )
+    feed(scheduler, [100.0, 100.0, 100.0, 100.0])
+    decision = scheduler.record(scheduler.next_eval_episode, 130.0)  # raw +30, smoothed +7.5
+    assert decision.smoothed == pytest.approx(107.5)
+    assert not decision.improved
+
+
+def test_improvement_margin_is_a_floor():
+    scheduler = exact(improvement_margin=5.0, plateau_threshold=10)
+    decisions = feed(scheduler, [100.0, 104.0, 105.0, 105.5, 110.0])
+    assert [d.improved for d in decisions] == [True, False, False, True, False]
+    assert all(d.margin == 5.0 for d in decisions)
+
+
+def test_steadily_rising_noisy_score_is_credited():
+    """The deliberate deviation from tensor-optix: the noise is measured around
+    the trend, so fast, steady learning is not mistaken for noise."""
+    scheduler = BackoffScheduler(score_smoothing=1, noise_k=2.0, score_window=20)
+    rng = np.random.default_rng(0)
+    scores = 10.0 * np.arange(40) + rng.normal(0.0, 1.0, size=40)
+    decisions = feed(scheduler, scores)
+    assert all(d.improved for d in decisions)
+    assert all(d.state is LoopState.ACTIVE for d in decisions)
+    # The noise estimate is the ~1.0 scatter around the line, not the trend.
+    assert 0.5 < scheduler.noise() < 1.5
+    # tensor-optix's plain standard deviation of the same 20 scores is ~58,
+    # a margin of ~116 that no 10-point step could clear.
+    assert 2.0 * np.std(scores[-20:]) > 100.0
+
+
+def test_gain_inside_the_noise_is_not_credited_and_one_above_it_is():
+    rng = np.random.default_rng(1)
+    scheduler = BackoffScheduler(
+        score_smoothing=1,
+        noise_k=2.0,
+        score_window=20,
+        plateau_threshold=100,
+        dormant_threshold=100,
+    )
+    feed(scheduler, 50.0 + rng.normal(0.0, 5.0, size=20))
+    margin = scheduler.effective_margin()
+    assert margin == pytest.approx(2.0 * scheduler.noise())
+    assert 5.0 < margin < 20.0  # two standard deviations of the ~5.0 noise
+    best = scheduler.best_smoothed
+    state = json.loads(json.dumps(scheduler.state_dict()))
+
+    inside = scheduler.record(scheduler.next_eval_episode, best + 0.5 * margin)
+    assert not inside.improved
+    assert inside.margin == pytest.approx(margin)
+    assert scheduler.best_smoothed == best
+
+    above = BackoffScheduler(
+        score_smoothing=1,
+        noise_k=2.0,
+        score_window=20,
+        plateau_threshold=100,
+        dormant_threshold=100,
+    )
+    above.load_state_dict(state)
+    decision = above.record(above.next_eval_episode, best + 1.5 * margin)
+    assert decision.improved
+    assert above.best_smoothed == pytest.approx(best + 1.5 * margin)
+
+
+def test_noise_needs_three_scores_and_uses_only_the_score_window():
+    scheduler = BackoffScheduler(
+        score_window=5, noise_k=1.0, plateau_threshold=50, dormant_threshold=50
+    )
+    feed(scheduler, [1.0, 100.0])
+    assert scheduler.noise() == 0.0
+    feed(scheduler, [7.0, 3.0, 5.0, 1.0, 9.0, 2.0, 8.0, 4.0])
+    window = np.array([1.0, 9.0, 2.0, 8.0, 4.0])  # the last five raw scores
+    t = np.arange(5.0)
+    slope, intercept = np.polyfit(t, window, 1)
+    residuals = window - (slope * t + intercept)
+    assert scheduler.noise() == pytest.approx(np.sqrt(np.sum(residuals**2) / 3))
+
+
+def test_nan_score_is_never_an_improvement():
+    scheduler = exact(plateau_threshold=10)
+    assert not scheduler.record(1, float("nan")).improved
+    assert scheduler.best_smoothed == -np.inf
+    assert scheduler.record(scheduler.next_eval_episode, 1.0).improved
+
+
+def test_resume_after_dormant_goes_back_to_dense_evaluation():
+    scheduler = exact(plateau_threshold=1, dormant_threshold=2, max_interval_episodes=16)
+    decisions = feed(scheduler, [1.0, 1.0, 1.0])
+    assert decisions[-1].state is LoopState.DORMANT
+    scheduler.resume_after_dormant(40)
+    assert scheduler.state is LoopState.ACTIVE
+    assert scheduler.interval == scheduler.base_interval
+    assert scheduler.next_eval_episode == 41
+    assert scheduler.consecutive_no_improvement == 0
+
+
+def test_state_dict_round_trip_gives_identical_future_decisions():
+    options = {
+        "score_smoothing": 3,
+        "noise_k": 1.5,
+        "score_window": 8,
+        "plateau_threshold": 3,
+        "dormant_threshold": 9,
+        "max_interval_episodes": 16,
+    }
+    rng = np.random.default_rng(2)
+    past = np.cumsum(rng.normal(1.0, 3.0, size=15))
+    future = past[-1] + rng.normal(0.0, 3.0, size=25)
+
+    original = BackoffScheduler(**options)
+    feed(original, past)
+    state = json.loads(json.dumps(original.state_dict()))  # JSON-ready
+    restored = BackoffScheduler(**options)
+    restored.load_state_dict(state)
+    assert restored.state_dict() == original.state_dict()
+
+    assert feed(restored, future) == feed(original, future)
+    assert restored.state_dict() == original.state_dict()
+
+
+def test_state_dict_of_a_fresh_scheduler_round_trips():
+    state = json.loads(json.dumps(BackoffScheduler().state_dict()))
+    assert state["best_smoothed"] is None
+    restored = BackoffScheduler()
+    restored.load_state_dict(state)
+    assert restored.best_smoothed == -np.inf
+    assert restored.record(1, -1e9).improved
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"base_interval": 0},
+        {"backoff_factor": 0.5},
+        {"base_interval": 10, "max_interval_episodes": 5},
+        {"plateau_threshold": 0},
+        {"plateau_threshold": 5, "dormant_threshold": 4},
+        {"score_smoothing": 0},
+        {"improvement_margin": -1.0},
+        {"noise_k": -0.1},
+        {"score_window": 1},
+    ],
+)
+def test_invalid_arguments_raise_value_error(kwargs):
+    name = next(iter(kwargs)) if len(kwargs) == 1 else list(kwargs)[-1]
+    with pytest.raises(ValueError, match=name):
+        BackoffScheduler(**kwargs)
