@@ -17,15 +17,22 @@ class Bound:
     """The valid range of one hyperparameter: ``low <= value <= high``.
 
     ``open_low`` makes the lower end exclusive (a learning rate must be > 0).
-    ``integer`` requires a whole number.
+    ``integer`` requires a whole number; ``boolean`` a flag (True or False).
     """
 
     low: float = -math.inf
     high: float = math.inf
     integer: bool = False
     open_low: bool = False
+    boolean: bool = False
+
+    @classmethod
+    def flag(cls) -> Bound:
+        return cls(0, 1, boolean=True)
 
     def describe(self) -> str:
+        if self.boolean:
+            return "{True, False}"
         left = "(" if self.open_low or math.isinf(self.low) else "["
         right = ")" if math.isinf(self.high) else "]"
         return f"{left}{_fmt(self.low)}, {_fmt(self.high)}{right}" + (
@@ -33,6 +40,8 @@ class Bound:
         )
 
     def accepts(self, value: Any) -> bool:
+        if self.boolean:
+            return isinstance(value, bool)
         if isinstance(value, bool) or not isinstance(value, int | float):
             return False
         if self.integer and not float(value).is_integer():

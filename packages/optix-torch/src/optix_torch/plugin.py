@@ -1,6 +1,14 @@
-"""optix-torch's plugin: registers the PyTorch backend. Imports no torch."""
+"""optix-torch's plugin: registers the PyTorch backend and its agents. Imports no torch.
 
-from optix_core import BackendSpec, hookimpl
+Every module in ``optix_torch.config`` describes one algorithm (``SPEC``,
+``DEFAULTS``, ``SEARCH_SPACE``, ``ROLLOUT``); each becomes an ``AgentSpec``.
+"""
+
+import importlib
+import pkgutil
+
+from optix_core import AgentSpec, BackendSpec, hookimpl
+from optix_torch import config
 
 
 @hookimpl
@@ -15,3 +23,18 @@ def optix_register_backends(register):
             summary="PyTorch, on the CPU or CUDA",
         )
     )
+
+
+@hookimpl
+def optix_register_agents(register):
+    for info in sorted(pkgutil.iter_modules(config.__path__), key=lambda m: m.name):
+        algorithm = importlib.import_module(f"{config.__name__}.{info.name}")
+        register(
+            AgentSpec(
+                **algorithm.SPEC,
+                backend="torch",
+                defaults=dict(algorithm.DEFAULTS),
+                search_space=dict(algorithm.SEARCH_SPACE),
+                rollout=dict(algorithm.ROLLOUT),
+            )
+        )

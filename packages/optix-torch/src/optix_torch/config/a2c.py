@@ -1,0 +1,36 @@
+"""A2C / REINFORCE (TorchAgent) hyperparameters."""
+
+from optix_core.hyperparams import Bound
+
+DEFAULTS = {
+    "learning_rate": 7e-4,
+    "gamma": 0.99,
+    "gae_lambda": 1.0,
+    "entropy_coef": 0.0,
+    "vf_coef": 0.5,
+    "max_grad_norm": 0.5,
+    "normalize_advantage": False,
+}
+BOUNDS = {
+    "learning_rate": Bound(0.0, 1.0, open_low=True),
+    "gamma": Bound(0.0, 1.0),
+    "gae_lambda": Bound(0.0, 1.0),
+    "entropy_coef": Bound(0.0, 1.0),
+    "vf_coef": Bound(0.0, 10.0),
+    "max_grad_norm": Bound(0.0, 100.0, open_low=True),
+    "normalize_advantage": Bound.flag(),
+}
+SEARCH_SPACE = {
+    "learning_rate": ("log_float", 1e-4, 3e-3),
+    "gamma": ("float", 0.95, 0.999),
+    "gae_lambda": ("float", 0.9, 1.0),
+    "entropy_coef": ("float", 0.0, 0.05),
+}
+ROLLOUT = {"n_envs": 8, "window_size": 5}
+SPEC = {
+    "name": "a2c",
+    "factory": "optix_torch.a2c:make_a2c",
+    "action_spaces": ("discrete",),
+    "on_policy": True,
+    "summary": "Advantage actor-critic (TorchAgent; REINFORCE without a critic)",
+}
