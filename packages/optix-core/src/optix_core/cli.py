@@ -227,9 +227,15 @@ class _Session:
         self.loop.add_callback(MetricsFile(run_dir / METRICS))
 
     def select(self, agent: Any) -> float:
-        """Checkpoint score: a deterministic evaluation on episodes of its own."""
+        """Checkpoint score: a deterministic evaluation on episodes of its own.
+
+        Only evaluations that the scheduler credited as an improvement are
+        candidates; the others score -inf and cost no environment steps.
+        """
         from optix_core.evaluation import evaluate_policy
 
+        if self.loop.scheduler.consecutive_no_improvement != 0:
+            return float("-inf")
         seed = SELECTION_SEED + 1000 * self.loop.episode
         result = evaluate_policy(agent, self.config.env_id, SELECTION_EPISODES, seed=seed)
         self.selection_steps += int(result.lengths.sum())
