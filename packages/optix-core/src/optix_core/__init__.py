@@ -47,6 +47,11 @@ _EXPORTS = {
     "HyperparamSet": "types",
     "LoopState": "types",
     "PolicySnapshot": "types",
+    "PolicyManager": "evolution",
+    "PolicyManagerCallback": "evolution",
+    "MetaController": "evolution",
+    "MetaAction": "evolution",
+    "EnsembleAgent": "evolution",
 }
 
 try:
@@ -73,6 +78,13 @@ if TYPE_CHECKING:
     from optix_core.callbacks import LoopCallback
     from optix_core.checkpoints import CheckpointError, CheckpointRegistry, CorruptCheckpointError
     from optix_core.evaluator import BaseEvaluator, EpisodeReturnEvaluator
+    from optix_core.evolution import (
+        EnsembleAgent,
+        MetaAction,
+        MetaController,
+        PolicyManager,
+        PolicyManagerCallback,
+    )
     from optix_core.hookspecs import hookimpl
     from optix_core.hyperparams import Bound, HyperparamError, check_hyperparams
     from optix_core.loop import RLOptimizer, TrainingDivergedError
@@ -98,6 +110,7 @@ __all__ = [
     "CheckpointError",
     "CheckpointRegistry",
     "CorruptCheckpointError",
+    "EnsembleAgent",
     "EpisodeData",
     "EpisodeReturnEvaluator",
     "EvalMetrics",
@@ -108,6 +121,10 @@ __all__ = [
     "LoopCallback",
     "LoopReport",
     "LoopState",
+    "MetaAction",
+    "MetaController",
+    "PolicyManager",
+    "PolicyManagerCallback",
     "PolicySnapshot",
     "RLOptimizer",
     "RegistryError",
