@@ -52,6 +52,10 @@ _EXPORTS = {
     "MetaController": "evolution",
     "MetaAction": "evolution",
     "EnsembleAgent": "evolution",
+    "SPSAOptimizer": "optimizers",
+    "BackoffOptimizer": "optimizers",
+    "MomentumOptimizer": "optimizers",
+    "PBTOptimizer": "optimizers",
 }
 
 try:
@@ -89,6 +93,12 @@ if TYPE_CHECKING:
     from optix_core.hyperparams import Bound, HyperparamError, check_hyperparams
     from optix_core.loop import RLOptimizer, TrainingDivergedError
     from optix_core.optimizer import BaseOptimizer
+    from optix_core.optimizers import (
+        BackoffOptimizer,
+        MomentumOptimizer,
+        PBTOptimizer,
+        SPSAOptimizer,
+    )
     from optix_core.pipeline import BasePipeline, BatchPipeline, LivePipeline, VectorBatchPipeline
     from optix_core.registry import RegistryError, agents, backends, make_agent
     from optix_core.report import LoopReport
@@ -99,6 +109,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AgentSpec",
     "BackendSpec",
+    "BackoffOptimizer",
     "BackoffScheduler",
     "BaseAgent",
     "BaseEvaluator",
@@ -123,11 +134,14 @@ __all__ = [
     "LoopState",
     "MetaAction",
     "MetaController",
+    "MomentumOptimizer",
+    "PBTOptimizer",
     "PolicyManager",
     "PolicyManagerCallback",
     "PolicySnapshot",
     "RLOptimizer",
     "RegistryError",
+    "SPSAOptimizer",
     "TrainingDivergedError",
     "VectorBatchPipeline",
     "agents",
