@@ -64,6 +64,16 @@ class BaseAgent(ABC):
         return True
 
     @property
+    def search_space(self) -> dict[str, tuple]:
+        """Hyperparameters that are safe to tune while training, in
+        TrialOrchestrator's format (``{"learning_rate": ("log_float", 1e-4, 3e-3)}``).
+
+        The loop's default optimizer, SPSA, tunes exactly these; the default
+        is none, so an agent is only ever perturbed where it says it may be.
+        """
+        return {}
+
+    @property
     def loop_hints(self) -> dict[str, Any]:
         """Loop settings this kind of agent needs where the user left them on auto.
 

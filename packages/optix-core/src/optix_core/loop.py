@@ -27,6 +27,7 @@ from optix_core.callbacks import CallbackList, LoopCallback
 from optix_core.checkpoints import CheckpointRegistry
 from optix_core.evaluator import BaseEvaluator, EpisodeReturnEvaluator
 from optix_core.optimizer import BaseOptimizer
+from optix_core.optimizers import SPSAOptimizer
 from optix_core.pipeline.base import BasePipeline
 from optix_core.report import LoopReport
 from optix_core.scheduler import BackoffScheduler, ScheduleDecision
@@ -48,7 +49,10 @@ class RLOptimizer:
     ``dormant_threshold=None`` means 20, or 15 for off-policy agents; a zero
     ``min_episodes_before_dormant`` takes the agent's ``loop_hints``. Give
     ``agent_factory`` (called with the ``hyperparams`` dict when ``run()``
-    starts) instead of ``agent`` to build the agent late. ``checkpoint_dir=None``
+    starts) instead of ``agent`` to build the agent late. ``optimizer=None`` is
+    SPSA over the agent's ``search_space`` (none unless the agent declares
+    one: pass ``SPSAOptimizer.from_search_space(...)`` to tune what you
+    choose). ``checkpoint_dir=None``
     keeps snapshots in a temporary directory removed when ``run()`` returns;
     ``resume=True`` continues the run whose snapshots ``checkpoint_dir`` holds.
     """
@@ -109,7 +113,7 @@ class RLOptimizer:
         self.pipeline = pipeline
         self.val_pipeline = val_pipeline
         self.evaluator = evaluator or EpisodeReturnEvaluator()
-        self.optimizer = optimizer
+        self.optimizer = optimizer  # None: SPSA over the agent's search_space, set up in run()
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.max_snapshots = max_snapshots
         self.checkpoint_score_fn = checkpoint_score_fn
@@ -323,6 +327,8 @@ class RLOptimizer:
         return self.agent
 
     def _prepare(self, agent: BaseAgent) -> Path | None:
+        if self.optimizer is None:
+            self.optimizer = SPSAOptimizer.from_search_space(agent.search_space)
         self.pipeline.bind(agent)
         if self.val_pipeline is not None:
             self.val_pipeline.bind(agent)
