@@ -56,6 +56,23 @@ _EXPORTS = {
     "BackoffOptimizer": "optimizers",
     "MomentumOptimizer": "optimizers",
     "PBTOptimizer": "optimizers",
+    "compute_gae": "returns",
+    "compute_vtrace_targets": "returns",
+    "discounted_returns": "returns",
+    "nstep_returns": "returns",
+    "make_minibatches": "minibatch",
+    "HERReplayBuffer": "buffers",
+    "NStepWriter": "buffers",
+    "PrioritizedReplayBuffer": "buffers",
+    "ReplayBuffer": "buffers",
+    "SumTree": "buffers",
+    "transition_fields": "buffers",
+    "window_transitions": "buffers",
+    "ObsNormalizer": "normalizers",
+    "RewardNormalizer": "normalizers",
+    "RunningMeanStd": "normalizers",
+    "DiagnosticController": "analysis",
+    "RegimeDetector": "analysis",
 }
 
 try:
@@ -79,6 +96,16 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from optix_core.agent import BaseAgent
+    from optix_core.analysis import DiagnosticController, RegimeDetector
+    from optix_core.buffers import (
+        HERReplayBuffer,
+        NStepWriter,
+        PrioritizedReplayBuffer,
+        ReplayBuffer,
+        SumTree,
+        transition_fields,
+        window_transitions,
+    )
     from optix_core.callbacks import LoopCallback
     from optix_core.checkpoints import CheckpointError, CheckpointRegistry, CorruptCheckpointError
     from optix_core.evaluator import BaseEvaluator, EpisodeReturnEvaluator
@@ -92,6 +119,8 @@ if TYPE_CHECKING:
     from optix_core.hookspecs import hookimpl
     from optix_core.hyperparams import Bound, HyperparamError, check_hyperparams
     from optix_core.loop import RLOptimizer, TrainingDivergedError
+    from optix_core.minibatch import make_minibatches
+    from optix_core.normalizers import ObsNormalizer, RewardNormalizer, RunningMeanStd
     from optix_core.optimizer import BaseOptimizer
     from optix_core.optimizers import (
         BackoffOptimizer,
@@ -102,6 +131,12 @@ if TYPE_CHECKING:
     from optix_core.pipeline import BasePipeline, BatchPipeline, LivePipeline, VectorBatchPipeline
     from optix_core.registry import RegistryError, agents, backends, make_agent
     from optix_core.report import LoopReport
+    from optix_core.returns import (
+        compute_gae,
+        compute_vtrace_targets,
+        discounted_returns,
+        nstep_returns,
+    )
     from optix_core.scheduler import BackoffScheduler
     from optix_core.specs import AgentSpec, BackendSpec, CallbackSpec, EvaluatorSpec
     from optix_core.types import EpisodeData, EvalMetrics, HyperparamSet, LoopState, PolicySnapshot
@@ -121,11 +156,13 @@ __all__ = [
     "CheckpointError",
     "CheckpointRegistry",
     "CorruptCheckpointError",
+    "DiagnosticController",
     "EnsembleAgent",
     "EpisodeData",
     "EpisodeReturnEvaluator",
     "EvalMetrics",
     "EvaluatorSpec",
+    "HERReplayBuffer",
     "HyperparamError",
     "HyperparamSet",
     "LivePipeline",
@@ -135,18 +172,33 @@ __all__ = [
     "MetaAction",
     "MetaController",
     "MomentumOptimizer",
+    "NStepWriter",
+    "ObsNormalizer",
     "PBTOptimizer",
     "PolicyManager",
     "PolicyManagerCallback",
     "PolicySnapshot",
+    "PrioritizedReplayBuffer",
     "RLOptimizer",
+    "RegimeDetector",
     "RegistryError",
+    "ReplayBuffer",
+    "RewardNormalizer",
+    "RunningMeanStd",
     "SPSAOptimizer",
+    "SumTree",
     "TrainingDivergedError",
     "VectorBatchPipeline",
     "agents",
     "backends",
     "check_hyperparams",
+    "compute_gae",
+    "compute_vtrace_targets",
+    "discounted_returns",
     "hookimpl",
     "make_agent",
+    "make_minibatches",
+    "nstep_returns",
+    "transition_fields",
+    "window_transitions",
 ]

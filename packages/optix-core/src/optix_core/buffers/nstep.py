@@ -1,0 +1,165 @@
+"""n-step transitions for any replay buffer (Sutton & Barto 2018, eq. 7.1; Rainbow's multi-step target).
+
+An n-step transition from step ``t`` carries the start of the window
+``(s_t, a_t)``, the discounted reward sum ``R = Σ_{k<m} γ^k r_{t+k}``, the
+observation ``s_{t+m}`` after it, whether the episode terminated there, and
+the bootstrap discount ``γ^m``, where ``m = n`` normally and ``m < n`` when
+the episode ended sooner. The learner's target is then the same for every
+transition::
+
+    y = R + discounts * (1 - terminated) * max_a Q(next_observations, a)
+
+Because the writer emits ordinary transitions through ``buffer.add``, it works
+with a uniform ``ReplayBuffer`` and a ``PrioritizedReplayBuffer`` alike (new
+n-step transitions enter the latter at maximum priority, as any do).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from optix_core.buffers.replay import (
+    ReplayBuffer,
+    ReplayBufferError,
+    TransitionFieldsError,
+    TransitionShapeError,
+    window_transitions,
+)
+from optix_core.types import EpisodeData
+
+_END_FIELDS = ("rewards", "next_observations", "terminated", "discounts")
+
+
+class NStepWriter:
+    """Turns each env column's stream of 1-step transitions into n-step ones and adds them to ``buffer``.
+
+    The buffer needs the fields ``rewards``, ``next_observations``,
+    ``terminated`` and ``discounts`` (``transition_fields(..., discounts=True)``).
+    Every other field (``observations``, ``actions``, anything extra) is taken
+    from the first step of each n-step span. Per column, the writer holds at
+    most ``n - 1`` steps not yet emitted; an episode end (terminated or
+    truncated) emits all of that column's pending steps with shorter spans.
+    For a truncated end, ``next_observations`` must be the episode's real final
+    observation so the target bootstraps from it.
+    """
+
+    def __init__(self, buffer: ReplayBuffer, n: int, gamma: float, n_envs: int = 1) -> None:
+        missing = [f for f in _END_FIELDS if f not in buffer.fields]
+        if missing:
+            raise TransitionFieldsError(
+                f"an n-step buffer needs the fields {list(_END_FIELDS)}; missing {missing} "
+                "(build it with transition_fields(..., discounts=True))"
+            )
+        if int(n) < 1:
+            raise ReplayBufferError(f"n must be at least 1, got {n}")
+        if not 0.0 <= gamma <= 1.0:
+            raise ReplayBufferError(f"gamma must lie in [0, 1], got {gamma}")
+        if int(n_envs) < 1:
+            raise ReplayBufferError(f"n_envs must be at least 1, got {n_envs}")
+        self.buffer = buffer
+        self.n, self.gamma, self.n_envs = int(n), float(gamma), int(n_envs)
+        self._carried = [name for name in buffer.fields if name not in _END_FIELDS]
+        self._pending = {
+            name: np.zeros(
+                (self.n_envs, self.n, *buffer.fields[name].shape), buffer.fields[name].dtype
+            )
+            for name in self._carried
+        }
+        self._rewards = np.zeros((self.n_envs, self.n), dtype=np.float64)
+        self._count = np.zeros(self.n_envs, dtype=np.int64)
+        self._powers = self.gamma ** np.arange(self.n + 1)
+
+    @property
+    def pending(self) -> np.ndarray:
+        """Steps per column waiting for their n-step span to complete."""
+        return self._count.copy()
+
+    def reset(self) -> None:
+        """Drop every pending step (for example after the environments were reset by hand)."""
+        self._count[:] = 0
+
+    def add(self, *, truncated: ArrayLike, **step: Any) -> np.ndarray:
+        """Take one step of every column; add the n-step transitions it completes; return their slots.
+
+        ``step`` holds every buffer field except ``discounts``, shaped
+        ``[n_envs, ...]`` (or unbatched when ``n_envs == 1``), and
+        ``truncated`` the time-limit flags.
+        """
+        # discounts are the writer's to fill: give the check a placeholder shaped like rewards.
+        placeholder = np.zeros(np.shape(step.get("rewards")), np.float32)
+        batch, n = self.buffer._validate({**step, "discounts": placeholder})
+        if n != self.n_envs:
+            raise TransitionShapeError(
+                f"got {n} transitions, expected one per env column ({self.n_envs})"
+            )
+        trunc = np.asarray(truncated, dtype=bool).reshape(-1)
+        if trunc.shape != (self.n_envs,):
+            raise TransitionShapeError(
+                f"truncated has {trunc.size} entries, expected one per env column ({self.n_envs})"
+            )
+        terminated = batch["terminated"].astype(bool)
+        cols = np.arange(self.n_envs)
+        slot = self._count
+        for name in self._carried:
+            self._pending[name][cols, slot] = batch[name]
+        self._rewards[cols, slot] = batch["rewards"]
+        self._count += 1
+
+        done = terminated | trunc
+        out: list[dict[str, np.ndarray]] = []
+        full = np.flatnonzero((self._count == self.n) & ~done)
+        if full.size:
+            out.append(
+                {
+                    **{name: self._pending[name][full, 0] for name in self._carried},
+                    "rewards": self._rewards[full] @ self._powers[: self.n],
+                    "next_observations": batch["next_observations"][full],
+                    "terminated": np.zeros(full.size, dtype=bool),
+                    "discounts": np.full(full.size, self._powers[self.n]),
+                }
+            )
+            for name in self._carried:
+                self._pending[name][full, :-1] = self._pending[name][full, 1:]
+            self._rewards[full, :-1] = self._rewards[full, 1:]
+            self._count[full] -= 1
+        for c in np.flatnonzero(done):
+            m = int(self._count[c])
+            # R_j = r_j + γ R_{j+1}: every pending start gets the rest of the episode.
+            returns = np.empty(m)
+            acc = 0.0
+            for j in range(m - 1, -1, -1):
+                acc = self._rewards[c, j] + self.gamma * acc
+                returns[j] = acc
+            out.append(
+                {
+                    **{name: self._pending[name][c, :m] for name in self._carried},
+                    "rewards": returns,
+                    "next_observations": np.repeat(
+                        batch["next_observations"][c : c + 1], m, axis=0
+                    ),
+                    "terminated": np.full(m, terminated[c]),
+                    "discounts": self._powers[m - np.arange(m)],
+                }
+            )
+            self._count[c] = 0
+        if not out:
+            return np.empty(0, dtype=np.int64)
+        merged = {key: np.concatenate([o[key] for o in out]) for key in out[0]}
+        return self.buffer.add(**merged)
+
+    def add_window(self, data: EpisodeData) -> np.ndarray:
+        """Feed a loop window step by step (columns must match ``n_envs``); return the slots written.
+
+        Buffer fields beyond the standard ones are taken from ``data.policy_info``.
+        """
+        steps = window_transitions(data)
+        steps.update(data.policy_info)
+        names = [name for name in self.buffer.fields if name != "discounts"]
+        written = [
+            self.add(truncated=steps["truncated"][t], **{k: steps[k][t] for k in names})
+            for t in range(steps["rewards"].shape[0])
+        ]
+        return np.concatenate(written)
