@@ -13,10 +13,16 @@ from pathlib import Path
 import pytest
 
 
-def optix(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+def optix(
+    *args: str, cwd: Path | None = None, env: dict | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "optix_core.cli", *args],
-        capture_output=True, text=True, cwd=cwd, env={**os.environ, **(env or {})}, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        timeout=300,
     )
 
 
@@ -26,9 +32,15 @@ def optix(*args: str, cwd: Path | None = None, env: dict | None = None) -> subpr
         (["train", "NoSuchEnv-v0"], "unknown environment 'NoSuchEnv-v0'"),
         (["train", "CartPole-v1", "--algo", "no-such-algo"], "unknown algorithm 'no-such-algo'"),
         (["train", "CartPole-v1", "--algo", "cem", "--backend", "nope"], "no 'nope' backend"),
-        (["train", "CartPole-v1", "--algo", "cem", "--hp", "population_size=1"], "outside its valid range"),
+        (
+            ["train", "CartPole-v1", "--algo", "cem", "--hp", "population_size=1"],
+            "outside its valid range",
+        ),
         (["train", "CartPole-v1", "--algo", "cem", "--hp", "elite_frac=2"], "elite_frac=2"),
-        (["train", "CartPole-v1", "--algo", "cem", "--hp", "popsize=8"], "unknown hyperparameter 'popsize'"),
+        (
+            ["train", "CartPole-v1", "--algo", "cem", "--hp", "popsize=8"],
+            "unknown hyperparameter 'popsize'",
+        ),
         (["train", "CartPole-v1", "--max-episodes", "0"], "--max-episodes must be >= 1"),
         (["train", "--resume", "no/such/run"], "run directory no/such/run does not exist"),
         (["eval", "no/such/run"], "run directory no/such/run does not exist"),
@@ -74,7 +86,9 @@ def test_plugins_is_json_with_versions_and_hooks():
 
 
 def test_train_converges_stops_by_itself_and_reports(tmp_path):
-    result = optix("train", "CartPole-v1", "--algo", "cem", "--seed", "0", "--run-dir", "out", cwd=tmp_path)
+    result = optix(
+        "train", "CartPole-v1", "--algo", "cem", "--seed", "0", "--run-dir", "out", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     (run_dir,) = (tmp_path / "out").iterdir()
     report = json.loads((run_dir / "report.json").read_text())
@@ -99,9 +113,26 @@ def test_resume_after_sigkill_continues_the_counter_and_the_scheduler(tmp_path):
     """Kill a training process, then --resume: the window counter and the
     scheduler carry on from the last snapshot instead of starting over."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "optix_core.cli", "train", "CartPole-v1", "--algo", "cem",
-         "--seed", "3", "--run-dir", "out", "--hp", "init_std=0.05", "--hp", "noise_std=0.01"],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "optix_core.cli",
+            "train",
+            "CartPole-v1",
+            "--algo",
+            "cem",
+            "--seed",
+            "3",
+            "--run-dir",
+            "out",
+            "--hp",
+            "init_std=0.05",
+            "--hp",
+            "noise_std=0.01",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 120
@@ -116,18 +147,47 @@ def test_resume_after_sigkill_continues_the_counter_and_the_scheduler(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     run_dir = runs[0].parent
-    (latest,) = [p for p in (run_dir / "checkpoints").iterdir() if p.name.startswith("latest-")]
+    # A kill between writing a new latest snapshot and pruning the old leaves two: newest wins.
+    latest = max((run_dir / "checkpoints").glob("latest-*"), key=lambda p: p.name)
     state = json.loads((latest / "manifest.json").read_text())["loop_state"]
     stopped_at = state["episode"]
     assert stopped_at >= 3
 
-    result = optix("train", "--resume", str(run_dir), "--max-episodes", str(stopped_at + 12), cwd=tmp_path)
+    result = optix(
+        "train", "--resume", str(run_dir), "--max-episodes", str(stopped_at + 12), cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     assert f"resuming {run_dir} at window {stopped_at + 1}" in result.stdout
     first_eval = next(x for x in result.stdout.splitlines() if x.startswith("[loop] ep="))
     assert int(first_eval.split("ep=")[1].split()[0]) == state["scheduler"]["next_eval_episode"]
-    windows = [json.loads(x)["window"] for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    windows = [
+        json.loads(x)["window"] for x in (run_dir / "metrics.jsonl").read_text().splitlines()
+    ]
     resumed = windows[windows.index(stopped_at) + 1 :] if stopped_at in windows else windows
     assert resumed and resumed[0] > stopped_at
     report = json.loads((run_dir / "report.json").read_text())
     assert report["episodes"] == stopped_at + 12 or report["stop_reason"].startswith("converged")
+
+
+def test_tune_adapts_hyperparameters_online_and_records_it(tmp_path):
+    result = optix(
+        "train",
+        "CartPole-v1",
+        "--algo",
+        "cem",
+        "--seed",
+        "0",
+        "--tune",
+        "--max-episodes",
+        "6",
+        "--run-dir",
+        "out",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (tmp_path / "out").iterdir()
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["online_tuning"]["noise_std"] == ["log_float", 0.001, 0.3]
+    (latest,) = (run_dir / "checkpoints").glob("latest-*")
+    tuned = json.loads((latest / "manifest.json").read_text())["hyperparams"]["params"]
+    assert tuned != config["hyperparams"], "SPSA's probes reach the agent's hyperparameters"

@@ -88,6 +88,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--hp", action="append", default=[], metavar="KEY=VALUE", help="set a hyperparameter"
     )
+    p.add_argument(
+        "--tune",
+        action="store_true",
+        help="tune hyperparameters online with SPSA over the algorithm's search space",
+    )
     p.add_argument("--verbose", action="store_true", help="log loop internals")
     p.set_defaults(handler=cmd_train)
 
@@ -267,6 +272,7 @@ class _Session:
 
 def _session(config: Any, run_dir: Path | None, resume: bool) -> _Session:
     from optix_core.loop import RLOptimizer
+    from optix_core.optimizers import SPSAOptimizer
     from optix_core.pipeline import VectorBatchPipeline
     from optix_core.runs import CHECKPOINTS
 
@@ -280,6 +286,7 @@ def _session(config: Any, run_dir: Path | None, resume: bool) -> _Session:
         pipeline,
         checkpoint_dir=run_dir / CHECKPOINTS if run_dir else None,
         checkpoint_score_fn=session.select,
+        optimizer=SPSAOptimizer.from_search_space(config.online_tuning, seed=config.seed),
         max_episodes=config.max_episodes,
         verbose=True,
         resume=resume,
@@ -310,6 +317,7 @@ def _new_config(args: argparse.Namespace) -> Any:
         window_size=spec.rollout.get("window_size", 2048),
         max_episodes=args.max_episodes,
         loop=dict(LOOP_DEFAULTS),
+        online_tuning=dict(spec.search_space) if args.tune else {},
     )
 
 

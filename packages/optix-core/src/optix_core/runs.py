@@ -39,6 +39,7 @@ class TrainConfig:
     window_size: int
     max_episodes: int | None
     loop: dict[str, Any] = field(default_factory=dict)
+    online_tuning: dict[str, tuple] = field(default_factory=dict)
 
     def save(self, run_dir: Path) -> None:
         (run_dir / CONFIG).write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
@@ -48,7 +49,9 @@ class TrainConfig:
         path = run_dir / CONFIG
         if not path.is_file():
             raise FileNotFoundError(f"{run_dir} is not an optix run directory: {CONFIG} is missing")
-        return cls(**json.loads(path.read_text()))
+        data = json.loads(path.read_text())
+        data["online_tuning"] = {k: tuple(v) for k, v in data.get("online_tuning", {}).items()}
+        return cls(**data)
 
 
 def new_run_dir(root: Path, env_id: str, algo: str) -> Path:

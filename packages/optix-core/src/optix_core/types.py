@@ -86,7 +86,7 @@ class EvalMetrics:
     def to_dict(self) -> dict[str, Any]:
         return {
             "primary_score": finite_or_none(self.primary_score),
-            "metrics": _plain(self.metrics),
+            "metrics": {k: _finite_plain(v) for k, v in self.metrics.items()},
             "episode_id": self.episode_id,
             "generalization_gap": finite_or_none(self.generalization_gap),
         }
@@ -137,6 +137,11 @@ def finite_or_none(x: float | None) -> float | None:
         return None
     x = float(x)
     return x if math.isfinite(x) else None
+
+
+def _finite_plain(value: Any) -> Any:
+    value = _plain(value)
+    return finite_or_none(value) if isinstance(value, float) else value
 
 
 def _plain(value: Any) -> Any:
