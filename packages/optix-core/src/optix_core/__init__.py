@@ -73,6 +73,13 @@ _EXPORTS = {
     "RunningMeanStd": "normalizers",
     "DiagnosticController": "analysis",
     "RegimeDetector": "analysis",
+    "TrialOrchestrator": "trials",
+    "Sweep": "trials",
+    "TrialContext": "trials",
+    "SweepError": "trials",
+    "StorageError": "trials",
+    "SearchSpaceError": "search_space",
+    "parse_search_space": "search_space",
 }
 
 try:
@@ -138,7 +145,15 @@ if TYPE_CHECKING:
         nstep_returns,
     )
     from optix_core.scheduler import BackoffScheduler
+    from optix_core.search_space import SearchSpaceError, parse_search_space
     from optix_core.specs import AgentSpec, BackendSpec, CallbackSpec, EvaluatorSpec
+    from optix_core.trials import (
+        StorageError,
+        Sweep,
+        SweepError,
+        TrialContext,
+        TrialOrchestrator,
+    )
     from optix_core.types import EpisodeData, EvalMetrics, HyperparamSet, LoopState, PolicySnapshot
 
 __all__ = [
@@ -186,8 +201,14 @@ __all__ = [
     "RewardNormalizer",
     "RunningMeanStd",
     "SPSAOptimizer",
+    "SearchSpaceError",
+    "StorageError",
     "SumTree",
+    "Sweep",
+    "SweepError",
     "TrainingDivergedError",
+    "TrialContext",
+    "TrialOrchestrator",
     "VectorBatchPipeline",
     "agents",
     "backends",
@@ -199,6 +220,7 @@ __all__ = [
     "make_agent",
     "make_minibatches",
     "nstep_returns",
+    "parse_search_space",
     "transition_fields",
     "window_transitions",
 ]

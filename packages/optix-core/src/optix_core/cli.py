@@ -18,6 +18,7 @@ from typing import Any
 
 from optix_core import plugins, registry
 from optix_core.specs import AgentSpec
+from optix_core.tune_cli import add_tune_parser
 
 EXIT_USAGE = 2
 
@@ -101,6 +102,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=20)
     p.add_argument("--seed", type=int, default=REPORT_SEED)
     p.set_defaults(handler=cmd_eval)
+
+    add_tune_parser(sub)
     return parser
 
 
@@ -395,4 +398,9 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the canonical module's main: under `python -m`, this file is
+    # __main__, and tune_cli imports optix_core.cli as a second copy whose
+    # UsageError the copy here would not catch.
+    from optix_core.cli import main as _main
+
+    sys.exit(_main())

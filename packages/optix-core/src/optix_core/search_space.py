@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,12 +47,6 @@ class Param:
     @property
     def log(self) -> bool:
         return self.kind.startswith("log_")
-
-    def spec(self) -> tuple[Any, ...]:
-        """The entry back in TrialOrchestrator's tuple format."""
-        if self.kind == "categorical":
-            return (self.kind, *self.choices)
-        return (self.kind, self.low, self.high)
 
 
 SearchSpace = dict[str, Param]
@@ -125,7 +119,7 @@ def _parse(name: str, spec: Any) -> Param:
     return Param(name, kind, low, high)
 
 
-def _categorical(name: str, choices: list[Any], fail: Any) -> Param:
+def _categorical(name: str, choices: list[Any], fail: Callable[[str], SearchSpaceError]) -> Param:
     if not choices:
         raise fail("'categorical' needs at least one value")
     for choice in choices:
