@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from optix_core.agent import BaseAgent
+from optix_core.pipeline.recorder import EpisodeStats
 from optix_core.types import EpisodeData
 
 
@@ -49,3 +50,37 @@ class BasePipeline(ABC):
                 f"{type(self).__name__} has no agent: pass agent=... or hand it to RLOptimizer"
             )
         return self.agent
+
+
+class EnvPipeline(BasePipeline):
+    """A pipeline that steps environments itself: it counts steps and windows,
+    keeps episode statistics across windows, and yields ``collect()`` forever."""
+
+    def __init__(self, n_envs: int, stats_window: int) -> None:
+        self.stats = EpisodeStats(n_envs, stats_window)
+        self._steps = 0
+        self._windows = 0
+
+    @abstractmethod
+    def collect(self) -> EpisodeData:
+        """Act until the window is complete and return it."""
+
+    def episodes(self) -> Iterator[EpisodeData]:
+        while True:
+            yield self.collect()
+
+    @property
+    def env_steps(self) -> int:
+        return self._steps
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "env_steps": self._steps,
+            "windows": self._windows,
+            "stats": self.stats.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._steps = int(state["env_steps"])
+        self._windows = int(state["windows"])
+        self.stats.load_state_dict(state.get("stats", {}))

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
 
 from optix_core.agent import BaseAgent
-from optix_core.pipeline.base import BasePipeline
-from optix_core.pipeline.recorder import EpisodeStats, WindowRecorder
+from optix_core.pipeline.base import EnvPipeline
+from optix_core.pipeline.recorder import WindowRecorder
 from optix_core.types import EpisodeData
 
 log = logging.getLogger("optix")
@@ -28,7 +28,7 @@ class DataSource(Protocol):
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]: ...
 
 
-class LivePipeline(BasePipeline):
+class LivePipeline(EnvPipeline):
     """Streams experience from ``data_source`` one step at a time.
 
     A window ends when ``episode_boundary_fn(steps_in_window, seconds_in_window)``
@@ -58,10 +58,8 @@ class LivePipeline(BasePipeline):
         self.reconnect_delay = reconnect_delay
         self.max_reconnect_delay = max_reconnect_delay
         self.max_reconnects = max_reconnects
-        self.stats = EpisodeStats(1, stats_window)
+        super().__init__(1, stats_window)
         self._sleep = sleep
-        self._steps = 0
-        self._windows = 0
         self._obs: Any = None
         self.reconnects = 0
         self._failures = 0  # failures in a row; a successful step resets it
@@ -77,14 +75,6 @@ class LivePipeline(BasePipeline):
         if seconds <= 0:
             raise ValueError(f"every_n_seconds needs seconds > 0, got {seconds}")
         return lambda steps, elapsed: elapsed >= seconds
-
-    @property
-    def env_steps(self) -> int:
-        return self._steps
-
-    def episodes(self) -> Iterator[EpisodeData]:
-        while True:
-            yield self.collect()
 
     def collect(self) -> EpisodeData:
         agent = self._require_agent()
@@ -155,18 +145,6 @@ class LivePipeline(BasePipeline):
 
     def close(self) -> None:
         _call_optional(self.source, "close")
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "env_steps": self._steps,
-            "windows": self._windows,
-            "stats": self.stats.state_dict(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._steps = int(state["env_steps"])
-        self._windows = int(state["windows"])
-        self.stats.load_state_dict(state.get("stats", {}))
 
 
 def _batched(obs: Any) -> Any:

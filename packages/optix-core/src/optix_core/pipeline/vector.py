@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -10,13 +10,13 @@ import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 
 from optix_core.agent import BaseAgent
-from optix_core.pipeline.base import BasePipeline
-from optix_core.pipeline.recorder import EpisodeStats, WindowRecorder
+from optix_core.pipeline.base import EnvPipeline
+from optix_core.pipeline.recorder import WindowRecorder
 from optix_core.registry import make_env
 from optix_core.types import EpisodeData
 
 
-class VectorBatchPipeline(BasePipeline):
+class VectorBatchPipeline(EnvPipeline):
     """Windows of ``window_size`` steps from each of N environments stepped together.
 
     Give ``env_fns`` (callables that build environments), or ``env_id`` with
@@ -49,20 +49,10 @@ class VectorBatchPipeline(BasePipeline):
         self.seed = seed
         self.deterministic = deterministic
         self.n_envs = self.envs.num_envs
-        self.stats = EpisodeStats(self.n_envs, stats_window)
-        self._steps = 0
-        self._windows = 0
+        super().__init__(self.n_envs, stats_window)
         self._obs: Any = None
         self._episode_start = np.ones(self.n_envs, dtype=bool)
         self._box_actions = isinstance(self.envs.single_action_space, gym.spaces.Box)
-
-    @property
-    def env_steps(self) -> int:
-        return self._steps
-
-    def episodes(self) -> Iterator[EpisodeData]:
-        while True:
-            yield self.collect()
 
     def collect(self) -> EpisodeData:
         """Step every environment ``window_size`` times and return the window."""
@@ -101,18 +91,9 @@ class VectorBatchPipeline(BasePipeline):
     def close(self) -> None:
         self.envs.close()
 
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "env_steps": self._steps,
-            "windows": self._windows,
-            "stats": self.stats.state_dict(),
-        }
-
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._steps = int(state["env_steps"])
-        self._windows = int(state["windows"])
-        self.stats.load_state_dict(state.get("stats", {}))
-        self._obs = None
+        super().load_state_dict(state)
+        self._obs = None  # the environments restart: new episodes
 
 
 class BatchPipeline(VectorBatchPipeline):
