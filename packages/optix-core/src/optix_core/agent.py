@@ -38,6 +38,11 @@ class BaseAgent(ABC):
         """
         return self.act(observation), {}
 
+    def reset_state(self, mask: np.ndarray | None = None) -> None:
+        """Forget what ``act`` remembers (a recurrent state) for the rows where
+        ``mask`` is True, or for all rows. Evaluations call it at episode ends;
+        a memoryless policy has nothing to forget."""
+
     @abstractmethod
     def learn(self, episode_data: EpisodeData) -> dict[str, float]:
         """Update from one window; return diagnostics (loss values and the like)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +33,7 @@ class PolicyEvaluation:
 
 def evaluate_policy(
     agent: BaseAgent,
-    env_id: str,
+    env_id: str | Callable[[], gym.Env],
     episodes: int = 20,
     seed: int = 0,
     n_envs: int = 8,
@@ -41,21 +42,26 @@ def evaluate_policy(
 ) -> PolicyEvaluation:
     """Play ``episodes`` whole episodes, seeded from ``seed``, and return their returns.
 
-    Each environment plays a fixed share of the episodes, so short episodes do
-    not crowd out long ones (taking the first N to finish would bias the mean
-    toward failures).
+    ``env_id`` is an environment id or a callable that builds the environment
+    (for wrapped or unregistered ones). Each environment plays a fixed share of
+    the episodes, so short episodes do not crowd out long ones (taking the first
+    N to finish would bias the mean toward failures). The agent's
+    ``reset_state`` is called at every episode end, so a recurrent policy starts
+    each episode afresh.
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
-    make_env(env_id, **(env_kwargs or {})).close()
+    if isinstance(env_id, str):
+        make_env(env_id, **(env_kwargs or {})).close()  # a clear error for a bad id
+        env_fn = lambda: gym.make(env_id, **(env_kwargs or {}))  # noqa: E731
+    else:
+        env_fn = env_id
     n_envs = min(n_envs, episodes)
     targets = np.full(n_envs, episodes // n_envs) + (np.arange(n_envs) < episodes % n_envs)
-    envs = SyncVectorEnv(
-        [lambda: gym.make(env_id, **(env_kwargs or {}))] * n_envs,
-        autoreset_mode=AutoresetMode.SAME_STEP,
-    )
+    envs = SyncVectorEnv([env_fn] * n_envs, autoreset_mode=AutoresetMode.SAME_STEP)
     try:
         obs, _ = envs.reset(seed=seed)
+        agent.reset_state()
         space = envs.single_action_space
         running = np.zeros(n_envs)
         steps = np.zeros(n_envs, dtype=np.int64)
@@ -69,7 +75,10 @@ def evaluate_policy(
             obs, rewards, terminated, truncated, _ = envs.step(actions)
             running += rewards
             steps += 1
-            for i in np.flatnonzero(np.logical_or(terminated, truncated)):
+            dones = np.logical_or(terminated, truncated)
+            if dones.any():
+                agent.reset_state(dones)
+            for i in np.flatnonzero(dones):
                 if done_count[i] < targets[i]:
                     returns.append(float(running[i]))
                     lengths.append(int(steps[i]))

@@ -91,6 +91,10 @@ class EnsembleAgent(BaseAgent):
     def loop_hints(self) -> dict[str, Any]:
         return self.primary.loop_hints
 
+    def reset_state(self, mask: np.ndarray | None = None) -> None:
+        for agent in self.policy_manager.agents:
+            agent.reset_state(mask)
+
     def teardown(self) -> None:
         """Remove every member from the manager, tearing each down: the ensemble
         is not used again, and its members' accelerator memory is released."""

@@ -87,6 +87,8 @@ class LivePipeline(EnvPipeline):
                 episode_start = True
             batch = _batched(self._obs)
             if self.deterministic:
+                if episode_start:
+                    agent.reset_state(np.array([True]))
                 action, info = agent.act(batch, deterministic=True), {}
             else:
                 action, info = agent.act_info(batch, np.array([episode_start]))

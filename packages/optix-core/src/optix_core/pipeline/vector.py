@@ -63,6 +63,8 @@ class VectorBatchPipeline(EnvPipeline):
         space = self.envs.single_action_space
         for _ in range(self.window_size):
             if self.deterministic:
+                if self._episode_start.any():
+                    agent.reset_state(self._episode_start)
                 actions, info = agent.act(self._obs, deterministic=True), {}
             else:
                 actions, info = agent.act_info(self._obs, self._episode_start)

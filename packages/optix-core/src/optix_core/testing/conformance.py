@@ -46,14 +46,27 @@ class AgentConformance:
                 return spec
         raise AssertionError(f"{self.algo!r} on {self.backend!r} is not registered")
 
-    def make(self, env_id: str, hyperparams: dict[str, Any] | None = None, seed: int | None = None) -> BaseAgent:
+    def make(
+        self, env_id: str, hyperparams: dict[str, Any] | None = None, seed: int | None = None
+    ) -> BaseAgent:
         hp = HyperparamSet(params=hyperparams) if hyperparams is not None else None
-        return make_agent(self.algo, env_id, backend=self.backend, hyperparams=hp,
-                          device="cpu", seed=self.seed if seed is None else seed)
+        return make_agent(
+            self.algo,
+            env_id,
+            backend=self.backend,
+            hyperparams=hp,
+            device="cpu",
+            seed=self.seed if seed is None else seed,
+        )
 
     def window(self, agent: BaseAgent, env_id: str) -> EpisodeData:
-        pipeline = VectorBatchPipeline(env_id=env_id, n_envs=self.n_envs,
-                                       window_size=self.window_size, seed=self.seed, agent=agent)
+        pipeline = VectorBatchPipeline(
+            env_id=env_id,
+            n_envs=self.n_envs,
+            window_size=self.window_size,
+            seed=self.seed,
+            agent=agent,
+        )
         try:
             return pipeline.collect()
         finally:
@@ -84,7 +97,9 @@ class AgentConformance:
             actions = np.asarray(agent.act(obs, deterministic=deterministic))
             assert len(actions) == len(obs)
             assert all(space.contains(np.asarray(a, dtype=space.dtype)) for a in actions)
+        agent.reset_state()
         again = np.asarray(agent.act(obs, deterministic=True))
+        agent.reset_state()
         np.testing.assert_array_equal(again, agent.act(obs, deterministic=True))
 
     def test_hyperparameters_round_trip(self, env_id: str) -> None:
@@ -110,6 +125,8 @@ class AgentConformance:
         restored = self.make(env_id, seed=self.seed + 1)
         restored.load_weights(str(tmp_path / "agent"))
         obs = self.probe_observations(env_id)
+        agent.reset_state()
+        restored.reset_state()
         np.testing.assert_allclose(
             np.asarray(restored.act(obs, deterministic=True), dtype=np.float64),
             np.asarray(agent.act(obs, deterministic=True), dtype=np.float64),
@@ -141,6 +158,8 @@ class AgentConformance:
         assert quiet_diag.keys() == busy_diag.keys()
         for key in quiet_diag:
             assert busy_diag[key] == pytest.approx(quiet_diag[key], rel=1e-6, abs=1e-9), key
+        busy.reset_state()
+        quiet.reset_state()
         np.testing.assert_allclose(
             np.asarray(busy.act(obs, deterministic=True), dtype=np.float64),
             np.asarray(quiet.act(obs, deterministic=True), dtype=np.float64),
