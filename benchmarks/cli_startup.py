@@ -29,19 +29,30 @@ def main() -> None:
         subprocess.run([optix, "list"], check=True, capture_output=True)
         times.append(time.perf_counter() - start)
     probe = subprocess.run(
-        [sys.executable, "-c",
-         "import sys; from optix_core.cli import main; main(['list']); "
-         "print([m for m in ('torch', 'tensorflow', 'jax', 'numpy') if m in sys.modules], file=sys.stderr)"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys; from optix_core.cli import main; main(['list']); "
+            "print([m for m in ('torch', 'tensorflow', 'jax', 'numpy') if m in sys.modules], file=sys.stderr)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     times.sort()
-    print(f"optix list: median {statistics.median(times) * 1000:.0f} ms, "
-          f"min {times[0] * 1000:.0f} ms, max {times[-1] * 1000:.0f} ms over {args.repeats} runs")
-    print(f"modules imported among torch/tensorflow/jax/numpy: {probe.stderr.strip().splitlines()[-1]}")
+    print(
+        f"optix list: median {statistics.median(times) * 1000:.0f} ms, "
+        f"min {times[0] * 1000:.0f} ms, max {times[-1] * 1000:.0f} ms over {args.repeats} runs"
+    )
+    print(
+        f"modules imported among torch/tensorflow/jax/numpy: {probe.stderr.strip().splitlines()[-1]}"
+    )
     start = time.perf_counter()
     for _ in range(args.repeats):
         subprocess.run([sys.executable, "-c", "pass"], check=True)
-    print(f"bare python start-up for comparison: {(time.perf_counter() - start) / args.repeats * 1000:.0f} ms")
+    print(
+        f"bare python start-up for comparison: {(time.perf_counter() - start) / args.repeats * 1000:.0f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,56 @@
+"""PPO (TorchPPOAgent for Discrete, TorchGaussianPPOAgent for Box) hyperparameters.
+
+Defaults and tuning ranges are tensor-optix 1.10's PPO table. Two keys are
+optix's own: ``normalize_advantage`` (per minibatch, as Stable-Baselines3
+does) and ``anneal_steps`` (rl-zoo's linear schedules: ``learning_rate`` and
+``clip_ratio`` fall linearly to 0 over that many environment steps; 0 keeps
+them constant).
+"""
+
+from optix_core.hyperparams import Bound
+
+DEFAULTS = {
+    "learning_rate": 3e-4,
+    "clip_ratio": 0.2,
+    "entropy_coef": 0.01,
+    "vf_coef": 0.5,
+    "gamma": 0.99,
+    "gae_lambda": 0.95,
+    "n_epochs": 10,
+    "minibatch_size": 64,
+    "max_grad_norm": 0.5,
+    "normalize_advantage": True,
+    "anneal_steps": 0,
+}
+BOUNDS = {
+    "learning_rate": Bound(0.0, 1.0, open_low=True),
+    "clip_ratio": Bound(0.0, 1.0, open_low=True),
+    "entropy_coef": Bound(0.0, 1.0),
+    "vf_coef": Bound(0.0, 10.0),
+    "gamma": Bound(0.0, 1.0),
+    "gae_lambda": Bound(0.0, 1.0),
+    "n_epochs": Bound(1, 1000, integer=True),
+    "minibatch_size": Bound(1, 2**24, integer=True),
+    "max_grad_norm": Bound(0.0, 100.0, open_low=True),
+    "normalize_advantage": Bound.flag(),
+    "anneal_steps": Bound(0, 2**62, integer=True),
+}
+SEARCH_SPACE = {
+    "learning_rate": ("log_float", 1e-4, 3e-3),
+    "clip_ratio": ("float", 0.1, 0.3),
+    "entropy_coef": ("float", 0.0, 0.05),
+    "vf_coef": ("float", 0.25, 1.0),
+    "gamma": ("float", 0.95, 0.999),
+    "gae_lambda": ("float", 0.9, 1.0),
+    "n_epochs": ("int", 3, 15),
+    "minibatch_size": ("int", 32, 256),
+    "max_grad_norm": ("float", 0.3, 1.0),
+}
+ROLLOUT = {"n_envs": 8, "window_size": 256}
+SPEC = {
+    "name": "ppo",
+    "factory": "optix_torch.ppo:make_ppo",
+    "action_spaces": ("discrete", "continuous"),
+    "on_policy": True,
+    "summary": "Proximal policy optimization: categorical (Discrete) or tanh-Gaussian (Box)",
+}

@@ -1,0 +1,49 @@
+"""SAC (TorchSACAgent) hyperparameters: tensor-optix's keys plus Stable-Baselines3's schedule.
+
+``learning_starts``, ``train_freq`` and ``gradient_steps`` mean what they mean
+in SB3: uniform random actions until ``learning_starts`` transitions were
+seen, then ``gradient_steps`` updates after every ``train_freq`` vector steps.
+``ent_coef`` is the entropy temperature α: its starting value when
+``auto_ent_coef`` learns it (SB3's ``ent_coef="auto"``, or ``"auto_0.1"`` with
+``ent_coef=0.1``), the fixed value otherwise (SB3's ``ent_coef=0.1``).
+"""
+
+from optix_core.hyperparams import Bound
+
+DEFAULTS = {
+    "learning_rate": 3e-4,
+    "gamma": 0.99,
+    "tau": 0.005,
+    "batch_size": 256,
+    "replay_capacity": 1_000_000,
+    "learning_starts": 100,
+    "train_freq": 1,
+    "gradient_steps": 1,
+    "ent_coef": 1.0,
+    "auto_ent_coef": True,
+}
+BOUNDS = {
+    "learning_rate": Bound(0.0, 1.0, open_low=True),
+    "gamma": Bound(0.0, 1.0),
+    "tau": Bound(0.0, 1.0, open_low=True),
+    "batch_size": Bound(1, 1 << 20, integer=True),
+    "replay_capacity": Bound(1, 1 << 31, integer=True),
+    "learning_starts": Bound(0, 1 << 40, integer=True),
+    "train_freq": Bound(1, 1 << 20, integer=True),
+    "gradient_steps": Bound(1, 1 << 20, integer=True),
+    "ent_coef": Bound(0.0, 1e6, open_low=True),
+    "auto_ent_coef": Bound.flag(),
+}
+SEARCH_SPACE = {
+    "learning_rate": ("log_float", 1e-4, 3e-3),
+    "gamma": ("float", 0.95, 0.999),
+    "tau": ("log_float", 1e-3, 5e-2),
+}
+ROLLOUT = {"n_envs": 1, "window_size": 256}
+SPEC = {
+    "name": "sac",
+    "factory": "optix_torch.sac:make_sac",
+    "action_spaces": ("continuous",),
+    "on_policy": False,
+    "summary": "Soft actor-critic: squashed Gaussian, twin critics, learned temperature",
+}

@@ -1,0 +1,53 @@
+"""TD3 (TorchTD3Agent) hyperparameters: tensor-optix's keys plus Stable-Baselines3's schedule.
+
+``learning_starts``, ``train_freq`` and ``gradient_steps`` mean what they mean
+in SB3 (see ``config/sac.py``). ``expl_noise`` is the standard deviation of
+the Gaussian exploration noise added to the actor's (−1, 1) action (SB3's
+``NormalActionNoise``); ``target_noise`` and ``noise_clip`` are SB3's
+``target_policy_noise`` and ``target_noise_clip``, in the same units.
+"""
+
+from optix_core.hyperparams import Bound
+
+DEFAULTS = {
+    "learning_rate": 1e-3,
+    "gamma": 0.99,
+    "tau": 0.005,
+    "batch_size": 256,
+    "replay_capacity": 1_000_000,
+    "learning_starts": 100,
+    "train_freq": 1,
+    "gradient_steps": 1,
+    "policy_delay": 2,
+    "target_noise": 0.2,
+    "noise_clip": 0.5,
+    "expl_noise": 0.1,
+}
+BOUNDS = {
+    "learning_rate": Bound(0.0, 1.0, open_low=True),
+    "gamma": Bound(0.0, 1.0),
+    "tau": Bound(0.0, 1.0, open_low=True),
+    "batch_size": Bound(1, 1 << 20, integer=True),
+    "replay_capacity": Bound(1, 1 << 31, integer=True),
+    "learning_starts": Bound(0, 1 << 40, integer=True),
+    "train_freq": Bound(1, 1 << 20, integer=True),
+    "gradient_steps": Bound(1, 1 << 20, integer=True),
+    "policy_delay": Bound(1, 1 << 20, integer=True),
+    "target_noise": Bound(0.0, 10.0),
+    "noise_clip": Bound(0.0, 10.0),
+    "expl_noise": Bound(0.0, 10.0),
+}
+SEARCH_SPACE = {
+    "learning_rate": ("log_float", 1e-4, 3e-3),
+    "gamma": ("float", 0.95, 0.999),
+    "tau": ("log_float", 1e-3, 5e-2),
+    "expl_noise": ("float", 0.05, 0.3),
+}
+ROLLOUT = {"n_envs": 1, "window_size": 256}
+SPEC = {
+    "name": "td3",
+    "factory": "optix_torch.td3:make_td3",
+    "action_spaces": ("continuous",),
+    "on_policy": False,
+    "summary": "TD3: deterministic actor, twin critics, target smoothing, delayed actor updates",
+}

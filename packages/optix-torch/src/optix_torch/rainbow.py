@@ -1,0 +1,393 @@
+"""TorchRainbowDQNAgent: Rainbow DQN, and its network RainbowQNetwork.
+
+Hessel et al. (2018), "Rainbow: Combining Improvements in Deep Reinforcement
+Learning": six extensions of DQN in one agent.
+
+- Distributional (C51; Bellemare et al. 2017): the network gives, per action,
+  a categorical distribution p_i(s, a) over the atoms z_i = v_min + i·Δz,
+  Δz = (v_max − v_min)/(N − 1); Q(s, a) = Σ_i z_i p_i(s, a).
+- Double Q (van Hasselt et al. 2016): a* = argmax_a Q_online(s', a); its
+  distribution comes from the target network.
+- n-step returns: R = Σ_{k<m} γ^k r_{t+k}, bootstrap discount γ^m (optix-core's
+  NStepWriter builds the transitions).
+- The target: each atom moves to T z_i = clip(R + γ^m (1 − terminated) z_i,
+  v_min, v_max) and its probability p_i(s', a*) is split between the two
+  neighbouring atoms (Bellemare et al. 2017, Algorithm 1), giving m.
+- The loss is the cross-entropy L = −Σ_i m_i log p_i(s, a), weighted by the
+  importance weights of prioritized replay (Schaul et al. 2016), whose new
+  priorities are the per-sample losses.
+- Dueling (Wang et al. 2016): logits(s, a) = V(s) + A(s, a) − mean_a A(s, a),
+  per atom, before the softmax over atoms.
+- Noisy nets (Fortunato et al. 2018, ``NoisyLinear``) explore instead of
+  ε-greedy. The online network's noise is redrawn before every gradient step
+  (one draw serves both s and s') and every training action, the target
+  network's before every gradient step, all from the agent's ``generator``;
+  act() draws from ``act_generator``, and act(deterministic=True) uses the
+  mean weights alone.
+
+Every ``target_update_freq`` gradient steps the target network becomes a copy
+of the online one. The replay memory, its checkpointing and the n-step
+writer are DQN's (``optix_torch.dqn.Replay``).
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from optix_core.types import EpisodeData, HyperparamSet
+from optix_torch.base import TorchAgentBase
+from optix_torch.config import rainbow as config
+from optix_torch.dqn import (
+    REPLAY_FILE,
+    FlatGradients,
+    Replay,
+    check_n_actions,
+    check_network_output,
+    default_optimizer,
+    flat_observation_dim,
+    require_discrete,
+)
+from optix_torch.networks import seeded
+from optix_torch.noisy import NoisyLinear, noisy_layers, reset_noise
+
+
+class RainbowQNetwork(nn.Module):
+    """Dueling, noisy, distributional Q-network: observations → log-probabilities [B, A, N].
+
+    A linear ReLU trunk of ``hidden_size`` units, then a value stream and an
+    advantage stream, each NoisyLinear(hidden) → ReLU → NoisyLinear, combined
+    per atom as V + A − mean_a A and normalised over the ``n_atoms`` atoms.
+    ``q_values(x)`` gives the expected values Σ_i z_i p_i.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        n_actions: int,
+        hidden_size: int = 128,
+        n_atoms: int = 51,
+        v_min: float = -10.0,
+        v_max: float = 10.0,
+        sigma_0: float = 0.5,
+    ) -> None:
+        super().__init__()
+        if n_atoms < 2 or not v_min < v_max:
+            raise ValueError(
+                f"RainbowQNetwork needs n_atoms >= 2 and v_min < v_max, "
+                f"got n_atoms={n_atoms}, v_min={v_min}, v_max={v_max}"
+            )
+        self.obs_dim, self.n_actions, self.hidden_size = int(obs_dim), int(n_actions), hidden_size
+        self.n_atoms, self.v_min, self.v_max = int(n_atoms), float(v_min), float(v_max)
+        self.features = nn.Sequential(nn.Linear(self.obs_dim, hidden_size), nn.ReLU())
+        self.value = nn.Sequential(
+            NoisyLinear(hidden_size, hidden_size, sigma_0),
+            nn.ReLU(),
+            NoisyLinear(hidden_size, self.n_atoms, sigma_0),
+        )
+        self.advantage = nn.Sequential(
+            NoisyLinear(hidden_size, hidden_size, sigma_0),
+            nn.ReLU(),
+            NoisyLinear(hidden_size, self.n_actions * self.n_atoms, sigma_0),
+        )
+        support = torch.linspace(self.v_min, self.v_max, self.n_atoms)
+        self.register_buffer("support", support, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.features(x)
+        value = self.value(h).view(-1, 1, self.n_atoms)
+        advantage = self.advantage(h).view(-1, self.n_actions, self.n_atoms)
+        logits = value + advantage - advantage.mean(dim=1, keepdim=True)
+        return F.log_softmax(logits, dim=-1)
+
+    def q_values(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.forward(x).exp() * self.support).sum(dim=-1)
+
+
+class TorchRainbowDQNAgent(TorchAgentBase):
+    """Rainbow on a distributional Q-network (observations → [B, n_actions, n_atoms]).
+
+    The network returns, per action, log-probabilities over the atoms (as
+    ``RainbowQNetwork`` does) or probabilities; which one is found by probing
+    it at construction. ``n_atoms``, ``v_min`` and ``v_max`` default to the
+    network's own when it is (or holds) a ``RainbowQNetwork``, else to 51,
+    −10 and 10; given values must agree with the network's.
+    """
+
+    algorithm = "rainbow"
+    DEFAULTS = config.DEFAULTS
+    BOUNDS = config.BOUNDS
+
+    def __init__(
+        self,
+        q_network: nn.Module,
+        n_actions: int,
+        optimizer: torch.optim.Optimizer | None = None,
+        hyperparams: HyperparamSet | dict[str, Any] | None = None,
+        device: str | torch.device = "auto",
+        n_atoms: int | None = None,
+        v_min: float | None = None,
+        v_max: float | None = None,
+        seed: int | None = None,
+        observation_space: gym.Space | None = None,
+    ) -> None:
+        super().__init__(hyperparams, device, seed)
+        self.n_actions = check_n_actions(n_actions, self.algorithm)
+        self.n_atoms, self.v_min, self.v_max = _support(q_network, n_atoms, v_min, v_max)
+        probe = check_network_output(
+            q_network, observation_space, (self.n_actions, self.n_atoms), self.algorithm
+        )
+        self.log_output = _returns_log_probs(probe, self.algorithm)
+        self.q_network = q_network.to(self.device)
+        self.target_network = copy.deepcopy(self.q_network).requires_grad_(False)
+        self.noisy = noisy_layers(self.q_network)
+        self.target_noisy = noisy_layers(self.target_network)
+        if not self.noisy:
+            warnings.warn(
+                "rainbow: the q_network has no NoisyLinear layer, so training actions are "
+                "greedy and nothing explores; use RainbowQNetwork or add NoisyLinear layers",
+                stacklevel=2,
+            )
+        self.support = torch.linspace(self.v_min, self.v_max, self.n_atoms, device=self.device)
+        self.optimizer = optimizer or default_optimizer(
+            self.q_network.parameters(), self.hp["learning_rate"]
+        )
+        self.gradients = FlatGradients(self.q_network.parameters())
+        self.replay = Replay(self.rng, self.algorithm)
+        self.env_steps = 0
+        self.updates = 0
+        self.apply_hyperparams()
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"q_network": self.q_network, "target_network": self.target_network}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"main": self.optimizer}
+
+    def apply_hyperparams(self) -> None:
+        super().apply_hyperparams()
+        self.replay.configure(self.hp)
+
+    @property
+    def is_on_policy(self) -> bool:
+        return False
+
+    # ---- acting -------------------------------------------------------------
+
+    def log_probs(self, network: nn.Module, obs: torch.Tensor) -> torch.Tensor:
+        out = network(obs)
+        return out if self.log_output else out.clamp_min(1e-8).log()
+
+    def q_values(self, network: nn.Module, obs: torch.Tensor) -> torch.Tensor:
+        """Q(s, a) = Σ_i z_i p_i(s, a)."""
+        return (self.log_probs(network, obs).exp() * self.support).sum(dim=-1)
+
+    @torch.no_grad()
+    def act(self, observation: Any, deterministic: bool = False) -> np.ndarray:
+        obs = self.to_tensor(observation)
+        if not deterministic:
+            reset_noise(self.noisy, self.act_generator)
+            return self.q_values(self.q_network, obs).argmax(dim=-1).cpu().numpy()
+        self.q_network.eval()  # NoisyLinear uses its mean weights μ alone
+        try:
+            return self.q_values(self.q_network, obs).argmax(dim=-1).cpu().numpy()
+        finally:
+            self.q_network.train()
+
+    @torch.no_grad()
+    def act_info(self, observation: Any, episode_start: np.ndarray) -> tuple[np.ndarray, dict]:
+        if self.env_steps < self.hp["learning_starts"]:  # a uniformly random start
+            return self.rng.integers(self.n_actions, size=len(observation)), {}
+        reset_noise(self.noisy, self.generator)
+        q = self.q_values(self.q_network, self.to_tensor(observation))
+        return q.argmax(dim=-1).cpu().numpy(), {}
+
+    # ---- learning -----------------------------------------------------------
+
+    def learn(self, episode_data: EpisodeData) -> dict[str, float]:
+        hp = self.hp
+        self.replay.store(episode_data)
+        self.env_steps += episode_data.n_steps
+        stats = {"buffer_size": float(len(self.replay))}
+        steps, batch_size = hp["gradient_steps"], hp["batch_size"]
+        if self.env_steps < hp["learning_starts"] or len(self.replay) < batch_size or not steps:
+            return stats
+
+        losses = []
+        done = 0
+        while done < steps:
+            # Uniform replay draws every minibatch of the window at once; prioritized
+            # replay draws each with the priorities the previous step left.
+            count = 1 if self.replay.prioritized else steps
+            batch = self.replay.sample(count, batch_size, hp["per_beta"], self.device)
+            for j in range(count):
+                weights = batch["weights"][j] if "weights" in batch else None
+                loss, per_sample = self._gradient_step(
+                    batch["observations"][j],
+                    batch["actions"][j],
+                    batch["rewards"][j],
+                    batch["next_observations"][j],
+                    batch["bootstrap"][j],
+                    weights,
+                )
+                losses.append(loss)
+                self.updates += 1
+                if self.updates % hp["target_update_freq"] == 0:
+                    self._sync_target()
+            if self.replay.prioritized:
+                self.replay.update_priorities(batch["indices"], per_sample.cpu().numpy())
+            done += count
+        stats["loss"] = float(torch.stack(losses).mean())
+        stats["updates"] = float(self.updates)
+        return stats
+
+    def _gradient_step(
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        rewards: torch.Tensor,
+        next_obs: torch.Tensor,
+        bootstrap: torch.Tensor,
+        weights: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = torch.arange(len(actions), device=self.device)
+        reset_noise(self.noisy, self.generator)
+        reset_noise(self.target_noisy, self.generator)
+        # One pass of the online network over s and s' (same noise for both).
+        log_p_all = self.log_probs(self.q_network, torch.cat([obs, next_obs]))
+        log_p = log_p_all[rows, actions]
+        with torch.no_grad():
+            next_q = (log_p_all[len(actions) :].detach().exp() * self.support).sum(dim=-1)
+            best = next_q.argmax(dim=-1)  # double Q: a* from the online network
+            next_probs = self.log_probs(self.target_network, next_obs)[rows, best].exp()
+            target = categorical_projection(next_probs, rewards, bootstrap, self.support)
+        per_sample = -(target * log_p).sum(dim=-1)  # cross-entropy −Σ m_i log p_i(s, a)
+        loss = per_sample.mean() if weights is None else (weights * per_sample).mean()
+        self.gradients.zero()
+        loss.backward()
+        self.gradients.clip(self.hp["max_grad_norm"])
+        self.optimizer.step()
+        return loss.detach(), per_sample.detach()
+
+    @torch.no_grad()
+    def _sync_target(self) -> None:
+        torch._foreach_copy_(
+            list(self.target_network.state_dict().values()),
+            list(self.q_network.state_dict().values()),
+        )
+
+    # ---- checkpoints --------------------------------------------------------
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"env_steps": self.env_steps, "updates": self.updates}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.env_steps = int(state.get("env_steps", 0))
+        self.updates = int(state.get("updates", 0))
+
+    def save_extra(self, path: Path) -> None:
+        self.replay.save(path / REPLAY_FILE)
+
+    def load_extra(self, path: Path) -> None:
+        self.replay.load(path / REPLAY_FILE)
+
+    def teardown(self) -> None:
+        super().teardown()
+        self.replay.clear()
+
+
+def categorical_projection(
+    next_probs: torch.Tensor,
+    rewards: torch.Tensor,
+    bootstrap: torch.Tensor,
+    support: torch.Tensor,
+) -> torch.Tensor:
+    """Project the distribution of R + γ^m (1 − terminated) z onto the support z.
+
+    Bellemare et al. (2017), Algorithm 1: atom z_j moves to
+    T z_j = clip(R + bootstrap · z_j, v_min, v_max), at fractional index
+    b_j = (T z_j − v_min)/Δz, and its probability is split between atoms
+    ⌊b_j⌋ and ⌈b_j⌉ in proportion to closeness (all of it to b_j when b_j is
+    a whole number).
+    """
+    n_atoms = support.numel()
+    v_min, v_max = support[0], support[-1]
+    delta = (v_max - v_min) / (n_atoms - 1)
+    moved = (rewards.unsqueeze(1) + bootstrap.unsqueeze(1) * support).clamp(v_min, v_max)
+    b = ((moved - v_min) / delta).clamp(0, n_atoms - 1)
+    lower, upper = b.floor(), b.ceil()
+    projected = torch.zeros_like(next_probs)
+    projected.scatter_add_(1, lower.long(), next_probs * (upper + (lower == upper) - b))
+    projected.scatter_add_(1, upper.long(), next_probs * (b - lower))
+    return projected
+
+
+def _support(
+    network: nn.Module, n_atoms: int | None, v_min: float | None, v_max: float | None
+) -> tuple[int, float, float]:
+    """The atoms: the network's when it is a RainbowQNetwork, else the arguments or 51, −10, 10."""
+    inner = next((m for m in network.modules() if isinstance(m, RainbowQNetwork)), None)
+    own = (inner.n_atoms, inner.v_min, inner.v_max) if inner is not None else (51, -10.0, 10.0)
+    given = (n_atoms, v_min, v_max)
+    chosen = tuple(g if g is not None else o for g, o in zip(given, own, strict=True))
+    if inner is not None and chosen != own:
+        raise ValueError(
+            f"rainbow: n_atoms, v_min, v_max = {chosen} disagree with the RainbowQNetwork's "
+            f"{own}; leave them out to use the network's"
+        )
+    atoms, low, high = int(chosen[0]), float(chosen[1]), float(chosen[2])
+    if atoms < 2 or not low < high:
+        raise ValueError(
+            f"rainbow needs n_atoms >= 2 and v_min < v_max, got {atoms}, {low}, {high}"
+        )
+    return atoms, low, high
+
+
+def _returns_log_probs(probe: torch.Tensor | None, owner: str) -> bool:
+    """Whether the network's outputs are log-probabilities (True) or probabilities (False)."""
+    if probe is None:
+        return True  # nothing to probe with: RainbowQNetwork's convention
+    ones = torch.ones_like(probe[..., 0])
+    if torch.allclose(probe.exp().sum(-1), ones, atol=1e-4):
+        return True
+    if probe.min() >= 0 and torch.allclose(probe.sum(-1), ones, atol=1e-4):
+        return False
+    raise ValueError(
+        f"{owner}: the q_network must return, per action, log-probabilities (or probabilities) "
+        "over the atoms; end it with F.log_softmax(logits, dim=-1)"
+    )
+
+
+def make_rainbow(
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    *,
+    hyperparams: HyperparamSet | dict[str, Any] | None = None,
+    device: str = "auto",
+    seed: int | None = None,
+) -> TorchRainbowDQNAgent:
+    """The AgentSpec factory: a RainbowQNetwork of 128 units, 51 atoms on [−100, 100]."""
+    n_actions = require_discrete(action_space, "rainbow")
+    obs_dim = flat_observation_dim(observation_space, "rainbow")
+    with seeded(seed):
+        q_network: nn.Module = RainbowQNetwork(
+            obs_dim, n_actions, hidden_size=128, n_atoms=51, v_min=-100.0, v_max=100.0
+        )
+    if len(observation_space.shape) != 1:
+        q_network = nn.Sequential(nn.Flatten(), q_network)
+    return TorchRainbowDQNAgent(
+        q_network,
+        n_actions,
+        hyperparams=hyperparams,
+        device=device,
+        seed=seed,
+        observation_space=observation_space,
+    )
