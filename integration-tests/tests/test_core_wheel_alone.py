@@ -21,26 +21,38 @@ def venv(tmp_path_factory) -> Path:
     if uv is None:
         pytest.fail("uv is needed to build and install the wheel (pip install uv)")
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([uv, "build", "--package", "optix-core", "--wheel", "-o", str(out)],
-                   cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(
+        [uv, "build", "--package", "optix-core", "--wheel", "-o", str(out)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     (wheel,) = out.glob("optix_core-*.whl")
     env_dir = out / "venv"
     subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(env_dir)], check=True)
-    subprocess.run([uv, "pip", "install", "-q", "--python", str(env_dir / "bin" / "python"), str(wheel)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [uv, "pip", "install", "-q", "--python", str(env_dir / "bin" / "python"), str(wheel)],
+        check=True,
+        capture_output=True,
+    )
     return env_dir
 
 
 def run(venv: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    return subprocess.run([str(a) for a in args], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=600)
+    return subprocess.run(
+        [str(a) for a in args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600
+    )
 
 
 def test_no_framework_is_installed_or_imported(venv):
     python = venv / "bin" / "python"
-    installed = run(venv, python, "-c", "import importlib.util as u; print([m for m in "
-                    f"{FRAMEWORKS!r} if u.find_spec(m)])")
+    installed = run(
+        venv,
+        python,
+        "-c",
+        f"import importlib.util as u; print([m for m in {FRAMEWORKS!r} if u.find_spec(m)])",
+    )
     assert installed.stdout.strip() == "[]"
     listed = run(venv, venv / "bin" / "optix", "list")
     assert listed.returncode == 0, listed.stderr

@@ -28,8 +28,13 @@ def install_fake_distribution(site: Path, name: str, module_source: str) -> None
 
 def optix(site: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     environ = {**os.environ, "PYTHONPATH": str(site), **env}
-    return subprocess.run([sys.executable, "-m", "optix_core.cli", *args],
-                          capture_output=True, text=True, env=environ, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "optix_core.cli", *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=120,
+    )
 
 
 AGENT_PLUGIN = """
@@ -45,10 +50,13 @@ AGENT_PLUGIN = """
 def test_the_example_plugin_is_discovered_listed_built_and_trained():
     spec = next(s for s in optix_core.agents() if s.name == "hill-climb")
     assert provider(spec) == "optix-example-plugin"
-    listed = subprocess.run([sys.executable, "-m", "optix_core.cli", "list"],
-                            capture_output=True, text=True, check=True).stdout
-    assert any(line.startswith("hill-climb") and "optix-example-plugin" in line
-               for line in listed.splitlines())
+    listed = subprocess.run(
+        [sys.executable, "-m", "optix_core.cli", "list"], capture_output=True, text=True, check=True
+    ).stdout
+    assert any(
+        line.startswith("hill-climb") and "optix-example-plugin" in line
+        for line in listed.splitlines()
+    )
 
     agent = optix_core.make_agent("hill-climb", "CartPole-v1", seed=0)
     before = evaluate_policy(agent, "CartPole-v1", episodes=10, seed=7).mean
@@ -78,13 +86,17 @@ def test_a_plugin_that_fails_to_import_is_reported_and_skipped(tmp_path):
 
 
 def test_a_plugin_whose_hook_raises_is_isolated(tmp_path):
-    install_fake_distribution(tmp_path, "optix-faulty", """
+    install_fake_distribution(
+        tmp_path,
+        "optix-faulty",
+        """
         from optix_core import hookimpl
 
         @hookimpl
         def optix_register_agents(register):
             raise RuntimeError("registry exploded")
-    """)
+    """,
+    )
     result = optix(tmp_path, "plugins")
     faulty = next(p for p in json.loads(result.stdout) if p["distribution"] == "optix-faulty")
     assert "registry exploded" in faulty["error"]
@@ -114,7 +126,9 @@ def test_optix_load_plugins_restricts_what_loads(tmp_path):
 
 
 def test_plugin_loading_is_lazy():
-    code = ("import sys, optix_core; from optix_core import plugins; "
-            "print(plugins.get_registry()._loaded, 'torch' in sys.modules, 'numpy' in sys.modules)")
+    code = (
+        "import sys, optix_core; from optix_core import plugins; "
+        "print(plugins.get_registry()._loaded, 'torch' in sys.modules, 'numpy' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False", "False"]
