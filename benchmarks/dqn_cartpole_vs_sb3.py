@@ -179,6 +179,9 @@ def run_sb3(seed: int, args: argparse.Namespace) -> Result:
         def act(self, obs, deterministic: bool = True):
             return self.model.predict(obs, deterministic=deterministic)[0]
 
+        def reset_state(self, mask=None) -> None:  # a memoryless policy: nothing to forget
+            pass
+
     clock = Clock()
 
     class EvalAndStop(BaseCallback):

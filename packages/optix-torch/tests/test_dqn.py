@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import copy
+
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from optix_core import HyperparamSet, make_agent
-from optix_core.buffers import PrioritizedReplayBuffer
+from optix_core.buffers import PrioritizedReplayBuffer, window_transitions
 from optix_core.evaluation import evaluate_policy
 from optix_core.hyperparams import HyperparamError
 from optix_core.pipeline import VectorBatchPipeline
 from optix_core.registry import RegistryError
 from optix_core.testing import AgentConformance
-from optix_torch.dqn import LeanAdam, TorchDQNAgent, make_dqn
+from optix_torch.dqn import TorchDQNAgent, make_dqn
 
 torch.set_num_threads(1)
 
@@ -126,26 +129,70 @@ def test_the_default_optimizer_is_adam_and_a_new_learning_rate_reaches_it() -> N
     assert agent.optimizer.param_groups[0]["lr"] == 1e-4
 
 
-def test_lean_adam_takes_the_same_steps_as_torch_adam() -> None:
-    torch.manual_seed(0)
-    reference = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
-    lean = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
-    lean.load_state_dict(reference.state_dict())
-    adam = torch.optim.Adam(reference.parameters(), lr=1e-3)
-    ours = LeanAdam(lean.parameters(), lr=1e-3)
-    x = torch.randn(16, 4)
-    for step in range(30):
-        for net, opt in ((reference, adam), (lean, ours)):
-            opt.zero_grad()
-            net(x).pow(2).mean().backward()
-            opt.step()
-        if step == 10:
-            for opt in (adam, ours):
-                opt.param_groups[0]["lr"] = 5e-4
-    for a, b in zip(reference.parameters(), lean.parameters(), strict=True):
-        torch.testing.assert_close(a, b)
-    # its state dict is Adam's
-    torch.optim.Adam(reference.parameters(), lr=1e-3).load_state_dict(ours.state_dict())
+@pytest.mark.parametrize(
+    "hp",
+    [{}, {"huber_loss": False}, {"per_alpha": 0.6}, {"huber_loss": False, "per_alpha": 0.6}],
+    ids=["huber", "mse", "huber-per", "mse-per"],
+)
+def test_the_hand_written_mlp_gradients_equal_autograd(hp) -> None:
+    fast, reference = cartpole_agent(**FAST, **hp), cartpole_agent(**FAST, **hp)
+    assert fast.mlp is not None
+    reference.mlp = None  # autograd
+    for data in windows(cartpole_agent(), 3):
+        fast_stats, reference_stats = fast.learn(data), reference.learn(data)
+        assert fast_stats.keys() == reference_stats.keys()
+        for key in fast_stats:
+            assert fast_stats[key] == pytest.approx(reference_stats[key], rel=1e-5), key
+    for a, b in zip(fast.q_network.parameters(), reference.q_network.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_window_of_updates_equals_the_textbook_loop() -> None:
+    """Stable-Baselines3's DQN.train, written out: per step a fresh minibatch, the
+    target from the target network, Huber loss, clipping, torch's Adam."""
+    agent = cartpole_agent(
+        learning_starts=0,
+        batch_size=32,
+        gradient_steps=10,
+        target_update_freq=4,
+        learning_rate=1e-3,
+    )
+    net = copy.deepcopy(agent.q_network)
+    target_net = copy.deepcopy(agent.target_network)
+    adam = torch.optim.Adam(net.parameters(), lr=1e-3)
+    data = windows(cartpole_agent(), 1)[0]
+    rng = copy.deepcopy(agent.rng)
+    agent.learn(data)
+
+    steps = window_transitions(data)
+    flat = {k: torch.as_tensor(v.reshape(-1, *v.shape[2:])) for k, v in steps.items()}
+    index = torch.as_tensor(rng.integers(0, len(flat["rewards"]), 10 * 32)).view(10, 32)
+    for step in range(10):
+        rows = index[step]
+        with torch.no_grad():
+            next_q = target_net(flat["next_observations"][rows].float()).max(-1).values
+            y = flat["rewards"][rows] + 0.99 * (~flat["terminated"][rows]) * next_q
+        q = net(flat["observations"][rows].float()).gather(1, flat["actions"][rows].view(-1, 1))
+        loss = F.smooth_l1_loss(q.squeeze(1), y)
+        adam.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(net.parameters(), 10.0)
+        adam.step()
+        if (step + 1) % 4 == 0:
+            target_net.load_state_dict(net.state_dict())
+    for a, b in zip(agent.q_network.parameters(), net.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    for a, b in zip(agent.target_network.parameters(), target_net.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_networks_other_than_a_plain_mlp_go_through_autograd() -> None:
+    q_net = nn.Sequential(nn.Linear(4, 16), nn.LayerNorm(16), nn.ReLU(), nn.Linear(16, 2))
+    agent = TorchDQNAgent(q_net, 2, hyperparams=FAST, device="cpu")
+    assert agent.mlp is None
+    for data in windows(agent, 2):
+        stats = agent.learn(data)
+    assert np.isfinite(stats["loss"])
 
 
 # ---- exploration -------------------------------------------------------------------
@@ -162,7 +209,12 @@ def test_epsilon_is_random_until_learning_starts_then_follows_the_linear_schedul
 
 def test_epsilon_decays_multiplicatively_per_learn_call_without_exploration_steps() -> None:
     agent = cartpole_agent(
-        exploration_steps=0, learning_starts=0, epsilon=0.5, epsilon_decay=0.9, epsilon_min=0.1
+        exploration_steps=0,
+        learning_starts=0,
+        epsilon=0.5,
+        epsilon_decay=0.9,
+        epsilon_min=0.1,
+        gradient_steps=0,
     )
     data = windows(agent, 1)[0]
     assert agent.learn(data)["epsilon"] == pytest.approx(0.45)

@@ -28,7 +28,11 @@ Speed: between two target updates the target network does not change, so the
 targets of all those gradient steps come from one batched forward pass, and
 with uniform replay all their minibatches are drawn with one random call and
 one gather per field, i.e. one host-to-device copy per window. Nothing is read
-back from the device until the window's updates are done.
+back from the device until the window's updates are done. Gradients live in
+one flat tensor (``FlatGradients``: zeroing and norm clipping are one op
+each), Adam runs on its fused kernel without ``Optimizer.step``'s wrapper
+(``LeanAdam``), and a plain Linear/ReLU/Tanh Q-network gets its gradients by
+hand instead of through an autograd graph (``SequentialMLP``).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from __future__ import annotations
 import copy
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -55,6 +59,7 @@ from optix_core.types import EpisodeData, HyperparamSet
 from optix_torch.base import TorchAgentBase
 from optix_torch.config import dqn as config
 from optix_torch.networks import mlp, seeded
+from optix_torch.optim import FlatGradients, default_optimizer, optimizer_step
 
 REPLAY_FILE = "replay.npz"
 PRIORITY_EPS = 1e-6
@@ -86,6 +91,9 @@ class TorchDQNAgent(TorchAgentBase):
             self.q_network.parameters(), self.hp["learning_rate"]
         )
         self.gradients = FlatGradients(self.q_network.parameters())
+        self.optimizer_step = optimizer_step(self.optimizer)
+        # A plain Linear/ReLU/Tanh stack gets its gradients by hand (SequentialMLP).
+        self.mlp = SequentialMLP.of(self.q_network) if self.gradients.bind() else None
         self.replay = Replay(self.rng, self.algorithm)
         self.env_steps = 0  # env steps learned from
         self.windows = 0  # learn() calls
@@ -119,9 +127,12 @@ class TorchDQNAgent(TorchAgentBase):
 
     # ---- acting -------------------------------------------------------------
 
+    def q_values(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.mlp.q_values(obs) if self.mlp is not None else self.q_network(obs)
+
     @torch.no_grad()
     def act(self, observation: Any, deterministic: bool = False) -> np.ndarray:
-        greedy = self.q_network(self.to_tensor(observation)).argmax(dim=-1).cpu().numpy()
+        greedy = self.q_values(self.to_tensor(observation)).argmax(dim=-1).cpu().numpy()
         if deterministic:
             return greedy
         n = len(greedy)
@@ -135,7 +146,7 @@ class TorchDQNAgent(TorchAgentBase):
         explore = self.rng.random(n) < self.epsilon
         actions = self.rng.integers(self.n_actions, size=n)
         if not explore.all():  # the network is only needed where a row exploits
-            greedy = self.q_network(self.to_tensor(observation)).argmax(dim=-1).cpu().numpy()
+            greedy = self.q_values(self.to_tensor(observation)).argmax(dim=-1).cpu().numpy()
             actions = np.where(explore, actions, greedy)
         return actions, {}
 
@@ -156,6 +167,8 @@ class TorchDQNAgent(TorchAgentBase):
             return stats
 
         batch_size, sync_every = hp["batch_size"], hp["target_update_freq"]
+        if self.mlp is not None:
+            self.gradients.bind()  # SequentialMLP writes into the flat gradients' views
         losses, targets = [], []
         done = 0
         while done < steps:
@@ -195,17 +208,23 @@ class TorchDQNAgent(TorchAgentBase):
         target: torch.Tensor,
         weights: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        q = self.q_network(obs).gather(1, actions.unsqueeze(1)).squeeze(1)
-        error = F.smooth_l1_loss if self.hp["huber_loss"] else F.mse_loss
-        if weights is None:
-            loss = error(q, target)
+        if self.mlp is not None:
+            loss, td = self.mlp.td_step(
+                obs, actions, target, weights, self.hp["huber_loss"], self.gradients.views
+            )
         else:
-            loss = (weights * error(q, target, reduction="none")).mean()
-        self.gradients.zero()
-        loss.backward()
+            q = self.q_network(obs).gather(1, actions.unsqueeze(1)).squeeze(1)
+            error = F.smooth_l1_loss if self.hp["huber_loss"] else F.mse_loss
+            if weights is None:
+                loss = error(q, target)
+            else:
+                loss = (weights * error(q, target, reduction="none")).mean()
+            self.gradients.zero()
+            loss.backward()
+            loss, td = loss.detach(), (q - target).detach()
         self.gradients.clip(self.hp["max_grad_norm"])
-        self.optimizer.step()
-        return loss.detach(), (q - target).detach()
+        self.optimizer_step()
+        return loss, td
 
     @torch.no_grad()
     def _sync_target(self) -> None:
@@ -381,144 +400,108 @@ def _storage_dtype(dtype: np.dtype) -> np.dtype:
     return np.dtype(np.float32) if np.issubdtype(dtype, np.floating) else np.dtype(dtype)
 
 
-# ---- construction helpers (shared with Rainbow) ------------------------------------
+class SequentialMLP:
+    """Forward and backward passes of an ``nn.Sequential`` MLP written out by hand.
 
+    For a network of the form Linear (ReLU|Tanh Linear)* (the default
+    Q-network, and many users'), the TD loss's gradient is a handful of
+    matrix products written straight into the flat gradient tensor, without
+    building an autograd graph: for a small network on a CPU the graph's
+    bookkeeping costs more than its arithmetic. With z_0 = x,
+    h_i = z_i W_iᵀ + b_i and z_{i+1} = σ(h_i),
 
-class FlatGradients:
-    """Every parameter's ``.grad`` as a view into one flat tensor.
+        ∂L/∂W_i = g_iᵀ z_i,   ∂L/∂b_i = Σ_rows g_i,   g_{i−1} = (g_i W_i) ⊙ σ'(h_{i−1})
 
-    Backward accumulates into existing gradients in place, so the views stay
-    put; zeroing them, their global norm and the clipping are then one op each
-    instead of one per parameter. Equivalent to ``optimizer.zero_grad()`` and
-    ``nn.utils.clip_grad_norm_`` (coefficient max_norm / (‖g‖ + 1e-6), capped
-    at 1). Parameters of mixed devices or dtypes fall back to those calls.
+    starting from g_last = ∂L/∂q, which is nonzero only in the taken action's
+    column: w · clip(q − y, −1, 1)/B for the Huber loss, w · 2(q − y)/B for
+    the squared error. The result equals autograd's (tested). ``of`` returns
+    None for any other network (or one with hooks), which then goes through
+    autograd as usual.
     """
 
-    def __init__(self, params: Any) -> None:
-        self.params = [p for p in params if p.requires_grad]
-        kinds = {(p.device, p.dtype) for p in self.params}
-        self.flat: torch.Tensor | None = None
-        if len(kinds) == 1:
-            device, dtype = kinds.pop()
-            self.flat = torch.zeros(sum(p.numel() for p in self.params), device=device, dtype=dtype)
-            self._bind()
+    ACTIVATIONS: ClassVar[dict[type[nn.Module], str]] = {nn.ReLU: "relu", nn.Tanh: "tanh"}
 
-    def _bind(self) -> None:
-        assert self.flat is not None
-        offset = 0
-        for p in self.params:
-            p.grad = self.flat[offset : offset + p.numel()].view_as(p)
-            offset += p.numel()
+    def __init__(self, linears: list[nn.Linear], activations: list[str]) -> None:
+        self.linears, self.activations = linears, activations
 
-    def zero(self) -> None:
-        if self.flat is None:
-            for p in self.params:
-                p.grad = None
-            return
-        first = self.params[0].grad
-        if first is None or first.data_ptr() != self.flat.data_ptr():
-            self._bind()  # someone set the gradients to None (optimizer.zero_grad())
-        self.flat.zero_()
-
-    def clip(self, max_norm: float) -> torch.Tensor:
-        """Scale the gradients to a global norm of at most ``max_norm``; return the norm before."""
-        if self.flat is None:
-            return nn.utils.clip_grad_norm_(self.params, max_norm)
-        norm = torch.linalg.vector_norm(self.flat)
-        self.flat.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0))
-        return norm
-
-
-class LeanAdam(torch.optim.Adam):
-    """``torch.optim.Adam(fused=True)`` whose step goes straight to the fused kernel.
-
-    The same update, state and state dict as Adam's (a checkpoint loads into
-    either), without the per-step Python bookkeeping of ``Optimizer.step``
-    (grouping tensors by device, hooks, profiling labels), which costs more
-    than the kernel for a small network. Hyperparameters are read from the
-    param group at every step, so a new learning rate applies at once. Anything
-    the shortcut does not cover (several groups, amsgrad, maximize, a missing
-    gradient, a closure) goes through Adam's own step.
-    """
-
-    def __init__(self, params: Any, lr: float) -> None:
-        super().__init__(params, lr=lr, fused=True)
-        self._tensors: tuple[list[torch.Tensor], ...] | None = None
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        super().load_state_dict(state_dict)
-        self._tensors = None
-
-    def _lists(self) -> tuple[list[torch.Tensor], ...] | None:
-        params = self.param_groups[0]["params"]
-        tensors = self._tensors
-        if tensors is not None and self.state.get(params[0], {}).get("exp_avg") is tensors[2][0]:
-            return tensors
-        if any(p.grad is None for p in params):
+    @classmethod
+    def of(cls, network: nn.Module) -> SequentialMLP | None:
+        if type(network) is not nn.Sequential or len(network) % 2 == 0:
             return None
-        for p in params:
-            state = self.state[p]
-            if not state:  # as Adam initialises it for the fused kernel
-                state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
-                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        states = [self.state[p] for p in params]
-        self._tensors = (
-            list(params),
-            [p.grad for p in params],
-            [s["exp_avg"] for s in states],
-            [s["exp_avg_sq"] for s in states],
-            [s["step"] for s in states],
-        )
-        return self._tensors
+        layers = list(network)
+        linears = layers[0::2]
+        activations = [cls.ACTIVATIONS.get(type(m)) for m in layers[1::2]]
+        if any(type(m) is not nn.Linear for m in linears) or None in activations:
+            return None
+        if any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in layers):
+            return None
+        if network._forward_hooks or network._forward_pre_hooks:
+            return None
+        if any(not p.requires_grad for p in network.parameters()):
+            return None
+        return cls(linears, activations)  # type: ignore[arg-type]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every layer's input, then the output: [z_0, z_1, ..., q]."""
+        values = [x]
+        for i, layer in enumerate(self.linears):
+            if layer.bias is None:
+                h = torch.mm(values[-1], layer.weight.t())
+            else:
+                h = torch.addmm(layer.bias, values[-1], layer.weight.t())
+            if i < len(self.activations):
+                h = h.relu() if self.activations[i] == "relu" else h.tanh()
+            values.append(h)
+        return values
+
+    def q_values(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x)[-1]
 
     @torch.no_grad()
-    def step(self, closure: Any = None) -> Any:
-        group = self.param_groups[0]
-        plain = (
-            closure is not None
-            or len(self.param_groups) != 1
-            or group["amsgrad"]
-            or group["maximize"]
-            or group.get("decoupled_weight_decay", False)
-        )
-        tensors = None if plain else self._lists()
-        if tensors is None:
-            self._tensors = None
-            return super().step(closure)
-        params, grads, exp_avgs, exp_avg_sqs, steps = tensors
-        if grads[0] is not params[0].grad:  # gradients were replaced: refresh the lists
-            grads[:] = [p.grad for p in params]
-            if any(g is None for g in grads):
-                self._tensors = None
-                return super().step(closure)
-        beta1, beta2 = group["betas"]
-        torch._foreach_add_(steps, 1)
-        torch._fused_adam_(
-            params,
-            grads,
-            exp_avgs,
-            exp_avg_sqs,
-            [],
-            steps,
-            lr=group["lr"],
-            beta1=beta1,
-            beta2=beta2,
-            weight_decay=group["weight_decay"],
-            eps=group["eps"],
-            amsgrad=False,
-            maximize=False,
-        )
-        return None
+    def td_step(
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        target: torch.Tensor,
+        weights: torch.Tensor | None,
+        huber: bool,
+        grads: list[torch.Tensor],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write ∂L/∂θ into ``grads`` (the parameters' order); return the loss and q − y."""
+        values = self.forward(obs)
+        q = values[-1]
+        index = actions.unsqueeze(1)
+        q_taken = q.gather(1, index).squeeze(1)
+        error = q_taken - target
+        batch = float(len(error))
+        if huber:
+            per_sample = F.smooth_l1_loss(q_taken, target, reduction="none")
+            slope = error.clamp(-1.0, 1.0)
+        else:
+            per_sample = error.square()
+            slope = error * 2.0
+        if weights is not None:
+            per_sample, slope = per_sample * weights, slope * weights
+        loss = per_sample.mean()
+        g = torch.zeros_like(q).scatter_(1, index, slope.div_(batch).unsqueeze(1))
+        slot = len(grads)
+        for i in range(len(self.linears) - 1, -1, -1):
+            layer = self.linears[i]
+            if layer.bias is not None:
+                slot -= 1
+                torch.sum(g, 0, out=grads[slot])
+            slot -= 1
+            torch.mm(g.t(), values[i], out=grads[slot])
+            if i:
+                g = torch.mm(g, layer.weight)
+                if self.activations[i - 1] == "relu":
+                    g = torch.ops.aten.threshold_backward(g, values[i], 0.0)
+                else:
+                    g = torch.ops.aten.tanh_backward(g, values[i])
+        return loss, error
 
 
-def default_optimizer(params: Any, learning_rate: float) -> torch.optim.Optimizer:
-    """Adam on the fused kernel (``LeanAdam``), else Adam's foreach implementation."""
-    params = list(params)
-    try:
-        return LeanAdam(params, lr=learning_rate)
-    except (RuntimeError, ValueError):
-        return torch.optim.Adam(params, lr=learning_rate, foreach=True)
+# ---- construction helpers (shared with Rainbow) ------------------------------------
 
 
 def check_n_actions(n_actions: Any, owner: str) -> int:

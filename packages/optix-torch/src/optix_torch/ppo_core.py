@@ -54,6 +54,7 @@ from optix_core.types import EpisodeData, HyperparamSet
 from optix_torch.a2c import explained_variance
 from optix_torch.base import TorchAgentBase, set_learning_rate
 from optix_torch.config import ppo as config
+from optix_torch.optim import FlatGradients, default_optimizer, optimizer_step
 
 # The gathered minibatches of a window are built this many bytes at a time at
 # most (all epochs at once for small windows, an epoch at a time for images).
@@ -231,7 +232,11 @@ class PPOBase(TorchAgentBase):
         self._grad_out: dict[int, torch.Tensor] = {}
         self._flat_bound = False
         self._twin_grads: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
-        self.optimizer = optimizer or default_optimizer(self._params, self.hp["learning_rate"])
+        self.optimizer = optimizer or default_optimizer(
+            self._params,
+            self.hp["learning_rate"],
+            eps=1e-5,  # as Stable-Baselines3's PPO
+        )
         self.apply_hyperparams()
 
     # ---- networks -------------------------------------------------------
@@ -381,7 +386,7 @@ class PPOBase(TorchAgentBase):
         normalize = bool(hp["normalize_advantage"]) and batch > 1
         flat = self._flat_bound = self._grads.bind()
         minibatch_step = self._fused_step if flat and self._bind_twin() else self._autograd_step
-        optimizer_step = getattr(self.optimizer, "lean_step", self.optimizer.step)
+        step = optimizer_step(self.optimizer)
         surrogates: list[torch.Tensor] = []
         errors: list[torch.Tensor] = []
         log_ratios: list[torch.Tensor] = []
@@ -405,11 +410,8 @@ class PPOBase(TorchAgentBase):
                     surrogate, error, log_ratio = minibatch_step(
                         obs_g[mb], act_g[mb], old_g[mb], adv_g[mb], ret_g[mb], *coefs
                     )
-                    if flat:
-                        self._grads.clip(max_grad_norm)
-                    else:
-                        clip_grad_norm(self._params, max_grad_norm)
-                    optimizer_step()
+                    self._grads.clip(max_grad_norm)
+                    step()
                     surrogates.append(surrogate)
                     errors.append(error)
                     log_ratios.append(log_ratio)
@@ -439,11 +441,7 @@ class PPOBase(TorchAgentBase):
         loss = vf_coef * error.square().mean() - surrogate.mean()  # eq. 9
         if entropy is not None:
             loss = loss - entropy_coef * entropy.mean()
-        if self._flat_bound:
-            self._grads.zero()
-        else:
-            for p in self._params:
-                p.grad = None
+        self._grads.zero()
         loss.backward()
         return surrogate.detach(), error.detach(), log_ratio.detach()
 
@@ -453,7 +451,7 @@ class PPOBase(TorchAgentBase):
         net = self.actor
         if not (isinstance(net, TwinMLP) and self.critic is None and self._flat_bound):
             return False
-        view = {id(p): v for p, v in zip(self._params, self._grads.views, strict=True)}
+        view = {id(p): v for p, v in zip(self._grads.params, self._grads.views, strict=True)}
         self._twin_grads = ([view[id(w)] for w in net.weights], [view[id(b)] for b in net.biases])
         return True
 
@@ -630,182 +628,6 @@ def normalize_per_minibatch(adv: torch.Tensor, epochs: int, n: int, batch: int) 
     elif n - full == 1:
         out[:, full:] = rows[:, full:]
     return out.view(-1)
-
-
-class FlatGradients:
-    """Every parameter's ``.grad`` a view of one flat buffer.
-
-    Zeroing the gradients, their global norm and clipping them are then one
-    kernel each (autograd accumulates into an existing ``.grad`` in place, so
-    the views survive ``backward``). A parameter the loss does not reach gets
-    a zero gradient rather than none, as with ``zero_grad(set_to_none=False)``.
-    Parameters on several devices or of several dtypes are left to the
-    per-parameter path (``bind`` returns False).
-    """
-
-    def __init__(self, params: list[nn.Parameter]) -> None:
-        self.params = params
-        self.buffer: torch.Tensor | None = None
-        self.views: list[torch.Tensor] = []
-
-    def bind(self) -> bool:
-        """Point every ``.grad`` at its view (again, if something replaced it)."""
-        params = self.params
-        if not params or any(
-            p.device != params[0].device or p.dtype != params[0].dtype for p in params
-        ):
-            return False
-        if self.buffer is None or self.buffer.device != params[0].device:
-            self.buffer = torch.zeros(
-                sum(p.numel() for p in params), dtype=params[0].dtype, device=params[0].device
-            )
-            sizes = [p.numel() for p in params]
-            self.views = [
-                v.view_as(p) for v, p in zip(self.buffer.split(sizes), params, strict=True)
-            ]
-        for p, view in zip(params, self.views, strict=True):
-            if p.grad is not view:
-                p.grad = view
-        return True
-
-    def zero(self) -> None:
-        assert self.buffer is not None
-        self.buffer.zero_()
-
-    def clip(self, max_norm: float) -> None:
-        """``clip_grad_norm``'s arithmetic on the one buffer."""
-        assert self.buffer is not None
-        total = torch.linalg.vector_norm(self.buffer)
-        self.buffer.mul_((max_norm / (total + 1e-6)).clamp_(max=1.0))
-
-    def release(self) -> None:
-        for p, view in zip(self.params, self.views, strict=True):
-            if p.grad is view:
-                p.grad = None
-        self.buffer, self.views = None, []
-
-
-def clip_grad_norm(params: list[nn.Parameter], max_norm: float) -> None:
-    """Scale all gradients together so their global L2 norm is at most ``max_norm``.
-
-    ``torch.nn.utils.clip_grad_norm_``'s arithmetic (coefficient
-    ``max_norm / (norm + 1e-6)`` capped at 1) in four kernels, with no host
-    synchronisation; a NaN gradient makes NaN weights, which the loop detects.
-    """
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
-    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-    torch._foreach_mul_(grads, (max_norm / (total + 1e-6)).clamp_(max=1.0))
-
-
-def default_optimizer(params: list[nn.Parameter], learning_rate: float) -> torch.optim.Optimizer:
-    """Adam with ε = 1e-5 (as Stable-Baselines3's PPO): ``LeanAdam`` where the
-    fused kernel exists for these parameters, else torch's foreach Adam."""
-    if hasattr(torch, "_fused_adam_"):
-        try:
-            return LeanAdam(params, lr=learning_rate, eps=1e-5)
-        except (RuntimeError, ValueError):
-            pass
-    return torch.optim.Adam(params, lr=learning_rate, eps=1e-5)
-
-
-class LeanAdam(torch.optim.Adam):
-    """``torch.optim.Adam(fused=True)`` with a lighter step, ``lean_step``.
-
-    The same fused kernel, state and checkpoint format as torch's fused Adam.
-    ``lean_step`` goes straight to the kernel with the state tensors gathered
-    once and every parameter's step counter a view of one tensor (one
-    increment instead of one per parameter), skipping the per-call
-    bookkeeping of ``torch.optim`` (step hooks, profiler records, compile
-    guards, state lookups), which on a small network costs more than the
-    update's arithmetic. ``step`` is torch's, with its hooks. What the lean
-    path does not cover (amsgrad, maximize, differentiable, capturable,
-    parameters without gradients) falls back to ``torch.optim.Adam.step``.
-    """
-
-    def __init__(self, params: Any, lr: float = 1e-3, eps: float = 1e-8, **kwargs: Any) -> None:
-        self._plan: list[tuple[dict, list, list, list, torch.Tensor, list]] | None = None
-        super().__init__(params, lr=lr, eps=eps, fused=True, **kwargs)
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        self._plan = None
-        super().add_param_group(param_group)
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._plan = None
-        super().load_state_dict(state_dict)
-
-    def _make_plan(self) -> list[tuple[dict, list, list, list, torch.Tensor, list]] | None:
-        plan = []
-        for group in self.param_groups:
-            params = list(group["params"])
-            if any(group.get(k) for k in LEAN_EXCLUDES) or not params:
-                return None
-            device = params[0].device
-            if any(p.device != device for p in params):
-                return None
-            counters = torch.zeros(len(params), dtype=torch.float32, device=device)
-            for i, p in enumerate(params):
-                state = self.state[p]
-                if not state:  # what torch.optim.Adam(fused=True) initialises
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                else:
-                    counters[i] = state["step"]
-                state["step"] = counters[i]  # a view: counters.add_(1) steps them all
-            states = [self.state[p] for p in params]
-            plan.append(
-                (
-                    group,
-                    params,
-                    [s["exp_avg"] for s in states],
-                    [s["exp_avg_sq"] for s in states],
-                    counters,
-                    [s["step"] for s in states],
-                )
-            )
-        return plan
-
-    def lean_step(self) -> None:
-        """One Adam step over every parameter's ``.grad``."""
-        plan = self._plan
-        # load_state_dict rebuilds the state and teardown empties it: check it is ours.
-        if plan is None or any(
-            self.state[params[0]].get("step") is not steps[0] for _, params, _, _, _, steps in plan
-        ):
-            plan = self._plan = self._make_plan()
-        if plan is None or any(any(group.get(k) for k in LEAN_EXCLUDES) for group, *_ in plan):
-            self.step()
-            return
-        grads = [[p.grad for p in params] for _, params, _, _, _, _ in plan]
-        if any(g is None for group_grads in grads for g in group_grads):
-            self.step()
-            return
-        with torch.no_grad():
-            for (group, params, exp_avgs, exp_avg_sqs, counters, steps), group_grads in zip(
-                plan, grads, strict=True
-            ):
-                counters.add_(1.0)
-                beta1, beta2 = group["betas"]
-                torch._fused_adam_(
-                    params,
-                    group_grads,
-                    exp_avgs,
-                    exp_avg_sqs,
-                    [],
-                    steps,
-                    lr=float(group["lr"]),
-                    beta1=float(beta1),
-                    beta2=float(beta2),
-                    weight_decay=float(group["weight_decay"]),
-                    eps=float(group["eps"]),
-                    amsgrad=False,
-                    maximize=False,
-                )
-
-
-LEAN_EXCLUDES = ("amsgrad", "maximize", "differentiable", "capturable", "decoupled_weight_decay")
 
 
 def check_networks(

@@ -23,7 +23,11 @@ Learning": six extensions of DQN in one agent.
   (one draw serves both s and s') and every training action, the target
   network's before every gradient step, all from the agent's ``generator``;
   act() draws from ``act_generator``, and act(deterministic=True) uses the
-  mean weights alone.
+  mean weights alone. Until ``learning_starts`` env steps have been stored
+  the training actions are uniformly random (as Stable-Baselines3's
+  off-policy agents do): without that start the noisy network's first,
+  nearly deterministic policy fills the buffer with one kind of experience
+  and CartPole-v1 stalls near 150.
 
 Every ``target_update_freq`` gradient steps the target network becomes a copy
 of the online one. The replay memory, its checkpointing and the n-step
@@ -48,16 +52,15 @@ from optix_torch.base import TorchAgentBase
 from optix_torch.config import rainbow as config
 from optix_torch.dqn import (
     REPLAY_FILE,
-    FlatGradients,
     Replay,
     check_n_actions,
     check_network_output,
-    default_optimizer,
     flat_observation_dim,
     require_discrete,
 )
 from optix_torch.networks import seeded
 from optix_torch.noisy import NoisyLinear, noisy_layers, reset_noise
+from optix_torch.optim import FlatGradients, default_optimizer, optimizer_step
 
 
 class RainbowQNetwork(nn.Module):
@@ -161,6 +164,7 @@ class TorchRainbowDQNAgent(TorchAgentBase):
             self.q_network.parameters(), self.hp["learning_rate"]
         )
         self.gradients = FlatGradients(self.q_network.parameters())
+        self.optimizer_step = optimizer_step(self.optimizer)
         self.replay = Replay(self.rng, self.algorithm)
         self.env_steps = 0
         self.updates = 0
@@ -261,20 +265,19 @@ class TorchRainbowDQNAgent(TorchAgentBase):
         rows = torch.arange(len(actions), device=self.device)
         reset_noise(self.noisy, self.generator)
         reset_noise(self.target_noisy, self.generator)
-        # One pass of the online network over s and s' (same noise for both).
-        log_p_all = self.log_probs(self.q_network, torch.cat([obs, next_obs]))
-        log_p = log_p_all[rows, actions]
         with torch.no_grad():
-            next_q = (log_p_all[len(actions) :].detach().exp() * self.support).sum(dim=-1)
-            best = next_q.argmax(dim=-1)  # double Q: a* from the online network
+            # double Q: a* from the online network (the same noise as for s), its
+            # distribution from the target network
+            best = self.q_values(self.q_network, next_obs).argmax(dim=-1)
             next_probs = self.log_probs(self.target_network, next_obs)[rows, best].exp()
             target = categorical_projection(next_probs, rewards, bootstrap, self.support)
+        log_p = self.log_probs(self.q_network, obs)[rows, actions]
         per_sample = -(target * log_p).sum(dim=-1)  # cross-entropy −Σ m_i log p_i(s, a)
         loss = per_sample.mean() if weights is None else (weights * per_sample).mean()
         self.gradients.zero()
         loss.backward()
         self.gradients.clip(self.hp["max_grad_norm"])
-        self.optimizer.step()
+        self.optimizer_step()
         return loss.detach(), per_sample.detach()
 
     @torch.no_grad()
