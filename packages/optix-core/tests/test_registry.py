@@ -247,6 +247,11 @@ def test_registering_the_wrong_kind_is_a_type_error(core_only):
         ({"action_spaces": ("multibinary",)}, "action_spaces"),
         ({"action_spaces": ()}, "action_spaces"),
         ({"factory": "no_colon"}, "module:callable"),
+        ({"presets": {"CartPole-v1": {"hyperparms": {}}}}, "only 'hyperparams' and 'rollout'"),
+        (
+            {"defaults": {"lr": 1.0}, "presets": {"CartPole-v1": {"hyperparams": {"lr2": 1}}}},
+            r"preset 'CartPole-v1' sets unknown hyperparameters \['lr2'\]",
+        ),
     ],
 )
 def test_agent_spec_validation(kwargs, message):
@@ -268,6 +273,23 @@ def test_agent_spec_normalises_action_spaces_and_loads_its_factory():
     assert load_object("optix_core.algorithms.cem:CEMAgent.act") is CEMAgent.act
     with pytest.raises(ValueError, match="module:attribute"):
         load_object("optix_core.algorithms.cem")
+
+
+def test_an_environments_preset_overrides_the_defaults_and_rollout_for_it_alone():
+    spec = AgentSpec(
+        "x",
+        "numpy",
+        CEM_FACTORY,
+        ("continuous",),
+        defaults={"gamma": 0.99, "lr": 3e-4},
+        rollout={"n_envs": 8, "window_size": 256},
+        presets={"Pendulum-v1": {"hyperparams": {"gamma": 0.9}, "rollout": {"n_envs": 4}}},
+    )
+    assert spec.settings("Pendulum-v1") == (
+        {"gamma": 0.9, "lr": 3e-4},
+        {"n_envs": 4, "window_size": 256},
+    )
+    assert spec.settings("MountainCarContinuous-v0") == (spec.defaults, spec.rollout)
 
 
 def test_action_space_kind():

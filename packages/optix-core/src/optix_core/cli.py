@@ -308,7 +308,10 @@ def _new_config(args: argparse.Namespace) -> Any:
     if args.max_episodes is not None and args.max_episodes < 1:
         raise UsageError(f"--max-episodes must be >= 1, got {args.max_episodes}")
     spec = _resolve_spec(args.env, args.algo, args.backend)
-    hyperparams = {**spec.defaults, **_parse_hyperparams(args.hp)}
+    defaults, rollout = spec.settings(args.env)
+    if args.env in spec.presets:
+        print(f"optix: {spec.name} uses its tuned settings for {args.env}")
+    hyperparams = {**defaults, **_parse_hyperparams(args.hp)}
     return TrainConfig(
         env_id=args.env,
         algo=spec.name,
@@ -316,8 +319,8 @@ def _new_config(args: argparse.Namespace) -> Any:
         device=args.device,
         seed=args.seed if args.seed is not None else random.SystemRandom().randrange(2**31),
         hyperparams=hyperparams,
-        n_envs=spec.rollout.get("n_envs", 1),
-        window_size=spec.rollout.get("window_size", 2048),
+        n_envs=rollout.get("n_envs", 1),
+        window_size=rollout.get("window_size", 2048),
         max_episodes=args.max_episodes,
         loop=dict(LOOP_DEFAULTS),
         online_tuning=dict(spec.search_space) if args.tune else {},

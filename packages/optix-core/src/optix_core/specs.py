@@ -34,6 +34,10 @@ class AgentSpec:
     TrialOrchestrator's format (``{"learning_rate": ("log_float", 1e-4, 3e-3)}``).
     ``rollout`` suggests how to collect its experience: ``n_envs`` (parallel
     environments) and ``window_size`` (steps per environment per window).
+    ``presets`` holds tuned settings for particular environments, as
+    rl-baselines3-zoo keeps them: ``{"Pendulum-v1": {"hyperparams": {...},
+    "rollout": {...}}}``, each overriding ``defaults`` and ``rollout`` for that
+    environment id (``settings``); ``optix train`` and ``optix tune`` use them.
     """
 
     name: str
@@ -45,6 +49,7 @@ class AgentSpec:
     search_space: dict[str, tuple] = field(default_factory=dict)
     summary: str = ""
     rollout: dict[str, int] = field(default_factory=dict)
+    presets: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "action_spaces", tuple(self.action_spaces))
@@ -56,6 +61,28 @@ class AgentSpec:
             )
         if ":" not in self.factory:
             raise ValueError(f"AgentSpec {self.name!r}: factory must be 'module:callable'")
+        for env_id, preset in self.presets.items():
+            unknown = set(preset) - {"hyperparams", "rollout"}
+            if unknown:
+                raise ValueError(
+                    f"AgentSpec {self.name!r}: preset {env_id!r} may hold only "
+                    f"'hyperparams' and 'rollout', got {sorted(unknown)}"
+                )
+            strange = set(preset.get("hyperparams", {})) - set(self.defaults)
+            if self.defaults and strange:
+                raise ValueError(
+                    f"AgentSpec {self.name!r}: preset {env_id!r} sets unknown "
+                    f"hyperparameters {sorted(strange)}"
+                )
+
+    def settings(self, env_id: str) -> tuple[dict[str, Any], dict[str, int]]:
+        """The hyperparameters and rollout to train on ``env_id`` with: the
+        defaults, overridden by that environment's preset where there is one."""
+        preset = self.presets.get(env_id, {})
+        return (
+            {**self.defaults, **preset.get("hyperparams", {})},
+            {**self.rollout, **preset.get("rollout", {})},
+        )
 
     def load_factory(self) -> Any:
         return load_object(self.factory)

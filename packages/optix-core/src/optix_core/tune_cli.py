@@ -7,7 +7,8 @@ Optuna, numpy and gymnasium load only when ``tune`` runs.
 
 Each trial trains the agent with hyperparameters from the AgentSpec's
 search space (``--hp`` fixes one instead, and is kept for ``--then-train``)
-over the spec's default rollout, and is scored by a deterministic evaluation
+over the spec's rollout (its preset for the environment, where it has one:
+``AgentSpec.settings``), and is scored by a deterministic evaluation
 of its best checkpoint. Storage: an SQLite file in the run directory for one
 worker, a journal file there for several, or ``--storage`` (a PostgreSQL URL
 for workers on several machines: run the same command, with the same
@@ -91,7 +92,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
         args.seed = random.SystemRandom().randrange(2**31)
     spec = cli._resolve_spec(args.env, args.algo, args.backend)
     fixed = cli._parse_hyperparams(args.hp)
-    agent_factory = RegisteredAgentFactory(spec.name, args.env, spec.backend, args.device, fixed)
+    defaults, rollout = spec.settings(args.env)  # the env's preset, where the spec has one
+    agent_factory = RegisteredAgentFactory(
+        spec.name, args.env, spec.backend, args.device, {**defaults, **fixed}
+    )
     _check_agent(agent_factory, args.seed, cli.UsageError)
     space = {k: v for k, v in spec.search_space.items() if k not in fixed}
     try:
@@ -111,7 +115,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     orchestrator = TrialOrchestrator(
         agent_factory,
         VectorPipelineFactory(
-            args.env, spec.rollout.get("n_envs", 1), spec.rollout.get("window_size", 2048)
+            args.env, rollout.get("n_envs", 1), rollout.get("window_size", 2048)
         ),
         space,
         n_trials=args.trials,

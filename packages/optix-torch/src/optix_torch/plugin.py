@@ -1,7 +1,8 @@
 """optix-torch's plugin: registers the PyTorch backend and its agents. Imports no torch.
 
 Every module in ``optix_torch.config`` describes one algorithm (``SPEC``,
-``DEFAULTS``, ``SEARCH_SPACE``, ``ROLLOUT``); each becomes an ``AgentSpec``.
+``DEFAULTS``, ``SEARCH_SPACE``, ``ROLLOUT``, optionally ``PRESETS``); each
+becomes an ``AgentSpec``.
 """
 
 import importlib
@@ -36,5 +37,6 @@ def optix_register_agents(register):
                 defaults=dict(algorithm.DEFAULTS),
                 search_space=dict(algorithm.SEARCH_SPACE),
                 rollout=dict(algorithm.ROLLOUT),
+                presets=dict(getattr(algorithm, "PRESETS", {})),
             )
         )

@@ -1,0 +1,39 @@
+"""`optix train` with optix-torch installed: PPO by default, to DORMANT, with its report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from optix_core.cli import main
+from optix_core.runs import REPORT, TrainConfig
+
+
+def train(env_id: str, tmp_path, capsys) -> tuple[dict, TrainConfig, str]:
+    code = main(["train", env_id, "--seed", "0", "--run-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    (run_dir,) = tmp_path.iterdir()
+    return json.loads((run_dir / REPORT).read_text()), TrainConfig.load(run_dir), out
+
+
+@pytest.mark.slow
+def test_optix_train_cartpole_runs_torch_ppo_to_dormant_and_reports(tmp_path, capsys) -> None:
+    report, config, out = train("CartPole-v1", tmp_path, capsys)
+    assert (config.algo, config.backend) == ("ppo", "torch")
+    assert report["final_state"] == "DORMANT"
+    assert report["stop_reason"].startswith("converged: DORMANT")
+    assert "state=DORMANT" in out and "Training Complete" in out
+    assert report["final_eval"]["mean"] >= 475
+
+
+@pytest.mark.slow
+def test_optix_train_pendulum_uses_the_tuned_preset_and_runs_to_dormant(tmp_path, capsys) -> None:
+    report, config, out = train("Pendulum-v1", tmp_path, capsys)
+    assert "ppo uses its tuned settings for Pendulum-v1" in out
+    assert config.hyperparams["gamma"] == 0.9
+    assert (config.n_envs, config.window_size) == (4, 1024)
+    assert report["final_state"] == "DORMANT"
+    assert "Training Complete" in out
+    assert report["final_eval"]["mean"] >= -250  # a random policy scores about -1200
