@@ -114,9 +114,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     study_name = args.study_name or f"{args.env}-{spec.name}"
     orchestrator = TrialOrchestrator(
         agent_factory,
-        VectorPipelineFactory(
-            args.env, rollout.get("n_envs", 1), rollout.get("window_size", 2048)
-        ),
+        VectorPipelineFactory(args.env, rollout.get("n_envs", 1), rollout.get("window_size", 2048)),
         space,
         n_trials=args.trials,
         trial_steps=args.trial_steps,
