@@ -116,11 +116,6 @@ def target_copy(module: nn.Module) -> nn.Module:
     return target
 
 
-def default_adam(params: Any, lr: float, device: torch.device) -> torch.optim.Adam:
-    """Adam with the fused kernel (one call per step for all tensors) where torch has it."""
-    return torch.optim.Adam(params, lr=lr, fused=device.type in ("cpu", "cuda"))
-
-
 class ActionScaler:
     """Maps the networks' (−1, 1) to a Box's bounds and back.
 

@@ -36,12 +36,12 @@ from optix_torch.offpolicy import (
     TwinQ,
     action_size,
     check_box_spaces,
-    default_adam,
     observation_size,
     polyak,
     target_copy,
     twin_critics,
 )
+from optix_torch.optim import default_optimizer, optimizer_step
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 
@@ -107,13 +107,11 @@ class TorchSACAgent(OffPolicyAgent):
         self._log_prob_const = self.action_dim * (0.5 * math.log(2 * math.pi) + 2 * math.log(2))
 
         lr = self.hp["learning_rate"]
-        self.actor_optimizer = actor_optimizer or default_adam(actor.parameters(), lr, self.device)
-        self.critic_optimizer = critic_optimizer or default_adam(
-            self.critic.parameters(), lr, self.device
-        )
+        self.actor_optimizer = actor_optimizer or default_optimizer(actor.parameters(), lr)
+        self.critic_optimizer = critic_optimizer or default_optimizer(self.critic.parameters(), lr)
         log_alpha = [self.temperature.log_alpha]
         if alpha_optimizer is None:
-            self.alpha_optimizer = default_adam(log_alpha, lr, self.device)
+            self.alpha_optimizer = default_optimizer(log_alpha, lr)
         else:
             self.alpha_optimizer = type(alpha_optimizer)(log_alpha, **alpha_optimizer.defaults)
         self.actor_params = list(self.actor.parameters())
@@ -179,7 +177,7 @@ class TorchSACAgent(OffPolicyAgent):
             if auto:
                 # L_α = −log α · E[log π(a|s) + H̄]: its gradient, set directly.
                 log_alpha.grad = -(log_pi.detach().mean() + self.target_entropy).reshape(1)
-                self.alpha_optimizer.step()
+                optimizer_step(self.alpha_optimizer)()
 
             with torch.no_grad():
                 next_obs = batch.next_observations
@@ -192,14 +190,14 @@ class TorchSACAgent(OffPolicyAgent):
             critic_loss = (self.critic(batch.observation_actions) - y[:, None]).square().mean()
             self.critic_optimizer.zero_grad(set_to_none=True)
             critic_loss.backward()
-            self.critic_optimizer.step()
+            optimizer_step(self.critic_optimizer)()
 
             # L_π = E[α log π(a|s) − min Q(s, a)]; gradients for the actor only
             q_pi = self.critic(torch.cat([obs, a_pi], dim=1)).amin(dim=1)
             actor_loss = (alpha * log_pi - q_pi).mean()
             self.actor_optimizer.zero_grad(set_to_none=True)
             actor_loss.backward(inputs=self.actor_params)
-            self.actor_optimizer.step()
+            optimizer_step(self.actor_optimizer)()
 
             polyak(self.target_params, self.critic_params, tau)
             stats["critic_loss"].append(critic_loss.detach())

@@ -36,13 +36,13 @@ from optix_torch.offpolicy import (
     TwinQ,
     action_size,
     check_box_spaces,
-    default_adam,
     first_critic,
     observation_size,
     polyak,
     target_copy,
     twin_critics,
 )
+from optix_torch.optim import default_optimizer, optimizer_step
 
 
 class TorchTD3Agent(OffPolicyAgent):
@@ -90,10 +90,8 @@ class TorchTD3Agent(OffPolicyAgent):
         self.critic_target = target_copy(self.critic)
 
         lr = self.hp["learning_rate"]
-        self.actor_optimizer = actor_optimizer or default_adam(actor.parameters(), lr, self.device)
-        self.critic_optimizer = critic_optimizer or default_adam(
-            self.critic.parameters(), lr, self.device
-        )
+        self.actor_optimizer = actor_optimizer or default_optimizer(actor.parameters(), lr)
+        self.critic_optimizer = critic_optimizer or default_optimizer(self.critic.parameters(), lr)
         self.actor_params = list(self.actor.parameters())
         self.online_params = self.actor_params + list(self.critic.parameters())
         self.target_params = list(self.actor_target.parameters()) + list(
@@ -146,7 +144,7 @@ class TorchTD3Agent(OffPolicyAgent):
             critic_loss = 2 * (self.critic(batch.observation_actions) - y[:, None]).square().mean()
             self.critic_optimizer.zero_grad(set_to_none=True)
             critic_loss.backward()
-            self.critic_optimizer.step()
+            optimizer_step(self.critic_optimizer)()
             stats["critic_loss"].append(critic_loss.detach())
 
             if self.n_updates % delay == 0:
@@ -155,7 +153,7 @@ class TorchTD3Agent(OffPolicyAgent):
                 actor_loss = -first_critic(self.critic, torch.cat([obs, self.actor(obs)], 1)).mean()
                 self.actor_optimizer.zero_grad(set_to_none=True)
                 actor_loss.backward(inputs=self.actor_params)
-                self.actor_optimizer.step()
+                optimizer_step(self.actor_optimizer)()
                 polyak(self.target_params, self.online_params, tau)
                 stats["actor_loss"].append(actor_loss.detach())
         return self.summary(stats)
