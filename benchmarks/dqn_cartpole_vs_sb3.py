@@ -6,7 +6,8 @@ CartPole-v1 environment: lr 2.3e-3, batch 64, buffer 100k, learning_starts
 synchronised before each training phase (SB3: target_update_interval 10 env
 steps; optix: target_update_freq 128 gradient steps, the same thing), ε
 linear from 1.0 to 0.04 over the first 8,000 env steps, ReLU MLP [256, 256],
-Huber loss, gradient norm clipped at 10, Adam, one torch thread. Truncated
+Huber loss, gradient norm clipped at 10, Adam, the same number of torch
+threads (``--threads``, default 1). Truncated
 episodes bootstrap on both sides (SB3's handle_timeout_termination).
 
 Every ``--eval-every`` env steps (after that many steps' training phase) each
@@ -262,11 +263,12 @@ def main() -> int:
     parser.add_argument("--report-episodes", type=int, default=50)
     parser.add_argument("--target", type=float, default=475.0)
     parser.add_argument("--sides", nargs="+", default=["optix", "sb3"], choices=["optix", "sb3"])
+    parser.add_argument("--threads", type=int, default=1, help="torch threads, both sides")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     if args.eval_every % ZOO["train_freq"]:
         parser.error(f"--eval-every must be a multiple of {ZOO['train_freq']}")
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
 
     runners = {"optix": run_optix, "sb3": run_sb3}
     results: list[Result] = []
