@@ -30,15 +30,13 @@ Learning": six extensions of DQN in one agent.
   and CartPole-v1 stalls near 150.
 
 Every ``target_update_freq`` gradient steps the target network becomes a copy
-of the online one. The replay memory, its checkpointing and the n-step
-writer are DQN's (``optix_torch.dqn.Replay``).
+of the online one. The networks' bookkeeping, the replay memory, its
+checkpointing and the n-step writer are DQN's (``optix_torch.q_learning``).
 """
 
 from __future__ import annotations
 
-import copy
 import warnings
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -48,19 +46,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from optix_core.types import EpisodeData, HyperparamSet
-from optix_torch.base import TorchAgentBase
 from optix_torch.config import rainbow as config
-from optix_torch.dqn import (
-    REPLAY_FILE,
-    Replay,
+from optix_torch.networks import seeded
+from optix_torch.noisy import NoisyLinear, noisy_layers, reset_noise
+from optix_torch.q_learning import (
+    QAgentBase,
     check_n_actions,
     check_network_output,
     flat_observation_dim,
     require_discrete,
 )
-from optix_torch.networks import seeded
-from optix_torch.noisy import NoisyLinear, noisy_layers, reset_noise
-from optix_torch.optim import FlatGradients, default_optimizer, optimizer_step
 
 
 class RainbowQNetwork(nn.Module):
@@ -115,7 +110,7 @@ class RainbowQNetwork(nn.Module):
         return (self.forward(x).exp() * self.support).sum(dim=-1)
 
 
-class TorchRainbowDQNAgent(TorchAgentBase):
+class TorchRainbowDQNAgent(QAgentBase):
     """Rainbow on a distributional Q-network (observations → [B, n_actions, n_atoms]).
 
     The network returns, per action, log-probabilities over the atoms (as
@@ -142,15 +137,13 @@ class TorchRainbowDQNAgent(TorchAgentBase):
         seed: int | None = None,
         observation_space: gym.Space | None = None,
     ) -> None:
-        super().__init__(hyperparams, device, seed)
         self.n_actions = check_n_actions(n_actions, self.algorithm)
         self.n_atoms, self.v_min, self.v_max = _support(q_network, n_atoms, v_min, v_max)
         probe = check_network_output(
             q_network, observation_space, (self.n_actions, self.n_atoms), self.algorithm
         )
         self.log_output = _returns_log_probs(probe, self.algorithm)
-        self.q_network = q_network.to(self.device)
-        self.target_network = copy.deepcopy(self.q_network).requires_grad_(False)
+        super().__init__(q_network, optimizer, hyperparams, device, seed)
         self.noisy = noisy_layers(self.q_network)
         self.target_noisy = noisy_layers(self.target_network)
         if not self.noisy:
@@ -160,29 +153,7 @@ class TorchRainbowDQNAgent(TorchAgentBase):
                 stacklevel=2,
             )
         self.support = torch.linspace(self.v_min, self.v_max, self.n_atoms, device=self.device)
-        self.optimizer = optimizer or default_optimizer(
-            self.q_network.parameters(), self.hp["learning_rate"]
-        )
-        self.gradients = FlatGradients(self.q_network.parameters())
-        self.optimizer_step = optimizer_step(self.optimizer)
-        self.replay = Replay(self.rng, self.algorithm)
-        self.env_steps = 0
-        self.updates = 0
         self.apply_hyperparams()
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {"q_network": self.q_network, "target_network": self.target_network}
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"main": self.optimizer}
-
-    def apply_hyperparams(self) -> None:
-        super().apply_hyperparams()
-        self.replay.configure(self.hp)
-
-    @property
-    def is_on_policy(self) -> bool:
-        return False
 
     # ---- acting -------------------------------------------------------------
 
@@ -279,32 +250,6 @@ class TorchRainbowDQNAgent(TorchAgentBase):
         self.gradients.clip(self.hp["max_grad_norm"])
         self.optimizer_step()
         return loss.detach(), per_sample.detach()
-
-    @torch.no_grad()
-    def _sync_target(self) -> None:
-        torch._foreach_copy_(
-            list(self.target_network.state_dict().values()),
-            list(self.q_network.state_dict().values()),
-        )
-
-    # ---- checkpoints --------------------------------------------------------
-
-    def extra_state(self) -> dict[str, Any]:
-        return {"env_steps": self.env_steps, "updates": self.updates}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        self.env_steps = int(state.get("env_steps", 0))
-        self.updates = int(state.get("updates", 0))
-
-    def save_extra(self, path: Path) -> None:
-        self.replay.save(path / REPLAY_FILE)
-
-    def load_extra(self, path: Path) -> None:
-        self.replay.load(path / REPLAY_FILE)
-
-    def teardown(self) -> None:
-        super().teardown()
-        self.replay.clear()
 
 
 def categorical_projection(
