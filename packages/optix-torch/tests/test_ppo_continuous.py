@@ -10,6 +10,7 @@ from torch.distributions import Normal
 
 from optix_core import VectorBatchPipeline
 from optix_core.evaluation import evaluate_policy
+from optix_core.registry import find_agent
 from optix_core.testing import AgentConformance
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_torch.networks import mlp
@@ -146,31 +147,14 @@ def test_the_discrete_agents_first_update_starts_from_a_ratio_of_one() -> None:
 
 
 @pytest.mark.slow
-def test_learns_pendulum() -> None:
-    """rl-zoo's PPO Pendulum-v1 settings without gSDE (4 envs × 1024 steps, λ 0.95,
-    γ 0.9, 10 epochs of minibatches of 64, lr 1e-3, clip 0.2, no entropy bonus):
-    a deterministic mean of at least −250 after 57,344 steps (seeds 0–2 reach
-    about −160 there; about 20 s of CPU)."""
-    agent = make_ppo(
-        OBS,
-        ACT,
-        hyperparams=HyperparamSet(
-            {
-                "learning_rate": 1e-3,
-                "clip_ratio": 0.2,
-                "entropy_coef": 0.0,
-                "gamma": 0.9,
-                "gae_lambda": 0.95,
-                "n_epochs": 10,
-                "minibatch_size": 64,
-            }
-        ),
-        device="cpu",
-        seed=0,
-    )
-    pipeline = VectorBatchPipeline(
-        env_id="Pendulum-v1", n_envs=4, window_size=1024, seed=0, agent=agent
-    )
+def test_learns_pendulum_with_its_preset() -> None:
+    """The registered Pendulum-v1 preset (rl-zoo's PPO settings without gSDE:
+    4 envs × 1024 steps, λ 0.95, γ 0.9, 10 epochs of minibatches of 64, lr 1e-3,
+    clip 0.2, no entropy bonus): a deterministic mean of at least −250 after
+    57,344 steps (seeds 0–2 reach about −160 there; about 20 s of CPU)."""
+    hyperparams, rollout = find_agent("ppo", "continuous", "torch").settings("Pendulum-v1")
+    agent = make_ppo(OBS, ACT, hyperparams=HyperparamSet(hyperparams), device="cpu", seed=0)
+    pipeline = VectorBatchPipeline(env_id="Pendulum-v1", **rollout, seed=0, agent=agent)
     try:
         for _ in range(14):
             agent.learn(pipeline.collect())
