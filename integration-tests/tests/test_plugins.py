@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 import optix_core
 from optix_core import RLOptimizer, VectorBatchPipeline
 from optix_core.evaluation import evaluate_policy
+from optix_core.plugins import reset_registry
 from optix_core.registry import provider
+
+EXAMPLE_PLUGIN = Path(__file__).resolve().parents[1] / "plugins" / "optix-example-plugin"
 
 
 def install_fake_distribution(site: Path, name: str, module_source: str) -> None:
@@ -37,6 +43,18 @@ def optix(site: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     )
 
 
+def python(site: Path, code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter that sees the distributions in ``site``."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(site)},
+        timeout=120,
+    )
+
+
 AGENT_PLUGIN = """
     from optix_core import AgentSpec, hookimpl
 
@@ -47,15 +65,44 @@ AGENT_PLUGIN = """
 """
 
 
-def test_the_example_plugin_is_discovered_listed_built_and_trained():
+@pytest.fixture(scope="module")
+def example_site(tmp_path_factory) -> Path:
+    """A directory holding optix-example-plugin installed as pip would install it.
+
+    The plugin is a test fixture, in no dependency group: the tests that need it
+    install it here (without dependencies: optix-core is already in this
+    environment) and put the directory on the path, rather than counting on the
+    environment to hold it.
+    """
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.fail("uv is needed to install the example plugin (pip install uv)")
+    site = tmp_path_factory.mktemp("example-site")
+    subprocess.run(
+        [uv, "pip", "install", "-q", "--no-deps", "--target", str(site), str(EXAMPLE_PLUGIN)],
+        check=True,
+        capture_output=True,
+    )
+    return site
+
+
+@pytest.fixture
+def example_plugin(example_site, monkeypatch) -> Path:
+    """This process sees the example plugin as installed, for one test only."""
+    monkeypatch.syspath_prepend(str(example_site))
+    reset_registry()
+    yield example_site
+    reset_registry()  # loaded lazily again after monkeypatch takes the path back
+
+
+def test_the_example_plugin_is_discovered_listed_built_and_trained(example_plugin):
     spec = next(s for s in optix_core.agents() if s.name == "hill-climb")
     assert provider(spec) == "optix-example-plugin"
-    listed = subprocess.run(
-        [sys.executable, "-m", "optix_core.cli", "list"], capture_output=True, text=True, check=True
-    ).stdout
+    listed = optix(example_plugin, "list")
+    assert listed.returncode == 0, listed.stderr
     assert any(
         line.startswith("hill-climb") and "optix-example-plugin" in line
-        for line in listed.splitlines()
+        for line in listed.stdout.splitlines()
     )
 
     agent = optix_core.make_agent("hill-climb", "CartPole-v1", seed=0)
@@ -113,11 +160,34 @@ def test_two_plugins_registering_the_same_agent_is_an_error_naming_both(tmp_path
     assert "'optix-first'" in message and "'optix-second'" in message
     assert "Traceback" not in message
 
+    # In one process, every later use of the registry fails the same way: it neither
+    # loads again into what the failed load left behind nor lists a plugin twice.
+    twice = python(
+        tmp_path,
+        """
+        import json
+        import optix_core
+        from optix_core import plugins
+        messages = []
+        for _ in range(2):
+            try:
+                optix_core.agents()
+            except plugins.PluginConflictError as exc:
+                messages.append(str(exc))
+        listed = [p.distribution for p in plugins.get_registry().plugins]
+        print(json.dumps({"messages": messages, "plugins": listed}))
+        """,
+    )
+    outcome = json.loads(twice.stdout)
+    assert outcome["messages"] == 2 * [message.removeprefix("optix: error: ")]
+    assert outcome["plugins"] == []
+
 
 def test_optix_load_plugins_restricts_what_loads(tmp_path):
     install_fake_distribution(tmp_path, "optix-extra", AGENT_PLUGIN.format(algo="extra"))
+    install_fake_distribution(tmp_path, "optix-other", AGENT_PLUGIN.format(algo="other"))
     everything = optix(tmp_path, "list").stdout
-    assert "extra" in everything and "hill-climb" in everything
+    assert {"cem", "extra", "other"} <= {line.split()[0] for line in everything.splitlines()[2:]}
     only_extra = optix(tmp_path, "list", OPTIX_LOAD_PLUGINS="optix-extra").stdout
     rows = {line.split()[0] for line in only_extra.splitlines()[2:]}
     assert rows == {"cem", "extra"}  # optix-core's own built-ins always load

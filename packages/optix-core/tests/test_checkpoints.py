@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,9 +16,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from optix_core import checkpoints
 from optix_core.agent import BaseAgent
 from optix_core.algorithms.cem import CEMAgent
-from optix_core.checkpoints import CheckpointError, CheckpointRegistry, CorruptCheckpointError
+from optix_core.checkpoints import (
+    CheckpointError,
+    CheckpointLockedError,
+    CheckpointRegistry,
+    CorruptCheckpointError,
+)
 from optix_core.registry import make_agent
 from optix_core.types import EpisodeData, EvalMetrics, HyperparamSet
 
@@ -63,6 +70,13 @@ def save(registry, agent, score, kind="best", episode=1, **kwargs):
 
 def snapshot_dirs(directory: Path, prefix: str) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if p.name.startswith(prefix))
+
+
+def canonical_sha256(manifest: dict) -> str:
+    """The manifest's own hash, computed the way DESIGN.md and the docstring say."""
+    rest = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    text = json.dumps(rest, sort_keys=True, allow_nan=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # ---- writing and reading ---------------------------------------------------
@@ -118,6 +132,7 @@ def test_manifest_holds_hashes_versions_hyperparams_and_scores(tmp_path):
     assert set(manifest["files"]) == {"agent/w.npy"}
     digest = hashlib.sha256((path / "agent" / "w.npy").read_bytes()).hexdigest()
     assert manifest["files"]["agent/w.npy"] == digest
+    assert manifest["manifest_sha256"] == canonical_sha256(manifest)
     assert registry.verify(path) == manifest
     assert snapshot.hyperparams.params == {"learning_rate": 3e-4, "gamma": 0.99}
 
@@ -128,6 +143,25 @@ def test_non_finite_score_is_stored_as_null(tmp_path):
     manifest = json.loads((Path(snapshot.path) / "manifest.json").read_text())
     assert manifest["score"] is None
     assert snapshot.score == -np.inf
+
+
+def test_non_finite_numbers_anywhere_in_a_save_are_stored_as_null(tmp_path):
+    registry = CheckpointRegistry(tmp_path)
+    snapshot = registry.save(
+        ArrayAgent(),
+        kind="latest",
+        episode_id=3,
+        eval_metrics=EvalMetrics(1.0, metrics={"per_env": np.array([2.0, np.inf])}),
+        score=1.0,
+        hyperparams=HyperparamSet({"learning_rate": 0.1}),
+        loop_state={"scheduler": {"raw": [1.0, float("nan")]}, "best": np.float32("-inf")},
+        extra={"history": ({"score": float("inf")}, 2.5)},
+    )
+    manifest = registry.verify(snapshot.path)
+    assert manifest["loop_state"] == {"scheduler": {"raw": [1.0, None]}, "best": None}
+    assert manifest["extra"] == {"history": [{"score": None}, 2.5]}
+    assert manifest["eval_metrics"]["metrics"] == {"per_env": [2.0, None]}
+    assert registry.snapshots("latest")[0].eval_metrics.metrics == {"per_env": [2.0, None]}
 
 
 def test_save_leaves_no_temporary_directory(tmp_path):
@@ -189,20 +223,34 @@ def test_equal_scores_prefer_the_newest(tmp_path):
     assert [s.episode_id for s in registry.snapshots()] == [3, 2]
 
 
-def test_latest_keeps_only_one_and_leaves_best_alone(tmp_path):
+def test_latest_keeps_the_newest_two_and_leaves_best_alone(tmp_path):
     registry = CheckpointRegistry(tmp_path, max_snapshots=2)
     save(registry, ArrayAgent([1.0]), 1.0, episode=1)
     for episode in (2, 3, 4):
         save(registry, ArrayAgent([float(episode)]), -100.0, kind="latest", episode=episode)
     latest = registry.snapshots("latest")
-    assert [s.episode_id for s in latest] == [4]
-    assert len(snapshot_dirs(tmp_path, "latest-")) == 1
+    assert [s.episode_id for s in latest] == [4, 3]
+    assert len(snapshot_dirs(tmp_path, "latest-")) == 2
     assert [s.episode_id for s in registry.snapshots("best")] == [1]
     agent = ArrayAgent()
     registry.restore(agent, kind="latest")
     np.testing.assert_array_equal(agent.weights, [4.0])
     registry.restore(agent, kind="best")
     np.testing.assert_array_equal(agent.weights, [1.0])
+
+
+def test_a_corrupt_latest_falls_back_to_the_previous_latest(tmp_path, caplog):
+    registry = CheckpointRegistry(tmp_path)
+    for episode in (1, 2, 3):
+        save(registry, ArrayAgent([float(episode)]), 0.0, kind="latest", episode=episode)
+    newest = registry.snapshots("latest")[0]
+    (Path(newest.path) / "agent" / "w.npy").write_bytes(b"torn")
+    agent = ArrayAgent([0.0])
+    manifest = registry.restore(agent, kind="latest")
+    assert manifest is not None
+    assert manifest["episode_id"] == 2
+    np.testing.assert_array_equal(agent.weights, [2.0])
+    assert newest.snapshot_id in caplog.text
 
 
 # ---- corruption ---------------------------------------------------------------
@@ -247,6 +295,56 @@ def test_missing_file_and_broken_manifest_are_refused(tmp_path):
     np.testing.assert_array_equal(agent.weights, [1.0])
 
 
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(lambda m: m.update(score=1e9), id="score"),
+        pytest.param(lambda m: m["hyperparams"]["params"].update(learning_rate=1.0), id="hp"),
+        pytest.param(lambda m: m["loop_state"].update(episode=0), id="loop_state"),
+    ],
+)
+def test_an_edited_manifest_is_refused_and_restore_falls_back(tmp_path, caplog, edit):
+    registry = CheckpointRegistry(tmp_path)
+    good = save(registry, ArrayAgent([1.0]), 10.0, episode=1, loop_state={"episode": 1})
+    bad = save(registry, ArrayAgent([2.0]), 20.0, episode=2, loop_state={"episode": 2})
+    file = Path(bad.path) / "manifest.json"
+    manifest = json.loads(file.read_text())
+    edit(manifest)
+    file.write_text(json.dumps(manifest, indent=2))  # manifest_sha256 left as it was
+
+    with pytest.raises(CorruptCheckpointError, match="manifest.json") as error:
+        registry.verify(bad.path)
+    assert str(file) in str(error.value)
+    agent = ArrayAgent([0.0])
+    assert registry.restore(agent)["snapshot_id"] == good.snapshot_id
+    np.testing.assert_array_equal(agent.weights, [1.0])
+    assert bad.snapshot_id in caplog.text
+
+
+def test_a_manifest_edited_to_hold_nan_is_refused_and_ranked_last(tmp_path):
+    registry = CheckpointRegistry(tmp_path)
+    good = save(registry, ArrayAgent([1.0]), 1.0)
+    bad = save(registry, ArrayAgent([2.0]), 2.0)
+    file = Path(bad.path) / "manifest.json"
+    file.write_text(file.read_text().replace('"score": 2.0', '"score": NaN'))
+    with pytest.raises(CorruptCheckpointError, match="manifest_sha256"):
+        registry.verify(bad.path)
+    assert [s.snapshot_id for s in registry.snapshots()] == [good.snapshot_id, bad.snapshot_id]
+    assert registry.restore(ArrayAgent())["snapshot_id"] == good.snapshot_id
+
+
+def test_a_manifest_without_its_own_hash_is_refused(tmp_path):
+    registry = CheckpointRegistry(tmp_path)
+    snapshot = save(registry, ArrayAgent([1.0]), 1.0)
+    file = Path(snapshot.path) / "manifest.json"
+    manifest = json.loads(file.read_text())
+    del manifest["manifest_sha256"]
+    file.write_text(json.dumps(manifest))
+    with pytest.raises(CorruptCheckpointError, match="manifest_sha256"):
+        registry.verify(snapshot.path)
+    assert registry.restore(ArrayAgent()) is None
+
+
 def test_a_directory_without_manifest_is_not_a_checkpoint(tmp_path):
     registry = CheckpointRegistry(tmp_path)
     with pytest.raises(CheckpointError, match="manifest"):
@@ -260,6 +358,110 @@ def test_all_corrupt_restores_nothing(tmp_path):
     agent = ArrayAgent([0.0])
     assert registry.restore(agent) is None
     np.testing.assert_array_equal(agent.weights, [0.0])
+
+
+# ---- readers next to a writer ---------------------------------------------------
+
+
+def test_a_reader_never_deletes_a_writers_temporary_directory(tmp_path):
+    writer = CheckpointRegistry(tmp_path)
+    writer.acquire()
+    in_progress = tmp_path / ".tmp-best-000002-0123abcd"
+    (in_progress / "agent").mkdir(parents=True)
+    reader = CheckpointRegistry(tmp_path)
+    assert in_progress.is_dir()
+    assert reader.restore(ArrayAgent()) is None
+    assert reader.snapshots() == []
+    assert in_progress.is_dir()
+    writer.release()
+
+
+def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path):
+    first = CheckpointRegistry(tmp_path)
+    first.acquire()
+    leftover = tmp_path / ".tmp-best-000001-deadbeef"
+    leftover.mkdir()
+    second = CheckpointRegistry(tmp_path)
+    with pytest.raises(CheckpointLockedError) as error:
+        second.acquire()
+    message = str(error.value)
+    assert "\n" not in message
+    assert str(tmp_path) in message
+    assert f"pid {os.getpid()}" in message
+    assert isinstance(error.value, CheckpointError)
+    assert leftover.is_dir()  # a refused writer deletes nothing either
+
+    first.release()
+    first.release()  # idempotent
+    second.acquire()
+    assert not leftover.exists()  # the lock holder cleans up stale writes
+    second.release()
+
+
+def test_the_registry_is_a_context_manager_holding_the_lock(tmp_path):
+    with CheckpointRegistry(tmp_path) as registry:
+        save(registry, ArrayAgent([1.0]), 1.0)
+        with pytest.raises(CheckpointLockedError):
+            CheckpointRegistry(tmp_path).acquire()
+    with CheckpointRegistry(tmp_path) as again:
+        assert [s.score for s in again.snapshots()] == [1.0]
+
+
+def test_restore_skips_a_snapshot_pruned_while_it_is_read(tmp_path, caplog):
+    class PrunedWhileLoading(ArrayAgent):
+        """The writer prunes the snapshot the moment the reader opens it."""
+
+        def load_weights(self, path):
+            if "best-000002" in path:
+                shutil.rmtree(Path(path).parent)
+            super().load_weights(path)
+
+    registry = CheckpointRegistry(tmp_path)
+    save(registry, ArrayAgent([1.0]), 1.0)
+    pruned = save(registry, ArrayAgent([2.0]), 2.0)
+    agent = PrunedWhileLoading([0.0])
+    manifest = registry.restore(agent)
+    assert manifest is not None and manifest["score"] == 1.0
+    np.testing.assert_array_equal(agent.weights, [1.0])
+    assert pruned.snapshot_id in caplog.text
+
+
+def test_restore_skips_a_snapshot_pruned_while_it_is_verified(tmp_path, monkeypatch, caplog):
+    registry = CheckpointRegistry(tmp_path)
+    save(registry, ArrayAgent([1.0]), 1.0)
+    pruned = save(registry, ArrayAgent([2.0]), 2.0)
+    original = checkpoints._sha256
+
+    def prune_then_hash(path):
+        if pruned.snapshot_id in str(path):
+            shutil.rmtree(pruned.path, ignore_errors=True)
+        return original(path)
+
+    monkeypatch.setattr(checkpoints, "_sha256", prune_then_hash)
+    agent = ArrayAgent([0.0])
+    assert registry.restore(agent)["score"] == 1.0
+    np.testing.assert_array_equal(agent.weights, [1.0])
+    assert pruned.snapshot_id in caplog.text
+
+
+def test_reading_a_checkpoint_directory_that_vanished_finds_nothing(tmp_path):
+    registry = CheckpointRegistry(tmp_path / "ckpt")
+    save(registry, ArrayAgent([1.0]), 1.0)
+    shutil.rmtree(tmp_path / "ckpt")
+    assert registry.snapshots() == []
+    assert registry.snapshots("latest") == []
+    assert not registry.has_snapshots()
+    assert registry.restore(ArrayAgent()) is None
+
+
+def test_stray_entries_are_not_snapshots(tmp_path):
+    registry = CheckpointRegistry(tmp_path)
+    save(registry, ArrayAgent([1.0]), 1.0)
+    (tmp_path / "best-notes").mkdir()
+    (tmp_path / "best-notes" / "manifest.json").write_text("{}")
+    (tmp_path / "latest-000099").write_text("a file, not a snapshot")
+    assert [s.score for s in registry.snapshots()] == [1.0]
+    assert save(registry, ArrayAgent([2.0]), 2.0).snapshot_id == "best-000002"
 
 
 # ---- a crash in the middle of a write -----------------------------------------
@@ -289,6 +491,7 @@ CRASHING_WRITER = textwrap.dedent(
     agent = BlockingCEM(space, gym.spaces.Discrete(2), seed=0)
     agent.mean = np.arange(agent.mean.size, dtype=np.float64)
     registry = CheckpointRegistry(directory)
+    registry.acquire()
 
     def save(score):
         registry.save(agent, kind="best", episode_id=int(score),
@@ -322,6 +525,13 @@ def test_sigkill_during_a_write_leaves_the_previous_snapshot_loadable(tmp_path):
             if time.monotonic() > deadline:
                 pytest.fail("writer never reached the second save")
             time.sleep(0.02)
+        # `optix eval` on the run while it trains: it reads, deletes nothing, and
+        # cannot become a second writer.
+        reader = CheckpointRegistry(directory)
+        assert len(list(directory.glob(".tmp-*"))) == 1
+        assert [s.score for s in reader.snapshots()] == [1.0]
+        with pytest.raises(CheckpointLockedError, match=f"pid {process.pid}"):
+            reader.acquire()
         os.kill(process.pid, signal.SIGKILL)
         assert process.wait(timeout=30) == -signal.SIGKILL
     finally:
@@ -338,7 +548,9 @@ def test_sigkill_during_a_write_leaves_the_previous_snapshot_loadable(tmp_path):
     assert snapshot_dirs(directory, "best-") == ["best-000001"]
 
     registry = CheckpointRegistry(directory)
-    assert not list(directory.glob(".tmp-*"))  # cleaned on open
+    assert len(list(directory.glob(".tmp-*"))) == 1  # a reader deletes nothing
+    registry.acquire()  # the dead writer's lock went with it
+    assert not list(directory.glob(".tmp-*"))  # cleaned by the new writer
     space = gym.spaces.Box(-1.0, 1.0, shape=(4,))
     agent = CEMAgent(space, gym.spaces.Discrete(2), seed=3)
     manifest = registry.restore(agent)
@@ -346,3 +558,4 @@ def test_sigkill_during_a_write_leaves_the_previous_snapshot_loadable(tmp_path):
     assert manifest["score"] == 1.0
     np.testing.assert_array_equal(agent.mean, np.arange(agent.mean.size, dtype=np.float64))
     assert [s.score for s in registry.snapshots()] == [1.0]
+    registry.release()

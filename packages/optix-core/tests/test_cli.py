@@ -41,29 +41,92 @@ def optix(
             ["train", "CartPole-v1", "--algo", "cem", "--hp", "popsize=8"],
             "unknown hyperparameter 'popsize'",
         ),
-        (["train", "CartPole-v1", "--max-episodes", "0"], "--max-episodes must be >= 1"),
+        (["train", "CartPole-v1", "--max-episodes", "0"], "--max-windows must be >= 1"),
+        (["train", "CartPole-v1", "--max-steps", "0"], "--max-steps must be >= 1"),
+        (["train", "CartPole-v1", "--seed", "-1"], "--seed must be >= 0"),
         (["train", "--resume", "no/such/run"], "run directory no/such/run does not exist"),
         (["eval", "no/such/run"], "run directory no/such/run does not exist"),
         (["train"], "train needs an environment id"),
+        (
+            ["train", "Pendulum-v1", "--algo", "dqn"],
+            "supports discrete action spaces, not continuous",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_line_and_exit_code_2(args, says, tmp_path):
-    result = optix(*args, cwd=tmp_path)
+    assert_usage_error(optix(*args, cwd=tmp_path), says)
+    assert not (tmp_path / "runs").exists(), "no run directory for a run that never started"
+
+
+def assert_usage_error(result: subprocess.CompletedProcess, says: str) -> None:
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("optix: error: ")
     assert says in lines[0]
     assert "Traceback" not in result.stderr
-    assert not (tmp_path / "runs").exists(), "no run directory for a run that never started"
 
 
-def test_an_action_space_the_algorithm_does_not_support(tmp_path):
-    """The example plugin's hill-climb is discrete-only (installed in the dev env)."""
-    result = optix("train", "Pendulum-v1", "--algo", "hill-climb", cwd=tmp_path)
-    assert result.returncode == 2
-    assert "supports discrete action spaces, not continuous" in result.stderr
-    assert "Traceback" not in result.stderr
+def test_a_run_dir_that_is_a_file_is_a_usage_error(tmp_path):
+    (tmp_path / "runs").write_text("not a directory")
+    result = optix("train", "CartPole-v1", "--algo", "cem", "--run-dir", "runs", cwd=tmp_path)
+    assert_usage_error(result, "--run-dir runs is a file")
+    assert (tmp_path / "runs").read_text() == "not a directory"
+
+
+@pytest.mark.parametrize("command", [["eval", "run"], ["train", "--resume", "run"]])
+def test_a_damaged_config_is_a_usage_error_and_nothing_is_written(command, tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text('{"env_id": "CartPole-v1"')
+    before = sorted(str(p) for p in run.rglob("*"))
+    assert_usage_error(optix(*command, cwd=tmp_path), "config.json is damaged")
+    assert sorted(str(p) for p in run.rglob("*")) == before
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    """A short CEM run, stopped by its window budget."""
+    tmp_path = tmp_path_factory.mktemp("finished")
+    result = optix(
+        "train", "CartPole-v1", "--algo", "cem", "--seed", "1", "--max-windows", "3",
+        "--run-dir", "out", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (tmp_path / "out").iterdir()
+    return run_dir
+
+
+@pytest.mark.parametrize(
+    ("extra", "flag"),
+    [
+        (["CartPole-v1"], "the environment"),
+        (["--algo", "cem"], "--algo"),
+        (["--backend", "numpy"], "--backend"),
+        (["--seed", "0"], "--seed"),
+        (["--hp", "noise_std=0.1"], "--hp"),
+        (["--tune"], "--tune"),
+    ],
+)
+def test_resume_refuses_flags_that_would_change_the_run(extra, flag, finished_run, tmp_path):
+    result = optix("train", "--resume", str(finished_run), *extra, cwd=tmp_path)
+    assert_usage_error(result, f"{flag} would change it")
+
+
+def test_eval_with_a_negative_seed_or_no_episodes_is_a_usage_error(finished_run):
+    assert_usage_error(optix("eval", str(finished_run), "--seed", "-1"), "--seed must be >= 0")
+    assert_usage_error(optix("eval", str(finished_run), "--episodes", "0"), "--episodes must be")
+
+
+def test_a_finished_run_resumes_only_with_a_larger_budget(finished_run, tmp_path):
+    assert_usage_error(
+        optix("train", "--resume", str(finished_run), cwd=tmp_path),
+        "give a larger --max-windows or --max-steps",
+    )
+    assert_usage_error(
+        optix("train", "--resume", str(finished_run), "--max-episodes", "0", cwd=tmp_path),
+        "--max-windows must be >= 1",
+    )
 
 
 def test_list_is_a_table_of_algorithms():
@@ -97,7 +160,12 @@ def test_train_converges_stops_by_itself_and_reports(tmp_path):
     assert report["final_eval"]["mean"] >= 475
     assert len(report["final_eval"]["returns"]) == 20
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert len(lines) == sum(1 for x in result.stdout.splitlines() if x.startswith("[loop] ep="))
+    assert len(lines) == sum(
+        1 for x in result.stdout.splitlines() if x.startswith("[loop] window=")
+    )
+    assert lines[-1]["best"] == report["best_score"]
+    assert lines[-1]["best_window"] == report["best_window"]
+    assert report["final_eval"]["env_steps"] > 0 and report["selection_env_steps"] > 0
     config = json.loads((run_dir / "config.json").read_text())
     assert config["algo"] == "cem" and config["seed"] == 0
     assert any(p.name.startswith("best-") for p in (run_dir / "checkpoints").iterdir())
@@ -109,64 +177,115 @@ def test_train_converges_stops_by_itself_and_reports(tmp_path):
     assert "over 5 episodes" in evaluated.stdout
 
 
-def test_resume_after_sigkill_continues_the_counter_and_the_scheduler(tmp_path):
-    """Kill a training process, then --resume: the window counter and the
-    scheduler carry on from the last snapshot instead of starting over."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "optix_core.cli",
-            "train",
-            "CartPole-v1",
-            "--algo",
-            "cem",
-            "--seed",
-            "3",
-            "--run-dir",
-            "out",
-            "--hp",
-            "init_std=0.05",
-            "--hp",
-            "noise_std=0.01",
-        ],
+OPTIX = [sys.executable, "-m", "optix_core.cli"]
+CEM_ARGS = ["--algo", "cem", "--hp", "init_std=0.05", "--hp", "noise_std=0.01"]
+
+
+def start_training(tmp_path: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [*OPTIX, "train", "CartPole-v1", *CEM_ARGS, "--seed", "3", "--run-dir", "out", *extra],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def wait_for(condition, proc: subprocess.Popen, what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"training ended (exit {proc.returncode}) before {what}")
+        time.sleep(0.001)
+    pytest.fail(f"training reached no {what} in time")
+
+
+def run_dir_of(tmp_path: Path) -> Path | None:
+    found = list((tmp_path / "out").glob("*/config.json"))
+    return found[0].parent if found else None
+
+
+def metrics_lines(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(x) for x in path.read_text().splitlines() if x.endswith("}")]
+
+
+def kill_points():
+    def config_written(tmp):  # before the first window is learned
+        return run_dir_of(tmp) is not None
+
+    def five_evaluations(tmp):
+        run = run_dir_of(tmp)
+        return run is not None and len(metrics_lines(run)) >= 5
+
+    def mid_checkpoint_write(tmp):
+        run = run_dir_of(tmp)
+        return (
+            run is not None
+            and len(metrics_lines(run)) >= 2
+            and any((run / "checkpoints").glob(".tmp-*"))
+        )
+
+    return [config_written, five_evaluations, mid_checkpoint_write]
+
+
+@pytest.mark.parametrize("killed_at", kill_points(), ids=lambda f: f.__name__)
+def test_sigkill_at_any_moment_then_resume_completes_replaying_at_most_one_window(
+    killed_at, tmp_path
+):
+    proc = start_training(tmp_path)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            runs = list((tmp_path / "out").glob("*/metrics.jsonl"))
-            if runs and len(runs[0].read_text().splitlines()) >= 5:
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail("training wrote no metrics in time")
+        wait_for(lambda: killed_at(tmp_path), proc, killed_at.__name__)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    run_dir = runs[0].parent
-    # A kill between writing a new latest snapshot and pruning the old leaves two: newest wins.
-    latest = max((run_dir / "checkpoints").glob("latest-*"), key=lambda p: p.name)
-    state = json.loads((latest / "manifest.json").read_text())["loop_state"]
-    stopped_at = state["episode"]
-    assert stopped_at >= 3
+    run_dir = run_dir_of(tmp_path)
+    evaluated = [line["window"] for line in metrics_lines(run_dir)]
+    latest = sorted((run_dir / "checkpoints").glob("latest-*"), key=lambda p: p.name)
+    done = json.loads((latest[-1] / "manifest.json").read_text())["loop_state"] if latest else {}
+    saved_window = done.get("episode", 0)
+    # Whatever the kill interrupted, the last finished window is in the snapshot.
+    assert not evaluated or saved_window >= max(evaluated) - 1
 
-    result = optix(
-        "train", "--resume", str(run_dir), "--max-episodes", str(stopped_at + 12), cwd=tmp_path
-    )
+    budget = saved_window + 6
+    result = optix("train", "--resume", str(run_dir), "--max-windows", str(budget), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert f"resuming {run_dir} at window {stopped_at + 1}" in result.stdout
-    first_eval = next(x for x in result.stdout.splitlines() if x.startswith("[loop] ep="))
-    assert int(first_eval.split("ep=")[1].split()[0]) == state["scheduler"]["next_eval_episode"]
-    windows = [
-        json.loads(x)["window"] for x in (run_dir / "metrics.jsonl").read_text().splitlines()
-    ]
-    resumed = windows[windows.index(stopped_at) + 1 :] if stopped_at in windows else windows
-    assert resumed and resumed[0] > stopped_at
+    assert f"resuming {run_dir} at window {saved_window + 1}" in result.stdout
+    if done:
+        first = next(x for x in result.stdout.splitlines() if x.startswith("[loop] window="))
+        assert int(first.split("window=")[1].split()[0]) == done["scheduler"]["next_eval_episode"]
+    windows = [line["window"] for line in metrics_lines(run_dir)]
+    assert windows == sorted(set(windows)), "no window is reported twice"
     report = json.loads((run_dir / "report.json").read_text())
-    assert report["episodes"] == stopped_at + 12 or report["stop_reason"].startswith("converged")
+    assert report["windows"] == budget or report["stop_reason"].startswith("converged")
+    assert not list((run_dir / "checkpoints").glob(".tmp-*"))
+
+
+def test_eval_of_a_run_still_training_does_not_disturb_it(tmp_path):
+    proc = start_training(tmp_path, "--max-windows", "40")
+    try:
+        wait_for(
+            lambda: (
+                (run := run_dir_of(tmp_path)) is not None
+                and any((run / "checkpoints").glob("best-*"))
+            ),
+            proc,
+            "a best checkpoint",
+        )
+        run_dir = run_dir_of(tmp_path)
+        for _ in range(3):
+            evaluated = optix("eval", str(run_dir), "--episodes", "2", cwd=tmp_path)
+            assert evaluated.returncode == 0, evaluated.stderr
+        assert proc.wait(timeout=240) == 0
+    finally:
+        proc.kill()
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["windows"] == 40 or report["stop_reason"].startswith("converged")
+    again = optix("train", "--resume", str(run_dir), "--max-windows", "50", cwd=tmp_path)
+    assert again.returncode == 0 or "has finished (converged" in again.stderr
 
 
 def test_tune_adapts_hyperparameters_online_and_records_it(tmp_path):
@@ -179,7 +298,7 @@ def test_tune_adapts_hyperparameters_online_and_records_it(tmp_path):
         "0",
         "--tune",
         "--max-episodes",
-        "6",
+        "12",
         "--run-dir",
         "out",
         cwd=tmp_path,
@@ -188,6 +307,6 @@ def test_tune_adapts_hyperparameters_online_and_records_it(tmp_path):
     (run_dir,) = (tmp_path / "out").iterdir()
     config = json.loads((run_dir / "config.json").read_text())
     assert config["online_tuning"]["noise_std"] == ["log_float", 0.001, 0.3]
-    (latest,) = (run_dir / "checkpoints").glob("latest-*")
+    latest = max((run_dir / "checkpoints").glob("latest-*"), key=lambda p: p.name)
     tuned = json.loads((latest / "manifest.json").read_text())["hyperparams"]["params"]
     assert tuned != config["hyperparams"], "SPSA's probes reach the agent's hyperparameters"

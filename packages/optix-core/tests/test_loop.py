@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from optix_core.agent import BaseAgent
-from optix_core.callbacks import HOOKS, LoopCallback
+from optix_core.callbacks import HOOKS, CallbackList, LoopCallback
 from optix_core.checkpoints import CheckpointRegistry
 from optix_core.evaluation import evaluate_policy
 from optix_core.evaluator import BaseEvaluator
@@ -238,7 +238,7 @@ def test_stops_on_dormant_by_itself_holding_the_best_weights():
 def test_best_weights_after_max_episodes():
     agent = ScriptedAgent(script(1, 2, 5, 3, 0, then=-1))
     report = loop(agent, max_episodes=8).run()
-    assert report.stop_reason == "max_episodes (8) reached"
+    assert report.stop_reason == "max_episodes (8 windows) reached"
     assert report.episodes == 8
     assert report.final_state is not LoopState.DORMANT
     assert agent.seen[-1] == -1  # it ended training at -1 ...
@@ -345,24 +345,52 @@ def test_all_eight_hooks_fire():
     assert optimizer.improvements == 5 and optimizer.plateaus == 1
 
 
-def test_a_callback_that_raises_is_isolated(caplog):
+def test_a_callback_that_raises_is_reported_once_and_disabled(caplog):
     class Broken(LoopCallback):
-        def __getattribute__(self, name):
-            if name in HOOKS:
-
-                def hook(*args):
-                    raise ValueError(f"broken {name}")
-
-                return hook
-            return super().__getattribute__(name)
+        def on_episode_end(self, episode_id, metrics):
+            raise ValueError("broken on_episode_end")
 
     recorder = Recorder()
     agent, report = run_through_every_event(Broken(), recorder)
     assert report.final_state is LoopState.DORMANT
     assert set(recorder.hooks()) == set(HOOKS)  # the one after it still hears everything
     assert agent.skill == 5
-    for hook in HOOKS:
-        assert f"callback Broken failed in {hook}" in caplog.text
+    assert caplog.text.count("callback Broken failed in on_episode_end") == 1
+    assert "disabled for the rest of the run" in caplog.text
+
+
+def test_a_misspelt_hook_is_an_error_not_silence():
+    class Misspelt(LoopCallback):
+        def on_episode_ended(self, episode_id, metrics): ...
+
+    with pytest.raises(
+        ValueError, match="on_episode_ended is not a loop hook; did you mean 'on_episode_end'"
+    ):
+        loop(ScriptedAgent(script(1)), callbacks=[Misspelt()])
+    with pytest.raises(TypeError, match="takes a Hook"):
+        CallbackList().fire("on_episode_end", 1, None)
+
+
+def test_callback_state_is_saved_with_every_window_and_restored_on_resume(tmp_path):
+    class Counter(LoopCallback):
+        def __init__(self):
+            self.seen = 0
+
+        def on_episode_end(self, episode_id, metrics):
+            self.seen += 1
+
+        def state_dict(self):
+            return {"seen": self.seen}
+
+        def load_state_dict(self, state):
+            self.seen = state["seen"]
+
+    first = Counter()
+    resumable(tmp_path, 4, callbacks=[first])[1].run()
+    second = Counter()
+    _, resumed = resumable(tmp_path, 6, resume=True, callbacks=[second])
+    resumed.setup()
+    assert second.seen == first.seen > 0
 
 
 # ---- degradation and rollback --------------------------------------------------------
@@ -555,10 +583,18 @@ def test_checkpoint_score_fn_selects_the_checkpoints():
     assert report.best_episode == 3
     assert agent.skill == 3
     last = recorder.of("on_episode_end")[-1][1]
-    assert last.metrics["checkpoint_score"] == -3
+    assert last.metrics["selection_score"] == -3
+    assert last.metrics["best_score"] == 0 and last.metrics["best_window"] == 3
 
 
 # ---- output -----------------------------------------------------------------------------------
+
+
+LINE = re.compile(
+    r"\[loop\] window= *(\d+)  env_steps= *[\d,]+  train= *(-?\d+\.\d)  "
+    r"smoothed= *(-?\d+\.\d)  selection= *(-|-?\d+\.\d)  "
+    r"best=(-?\d+\.\d \(window \d+\))?  state=(ACTIVE|COOLING|DORMANT)  interval=(\d+)"
+)
 
 
 def test_verbose_line_format(capsys):
@@ -574,9 +610,9 @@ def test_verbose_line_format(capsys):
         verbose=True,
     ).run()
     lines = capsys.readouterr().out.splitlines()
-    assert lines == [
-        "[loop] ep=   8  raw=   65.7  smoothed=   65.7  state=ACTIVE  interval=8",
-        "[loop] ep=  16  raw=  208.1  smoothed=  136.9  state=ACTIVE  interval=8",
+    assert [LINE.fullmatch(line).groups() for line in lines] == [
+        ("8", "65.7", "65.7", "65.7", "65.7 (window 8)", "ACTIVE", "8"),
+        ("16", "208.1", "136.9", "136.9", "136.9 (window 16)", "ACTIVE", "8"),
     ]
 
 
@@ -584,12 +620,8 @@ def test_verbose_lines_match_the_pattern_in_every_state(capsys):
     agent = ScriptedAgent(script(-3.25, then=-1000.0))
     loop(agent, plateau_threshold=2, dormant_threshold=3, verbose=True).run()
     lines = capsys.readouterr().out.splitlines()
-    pattern = re.compile(
-        r"\[loop\] ep= *\d+  raw= *-?\d+\.\d  smoothed= *-?\d+\.\d  "
-        r"state=(ACTIVE|COOLING|DORMANT)  interval=\d+"
-    )
     assert len(lines) == 4
-    assert all(pattern.fullmatch(line) for line in lines)
+    assert all(LINE.fullmatch(line) for line in lines)
     assert lines[0].endswith("state=ACTIVE  interval=1")
     assert "state=COOLING" in lines[2]
     assert "state=DORMANT" in lines[3]
@@ -598,7 +630,7 @@ def test_verbose_lines_match_the_pattern_in_every_state(capsys):
 # ---- resume -----------------------------------------------------------------------------------
 
 
-def resumable(directory, max_episodes, *, resume=False, recorder=None, curve=None):
+def resumable(directory, max_episodes, *, resume=False, recorder=None, curve=None, callbacks=None):
     curve = curve or (lambda t: 10.0 * math.sin(t / 3.0) + t / 2.0)
     agent = ScriptedAgent(curve, save_clock=True)
     optimizer = RLOptimizer(
@@ -609,7 +641,7 @@ def resumable(directory, max_episodes, *, resume=False, recorder=None, curve=Non
         checkpoint_dir=directory,
         max_episodes=max_episodes,
         resume=resume,
-        callbacks=[recorder] if recorder else None,
+        callbacks=([recorder] if recorder else []) + (callbacks or []),
         score_smoothing=2,
         noise_k=0.5,
         max_interval_episodes=1,
@@ -661,12 +693,13 @@ def test_old_snapshots_without_resume_raise_file_exists(tmp_path):
         second.run()
 
 
-def test_resume_needs_a_checkpoint_dir_with_snapshots(tmp_path):
+def test_resume_needs_a_checkpoint_dir_and_starts_a_run_that_has_none_yet(tmp_path):
+    """A run killed before its first window has nothing to resume: it starts."""
     with pytest.raises(ValueError, match="checkpoint_dir"):
         RLOptimizer(ScriptedAgent(script(1)), pipeline(), resume=True)
     _, optimizer = resumable(tmp_path / "empty", 3, resume=True)
-    with pytest.raises(FileNotFoundError):
-        optimizer.run()
+    report = optimizer.run()
+    assert report.episodes == 3
 
 
 # ---- construction ----------------------------------------------------------------------------

@@ -79,7 +79,8 @@ class Watcher(LoopCallback):
         self.loop = loop
 
     def on_episode_end(self, episode_id, metrics):
-        self.windows.append((episode_id, metrics.primary_score, self.optimizer.is_probing))
+        probing = bool(metrics.metrics["tuning_probe"])
+        self.windows.append((episode_id, metrics.primary_score, probing))
 
     def on_degradation(self, episode_id, metrics):
         self.degradations.append(episode_id)

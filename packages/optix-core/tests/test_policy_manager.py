@@ -364,7 +364,7 @@ def test_without_a_stop_function_the_report_prints_but_the_loop_runs_on(capsys, 
     callback = pm.as_callback(agent)  # no factory: variants restart the agent in place
     log = DormantLog(agent, pm)
     report = cartpole_loop(agent, [callback, log], max_episodes=40).run()
-    assert report.stop_reason == "max_episodes (40) reached"
+    assert report.stop_reason == "max_episodes (40 windows) reached"
     assert len(log.after) >= 3  # DORMANTs after the budget ran out did not stop it
     assert pm.spawns_used == 1 and pm.ensemble_size == 1
     out = capsys.readouterr().out
@@ -416,5 +416,5 @@ def test_meta_controller_with_validation_end_to_end():
     report = loop.run()
     assert pm.history.has_validation and meta.signals(pm.history).gap_level is not None
     assert report.val_score is not None and report.generalization_gap is not None
-    assert report.stop_reason in ("Spawn budget exhausted", "max_episodes (150) reached")
+    assert report.stop_reason in ("Spawn budget exhausted", "max_episodes (150 windows) reached")
     assert pm.registry is None  # the loop's temporary registry was only borrowed

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import types
+from dataclasses import dataclass
+
 import gymnasium as gym
 import numpy as np
 import pytest
 
 import optix_core
+from optix_core import hookimpl, plugins
 from optix_core.algorithms.cem import CEMAgent
 from optix_core.hyperparams import HyperparamError
 from optix_core.plugins import PluginConflictError, get_registry, reset_registry
@@ -40,6 +44,54 @@ def register(registry, spec, distribution="test-plugin"):
     """Register ``spec`` as a plugin distributed as ``distribution`` would."""
     registry.ensure_loaded()
     registry._registrar(type(spec), distribution)(spec)
+
+
+@dataclass
+class FakeDistribution:
+    name: str
+    version: str = "1.0"
+
+
+class FakeEntryPoint:
+    """An entry point in the ``optix`` group whose module is built in memory,
+    and which counts how often it is imported."""
+
+    def __init__(self, distribution: str, module: types.ModuleType) -> None:
+        self.name = distribution
+        self.value = module.__name__
+        self.dist = FakeDistribution(distribution)
+        self.module = module
+        self.loads = 0
+
+    def load(self) -> types.ModuleType:
+        self.loads += 1
+        return self.module
+
+
+def agent_plugin(module_name: str, *specs: AgentSpec) -> types.ModuleType:
+    """A plugin module whose agent hook registers ``specs``."""
+    module = types.ModuleType(module_name)
+
+    @hookimpl
+    def optix_register_agents(register):
+        for spec in specs:
+            register(spec)
+
+    module.optix_register_agents = optix_register_agents
+    return module
+
+
+@pytest.fixture
+def installed(monkeypatch):
+    """Replace the installed entry points with fakes: ``installed(ep, ...)``."""
+
+    def install(*eps: FakeEntryPoint) -> plugins.PluginRegistry:
+        monkeypatch.setattr(plugins, "entry_points", lambda group: list(eps))
+        reset_registry()
+        return get_registry()
+
+    yield install
+    reset_registry()
 
 
 class SpacesOnly:
@@ -222,6 +274,51 @@ def test_default_algorithm_without_any_agent_for_the_space(core_only):
         default_algorithm("continuous")
 
 
+def test_default_algorithm_on_a_requested_backend_is_its_ppo():
+    """`optix train CartPole-v1 --backend torch` trains PPO, not the alphabetically first."""
+    for kind in ("discrete", "continuous"):
+        spec = default_algorithm(kind, backend="torch")
+        assert (spec.name, spec.backend) == ("ppo", "torch")
+    assert default_algorithm("discrete", backend="numpy").name == "cem"
+
+
+def test_default_algorithm_on_a_backend_without_ppo_follows_the_preference_order(core_only):
+    for name, spaces in [
+        ("a2c", ("discrete", "continuous")),
+        ("dqn", ("discrete",)),
+        ("sac", ("continuous",)),
+        ("zeta", ("discrete", "continuous")),
+    ]:
+        register(core_only, AgentSpec(name, "jax", CEM_FACTORY, spaces))
+    register(core_only, AgentSpec("ppo", "torch", CEM_FACTORY, ("discrete", "continuous")))
+    assert default_algorithm("discrete", backend="jax").name == "dqn"
+    assert default_algorithm("continuous", backend="jax").name == "sac"
+    register(core_only, AgentSpec("b2c", "tf", CEM_FACTORY, ("discrete",)))
+    register(core_only, AgentSpec("a3c", "tf", CEM_FACTORY, ("discrete",)))
+    assert default_algorithm("discrete", backend="tf").name == "a3c"  # then by name
+
+
+def test_default_algorithm_on_a_backend_with_nothing_for_the_space_says_what_it_offers(
+    core_only,
+):
+    register(core_only, AgentSpec("dqn", "jax", CEM_FACTORY, ("discrete",)))
+    register(core_only, AgentSpec("a2c", "jax", CEM_FACTORY, ("discrete",)))
+    with pytest.raises(RegistryError) as excinfo:
+        default_algorithm("continuous", backend="jax")
+    message = str(excinfo.value)
+    assert "no 'jax' agent supports continuous action spaces" in message
+    assert "'jax' offers: a2c (discrete), dqn (discrete)" in message
+
+
+def test_default_algorithm_on_a_backend_that_is_not_installed(core_only):
+    with pytest.raises(RegistryError) as excinfo:
+        default_algorithm("discrete", backend="tf")
+    message = str(excinfo.value)
+    assert "no 'tf' backend installed" in message
+    assert "installed: numpy" in message
+    assert "optix-tf" in message
+
+
 # ---- registration rules ----------------------------------------------------------------------
 
 
@@ -232,6 +329,28 @@ def test_two_distributions_registering_the_same_agent_is_a_clear_error(core_only
     assert "'optix-torch'" in str(excinfo.value) and "'ppo-plus'" in str(excinfo.value)
     # The same name on another backend is no conflict.
     register(core_only, AgentSpec("ppo", "jax", CEM_FACTORY, ("discrete",)), "optix-jax")
+
+
+def test_a_conflict_while_loading_is_the_same_error_on_every_call_and_loads_nothing_twice(
+    installed,
+):
+    twin = AgentSpec("twin", "example", CEM_FACTORY, ("discrete",))
+    solo = AgentSpec("solo", "example", CEM_FACTORY, ("discrete",))
+    first = FakeEntryPoint("optix-first", agent_plugin("first_plugin", solo, twin))
+    second = FakeEntryPoint("optix-second", agent_plugin("second_plugin", twin))
+    registry = installed(first, second)
+    messages = []
+    for _ in range(3):
+        with pytest.raises(PluginConflictError) as excinfo:
+            agents()
+        messages.append(str(excinfo.value))
+    assert messages[0] == messages[1] == messages[2]
+    assert "twin/example" in messages[0]
+    assert "'optix-first'" in messages[0] and "'optix-second'" in messages[0]
+    assert (first.loads, second.loads) == (1, 1), "a failed load is not retried"
+    # Nothing of the failed load is kept: no plugin listed twice, no half-filled table.
+    assert registry.plugins == []
+    assert all(not table for table in registry.items.values())
 
 
 def test_registering_the_wrong_kind_is_a_type_error(core_only):

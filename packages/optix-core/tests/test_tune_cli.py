@@ -144,7 +144,7 @@ def test_then_train_trains_with_the_best_configuration(tmp_path):
     best = json.loads((tune_dir / "tune.json").read_text())["best_params"]
     config = TrainConfig.load(train_dir)
     assert config.hyperparams.items() >= best.items()
-    assert config.seed == 0 and config.max_episodes == 15
+    assert config.seed == 0 and config.max_windows == 15
     assert (train_dir / "report.json").is_file()
     assert f"run directory {Path('out') / train_dir.name}" in result.stdout
     assert "Training Complete" in result.stdout

@@ -32,6 +32,8 @@ FAST = {"learning_starts": 64, "batch_size": 32, "gradient_steps": 8, "target_up
 class TestRainbowConformance(AgentConformance):
     algo = "rainbow"
     backend = "torch"
+    # The first update waits for learning_starts (1,000) env steps: 2 x 512.
+    window_size = 512
 
 
 def cartpole_agent(seed: int = 0, **hp) -> TorchRainbowDQNAgent:

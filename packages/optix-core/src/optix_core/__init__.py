@@ -38,6 +38,12 @@ _EXPORTS = {
     "make_agent": "registry",
     "LoopReport": "report",
     "BackoffScheduler": "scheduler",
+    "CheckpointSelection": "selection",
+    "EvaluationSelection": "selection",
+    "ScoreFunctionSelection": "selection",
+    "TrainingScoreSelection": "selection",
+    "evaluate_policy": "evaluation",
+    "Hook": "callbacks",
     "AgentSpec": "specs",
     "BackendSpec": "specs",
     "CallbackSpec": "specs",
@@ -113,8 +119,9 @@ if TYPE_CHECKING:
         transition_fields,
         window_transitions,
     )
-    from optix_core.callbacks import LoopCallback
+    from optix_core.callbacks import Hook, LoopCallback
     from optix_core.checkpoints import CheckpointError, CheckpointRegistry, CorruptCheckpointError
+    from optix_core.evaluation import evaluate_policy
     from optix_core.evaluator import BaseEvaluator, EpisodeReturnEvaluator
     from optix_core.evolution import (
         EnsembleAgent,
@@ -146,6 +153,12 @@ if TYPE_CHECKING:
     )
     from optix_core.scheduler import BackoffScheduler
     from optix_core.search_space import SearchSpaceError, parse_search_space
+    from optix_core.selection import (
+        CheckpointSelection,
+        EvaluationSelection,
+        ScoreFunctionSelection,
+        TrainingScoreSelection,
+    )
     from optix_core.specs import AgentSpec, BackendSpec, CallbackSpec, EvaluatorSpec
     from optix_core.trials import (
         StorageError,
@@ -170,14 +183,17 @@ __all__ = [
     "CallbackSpec",
     "CheckpointError",
     "CheckpointRegistry",
+    "CheckpointSelection",
     "CorruptCheckpointError",
     "DiagnosticController",
     "EnsembleAgent",
     "EpisodeData",
     "EpisodeReturnEvaluator",
     "EvalMetrics",
+    "EvaluationSelection",
     "EvaluatorSpec",
     "HERReplayBuffer",
+    "Hook",
     "HyperparamError",
     "HyperparamSet",
     "LivePipeline",
@@ -201,12 +217,14 @@ __all__ = [
     "RewardNormalizer",
     "RunningMeanStd",
     "SPSAOptimizer",
+    "ScoreFunctionSelection",
     "SearchSpaceError",
     "StorageError",
     "SumTree",
     "Sweep",
     "SweepError",
     "TrainingDivergedError",
+    "TrainingScoreSelection",
     "TrialContext",
     "TrialOrchestrator",
     "VectorBatchPipeline",
@@ -216,6 +234,7 @@ __all__ = [
     "compute_gae",
     "compute_vtrace_targets",
     "discounted_returns",
+    "evaluate_policy",
     "hookimpl",
     "make_agent",
     "make_minibatches",

@@ -2,29 +2,44 @@
 
 A snapshot is a directory holding the agent's own files (under ``agent/``)
 and ``manifest.json``: scores, hyperparameters, the loop's state, package
-versions and the sha256 of every file. It is written into a temporary
-directory, fsynced and renamed into place, so a crash mid-write leaves the
-previous snapshots untouched. A snapshot whose files do not match their
+versions, the sha256 of every file, and ``manifest_sha256``, the sha256 of
+the manifest's own canonical JSON without that field, so an edited score or
+hyperparameter is caught like an edited weight. It is written into a
+temporary directory, fsynced and renamed into place, so a crash mid-write
+leaves the previous snapshots untouched. A snapshot that does not match its
 hashes is refused, and restoring falls back to the next good one.
 
 Two kinds live side by side: ``best-*`` snapshots, the ``max_snapshots``
-highest-scoring ones, and ``latest-*``, the loop's most recent state, which
-``--resume`` continues from.
+highest-scoring ones, and ``latest-*``, the loop's two most recent states
+(two, so a torn or corrupt newest one still leaves one to resume from).
+
+One process writes a directory at a time: the writer calls ``acquire()``
+(or uses the registry as a context manager), which takes an ``flock`` on
+``.lock`` and only then removes what an interrupted write left behind.
+Readers (``optix eval`` on a run that is still training) never acquire and
+never delete anything, and they tolerate snapshots that the writer prunes
+while they read.
 """
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import json
 import logging
+import math
 import os
+import re
 import shutil
 import time
 import uuid
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import IO, Any, Self
+
+import numpy as np
 
 from optix_core.agent import BaseAgent
 from optix_core.types import EvalMetrics, HyperparamSet, PolicySnapshot, finite_or_none
@@ -33,8 +48,12 @@ log = logging.getLogger("optix")
 
 FORMAT = "optix-checkpoint/1"
 MANIFEST = "manifest.json"
+MANIFEST_HASH = "manifest_sha256"
 AGENT_DIR = "agent"
+LOCK = ".lock"
 KINDS = ("best", "latest")
+LATEST_KEPT = 2
+_SNAPSHOT_NAME = re.compile(r"(best|latest)-(\d+)")
 
 
 class CheckpointError(RuntimeError):
@@ -42,7 +61,11 @@ class CheckpointError(RuntimeError):
 
 
 class CorruptCheckpointError(CheckpointError):
-    """A checkpoint's files do not match the hashes in its manifest."""
+    """A checkpoint's manifest or files do not match their hashes."""
+
+
+class CheckpointLockedError(CheckpointError):
+    """Another process holds the directory's writer lock."""
 
 
 class CheckpointRegistry:
@@ -52,8 +75,58 @@ class CheckpointRegistry:
         self.directory = Path(directory)
         self.max_snapshots = max_snapshots
         self.directory.mkdir(parents=True, exist_ok=True)
-        for leftover in self.directory.glob(".tmp-*"):  # an interrupted write
+        self._lock: IO[str] | None = None
+
+    # ---- the writer lock -----------------------------------------------
+
+    def acquire(self) -> None:
+        """Become the directory's one writer, then clear interrupted writes.
+
+        The lock is an ``flock``, so the kernel drops it when the holder
+        dies, even by SIGKILL, and ``--resume`` can take over. Cleaning
+        ``.tmp-*`` only under the lock is what keeps a reader from deleting
+        the snapshot a live trainer is writing. Acquiring twice is a no-op.
+        """
+        if self._lock is not None:
+            return
+        path = self.directory / LOCK
+        handle = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o644), "r+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise CheckpointLockedError(
+                f"{self.directory} is in use by another optix process (pid {holder})"
+            ) from None
+        except BaseException:
+            handle.close()
+            raise
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._lock = handle
+        for leftover in self.directory.glob(".tmp-*"):  # a write its writer never finished
             shutil.rmtree(leftover, ignore_errors=True)
+
+    def release(self) -> None:
+        """Give the writer lock back; safe to call when it is not held."""
+        handle, self._lock = self._lock, None
+        if handle is not None:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+
+    def __enter__(self) -> Self:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.release()
 
     # ---- writing -------------------------------------------------------
 
@@ -69,7 +142,11 @@ class CheckpointRegistry:
         loop_state: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> PolicySnapshot:
-        """Write a snapshot atomically; keep the best N, and one ``latest``."""
+        """Write a snapshot atomically; keep the best N, and two ``latest``.
+
+        Works without ``acquire()`` for simple single-process use; a process
+        that shares the directory with readers or resumes should acquire.
+        """
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         snapshot_id = f"{kind}-{self._next_sequence():06d}"
@@ -83,15 +160,16 @@ class CheckpointRegistry:
                 "kind": kind,
                 "episode_id": episode_id,
                 "score": finite_or_none(score),
-                "eval_metrics": eval_metrics.to_dict(),
+                "eval_metrics": _finite(eval_metrics.to_dict()),
                 "hyperparams": hyperparams.to_dict(),
                 "agent_class": f"{type(agent).__module__}:{type(agent).__qualname__}",
-                "loop_state": loop_state or {},
-                "extra": extra or {},
+                "loop_state": _finite(loop_state or {}),
+                "extra": _finite(extra or {}),
                 "versions": dict(_versions()),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "files": {rel: _sha256(tmp / rel) for rel in _files(tmp)},
             }
+            manifest = _sealed(manifest)
             _write_json(tmp / MANIFEST, manifest)
             _fsync_tree(tmp)
             final = self.directory / snapshot_id
@@ -104,11 +182,11 @@ class CheckpointRegistry:
         return _snapshot(final, manifest)
 
     def _next_sequence(self) -> int:
-        numbers = [int(p.name.split("-")[1]) for p in self._dirs()]
+        numbers = [_sequence(p) for p in self._dirs()]
         return max(numbers, default=0) + 1
 
     def _prune(self, kind: str) -> None:
-        keep = 1 if kind == "latest" else self.max_snapshots
+        keep = LATEST_KEPT if kind == "latest" else self.max_snapshots
         ranked = self._ranked(kind)
         for path, _ in ranked[keep:]:
             shutil.rmtree(path, ignore_errors=True)
@@ -116,10 +194,15 @@ class CheckpointRegistry:
     # ---- reading -------------------------------------------------------
 
     def _dirs(self) -> list[Path]:
+        """Snapshot directories; the writer may be pruning while we list."""
+        try:
+            entries = list(self.directory.iterdir())
+        except FileNotFoundError:  # the whole directory went away
+            return []
         return [
             p
-            for p in self.directory.iterdir()
-            if p.is_dir() and p.name.split("-")[0] in KINDS and (p / MANIFEST).exists()
+            for p in entries
+            if _SNAPSHOT_NAME.fullmatch(p.name) and p.is_dir() and (p / MANIFEST).exists()
         ]
 
     def _ranked(self, kind: str) -> list[tuple[Path, dict[str, Any]]]:
@@ -130,23 +213,36 @@ class CheckpointRegistry:
                 continue
             try:
                 manifest = _read_json(path / MANIFEST)
-            except (OSError, ValueError):
-                manifest = {"score": None}
+            except (OSError, ValueError):  # pruned or torn: restore() skips it
+                manifest = {}
+            if not isinstance(manifest, dict):
+                manifest = {}
             entries.append((path, manifest))
 
         def order(entry: tuple[Path, dict[str, Any]]) -> tuple[float, int]:
             path, manifest = entry
-            sequence = int(path.name.split("-")[1])
+            sequence = _sequence(path)
             if kind == "latest":
                 return (0.0, -sequence)
             score = manifest.get("score")
-            return (-(score if score is not None else float("-inf")), -sequence)
+            if not isinstance(score, int | float) or math.isnan(score):  # NaN breaks sorting
+                score = float("-inf")
+            return (-score, -sequence)
 
         return sorted(entries, key=order)
 
     def snapshots(self, kind: str = "best") -> list[PolicySnapshot]:
-        """Snapshots on disk, best (or newest) first; unverified."""
-        return [_snapshot(path, m) for path, m in self._ranked(kind) if "snapshot_id" in m]
+        """Snapshots on disk, best (or newest) first; unverified.
+
+        One that vanished (pruned by the writer) or cannot be read is left out.
+        """
+        found = []
+        for path, manifest in self._ranked(kind):
+            try:
+                found.append(_snapshot(path, manifest))
+            except (KeyError, TypeError, ValueError, AttributeError):
+                log.debug("checkpoint %s left out: unreadable manifest", path.name)
+        return found
 
     def has_snapshots(self) -> bool:
         return bool(self._dirs())
@@ -160,11 +256,26 @@ class CheckpointRegistry:
             manifest = _read_json(path / MANIFEST)
         except ValueError as exc:
             raise CorruptCheckpointError(f"{path / MANIFEST} is not valid JSON: {exc}") from None
+        if not isinstance(manifest, dict):
+            raise CorruptCheckpointError(f"{path / MANIFEST} is not a JSON object")
         if manifest.get("format") != FORMAT:
             raise CheckpointError(
                 f"{path} has format {manifest.get('format')!r}, expected {FORMAT}"
             )
-        for rel, expected in manifest.get("files", {}).items():
+        if MANIFEST_HASH not in manifest:
+            raise CorruptCheckpointError(f"{path / MANIFEST} has no {MANIFEST_HASH}; refused")
+        try:
+            actual = _manifest_sha256(manifest)
+        except ValueError:  # NaN or Infinity written in by hand: never ours
+            actual = None
+        if actual != manifest[MANIFEST_HASH]:
+            raise CorruptCheckpointError(
+                f"{path / MANIFEST} does not match its {MANIFEST_HASH} (edited?); refused"
+            )
+        files = manifest.get("files")
+        if not isinstance(files, dict):
+            raise CorruptCheckpointError(f"{path / MANIFEST} lists no files; refused")
+        for rel, expected in files.items():
             file = path / rel
             if not file.is_file():
                 raise CorruptCheckpointError(f"{path}: {rel} is missing")
@@ -179,12 +290,19 @@ class CheckpointRegistry:
         return manifest
 
     def restore(self, agent: BaseAgent, kind: str = "best") -> dict[str, Any] | None:
-        """Load the best good snapshot of ``kind``, skipping corrupt ones."""
+        """Load the best good snapshot of ``kind``, skipping corrupt ones.
+
+        A snapshot the writer prunes between our listing and our reading
+        (an ``OSError`` mid-verify or mid-load) is skipped the same way.
+        """
         for path, _ in self._ranked(kind):
             try:
                 manifest = self.load(agent, path)
             except CheckpointError as exc:
                 log.warning("checkpoint %s skipped: %s", path.name, exc)
+                continue
+            except OSError as exc:
+                log.warning("checkpoint %s skipped: it went away while read (%s)", path.name, exc)
                 continue
             manifest["path"] = str(path)
             return manifest
@@ -201,6 +319,45 @@ def _snapshot(path: Path, manifest: dict[str, Any]) -> PolicySnapshot:
         path=str(path),
         score=float("-inf") if score is None else float(score),
     )
+
+
+def _sequence(path: Path) -> int:
+    return int(path.name.split("-")[1])
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no inf or nan: store them as null, however deep they sit."""
+    if isinstance(value, np.ndarray | np.generic):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, float):
+        return finite_or_none(value)
+    return value
+
+
+def _canonical(data: dict[str, Any]) -> str:
+    return json.dumps(data, sort_keys=True, allow_nan=False, separators=(",", ":"))
+
+
+def _manifest_sha256(manifest: dict[str, Any]) -> str:
+    """The sha256 of the manifest's canonical JSON, without its own hash."""
+    rest = {k: v for k, v in manifest.items() if k != MANIFEST_HASH}
+    return hashlib.sha256(_canonical(rest).encode()).hexdigest()
+
+
+def _sealed(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest as it will read back, with its own hash added.
+
+    The JSON round trip first turns tuples into lists and non-string keys
+    into strings, so the hash ``verify()`` recomputes from the file is the
+    one computed here.
+    """
+    plain = json.loads(json.dumps(manifest, allow_nan=False))
+    plain[MANIFEST_HASH] = _manifest_sha256(plain)
+    return plain
 
 
 def _files(root: Path) -> list[str]:

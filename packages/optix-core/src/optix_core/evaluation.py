@@ -27,6 +27,19 @@ class PolicyEvaluation:
     def std(self) -> float:
         return float(self.returns.std())
 
+    @property
+    def env_steps(self) -> int:
+        return int(self.lengths.sum())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mean": self.mean,
+            "std": self.std,
+            "episodes": len(self.returns),
+            "env_steps": self.env_steps,
+            "returns": self.returns.tolist(),
+        }
+
     def __str__(self) -> str:
         return f"{self.mean:.1f} ± {self.std:.1f} over {len(self.returns)} episodes"
 

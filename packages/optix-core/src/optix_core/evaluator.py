@@ -14,8 +14,14 @@ class BaseEvaluator(ABC):
     """Scores windows; higher is better."""
 
     @abstractmethod
-    def score(self, episode_data: EpisodeData, train_diagnostics: dict[str, Any]) -> EvalMetrics:
-        """Score one window of experience."""
+    def score(
+        self, episode_data: EpisodeData, train_diagnostics: dict[str, Any]
+    ) -> EvalMetrics | None:
+        """Score one window of experience; None when it holds nothing to score yet.
+
+        The loop skips an evaluation that returns None and tries again at the
+        next window, so a score is never made up from incomplete evidence.
+        """
 
     def combine(self, train: EvalMetrics, val: EvalMetrics) -> EvalMetrics:
         """Merge a training score with a validation score.
@@ -41,15 +47,21 @@ class EpisodeReturnEvaluator(BaseEvaluator):
     A window rarely holds whole episodes (a 256-step window of an environment
     whose episodes last 500 steps holds none), so the score is the mean of the
     last episodes completed by the window's end, as the pipeline reports them
-    in ``infos["recent_returns"]``. A window from a source without episodes
-    scores its total reward per environment.
+    in ``infos["recent_returns"]``. Until the first episode has ended there is
+    no score (a partial episode's reward sum is not a return: on Acrobot it
+    would beat every real one). A window from a source that reports no
+    episodes at all scores its total reward per environment.
     """
 
-    def score(self, episode_data: EpisodeData, train_diagnostics: dict[str, Any]) -> EvalMetrics:
-        recent = np.asarray(episode_data.infos.get("recent_returns", ()), dtype=np.float64)
+    def score(
+        self, episode_data: EpisodeData, train_diagnostics: dict[str, Any]
+    ) -> EvalMetrics | None:
         window_return = float(np.sum(episode_data.rewards)) / max(1, _columns(episode_data))
         metrics = {"window_return": window_return}
-        if recent.size:
+        if "recent_returns" in episode_data.infos:
+            recent = np.asarray(episode_data.infos["recent_returns"], dtype=np.float64)
+            if not recent.size:
+                return None
             score = float(recent.mean())
             metrics.update(mean_return=score, std_return=float(recent.std()))
         else:

@@ -1,13 +1,24 @@
 """RLOptimizer: the autonomous loop.
 
-For each window the pipeline yields, the agent learns; on the scheduler's
-evaluation windows the evaluator scores it (against a validation window when
-there is one), the BackoffScheduler decides whether that is an improvement,
-improvements are checkpointed, degradation may roll back, and the
-hyperparameter optimizer proposes what to try next. The loop stops on
-DORMANT (unless a callback carries on past it), at ``max_episodes``, on
+One window is one pass through explicit stages, each a small method:
+
+    learn → score → decide → select and checkpoint → guard → tune → notify
+
+*learn* hands the window to the agent (NaN or inf in its diagnostics rolls
+back to the best checkpoint); on the scheduler's evaluation windows *score*
+asks the evaluator (and the validation pipeline, which only acts) for a
+score, *decide* moves the BackoffScheduler, *select* lets the checkpoint
+selection policy judge the policy and checkpoints it when it is the new best,
+*guard* rolls back on degradation, *tune* asks the online optimizer for the
+next hyperparameters, and *notify* tells the callbacks what happened, in that
+order. After every window the loop's whole state is written as the
+``latest`` snapshot (when it has a ``checkpoint_dir``), so a killed run
+resumes having lost at most the window in progress.
+
+The loop stops on DORMANT (unless a callback carries on past it), at
+``max_episodes`` windows or ``max_env_steps`` environment steps, on
 ``stop()``, or on an error; in every case the agent ends holding the best
-weights the run found.
+checkpoint, the one the selection policy chose.
 """
 
 from __future__ import annotations
@@ -19,23 +30,32 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from optix_core.agent import BaseAgent
-from optix_core.callbacks import CallbackList, LoopCallback
-from optix_core.checkpoints import CheckpointRegistry
+from optix_core.callbacks import CallbackList, Hook, LoopCallback
+from optix_core.checkpoints import CheckpointError, CheckpointRegistry
 from optix_core.evaluator import BaseEvaluator, EpisodeReturnEvaluator
 from optix_core.optimizer import BaseOptimizer
 from optix_core.optimizers import SPSAOptimizer
 from optix_core.pipeline.base import BasePipeline
 from optix_core.report import LoopReport
 from optix_core.scheduler import BackoffScheduler, ScheduleDecision
+from optix_core.selection import (
+    Candidate,
+    CheckpointSelection,
+    EvaluationSelection,
+    ScoreFunctionSelection,
+    TrainingScoreSelection,
+)
 from optix_core.types import EpisodeData, EvalMetrics, HyperparamSet, LoopState, PolicySnapshot
 
 log = logging.getLogger("optix")
 
 AgentFactory = Callable[[dict[str, Any]], BaseAgent]
+Event = tuple[Hook, tuple[Any, ...]]
 
 
 class TrainingDivergedError(RuntimeError):
@@ -45,16 +65,27 @@ class TrainingDivergedError(RuntimeError):
 class RLOptimizer:
     """Trains ``agent`` on ``pipeline`` until it converges, and keeps the best policy.
 
-    Every option and default follows tensor-optix 1.10's ``RLOptimizer``.
-    ``dormant_threshold=None`` means 20, or 15 for off-policy agents; a zero
-    ``min_episodes_before_dormant`` takes the agent's ``loop_hints``. Give
-    ``agent_factory`` (called with the ``hyperparams`` dict when ``run()``
-    starts) instead of ``agent`` to build the agent late. ``optimizer=None`` is
-    SPSA over the agent's ``search_space`` (none unless the agent declares
-    one: pass ``SPSAOptimizer.from_search_space(...)`` to tune what you
-    choose). ``checkpoint_dir=None``
-    keeps snapshots in a temporary directory removed when ``run()`` returns;
-    ``resume=True`` continues the run whose snapshots ``checkpoint_dir`` holds.
+    Every option and default follows tensor-optix 1.10's ``RLOptimizer``
+    (where it says "episode", read "window": one batch of experience the
+    pipeline yields). ``dormant_threshold=None`` means 20, or 15 for
+    off-policy agents; a zero ``min_episodes_before_dormant`` takes the
+    agent's ``loop_hints``. Give ``agent_factory`` (called with the
+    ``hyperparams`` dict when ``run()`` starts) instead of ``agent`` to build
+    the agent late. ``optimizer=None`` is SPSA over the agent's
+    ``search_space`` (none unless the agent declares one).
+
+    ``selection`` decides which policy is the best checkpoint (see
+    ``optix_core.selection``): by default the best smoothed training score,
+    or ``checkpoint_score_fn(agent)`` when that is given;
+    ``EvaluationSelection(env_id)`` judges candidates on fresh deterministic
+    episodes, and with ``final_eval_episodes`` the report ends with an
+    evaluation of the chosen policy on episodes that did not choose it.
+
+    ``max_env_steps`` stops after that many environment steps (checked after
+    each window; SB3's ``total_timesteps``). ``checkpoint_dir=None`` keeps
+    snapshots in a temporary directory removed when ``run()`` returns;
+    ``resume=True`` continues the run whose snapshots ``checkpoint_dir``
+    holds, or starts it when it holds none yet.
     """
 
     def __init__(
@@ -67,10 +98,13 @@ class RLOptimizer:
         val_pipeline: BasePipeline | None = None,
         evaluator: BaseEvaluator | None = None,
         optimizer: BaseOptimizer | None = None,
+        selection: CheckpointSelection | None = None,
         checkpoint_dir: str | Path | None = None,
         max_snapshots: int = 10,
         checkpoint_score_fn: Callable[[BaseAgent], float] | None = None,
         max_episodes: int | None = None,
+        max_env_steps: int | None = None,
+        final_eval_episodes: int = 0,
         base_interval: int = 1,
         backoff_factor: float = 2.0,
         max_interval_episodes: int = 100,
@@ -95,14 +129,27 @@ class RLOptimizer:
             raise ValueError(
                 "RLOptimizer needs a pipeline (BatchPipeline, VectorBatchPipeline, ...)"
             )
-        if max_episodes is not None and max_episodes < 1:
-            raise ValueError(f"max_episodes must be >= 1 or None, got {max_episodes}")
+        for name, value in (("max_episodes", max_episodes), ("max_env_steps", max_env_steps)):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 or None, got {value}")
         if not 0.0 < degradation_threshold <= 1.0:
             raise ValueError(
                 f"degradation_threshold must be in (0, 1], got {degradation_threshold}"
             )
         if resume and checkpoint_dir is None:
             raise ValueError("resume=True needs the checkpoint_dir of the run to continue")
+        if selection is not None and checkpoint_score_fn is not None:
+            raise ValueError("give selection= or checkpoint_score_fn=, not both")
+        if checkpoint_score_fn is not None:
+            selection = ScoreFunctionSelection(checkpoint_score_fn)
+        selection = selection or TrainingScoreSelection()
+        if final_eval_episodes < 0:
+            raise ValueError(f"final_eval_episodes must be >= 0, got {final_eval_episodes}")
+        if final_eval_episodes and not isinstance(selection, EvaluationSelection):
+            raise ValueError(
+                "final_eval_episodes needs selection=EvaluationSelection(env): the final "
+                "evaluation plays that environment"
+            )
         self.agent = agent
         self.agent_factory = agent_factory
         self.hyperparams = (
@@ -114,10 +161,12 @@ class RLOptimizer:
         self.val_pipeline = val_pipeline
         self.evaluator = evaluator or EpisodeReturnEvaluator()
         self.optimizer = optimizer  # None: SPSA over the agent's search_space, set up in run()
+        self.selection = selection
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.max_snapshots = max_snapshots
-        self.checkpoint_score_fn = checkpoint_score_fn
         self.max_episodes = max_episodes
+        self.max_env_steps = max_env_steps
+        self.final_eval_episodes = final_eval_episodes
         self.schedule_options = {
             "base_interval": base_interval,
             "backoff_factor": backoff_factor,
@@ -137,18 +186,23 @@ class RLOptimizer:
         self.verbose = verbose
         self.resume = resume
         self.checkpoint_extra = checkpoint_extra or {}
-        self.episode = 0
+        self.episode = 0  # windows learned so far (tensor-optix's name)
         self.scheduler: BackoffScheduler | None = None
         self.registry: CheckpointRegistry | None = None
+        self.best: Candidate | None = None
         self.best_snapshot: PolicySnapshot | None = None
         self.last_metrics: EvalMetrics | None = None
-        self._best_external = -math.inf
         self._stop_reason: str | None = None
         self._elapsed_before = 0.0
         self._started = time.monotonic()
         self._temp_dir: Path | None = None
 
     # ---- public controls -------------------------------------------------
+
+    @property
+    def window(self) -> int:
+        """Windows learned so far."""
+        return self.episode
 
     def stop(self, reason: str = "stopped by request") -> None:
         """Ask the loop to stop after the current window."""
@@ -169,127 +223,170 @@ class RLOptimizer:
 
     def run(self) -> LoopReport:
         agent = self.setup()
-        temp_dir = self._temp_dir
         start = self._started = time.monotonic()
         windows = self.pipeline.episodes()
         val_windows = self.val_pipeline.episodes() if self.val_pipeline else None
-        self.callbacks.fire("on_loop_start", self)
+        self.callbacks.fire(Hook.ON_LOOP_START, self)
         try:
-            while self._stop_reason is None:
-                if self.max_episodes is not None and self.episode >= self.max_episodes:
-                    self._stop_reason = f"max_episodes ({self.max_episodes}) reached"
-                    break
+            while self._stop_reason is None and not self._budget_spent():
                 self._step(agent, next(windows), val_windows)
         except KeyboardInterrupt:
             self._stop_reason = "interrupted"
         except BaseException:
             self._restore_best(agent)
-            self._cleanup(temp_dir)
+            self._close()
             raise
         self._restore_best(agent)
-        report = self._report(time.monotonic() - start)
-        self.callbacks.fire("on_loop_stop", report)
-        self._cleanup(temp_dir)
+        report = self._report(agent, time.monotonic() - start)
+        self.callbacks.fire(Hook.ON_LOOP_STOP, report)
+        self._close()
         return report
 
-    # ---- one window -------------------------------------------------------
+    def _budget_spent(self) -> bool:
+        if self.max_episodes is not None and self.episode >= self.max_episodes:
+            self._stop_reason = f"max_episodes ({self.max_episodes} windows) reached"
+        elif self.max_env_steps is not None and self.pipeline.env_steps >= self.max_env_steps:
+            self._stop_reason = f"max_env_steps ({self.max_env_steps:,}) reached"
+        return self._stop_reason is not None
+
+    # ---- one window: the stages -------------------------------------------
 
     def _step(
         self, agent: BaseAgent, data: EpisodeData, val_windows: Iterator[EpisodeData] | None
     ) -> None:
         self.episode += 1
+        diagnostics = self._learn(agent, data)
+        assert self.scheduler is not None
+        if diagnostics is not None and self.scheduler.should_evaluate(self.episode):
+            metrics = self._score(data, diagnostics, val_windows)
+            if metrics is not None:
+                decision = self._decide(metrics)
+                events = self._select(agent, metrics, decision)
+                events += self._guard(agent, metrics, decision)
+                events += self._tune(agent, metrics, decision)
+                self._notify(metrics, decision, events)
+        self._save_latest(agent)
+
+    def _learn(self, agent: BaseAgent, data: EpisodeData) -> dict[str, Any] | None:
+        """The agent's update; None when it diverged and was rolled back."""
         diagnostics = agent.learn(data) or {}
         broken = [k for k, v in diagnostics.items() if _is_number(v) and not math.isfinite(v)]
         if broken:
             self._recover_from_divergence(agent, broken)
-            return
-        assert self.scheduler is not None
-        if not self.scheduler.should_evaluate(self.episode):
-            return
+            return None
+        return diagnostics
+
+    def _score(
+        self,
+        data: EpisodeData,
+        diagnostics: dict[str, Any],
+        val_windows: Iterator[EpisodeData] | None,
+    ) -> EvalMetrics | None:
+        """The evaluator's score of this window; None while it has no evidence."""
         metrics = self.evaluator.score(data, diagnostics)
-        if val_windows is not None:
+        if metrics is not None and val_windows is not None:
             val = self.evaluator.score(next(val_windows), {})
-            metrics = self.evaluator.combine(metrics, val)
+            metrics = None if val is None else self.evaluator.combine(metrics, val)
+        if metrics is None:
+            return None
+        if not math.isfinite(metrics.primary_score):
+            log.warning(
+                "window %d: the evaluator returned %s; counted as no improvement",
+                self.episode,
+                metrics.primary_score,
+            )
         metrics.episode_id = self.episode
         metrics.metrics.setdefault("env_steps", float(self.pipeline.env_steps))
         self.last_metrics = metrics
+        return metrics
+
+    def _decide(self, metrics: EvalMetrics) -> ScheduleDecision:
+        assert self.scheduler is not None
         decision = self.scheduler.record(self.episode, metrics.primary_score)
         metrics.metrics.update(smoothed_score=decision.smoothed, interval=float(decision.interval))
-        if self.verbose:
-            print(_verbose_line(self.episode, metrics.primary_score, decision), flush=True)
-        self.callbacks.fire("on_episode_end", self.episode, metrics)
-        self._checkpoint_if_better(agent, metrics, decision)
-        if not decision.improved:
-            self._check_degradation(agent, metrics)
-        self._tune(agent, metrics, decision)
-        if decision.entered_cooling:
-            self.callbacks.fire("on_plateau", self.episode, metrics)
-        if decision.state is LoopState.DORMANT:
-            self._on_dormant()
-        self._save_latest(agent, metrics)
+        if self.optimizer is not None:  # was this window's score the optimizer's probe?
+            metrics.metrics["tuning_probe"] = float(self.optimizer.is_probing)
+        return decision
 
-    def _checkpoint_if_better(
+    def _select(
         self, agent: BaseAgent, metrics: EvalMetrics, decision: ScheduleDecision
-    ) -> None:
-        if self.checkpoint_score_fn is not None:
-            score = float(self.checkpoint_score_fn(agent))
-            metrics.metrics["checkpoint_score"] = score
-            if not score > self._best_external:
-                return
-            self._best_external = score
-        elif decision.improved:
-            score = decision.smoothed
-        else:
-            return
-        assert self.registry is not None
-        self.best_snapshot = self.registry.save(
-            agent,
-            kind="best",
-            episode_id=self.episode,
-            eval_metrics=metrics,
-            score=score,
-            hyperparams=agent.get_hyperparams(),
-            extra=self.checkpoint_extra,
-        )
-        if self.optimizer is not None:
+    ) -> list[Event]:
+        """Judge the policy; checkpoint it when it becomes the best."""
+        if decision.improved and self.optimizer is not None:
             self.optimizer.on_improvement(metrics)
-        self.callbacks.fire("on_improvement", self.best_snapshot)
+        candidate = self.selection.judge(agent, self.episode, metrics, decision)
+        if candidate is not None:
+            metrics.metrics["selection_score"] = candidate.score
+            if candidate.episodes:
+                metrics.metrics["selection_episodes"] = float(candidate.episodes)
+        events: list[Event] = []
+        if candidate is not None and self.selection.beats(candidate, self.best):
+            self.best = candidate
+            self.best_snapshot = self._save_best(agent, metrics, candidate)
+            events.append((Hook.ON_IMPROVEMENT, (self.best_snapshot,)))
+        if self.best is not None:
+            metrics.metrics.update(best_score=self.best.score, best_window=float(self.best.window))
+        return events
 
-    def _check_degradation(self, agent: BaseAgent, metrics: EvalMetrics) -> None:
+    def _guard(
+        self, agent: BaseAgent, metrics: EvalMetrics, decision: ScheduleDecision
+    ) -> list[Event]:
+        """Degradation: the training score fell well below the best smoothed
+        training score (the same scale, so a selection score on other episodes
+        never stands in as the reference)."""
         assert self.scheduler is not None
-        if self.best_snapshot is None or (self.optimizer and self.optimizer.is_probing):
-            return
+        if decision.improved or self.best_snapshot is None:
+            return []
+        if self.optimizer is not None and self.optimizer.is_probing:
+            return []  # a drop the optimizer's own probe caused is no reason to roll back
         if self.scheduler.n_evaluations < self.min_episodes_before_degradation:
-            return
-        best = self.best_snapshot.eval_metrics.primary_score
+            return []
+        best = decision.best_smoothed
         # A drop of (1 - threshold) of the best score's magnitude; tensor-optix's
         # best * threshold inverts for negative scores (−200 * 0.95 = −190 > −200).
-        if not metrics.primary_score < best - (1.0 - self.degradation_threshold) * abs(best):
-            return
-        self.callbacks.fire("on_degradation", self.episode, metrics)
+        if not decision.raw < best - (1.0 - self.degradation_threshold) * abs(best):
+            return []
         if self.rollback_on_degradation and agent.is_on_policy:
             self._restore_best(agent)
             log.info(
-                "window %d: degraded to %.4g; rolled back to %s",
+                "window %d: degraded to %.4g (best %.4g); rolled back to %s",
                 self.episode,
-                metrics.primary_score,
+                decision.raw,
+                best,
                 self.best_snapshot.snapshot_id,
             )
+        return [(Hook.ON_DEGRADATION, (self.episode, metrics))]
 
-    def _tune(self, agent: BaseAgent, metrics: EvalMetrics, decision: ScheduleDecision) -> None:
+    def _tune(
+        self, agent: BaseAgent, metrics: EvalMetrics, decision: ScheduleDecision
+    ) -> list[Event]:
         if self.optimizer is None:
-            return
+            return []
         if decision.entered_cooling:
             self.optimizer.on_plateau(metrics)
         current = agent.get_hyperparams()
         proposed = self.optimizer.suggest(current, metrics)
-        if proposed.params != current.params:
-            proposed.episode_id = self.episode
-            agent.set_hyperparams(proposed)
-            self.callbacks.fire("on_hyperparam_update", current, proposed)
+        if proposed.params == current.params:
+            return []
+        proposed.episode_id = self.episode
+        agent.set_hyperparams(proposed)
+        return [(Hook.ON_HYPERPARAM_UPDATE, (current, proposed))]
+
+    def _notify(
+        self, metrics: EvalMetrics, decision: ScheduleDecision, events: list[Event]
+    ) -> None:
+        if self.verbose:
+            print(self._line(metrics, decision), flush=True)
+        self.callbacks.fire(Hook.ON_EPISODE_END, self.episode, metrics)
+        for hook, args in events:
+            self.callbacks.fire(hook, *args)
+        if decision.entered_cooling:
+            self.callbacks.fire(Hook.ON_PLATEAU, self.episode, metrics)
+        if decision.state is LoopState.DORMANT:
+            self._on_dormant()
 
     def _on_dormant(self) -> None:
-        self.callbacks.fire("on_dormant", self.episode)
+        self.callbacks.fire(Hook.ON_DORMANT, self.episode)
         if self._stop_reason is not None:
             return
         assert self.scheduler is not None
@@ -315,70 +412,39 @@ class RLOptimizer:
         )
         self._restore_best(agent)
         if self.last_metrics is not None:
-            self.callbacks.fire("on_degradation", self.episode, self.last_metrics)
+            self.callbacks.fire(Hook.ON_DEGRADATION, self.episode, self.last_metrics)
 
-    # ---- setup, resume, teardown ----------------------------------------
-
-    def _build_agent(self) -> BaseAgent:
-        if self.agent is None:
-            assert self.agent_factory is not None
-            params = dict(self.hyperparams.params) if self.hyperparams else {}
-            self.agent = self.agent_factory(params)
-        return self.agent
-
-    def _prepare(self, agent: BaseAgent) -> Path | None:
-        if self.optimizer is None:
-            self.optimizer = SPSAOptimizer.from_search_space(agent.search_space)
-        self.pipeline.bind(agent)
-        if self.val_pipeline is not None:
-            self.val_pipeline.bind(agent)
-        hints = agent.loop_hints
-        dormant = self.dormant_threshold
-        if dormant is None:
-            dormant = 20 if agent.is_on_policy else 15
-        min_dormant = self.min_episodes_before_dormant or hints.get(
-            "min_episodes_before_dormant", 0
+    def _line(self, metrics: EvalMetrics, decision: ScheduleDecision) -> str:
+        selection = metrics.metrics.get("selection_score")
+        best = "" if self.best is None else f"{self.best.score:.1f} (window {self.best.window})"
+        return (
+            f"[loop] window={self.episode:>5}  env_steps={self.pipeline.env_steps:>10,}  "
+            f"train={metrics.primary_score:>8.1f}  smoothed={decision.smoothed:>8.1f}  "
+            f"selection={'-' if selection is None else f'{selection:.1f}':>7}  "
+            f"best={best}  state={decision.state.value}  interval={decision.interval}"
         )
-        self.scheduler = BackoffScheduler(
-            **self.schedule_options,
-            dormant_threshold=max(dormant, self.schedule_options["plateau_threshold"]),
-            min_episodes_before_dormant=min_dormant,
+
+    # ---- checkpoints -------------------------------------------------------
+
+    def _save_best(
+        self, agent: BaseAgent, metrics: EvalMetrics, candidate: Candidate
+    ) -> PolicySnapshot:
+        assert self.registry is not None
+        return self.registry.save(
+            agent,
+            kind="best",
+            episode_id=self.episode,
+            eval_metrics=metrics,
+            score=candidate.score,
+            hyperparams=agent.get_hyperparams(),
+            extra={**self.checkpoint_extra, "candidate": asdict(candidate)},
         )
-        temp_dir = None
-        directory = self.checkpoint_dir
-        if directory is None:
-            directory = temp_dir = Path(tempfile.mkdtemp(prefix="optix-checkpoints-"))
-        self.registry = CheckpointRegistry(directory, max_snapshots=self.max_snapshots)
-        if self.resume:
-            self._resume(agent)
-        elif self.registry.has_snapshots():
-            raise FileExistsError(
-                f"checkpoint_dir {directory} holds snapshots of an earlier run; pass "
-                "resume=True to continue it, or choose an empty directory"
-            )
-        return temp_dir
 
-    def _resume(self, agent: BaseAgent) -> None:
-        assert self.registry is not None and self.scheduler is not None
-        manifest = self.registry.restore(agent, kind="latest")
-        if manifest is None:
-            raise FileNotFoundError(f"no usable snapshot to resume in {self.checkpoint_dir}")
-        state = manifest["loop_state"]
-        self.episode = int(state["episode"])
-        self._elapsed_before = float(state.get("wall_time", 0.0))
-        self._best_external = _float_or(state.get("best_external"), -math.inf)
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.pipeline.load_state_dict(state.get("pipeline", {}))
-        if self.optimizer is not None and state.get("optimizer"):
-            self.optimizer.load_state_dict(state["optimizer"])
-        bests = self.registry.snapshots("best")
-        self.best_snapshot = bests[0] if bests else None
-        log.info("resumed at window %d from %s", self.episode, manifest["snapshot_id"])
-
-    def _save_latest(self, agent: BaseAgent, metrics: EvalMetrics) -> None:
+    def _save_latest(self, agent: BaseAgent) -> None:
         if self.checkpoint_dir is None:  # nothing to resume from a temporary directory
             return
-        assert self.registry is not None and self.scheduler is not None
+        assert self.registry is not None
+        metrics = self.last_metrics or EvalMetrics(primary_score=math.nan)
         self.registry.save(
             agent,
             kind="latest",
@@ -396,10 +462,13 @@ class RLOptimizer:
         return {
             "episode": self.episode,
             "wall_time": self._elapsed_before + time.monotonic() - self._started,
-            "best_external": None if math.isinf(self._best_external) else self._best_external,
+            "best": None if self.best is None else asdict(self.best),
             "scheduler": self.scheduler.state_dict(),
             "pipeline": self.pipeline.state_dict(),
+            "val_pipeline": self.val_pipeline.state_dict() if self.val_pipeline else {},
             "optimizer": self.optimizer.state_dict() if self.optimizer else {},
+            "selection": self.selection.state_dict(),
+            "callbacks": self.callbacks.state_dict(),
         }
 
     def _restore_best(self, agent: BaseAgent) -> None:
@@ -408,42 +477,118 @@ class RLOptimizer:
             if manifest is None:
                 log.error("no best snapshot could be restored; the agent keeps its current weights")
 
-    def _cleanup(self, temp_dir: Path | None) -> None:
-        if temp_dir is not None:
-            shutil.rmtree(temp_dir, ignore_errors=True)
+    # ---- setup, resume, teardown ----------------------------------------
+
+    def _build_agent(self) -> BaseAgent:
+        if self.agent is None:
+            assert self.agent_factory is not None
+            params = dict(self.hyperparams.params) if self.hyperparams else {}
+            self.agent = self.agent_factory(params)
+        return self.agent
+
+    def _prepare(self, agent: BaseAgent) -> Path | None:
+        if self.optimizer is None:
+            self.optimizer = SPSAOptimizer.from_search_space(agent.search_space)
+        self.pipeline.bind(agent)
+        if self.val_pipeline is not None:
+            self.val_pipeline.bind(agent, acting_only=True)
+        self.scheduler = self._make_scheduler(agent)
+        temp_dir = None
+        directory = self.checkpoint_dir
+        if directory is None:
+            directory = temp_dir = Path(tempfile.mkdtemp(prefix="optix-checkpoints-"))
+        self.registry = CheckpointRegistry(directory, max_snapshots=self.max_snapshots)
+        if temp_dir is None:
+            self.registry.acquire()
+        try:
+            if self.resume:
+                self._resume(agent)
+            elif self.registry.has_snapshots():
+                raise FileExistsError(
+                    f"checkpoint_dir {directory} holds snapshots of an earlier run; pass "
+                    "resume=True to continue it, or choose an empty directory"
+                )
+        except BaseException:
+            self.registry.release()
+            raise
+        return temp_dir
+
+    def _make_scheduler(self, agent: BaseAgent) -> BackoffScheduler:
+        dormant = self.dormant_threshold
+        if dormant is None:
+            dormant = 20 if agent.is_on_policy else 15
+        min_dormant = self.min_episodes_before_dormant or agent.loop_hints.get(
+            "min_episodes_before_dormant", 0
+        )
+        return BackoffScheduler(
+            **self.schedule_options,
+            dormant_threshold=max(dormant, self.schedule_options["plateau_threshold"]),
+            min_episodes_before_dormant=min_dormant,
+        )
+
+    def _resume(self, agent: BaseAgent) -> None:
+        assert self.registry is not None and self.scheduler is not None
+        if not self.registry.snapshots("latest"):
+            log.info("nothing to resume in %s yet; starting the run", self.checkpoint_dir)
+            return
+        manifest = self.registry.restore(agent, kind="latest")
+        if manifest is None:
+            raise CheckpointError(
+                f"no usable snapshot to resume in {self.checkpoint_dir}: every latest-* "
+                "snapshot is corrupt"
+            )
+        state = manifest["loop_state"]
+        self.episode = int(state["episode"])
+        self._elapsed_before = float(state.get("wall_time", 0.0))
+        self.best = None if state.get("best") is None else Candidate(**state["best"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.pipeline.load_state_dict(state.get("pipeline", {}))
+        if self.val_pipeline is not None:
+            self.val_pipeline.load_state_dict(state.get("val_pipeline", {}))
+        if self.optimizer is not None and state.get("optimizer"):
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.selection.load_state_dict(state.get("selection", {}))
+        self.callbacks.load_state_dict(state.get("callbacks", {}))
+        bests = self.registry.snapshots("best")
+        self.best_snapshot = bests[0] if bests else None
+        log.info("resumed at window %d from %s", self.episode, manifest["snapshot_id"])
+
+    def _close(self) -> None:
+        if self.registry is None:
+            return
+        self.registry.release()
+        if self._temp_dir is not None:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
             self.registry = None
 
-    def _report(self, wall_time: float) -> LoopReport:
+    def _report(self, agent: BaseAgent, wall_time: float) -> LoopReport:
         assert self.scheduler is not None
         best = self.best_snapshot
         val_score = gap = None
         if best is not None and best.eval_metrics.generalization_gap is not None:
             val_score = best.eval_metrics.primary_score
             gap = best.eval_metrics.generalization_gap
+        final = None
+        if self.final_eval_episodes and best is not None:
+            assert isinstance(self.selection, EvaluationSelection)
+            final = self.selection.report(agent, self.final_eval_episodes)
         return LoopReport(
             stop_reason=self._stop_reason or "stopped",
             episodes=self.episode,
             env_steps=self.pipeline.env_steps,
             wall_time=self._elapsed_before + wall_time,
             final_state=self.scheduler.state,
-            best_score=best.score if best else None,
-            best_episode=best.episode_id if best else None,
+            best_score=self.best.score if self.best else None,
+            best_episode=self.best.window if self.best else None,
+            best_train_score=self.best.train_score if self.best else None,
+            selection_episodes=self.best.episodes if self.best else 0,
+            selection_env_steps=self.selection.env_steps,
             val_score=val_score,
             generalization_gap=gap,
             best_snapshot=best,
+            final_eval=final,
         )
-
-
-def _verbose_line(episode: int, raw: float, decision: ScheduleDecision) -> str:
-    return (
-        f"[loop] ep={episode:>4}  raw={raw:>7.1f}  smoothed={decision.smoothed:>7.1f}  "
-        f"state={decision.state.value}  interval={decision.interval}"
-    )
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _float_or(value: Any, default: float) -> float:
-    return default if value is None else float(value)

@@ -14,8 +14,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from types import TracebackType
 from typing import Any
 
 import pluggy
@@ -73,84 +75,143 @@ class Registered:
     distribution: str
 
 
+Tables = dict[type, dict[tuple[str, ...], Registered]]
+
+
 class PluginRegistry:
     """Everything the installed plugins registered, loaded on first use."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._loaded = False
+        self._failure: PluginError | None = None
+        self._failure_traceback: TracebackType | None = None
         self.plugins: list[PluginInfo] = []
-        self.items: dict[type, dict[tuple[str, ...], Registered]] = {
-            k: {} for k in HOOK_KINDS.values()
-        }
+        self.items: Tables = _empty_tables()
 
     def ensure_loaded(self) -> None:
+        """Load the plugins once.
+
+        A load that fails (a conflict, or a broken plugin under strict loading)
+        leaves the registry empty and is not retried: loading again would import
+        every plugin a second time only to meet the same failure, so every later
+        call raises the first error again.
+        """
         with self._lock:
-            if not self._loaded:
-                self._load()
-                self._loaded = True
-
-    def _load(self) -> None:
-        manager = pluggy.PluginManager(GROUP)
-        manager.add_hookspecs(hookspecs)
-        strict = os.environ.get("OPTIX_STRICT_PLUGINS", "") not in ("", "0")
-        allowed = _allowed_distributions()
-        for ep in sorted(
-            entry_points(group=GROUP), key=lambda e: (e.dist.name if e.dist else "", e.name)
-        ):
-            dist = _normalise(ep.dist.name) if ep.dist else ep.name
-            if allowed is not None and dist != CORE_DISTRIBUTION and dist not in allowed:
-                continue
-            info = PluginInfo(
-                name=ep.name,
-                distribution=dist,
-                version=ep.dist.version if ep.dist else "unknown",
-                module=ep.value,
-            )
-            self.plugins.append(info)
+            if self._failure is not None:
+                raise self._failure.with_traceback(self._failure_traceback)
+            if self._loaded:
+                return
             try:
-                module = ep.load()
-                manager.register(module, name=ep.name)
-            except Exception as exc:  # a broken plugin must not break the others
-                self._fail(info, f"import failed: {type(exc).__name__}: {exc}", strict)
-                continue
-            info.hooks = sorted(h.name for h in manager.get_hookcallers(module) or ())
-        for hook_name, kind in HOOK_KINDS.items():
-            for impl in getattr(manager.hook, hook_name).get_hookimpls():
-                info = next(p for p in self.plugins if p.name == impl.plugin_name)
-                try:
-                    impl.function(**_hook_kwargs(impl, self._registrar(kind, info.distribution)))
-                except PluginConflictError:
-                    raise
-                except Exception as exc:
-                    self._fail(info, f"{hook_name} failed: {type(exc).__name__}: {exc}", strict)
+                self.plugins, self.items = _load()
+            except PluginError as exc:
+                self._failure, self._failure_traceback = exc, exc.__traceback__
+                raise
+            self._loaded = True
 
-    def _fail(self, info: PluginInfo, message: str, strict: bool) -> None:
-        info.error = message
-        if strict:
-            raise PluginError(f"plugin {info.name!r} ({info.distribution}): {message}")
-        log.warning("optix plugin %r (%s) skipped: %s", info.name, info.distribution, message)
-
-    def _registrar(self, kind: type, distribution: str):
-        table = self.items[kind]
-
-        def register(spec: Any) -> None:
-            if not isinstance(spec, kind):
-                raise TypeError(f"expected {kind.__name__}, got {type(spec).__name__}")
-            key = _key(spec)
-            if key in table:
-                first = table[key].distribution
-                raise PluginConflictError(
-                    f"{kind.__name__} {'/'.join(key)!r} is registered by both "
-                    f"{first!r} and {distribution!r}; uninstall one of them"
-                )
-            table[key] = Registered(spec, distribution)
-
-        return register
+    def _registrar(self, kind: type, distribution: str) -> Callable[[Any], None]:
+        """A ``register`` callable adding to the loaded tables (tests add specs this way)."""
+        return _registrar(self.items[kind], kind, distribution)
 
     def registered(self, kind: type) -> list[Registered]:
         self.ensure_loaded()
         return list(self.items[kind].values())
+
+
+def _load() -> tuple[list[PluginInfo], Tables]:
+    """Import every allowed plugin and call its hooks, into fresh tables that the
+    caller adopts only when all of it succeeded, so no failure is half-applied."""
+    manager = pluggy.PluginManager(GROUP)
+    manager.add_hookspecs(hookspecs)
+    strict = os.environ.get("OPTIX_STRICT_PLUGINS", "") not in ("", "0")
+    found = [_import(ep, manager, strict) for ep in _entry_points()]
+    return found, _collect(manager, found, strict)
+
+
+def _entry_points() -> list[Any]:
+    """The entry points to load, in a stable order, less those ``OPTIX_LOAD_PLUGINS``
+    leaves out (optix-core's own always loads)."""
+    allowed = _allowed_distributions()
+    return [
+        ep
+        for ep in sorted(
+            entry_points(group=GROUP), key=lambda e: (e.dist.name if e.dist else "", e.name)
+        )
+        if allowed is None or _distribution(ep) in (allowed | {CORE_DISTRIBUTION})
+    ]
+
+
+def _distribution(ep: Any) -> str:
+    return _normalise(ep.dist.name) if ep.dist else ep.name
+
+
+def _import(ep: Any, manager: pluggy.PluginManager, strict: bool) -> PluginInfo:
+    """Import one plugin module and register it with ``manager``; a failure is
+    recorded on the returned info rather than stopping the others."""
+    info = PluginInfo(
+        name=ep.name,
+        distribution=_distribution(ep),
+        version=ep.dist.version if ep.dist else "unknown",
+        module=ep.value,
+    )
+    try:
+        module = ep.load()
+        manager.register(module, name=ep.name)
+    except Exception as exc:  # a broken plugin must not break the others
+        _fail(info, f"import failed: {type(exc).__name__}: {exc}", strict)
+        return info
+    info.hooks = sorted(h.name for h in manager.get_hookcallers(module) or ())
+    return info
+
+
+def _collect(manager: pluggy.PluginManager, found: list[PluginInfo], strict: bool) -> Tables:
+    """Call every registration hook into fresh tables. A conflict always stops the
+    load; any other failing hook only skips its plugin (unless strict)."""
+    items = _empty_tables()
+    by_name = {info.name: info for info in found}
+    for hook_name, kind in HOOK_KINDS.items():
+        for impl in getattr(manager.hook, hook_name).get_hookimpls():
+            info = by_name[impl.plugin_name]
+            register = _registrar(items[kind], kind, info.distribution)
+            try:
+                impl.function(**_hook_kwargs(impl, register))
+            except PluginConflictError:
+                raise
+            except Exception as exc:
+                _fail(info, f"{hook_name} failed: {type(exc).__name__}: {exc}", strict)
+    return items
+
+
+def _fail(info: PluginInfo, message: str, strict: bool) -> None:
+    info.error = message
+    if strict:
+        raise PluginError(f"plugin {info.name!r} ({info.distribution}): {message}")
+    log.warning("optix plugin %r (%s) skipped: %s", info.name, info.distribution, message)
+
+
+def _registrar(
+    table: dict[tuple[str, ...], Registered], kind: type, distribution: str
+) -> Callable[[Any], None]:
+    """The ``register`` callable a hook receives: it adds to ``table`` and refuses a
+    key another distribution already holds."""
+
+    def register(spec: Any) -> None:
+        if not isinstance(spec, kind):
+            raise TypeError(f"expected {kind.__name__}, got {type(spec).__name__}")
+        key = _key(spec)
+        if key in table:
+            first = table[key].distribution
+            raise PluginConflictError(
+                f"{kind.__name__} {'/'.join(key)!r} is registered by both "
+                f"{first!r} and {distribution!r}; uninstall one of them"
+            )
+        table[key] = Registered(spec, distribution)
+
+    return register
+
+
+def _empty_tables() -> Tables:
+    return {kind: {} for kind in HOOK_KINDS.values()}
 
 
 def _key(spec: Any) -> tuple[str, ...]:

@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from optix_core.types import HyperparamSet
 
 BACKEND_PREFERENCE = ("torch", "jax", "tf")
+# The order ``default_algorithm`` tries algorithms in, then by name: PPO serves both
+# kinds of action space; SAC (continuous) and DQN (discrete) are the usual next choices.
+ALGORITHM_PREFERENCE = ("ppo", "sac", "dqn")
 
 
 class RegistryError(LookupError):
@@ -92,18 +95,43 @@ def find_agent(name: str, action_kind: str, backend: str | None = None) -> Agent
     return min(serving, key=lambda s: _backend_rank(s.backend))
 
 
-def default_algorithm(action_kind: str) -> AgentSpec:
-    """What ``optix train`` uses without ``--algo``: PPO where a backend offers it
-    for this action space, otherwise the first framework-free agent that fits."""
-    for name in ("ppo",):
-        try:
-            return find_agent(name, action_kind)
-        except RegistryError:
-            pass
-    fitting = [s for s in agents() if action_kind in s.action_spaces]
+def default_algorithm(action_kind: str, *, backend: str | None = None) -> AgentSpec:
+    """What ``optix train`` uses without ``--algo``.
+
+    PPO where a backend offers it for this action space; otherwise the first
+    fitting agent in ``ALGORITHM_PREFERENCE`` (ppo, sac, dqn), then by name,
+    rather than whatever sorts first alphabetically (a2c). Without ``backend``
+    the preferred installed backend decides among the rest (torch, jax, tf,
+    then framework-free); with one, only that backend's agents count, so
+    ``--backend torch`` alone means PPO on torch.
+    """
+    specs = agents() if backend is None else _offered_by(backend)
+    fitting = [s for s in specs if action_kind in s.action_spaces]
     if not fitting:
-        raise RegistryError(f"no installed agent supports {action_kind} action spaces")
-    return min(fitting, key=lambda s: (_backend_rank(s.backend), s.name))
+        if backend is None:
+            raise RegistryError(f"no installed agent supports {action_kind} action spaces")
+        offered = ", ".join(f"{s.name} ({','.join(s.action_spaces)})" for s in specs)
+        raise RegistryError(
+            f"no {backend!r} agent supports {action_kind} action spaces; {backend!r} offers: "
+            f"{offered}. Choose another backend (see `optix list`)"
+        )
+    return min(
+        fitting,
+        key=lambda s: (s.name != "ppo", _backend_rank(s.backend), _algorithm_rank(s.name), s.name),
+    )
+
+
+def _offered_by(backend: str) -> list[AgentSpec]:
+    """The agents of one backend, by name; an error naming what is installed if none."""
+    specs = agents()
+    offered = sorted((s for s in specs if s.backend == backend), key=lambda s: s.name)
+    if not offered:
+        installed = ", ".join(sorted({s.backend for s in specs})) or "none"
+        raise RegistryError(
+            f"no {backend!r} backend installed; installed: {installed}. "
+            f"Install optix-{backend} or choose another backend"
+        )
+    return offered
 
 
 def make_agent(
@@ -154,6 +182,12 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
         return gym.make(env_id, **kwargs)
     except gym.error.Error as exc:
         raise RegistryError(f"unknown environment {env_id!r}: {exc}") from None
+
+
+def _algorithm_rank(name: str) -> int:
+    if name in ALGORITHM_PREFERENCE:
+        return ALGORITHM_PREFERENCE.index(name)
+    return len(ALGORITHM_PREFERENCE)
 
 
 def _backend_rank(backend: str) -> int:

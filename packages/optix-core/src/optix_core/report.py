@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from optix_core.types import LoopState, PolicySnapshot, finite_or_none
+
+if TYPE_CHECKING:
+    from optix_core.evaluation import PolicyEvaluation
 
 RULE = "━" * 56
 
 
 @dataclass
 class LoopReport:
+    """The run's outcome. ``best_score`` is the selection score of the best
+    checkpoint (the policy the agent holds now), ``best_episode`` its window;
+    ``final_eval`` plays that policy on episodes that did not choose it."""
+
     stop_reason: str
     episodes: int
     env_steps: int
@@ -19,38 +26,66 @@ class LoopReport:
     final_state: LoopState
     best_score: float | None = None
     best_episode: int | None = None
+    best_train_score: float | None = None
+    selection_episodes: int = 0
+    selection_env_steps: int = 0
     val_score: float | None = None
     generalization_gap: float | None = None
     best_snapshot: PolicySnapshot | None = None
+    final_eval: PolicyEvaluation | None = None
+
+    @property
+    def windows(self) -> int:
+        return self.episodes
 
     def to_dict(self) -> dict[str, Any]:
+        final = self.final_eval
         return {
             "stop_reason": self.stop_reason,
-            "episodes": self.episodes,
+            "windows": self.episodes,
             "env_steps": self.env_steps,
+            "selection_env_steps": self.selection_env_steps,
             "wall_time": round(self.wall_time, 3),
             "final_state": self.final_state.value,
             "best_score": finite_or_none(self.best_score),
-            "best_episode": self.best_episode,
+            "best_window": self.best_episode,
+            "best_train_score": finite_or_none(self.best_train_score),
+            "selection_episodes": self.selection_episodes,
             "val_score": finite_or_none(self.val_score),
             "generalization_gap": finite_or_none(self.generalization_gap),
             "best_snapshot": self.best_snapshot.snapshot_id if self.best_snapshot else None,
+            "final_eval": None if final is None else final.to_dict(),
         }
 
     def format(self, title: str = "Training Complete", extra: dict[str, str] | None = None) -> str:
         rows = {
-            "Best score": _num(self.best_score)
-            + (f"  (window {self.best_episode})" if self.best_episode else ""),
+            "Best score": self._best(),
             "Val score": _num(self.val_score),
             "Generalization": _num(self.generalization_gap)
             + ("  (train − val)" if self.generalization_gap is not None else ""),
             "Windows": f"{self.episodes:,}",
-            "Env steps": f"{self.env_steps:,}",
+            "Env steps": f"{self.env_steps:,} training"
+            + (
+                f" + {self.selection_env_steps:,} choosing checkpoints"
+                if self.selection_env_steps
+                else ""
+            ),
             "Wall time": f"{self.wall_time:.1f} s",
             **(extra or {}),
         }
+        if self.final_eval is not None:
+            rows["Final eval"] = f"{self.final_eval} (deterministic, fresh seeds, best checkpoint)"
         body = "\n".join(f"  {k:<17}: {v}" for k, v in rows.items())
         return f"{RULE}\n  {title}\n  {'Reason':<17}: {self.stop_reason}\n{RULE}\n{body}\n{RULE}"
+
+    def _best(self) -> str:
+        if self.best_score is None:
+            return "n/a"
+        where = [f"window {self.best_episode}"]
+        if self.selection_episodes:
+            where.append(f"mean of {self.selection_episodes} deterministic episodes")
+            where.append(f"training score {_num(self.best_train_score)}")
+        return f"{_num(self.best_score)}  ({', '.join(where)})"
 
 
 def _num(value: float | None) -> str:

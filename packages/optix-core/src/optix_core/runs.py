@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +26,10 @@ REPORT = "report.json"
 CHECKPOINTS = "checkpoints"
 
 
+class RunError(Exception):
+    """A run directory that cannot be used: missing, not a run, or damaged."""
+
+
 @dataclass
 class TrainConfig:
     """Everything needed to build a run again, for ``--resume`` and ``optix eval``."""
@@ -37,25 +42,36 @@ class TrainConfig:
     hyperparams: dict[str, Any]
     n_envs: int
     window_size: int
-    max_episodes: int | None
+    max_windows: int | None = None
+    max_env_steps: int | None = None
     loop: dict[str, Any] = field(default_factory=dict)
     online_tuning: dict[str, tuple] = field(default_factory=dict)
+    selection_episodes: int = 5
 
     def save(self, run_dir: Path) -> None:
-        (run_dir / CONFIG).write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
+        """Written atomically: a kill mid-write leaves no half a config."""
+        path = run_dir / CONFIG
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
+        os.replace(tmp, path)
 
     @classmethod
     def load(cls, run_dir: Path) -> TrainConfig:
         path = run_dir / CONFIG
         if not path.is_file():
-            raise FileNotFoundError(f"{run_dir} is not an optix run directory: {CONFIG} is missing")
-        data = json.loads(path.read_text())
-        data["online_tuning"] = {k: tuple(v) for k, v in data.get("online_tuning", {}).items()}
-        return cls(**data)
+            raise RunError(f"{run_dir} is not an optix run directory: {CONFIG} is missing")
+        try:
+            data = json.loads(path.read_text())
+            data["online_tuning"] = {k: tuple(v) for k, v in data.get("online_tuning", {}).items()}
+            return cls(**data)
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise RunError(f"{path} is damaged ({type(exc).__name__}: {exc})") from None
 
 
 def new_run_dir(root: Path, env_id: str, algo: str) -> Path:
     """A fresh directory under ``root``, named after what it trains and when."""
+    if root.exists() and not root.is_dir():
+        raise RunError(f"--run-dir {root} is a file, not a directory")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = f"{env_id.replace('/', '_')}-{algo}-{stamp}"
     for n in range(1000):
@@ -65,31 +81,90 @@ def new_run_dir(root: Path, env_id: str, algo: str) -> Path:
             return candidate
         except FileExistsError:
             continue
-    raise FileExistsError(f"could not create a fresh run directory under {root}")
+        except OSError as exc:
+            raise RunError(f"cannot create a run directory under {root}: {exc.strerror}") from None
+    raise RunError(f"could not create a fresh run directory under {root}")
 
 
 def resolve_run_dir(path: str) -> Path:
     run_dir = Path(path)
     if not run_dir.is_dir():
-        raise FileNotFoundError(f"run directory {path} does not exist")
+        raise RunError(f"run directory {path} does not exist")
     TrainConfig.load(run_dir)
     return run_dir
 
 
 class MetricsFile(LoopCallback):
-    """Appends one JSON line per evaluation to ``metrics.jsonl``."""
+    """Appends one JSON line per evaluation to ``metrics.jsonl``: the window,
+    env steps, the raw, smoothed and selection scores, the best so far and the
+    scheduler's state. Its clock carries on across a resume."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._elapsed_before = 0.0
         self._start = time.monotonic()
+        self._loop: Any = None
+
+    def on_loop_start(self, loop: Any) -> None:
+        self._loop = loop
+        self._start = time.monotonic()
+        self._drop_replayed(loop.episode)
+
+    def _drop_replayed(self, window: int) -> None:
+        """After a kill, keep only the lines of windows the resumed loop will not
+        replay (and no half-written last line)."""
+        if not self.path.is_file():
+            return
+        kept = []
+        for raw in self.path.read_text().splitlines():
+            try:
+                if json.loads(raw)["window"] <= window:
+                    kept.append(raw)
+            except (ValueError, KeyError, TypeError):
+                continue
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        os.replace(tmp, self.path)
 
     def on_episode_end(self, episode_id: int, metrics: EvalMetrics) -> None:
-        line = {"window": episode_id, "time": round(time.monotonic() - self._start, 3)}
-        line.update(metrics.to_dict())
-        line["metrics"] = {k: v for k, v in line["metrics"].items() if _finite(v)}
+        numbers = metrics.metrics
+        line: dict[str, Any] = {
+            "window": episode_id,
+            "env_steps": int(numbers.get("env_steps", 0)),
+            "time": round(self._elapsed(), 3),
+            "raw": metrics.primary_score,
+            "smoothed": numbers.get("smoothed_score"),
+            "selection": numbers.get("selection_score"),
+            "best": numbers.get("best_score"),
+            "best_window": _int_or_none(numbers.get("best_window")),
+        }
+        if self._loop is not None and self._loop.scheduler is not None:
+            line["state"] = self._loop.scheduler.state.value
+        line["interval"] = _int_or_none(numbers.get("interval"))
+        line["metrics"] = numbers
+        line = {k: _finite_or_none(v) for k, v in line.items()}
+        line["metrics"] = {k: v for k, v in numbers.items() if _finite(v)}
         with open(self.path, "a") as handle:
             handle.write(json.dumps(line) + "\n")
+
+    def _elapsed(self) -> float:
+        return self._elapsed_before + time.monotonic() - self._start
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"elapsed": self._elapsed()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._elapsed_before = float(state.get("elapsed", 0.0))
+        self._start = time.monotonic()
 
 
 def _finite(value: Any) -> bool:
     return not isinstance(value, float) or math.isfinite(value)
+
+
+def _finite_or_none(value: Any) -> Any:
+    return value if _finite(value) else None
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)

@@ -35,7 +35,9 @@ class ScheduleDecision:
 
     improved: bool
     state: LoopState
+    raw: float
     smoothed: float
+    best_smoothed: float
     margin: float
     entered_cooling: bool
     entered_dormant: bool
@@ -115,13 +117,21 @@ class BackoffScheduler:
         return max(self.improvement_margin, self.noise_k * self.noise())
 
     def record(self, episode: int, score: float) -> ScheduleDecision:
-        """Take the score of the evaluation at ``episode`` and move the state machine."""
+        """Take the score of the evaluation at ``episode`` and move the state machine.
+
+        A score that is not finite counts as an evaluation without improvement
+        but stays out of the noise window and the smoothing: one broken score
+        must neither disable the noise margin nor poison the saved state.
+        """
         margin = self.effective_margin()  # the noise floor before this score
-        self._raw.append(float(score))
+        score = float(score)
+        finite = math.isfinite(score)
+        if finite:
+            self._raw.append(score)
         self.n_evaluations += 1
         recent = list(self._raw)[-self.score_smoothing :]
-        smoothed = float(np.mean(recent))
-        improved = bool(np.isfinite(smoothed)) and smoothed > self.best_smoothed + margin
+        smoothed = float(np.mean(recent)) if finite else math.nan
+        improved = finite and smoothed > self.best_smoothed + margin
         before = self.state
         if improved:
             self.best_smoothed = smoothed
@@ -145,7 +155,9 @@ class BackoffScheduler:
         return ScheduleDecision(
             improved=improved,
             state=self.state,
+            raw=score,
             smoothed=smoothed,
+            best_smoothed=self.best_smoothed,
             margin=margin,
             entered_cooling=self.state is LoopState.COOLING and before is not LoopState.COOLING,
             entered_dormant=self.state is LoopState.DORMANT and before is not LoopState.DORMANT,
@@ -171,7 +183,9 @@ class BackoffScheduler:
         self.n_evaluations = int(state["n_evaluations"])
         best = state["best_smoothed"]
         self.best_smoothed = -np.inf if best is None else float(best)
-        self._raw = deque((float(x) for x in state["raw"]), maxlen=self.score_window)
+        self._raw = deque(
+            (float(x) for x in state["raw"] if x is not None), maxlen=self.score_window
+        )
 
 
 def _check(ok: bool, message: str, value: Any) -> None:

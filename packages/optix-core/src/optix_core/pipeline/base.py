@@ -6,6 +6,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
+
 from optix_core.agent import BaseAgent
 from optix_core.pipeline.recorder import EpisodeStats
 from optix_core.types import EpisodeData
@@ -14,16 +16,32 @@ from optix_core.types import EpisodeData
 class BasePipeline(ABC):
     """Yields ``EpisodeData`` windows collected by acting with ``agent``.
 
-    A pipeline built with ``deterministic=True`` acts with
-    ``agent.act(obs, deterministic=True)`` and records no ``policy_info``: use
-    it for validation, where the agent only acts and never learns.
+    A pipeline collects for learning through ``agent.act_info`` (which may
+    advance the agent's rollout state and generators, and records
+    ``policy_info``) unless it only acts: built with ``deterministic=True``,
+    or bound with ``acting_only=True`` (the loop binds its validation pipeline
+    so), it calls ``agent.act`` alone, which never changes what ``learn``
+    does, and records no ``policy_info``.
     """
 
     agent: BaseAgent | None = None
+    deterministic: bool = False
+    acting_only: bool = False
 
-    def bind(self, agent: BaseAgent) -> None:
+    def bind(self, agent: BaseAgent, *, acting_only: bool = False) -> None:
         """Act with ``agent`` from the next step on (the loop calls this)."""
         self.agent = agent
+        self.acting_only = acting_only
+
+    def act(
+        self, agent: BaseAgent, observation: Any, episode_start: np.ndarray
+    ) -> tuple[Any, dict[str, np.ndarray]]:
+        """One batch of actions, and what to record of them for ``learn``."""
+        if self.deterministic or self.acting_only:
+            if episode_start.any():
+                agent.reset_state(episode_start)
+            return agent.act(observation, deterministic=self.deterministic), {}
+        return agent.act_info(observation, episode_start)
 
     @abstractmethod
     def episodes(self) -> Iterator[EpisodeData]:

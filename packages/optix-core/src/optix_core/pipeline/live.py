@@ -86,12 +86,7 @@ class LivePipeline(EnvPipeline):
                 self._obs = self._with_reconnect(lambda: self.source.reset())[0]
                 episode_start = True
             batch = _batched(self._obs)
-            if self.deterministic:
-                if episode_start:
-                    agent.reset_state(np.array([True]))
-                action, info = agent.act(batch, deterministic=True), {}
-            else:
-                action, info = agent.act_info(batch, np.array([episode_start]))
+            action, info = self.act(agent, batch, np.array([episode_start]))
             action = np.asarray(action)
             try:
                 obs, reward, terminated, truncated, _ = self.source.step(action[0])

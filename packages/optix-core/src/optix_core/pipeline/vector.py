@@ -62,12 +62,7 @@ class VectorBatchPipeline(EnvPipeline):
         recorder = WindowRecorder(self.n_envs, self.window_size)
         space = self.envs.single_action_space
         for _ in range(self.window_size):
-            if self.deterministic:
-                if self._episode_start.any():
-                    agent.reset_state(self._episode_start)
-                actions, info = agent.act(self._obs, deterministic=True), {}
-            else:
-                actions, info = agent.act_info(self._obs, self._episode_start)
+            actions, info = self.act(agent, self._obs, self._episode_start)
             actions = np.asarray(actions)
             env_actions = np.clip(actions, space.low, space.high) if self._box_actions else actions
             obs, rewards, terminated, truncated, infos = self.envs.step(env_actions)

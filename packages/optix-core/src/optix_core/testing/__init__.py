@@ -6,7 +6,11 @@
         algo = "my-ppo"
         backend = "torch"
 
-pytest then runs the whole contract against that registered agent. Requires pytest.
+pytest then runs the whole contract against that registered agent, including
+that ``learn()`` changes the policy and that ``load_weights`` restores the
+learned one. An agent that waits for experience before its first update
+declares windows big enough to get past it (``window_size``, ``n_envs``,
+``learn_windows``; see ``AgentConformance``). Requires pytest.
 """
 
 from optix_core.testing.conformance import AgentConformance

@@ -2,7 +2,8 @@
 
 Subclass ``AgentConformance`` in a test module and set ``algo`` and
 ``backend``; every test runs once per environment in ``env_ids`` whose
-action space the agent declares.
+action space the agent declares. The class docstring lists what else a
+subclass may declare.
 """
 
 from __future__ import annotations
@@ -22,14 +23,55 @@ from optix_core.registry import action_space_kind, agents, make_agent
 from optix_core.types import EpisodeData, HyperparamSet
 
 CONTRACT = ("act", "learn", "get_hyperparams", "set_hyperparams", "save_weights", "load_weights")
+PROBES = 256  # observations the policy's deterministic actions are compared on
+RTOL = 1e-6  # what "acts the same" allows of continuous actions
 
 
 class AgentConformance:
+    """The contract's tests; a subclass declares the agent and what it needs to learn.
+
+    Required:
+
+    ``algo``, ``backend``
+        The registered agent under test.
+
+    Optional (class attributes):
+
+    ``env_ids``
+        Environments to test on; those whose action space the agent does not
+        declare are skipped. Default: CartPole-v1 and Pendulum-v1.
+    ``n_envs``, ``window_size``
+        The shape of every window the suite collects with
+        ``VectorBatchPipeline``: ``n_envs`` environments stepped
+        ``window_size`` times. Default: 2 x 64.
+    ``learn_windows``
+        How many windows the suite trains on (one pipeline, ``learn()`` after
+        each) before it checks that the policy changed and that a checkpoint
+        restores it. Default: 1.
+    ``learn_hyperparams``
+        Hyperparameters every agent the suite builds gets on top of its
+        defaults. Default: none.
+    ``seed``
+        The seed of the agents and environments; the round trip builds its
+        second agent with ``seed + 1``. Default: 0.
+
+    ``learn()`` must change the policy's deterministic actions on 256 probe
+    observations within ``learn_windows`` windows of ``n_envs`` x
+    ``window_size`` steps; without that, neither learning nor a checkpoint
+    round trip can be seen. An agent that waits for experience before its
+    first update (``learning_starts``, a population of whole episodes)
+    declares windows big enough to get past it; prefer that to changing
+    hyperparameters in ``learn_hyperparams``, since the suite then tests the
+    agent as users build it. Keep it fast: seconds per environment.
+    """
+
     algo: ClassVar[str]
     backend: ClassVar[str]
     env_ids: ClassVar[tuple[str, ...]] = ("CartPole-v1", "Pendulum-v1")
     n_envs: ClassVar[int] = 2
     window_size: ClassVar[int] = 64
+    learn_windows: ClassVar[int] = 1
+    learn_hyperparams: ClassVar[dict[str, Any]] = {}
     seed: ClassVar[int] = 0
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
@@ -49,7 +91,10 @@ class AgentConformance:
     def make(
         self, env_id: str, hyperparams: dict[str, Any] | None = None, seed: int | None = None
     ) -> BaseAgent:
-        hp = HyperparamSet(params=hyperparams) if hyperparams is not None else None
+        if self.learn_hyperparams or hyperparams is not None:
+            hp = HyperparamSet(params={**self.learn_hyperparams, **(hyperparams or {})})
+        else:
+            hp = None
         return make_agent(
             self.algo,
             env_id,
@@ -71,6 +116,40 @@ class AgentConformance:
             return pipeline.collect()
         finally:
             pipeline.close()
+
+    def train(self, agent: BaseAgent, env_id: str) -> list[EpisodeData]:
+        """``learn_windows`` windows from one pipeline, learning from each as it
+        comes (as the loop does); returns the windows."""
+        pipeline = VectorBatchPipeline(
+            env_id=env_id,
+            n_envs=self.n_envs,
+            window_size=self.window_size,
+            seed=self.seed,
+            agent=agent,
+        )
+        windows = []
+        try:
+            for _ in range(self.learn_windows):
+                windows.append(pipeline.collect())
+                agent.learn(windows[-1])
+        finally:
+            pipeline.close()
+        return windows
+
+    def deterministic_actions(self, agent: BaseAgent, observations: np.ndarray) -> np.ndarray:
+        """The policy's fingerprint: its deterministic actions, from a fresh state."""
+        agent.reset_state()
+        return np.asarray(agent.act(observations, deterministic=True), dtype=np.float64)
+
+    def _needs_more_experience(self, what: str) -> str:
+        return (
+            f"{self.algo!r} on {self.backend!r}: {what}. The suite trains on "
+            f"learn_windows={self.learn_windows} window(s) of n_envs={self.n_envs} x "
+            f"window_size={self.window_size} steps; if the agent waits for more "
+            "experience before it updates (learning_starts, a population of whole "
+            "episodes), declare a bigger window_size, n_envs or learn_windows on "
+            f"{type(self).__name__}"
+        )
 
     def probe_observations(self, env_id: str, n: int = 16) -> np.ndarray:
         env = gym.make(env_id)
@@ -118,19 +197,37 @@ class AgentConformance:
         with pytest.raises((HyperparamError, ValueError)):
             self.make(env_id, hyperparams={"no_such_hyperparameter": 1.0})
 
+    def test_learn_changes_the_policy(self, env_id: str) -> None:
+        agent = self.make(env_id)
+        obs = self.probe_observations(env_id, PROBES)
+        before = self.deterministic_actions(agent, obs)
+        self.train(agent, env_id)
+        after = self.deterministic_actions(agent, obs)
+        assert not _same(after, before), self._needs_more_experience(
+            f"learning left its deterministic actions on {PROBES} probe observations unchanged"
+        )
+
     def test_save_load_round_trip(self, env_id: str, tmp_path: Path) -> None:
         agent = self.make(env_id)
-        agent.learn(self.window(agent, env_id))
+        self.train(agent, env_id)
         agent.save_weights(str(tmp_path / "agent"))
+        obs = self.probe_observations(env_id, PROBES)
+        trained = self.deterministic_actions(agent, obs)
         restored = self.make(env_id, seed=self.seed + 1)
+        if _same(self.deterministic_actions(restored, obs), trained):
+            pytest.fail(
+                self._needs_more_experience(
+                    f"a fresh agent built with seed {self.seed + 1} already acts like the "
+                    f"trained one on {PROBES} probe observations, so this test cannot tell "
+                    "whether load_weights restores anything"
+                )
+            )
         restored.load_weights(str(tmp_path / "agent"))
-        obs = self.probe_observations(env_id)
-        agent.reset_state()
-        restored.reset_state()
         np.testing.assert_allclose(
-            np.asarray(restored.act(obs, deterministic=True), dtype=np.float64),
-            np.asarray(agent.act(obs, deterministic=True), dtype=np.float64),
-            rtol=1e-6,
+            self.deterministic_actions(restored, obs),
+            trained,
+            rtol=RTOL,
+            err_msg="the restored agent does not act like the one that was saved",
         )
         assert restored.get_hyperparams().params == agent.get_hyperparams().params
         for file in (tmp_path / "agent").rglob("*"):
@@ -148,23 +245,27 @@ class AgentConformance:
     def test_act_does_not_change_what_learn_does(self, env_id: str) -> None:
         """Acting between a rollout and learn() (an evaluation, a dashboard)
         changes nothing about the update."""
-        window = self.window(self.make(env_id), env_id)
+        windows = self.train(self.make(env_id), env_id)
         quiet, busy = self.make(env_id), self.make(env_id)
         obs = self.probe_observations(env_id)
-        for _ in range(5):
-            busy.act(obs, deterministic=False)
-            busy.act(obs, deterministic=True)
-        quiet_diag, busy_diag = quiet.learn(window), busy.learn(window)
-        assert quiet_diag.keys() == busy_diag.keys()
-        for key in quiet_diag:
-            assert busy_diag[key] == pytest.approx(quiet_diag[key], rel=1e-6, abs=1e-9), key
-        busy.reset_state()
-        quiet.reset_state()
+        for window in windows:
+            for _ in range(5):
+                busy.act(obs, deterministic=False)
+                busy.act(obs, deterministic=True)
+            quiet_diag, busy_diag = quiet.learn(window), busy.learn(window)
+            assert quiet_diag.keys() == busy_diag.keys()
+            for key in quiet_diag:
+                assert busy_diag[key] == pytest.approx(quiet_diag[key], rel=1e-6, abs=1e-9), key
+        probes = self.probe_observations(env_id, PROBES)
         np.testing.assert_allclose(
-            np.asarray(busy.act(obs, deterministic=True), dtype=np.float64),
-            np.asarray(quiet.act(obs, deterministic=True), dtype=np.float64),
-            rtol=1e-6,
+            self.deterministic_actions(busy, probes),
+            self.deterministic_actions(quiet, probes),
+            rtol=RTOL,
         )
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=RTOL, atol=0.0))
 
 
 def _kind(env_id: str) -> str:

@@ -6,11 +6,11 @@ agent and pipeline, and RLOptimizer trains until the pipeline has taken
 evaluate every window) or converges first, checkpointing into the trial's
 own directory. At each evaluation the window's score goes to the pruner, at
 the step "training env steps this trial has taken so far", so trials are
-compared at equal experience. When the run ends the agent holds its best
-checkpoint (chosen by the loop on its training windows), and the seed's
-score is the mean return of ``eval_episodes`` deterministic episodes of that
-checkpoint on fresh environments, seeded apart from every training and
-selection seed. The trial's score is the mean over its seeds. Every
+compared at equal experience. The best checkpoint is chosen as ``optix
+train`` chooses it (``EvaluationSelection``: candidates judged on fresh
+deterministic episodes), and the seed's score is the mean return of
+``eval_episodes`` deterministic episodes of that checkpoint on environments
+seeded apart from every training and selection seed. The trial's score is the mean over its seeds. Every
 environment step, training and evaluation, is counted.
 """
 
@@ -25,13 +25,14 @@ from typing import Any
 import optuna
 
 from optix_core.callbacks import LoopCallback
-from optix_core.evaluation import evaluate_policy
 from optix_core.loop import RLOptimizer
+from optix_core.selection import EvaluationSelection
 from optix_core.specs import load_object
 from optix_core.trials.context import TrialContext
 from optix_core.types import EvalMetrics
 
 EVAL_SEED = 3_000_000  # seeds of the scoring episodes: apart from training and `optix train`'s
+SELECTION_EPISODES = 5  # deterministic episodes judging each checkpoint candidate
 # A trial is a short run on a fixed budget: evaluate every window, so every trial
 # reports at the same env steps, and keep only the best snapshot.
 TRIAL_LOOP_DEFAULTS: dict[str, Any] = {
@@ -93,10 +94,17 @@ class RLTrial:
         try:
             pipeline = call_factory(self.pipeline_factory, seed=seed)
             budget = _TrialBudget(context, self.trial_steps, offset=trained)
+            selection = EvaluationSelection(
+                self.eval_env_id,
+                SELECTION_EPISODES,
+                report_seed=EVAL_SEED + 1000 * index,
+                env_kwargs=self.eval_env_kwargs,
+            )
             loop = RLOptimizer(
                 agent,
                 pipeline,
                 checkpoint_dir=context.directory / f"seed-{index}",
+                selection=selection,
                 callbacks=[budget],
                 **{**TRIAL_LOOP_DEFAULTS, **self.loop_kwargs},
             )
@@ -105,18 +113,13 @@ class RLTrial:
             finally:
                 pipeline.close()
             budget.count(pipeline.env_steps)
+            context.add_env_steps(selection.env_steps)
             if budget.pruned:
                 raise optuna.TrialPruned(f"pruned at {budget.last_step:,} env steps")
-            result = evaluate_policy(
-                agent,
-                self.eval_env_id,
-                self.eval_episodes,
-                seed=EVAL_SEED + 1000 * index,
-                env_kwargs=self.eval_env_kwargs,
-            )
+            result = selection.report(agent, self.eval_episodes)
         finally:
             agent.teardown()
-        context.add_env_steps(int(result.lengths.sum()))
+        context.add_env_steps(result.env_steps)
         return result.mean, pipeline.env_steps
 
 

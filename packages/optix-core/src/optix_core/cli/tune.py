@@ -27,16 +27,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from optix_core.cli.args import (
+    add_algorithm_args,
+    add_run_dir_arg,
+    add_seed_arg,
+    add_verbose_arg,
+    check_at_least,
+    parse_hyperparams,
+    resolve_spec,
+)
+from optix_core.cli.errors import UsageError
+from optix_core.cli.train import LOOP_DEFAULTS, run_train
+
 TUNE_JSON = "tune.json"
 
 
-def add_tune_parser(subparsers: Any) -> None:
+def add_parser(subparsers: Any) -> None:
     """Register ``optix tune`` on the ``optix`` command's sub-parsers."""
     p = subparsers.add_parser("tune", help="search hyperparameters over short trials (Optuna TPE)")
-    p.add_argument("env", nargs="?", help="a gymnasium environment id, e.g. CartPole-v1")
-    p.add_argument("--algo", help="algorithm (default: ppo where installed, else cem)")
-    p.add_argument("--backend", help="torch, jax, tf or numpy (default: the preferred one)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_algorithm_args(p)
     p.add_argument("--trials", type=int, default=20, help="trials to run (default: 20)")
     p.add_argument(
         "--trial-steps", type=int, default=50_000, help="env steps per trial (default: 50000)"
@@ -59,44 +68,45 @@ def add_tune_parser(subparsers: Any) -> None:
         type=int,
         help="env steps before a trial can be pruned (default: a quarter of --trial-steps)",
     )
-    p.add_argument("--seed", type=int, help="random seed (default: drawn and recorded)")
-    p.add_argument("--run-dir", default="runs", help="where run directories go (default: runs)")
-    p.add_argument(
-        "--hp", action="append", default=[], metavar="KEY=VALUE", help="fix a hyperparameter"
-    )
+    add_seed_arg(p)
+    add_run_dir_arg(p)
     p.add_argument(
         "--then-train", action="store_true", help="train with the best configuration afterwards"
     )
-    p.add_argument("--max-episodes", type=int, help="with --then-train: stop after N windows")
-    p.add_argument("--verbose", action="store_true", help="log Optuna and loop internals")
+    p.add_argument(
+        "--max-windows",
+        "--max-episodes",
+        dest="max_windows",
+        type=int,
+        help="with --then-train: stop after N windows",
+    )
+    add_verbose_arg(p)
     p.set_defaults(handler=cmd_tune)
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from optix_core import cli
-
     try:
         import optuna
 
         from optix_core.search_space import SearchSpaceError, parse_search_space
         from optix_core.trials import StorageError, SweepError, TrialOrchestrator
     except ImportError as exc:
-        raise cli.UsageError(str(exc)) from None
-    from optix_core.runs import new_run_dir
+        raise UsageError(str(exc)) from None
+    from optix_core.runs import RunError, new_run_dir
     from optix_core.trials.factories import RegisteredAgentFactory, VectorPipelineFactory
     from optix_core.trials.rl_trial import TRIAL_LOOP_DEFAULTS
     from optix_core.trials.storage import resolve_storage
 
-    _check_counts(args, cli.UsageError)
+    _check_counts(args)
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(2**31)
-    spec = cli._resolve_spec(args.env, args.algo, args.backend)
-    fixed = cli._parse_hyperparams(args.hp)
+    spec = resolve_spec(args.env, args.algo, args.backend)
+    fixed = parse_hyperparams(args.hp)
     defaults, rollout = spec.settings(args.env)  # the env's preset, where the spec has one
     agent_factory = RegisteredAgentFactory(
-        spec.name, args.env, spec.backend, args.device, {**defaults, **fixed}
+        spec.name, args.env, spec.backend, args.device or "auto", {**defaults, **fixed}
     )
-    _check_agent(agent_factory, args.seed, cli.UsageError)
+    _check_agent(agent_factory, args.seed)
     space = {k: v for k, v in spec.search_space.items() if k not in fixed}
     try:
         parse_search_space(space)
@@ -104,13 +114,16 @@ def cmd_tune(args: argparse.Namespace) -> int:
         if args.storage is not None:
             storage.open()  # reachable? before anything is written
     except SearchSpaceError as exc:
-        raise cli.UsageError(f"{spec.name} ({spec.backend}): {exc}") from None
+        raise UsageError(f"{spec.name} ({spec.backend}): {exc}") from None
     except StorageError as exc:
-        raise cli.UsageError(str(exc)) from None
+        raise UsageError(str(exc)) from None
 
     if not args.verbose:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-    run_dir = new_run_dir(Path(args.run_dir), args.env, f"{spec.name}-tune")
+    try:
+        run_dir = new_run_dir(Path(args.run_dir), args.env, f"{spec.name}-tune")
+    except RunError as exc:
+        raise UsageError(str(exc)) from None
     study_name = args.study_name or f"{args.env}-{spec.name}"
     orchestrator = TrialOrchestrator(
         agent_factory,
@@ -123,7 +136,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         seeds_per_trial=args.seeds_per_trial,
         seed=args.seed,
         pruner_warmup_steps=args.warmup_steps,
-        loop_kwargs={k: v for k, v in cli.LOOP_DEFAULTS.items() if k not in TRIAL_LOOP_DEFAULTS},
+        loop_kwargs={k: v for k, v in LOOP_DEFAULTS.items() if k not in TRIAL_LOOP_DEFAULTS},
         run_dir=run_dir,
         storage=args.storage,
         study_name=study_name,
@@ -167,12 +180,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
     (run_dir / TUNE_JSON).write_text(json.dumps(summary, indent=2))
     if not args.then_train:
         return 0
-    return cli.main(_train_argv(args, spec.name, spec.backend, {**fixed, **best_params}))
+    return run_train(_train_argv(args, spec.name, spec.backend, {**fixed, **best_params}))
 
 
-def _check_counts(args: argparse.Namespace, usage_error: type[Exception]) -> None:
+def _check_counts(args: argparse.Namespace) -> None:
     if not args.env:
-        raise usage_error("tune needs an environment id (optix tune CartPole-v1)")
+        raise UsageError("tune needs an environment id (optix tune CartPole-v1)")
     for flag, value, minimum in [
         ("--trials", args.trials, 1),
         ("--trial-steps", args.trial_steps, 1),
@@ -180,13 +193,13 @@ def _check_counts(args: argparse.Namespace, usage_error: type[Exception]) -> Non
         ("--seeds-per-trial", args.seeds_per_trial, 1),
         ("--eval-episodes", args.eval_episodes, 1),
         ("--warmup-steps", args.warmup_steps, 0),
-        ("--max-episodes", args.max_episodes, 1),
+        ("--max-windows", args.max_windows, 1),
+        ("--seed", args.seed, 0),
     ]:
-        if value is not None and value < minimum:
-            raise usage_error(f"{flag} must be >= {minimum}, got {value}")
+        check_at_least(flag, value, minimum)
 
 
-def _check_agent(factory: Any, seed: int, usage_error: type[Exception]) -> None:
+def _check_agent(factory: Any, seed: int) -> None:
     """Build the agent trials start from (defaults and --hp): a bad --hp fails here,
     not in every trial."""
     from optix_core.hyperparams import HyperparamError
@@ -195,15 +208,17 @@ def _check_agent(factory: Any, seed: int, usage_error: type[Exception]) -> None:
     try:
         factory({}, seed=seed).teardown()
     except (RegistryError, HyperparamError, ValueError) as exc:
-        raise usage_error(str(exc)) from None
+        raise UsageError(str(exc)) from None
 
 
 def _train_argv(args: argparse.Namespace, algo: str, backend: str, hp: dict[str, Any]) -> list[str]:
     """``optix train`` with the best configuration: the same command a user would type."""
-    argv = ["train", args.env, "--algo", algo, "--backend", backend, "--device", args.device]
+    argv = [args.env, "--algo", algo, "--backend", backend]
     argv += ["--seed", str(args.seed), "--run-dir", args.run_dir]
-    if args.max_episodes is not None:
-        argv += ["--max-episodes", str(args.max_episodes)]
+    if args.device is not None:
+        argv += ["--device", args.device]
+    if args.max_windows is not None:
+        argv += ["--max-windows", str(args.max_windows)]
     if args.verbose:
         argv.append("--verbose")
     for key, value in hp.items():

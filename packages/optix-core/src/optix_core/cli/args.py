@@ -1,0 +1,92 @@
+"""Arguments that several commands share, and turning them into specs and agents.
+
+Importing this module is cheap: the registry loads plugins, never frameworks,
+and numpy-heavy modules are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from optix_core import registry
+from optix_core.cli.errors import UsageError
+from optix_core.specs import AgentSpec
+
+
+def add_algorithm_args(parser: argparse.ArgumentParser) -> None:
+    """ENV, --algo, --backend, --device, --hp: what to train, as train and tune take it."""
+    parser.add_argument("env", nargs="?", help="a gymnasium environment id, e.g. CartPole-v1")
+    parser.add_argument("--algo", help="algorithm (default: the backend's preferred one, ppo)")
+    parser.add_argument("--backend", help="torch, jax, tf or numpy (default: the preferred one)")
+    parser.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--hp", action="append", default=[], metavar="KEY=VALUE", help="set a hyperparameter"
+    )
+
+
+def add_seed_arg(parser: argparse.ArgumentParser, default: int | None = None) -> None:
+    help_text = "random seed" + (" (default: drawn and recorded)" if default is None else "")
+    parser.add_argument("--seed", type=int, default=default, help=help_text)
+
+
+def add_run_dir_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--run-dir", default="runs", help="where run directories go (default: runs)"
+    )
+
+
+def add_verbose_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--verbose", action="store_true", help="log loop internals")
+
+
+def check_at_least(flag: str, value: int | None, minimum: int) -> None:
+    if value is not None and value < minimum:
+        raise UsageError(f"{flag} must be >= {minimum}, got {value}")
+
+
+def resolve_spec(env_id: str, algo: str | None, backend: str | None) -> AgentSpec:
+    """The AgentSpec that ``--algo``/``--backend`` ask for on ``env_id``'s action space."""
+    try:
+        _, action_space = registry.env_spaces(env_id)
+        kind = registry.action_space_kind(action_space)
+        if algo is None:
+            return registry.default_algorithm(kind, backend=backend)
+        return registry.find_agent(algo, kind, backend)
+    except registry.RegistryError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def parse_hyperparams(pairs: list[str]) -> dict[str, Any]:
+    """``--hp KEY=VALUE`` pairs; values are JSON where they parse, strings otherwise."""
+    params = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--hp takes KEY=VALUE, got {pair!r}")
+        try:
+            params[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key] = raw
+    return params
+
+
+def build_agent(
+    algo: str, env_id: str, backend: str, hyperparams: dict[str, Any], device: str, seed: int
+) -> Any:
+    """The registered agent, with bad hyperparameters or devices as a UsageError."""
+    from optix_core.hyperparams import HyperparamError
+    from optix_core.types import HyperparamSet
+
+    try:
+        return registry.make_agent(
+            algo,
+            env_id,
+            backend=backend,
+            hyperparams=HyperparamSet(params=dict(hyperparams)),
+            device=device,
+            seed=seed,
+        )
+    except (registry.RegistryError, HyperparamError, ValueError) as exc:
+        raise UsageError(str(exc)) from None

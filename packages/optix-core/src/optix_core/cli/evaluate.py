@@ -1,0 +1,53 @@
+"""``optix eval RUN``: the run's best checkpoint on fresh deterministic episodes.
+
+It only reads the run directory: evaluating a run that is still training
+neither locks nor deletes anything of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from optix_core.cli.args import build_agent, check_at_least
+from optix_core.cli.errors import UsageError
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("eval", help="evaluate a run's best checkpoint")
+    p.add_argument("run", help="a run directory written by optix train")
+    p.add_argument("--episodes", type=int, default=20, help="episodes to play (default: 20)")
+    p.add_argument(
+        "--seed", type=int, help="seed of the first episode (default: the report's seeds)"
+    )
+    p.add_argument("--device", help="where to run the policy (default: the run's device)")
+    p.set_defaults(handler=cmd_eval)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from optix_core.checkpoints import CheckpointRegistry
+    from optix_core.evaluation import evaluate_policy
+    from optix_core.runs import CHECKPOINTS, RunError, TrainConfig, resolve_run_dir
+    from optix_core.selection import REPORT_SEED
+
+    check_at_least("--episodes", args.episodes, 1)
+    check_at_least("--seed", args.seed, 0)
+    try:
+        run_dir = resolve_run_dir(args.run)
+        config = TrainConfig.load(run_dir)
+    except RunError as exc:
+        raise UsageError(str(exc)) from None
+    device = args.device or config.device
+    agent = build_agent(
+        config.algo, config.env_id, config.backend, config.hyperparams, device, config.seed
+    )
+    manifest = CheckpointRegistry(run_dir / CHECKPOINTS).restore(agent, kind="best")
+    if manifest is None:
+        raise UsageError(f"{run_dir} has no usable checkpoint to evaluate yet")
+    seed = REPORT_SEED if args.seed is None else args.seed
+    result = evaluate_policy(agent, config.env_id, episodes=args.episodes, seed=seed)
+    print(
+        f"{config.env_id} {config.algo} ({config.backend}) {manifest['snapshot_id']} "
+        f"(window {manifest['episode_id']}): {result}"
+    )
+    return 0

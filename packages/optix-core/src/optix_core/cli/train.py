@@ -1,0 +1,246 @@
+"""``optix train``: one run of the loop on an environment, in a run directory.
+
+A new run checks everything it was asked for (environment, algorithm,
+hyperparameters, device) before it creates its run directory. The loop
+writes the ``latest`` snapshot after every window, so ``--resume RUN``
+continues a killed run having lost at most the window in progress; it
+continues the run as it was configured, so flags that would change what is
+trained are refused, and only the budget and the device may change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from optix_core.cli.args import (
+    add_algorithm_args,
+    add_run_dir_arg,
+    add_seed_arg,
+    add_verbose_arg,
+    build_agent,
+    check_at_least,
+    parse_hyperparams,
+    resolve_spec,
+)
+from optix_core.cli.errors import UsageError
+
+# How `optix train` runs the loop. RLOptimizer's own defaults are tensor-optix's
+# (doubling up to 100 windows, 20 evaluations without improvement); a command
+# that should end on its own within minutes backs off less far.
+LOOP_DEFAULTS: dict[str, Any] = {
+    "base_interval": 1,
+    "backoff_factor": 2.0,
+    "max_interval_episodes": 8,
+    "plateau_threshold": 5,
+    "dormant_threshold": 10,
+    "score_smoothing": 2,
+    "noise_k": 2.0,
+    "score_window": 20,
+}
+SELECTION_EPISODES = 5  # deterministic episodes that judge each checkpoint candidate
+FINAL_EVAL_EPISODES = 20
+# What a resumed run keeps from its config.json: these flags would change it.
+FIXED_ON_RESUME = {
+    "env": "the environment",
+    "algo": "--algo",
+    "backend": "--backend",
+    "seed": "--seed",
+    "hp": "--hp",
+    "tune": "--tune",
+    "selection_episodes": "--selection-episodes",
+}
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("train", help="train on an environment until converged")
+    add_algorithm_args(p)
+    add_seed_arg(p)
+    p.add_argument(
+        "--max-windows",
+        "--max-episodes",
+        dest="max_windows",
+        type=int,
+        help="stop after this many windows (--max-episodes is tensor-optix's name for it)",
+    )
+    p.add_argument(
+        "--max-steps", type=int, help="stop after this many environment steps (total_timesteps)"
+    )
+    p.add_argument(
+        "--selection-episodes",
+        type=int,
+        help=f"deterministic episodes judging each checkpoint candidate (default: "
+        f"{SELECTION_EPISODES})",
+    )
+    add_run_dir_arg(p)
+    p.add_argument("--resume", metavar="RUN", help="continue the run in directory RUN")
+    p.add_argument(
+        "--tune",
+        action="store_true",
+        help="tune hyperparameters online with SPSA over the algorithm's search space",
+    )
+    add_verbose_arg(p)
+    p.set_defaults(handler=cmd_train)
+
+
+def run_train(argv: list[str]) -> int:
+    """``optix train`` with ``argv`` (the words after ``train``), as ``tune --then-train`` runs it."""
+    parser = argparse.ArgumentParser(prog="optix")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    return cmd_train(parser.parse_args(["train", *argv]))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from optix_core.runs import RunError
+
+    check_at_least("--max-windows", args.max_windows, 1)
+    check_at_least("--max-steps", args.max_steps, 1)
+    check_at_least("--seed", args.seed, 0)
+    check_at_least("--selection-episodes", args.selection_episodes, 1)
+    try:
+        if args.resume:
+            return _resume(args)
+        return _start(args)
+    except RunError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _start(args: argparse.Namespace) -> int:
+    from optix_core.runs import TrainConfig, new_run_dir
+
+    if not args.env:
+        raise UsageError("train needs an environment id (optix train CartPole-v1) or --resume RUN")
+    spec = resolve_spec(args.env, args.algo, args.backend)
+    defaults, rollout = spec.settings(args.env)
+    config = TrainConfig(
+        env_id=args.env,
+        algo=spec.name,
+        backend=spec.backend,
+        device=args.device or "auto",
+        seed=args.seed if args.seed is not None else random.SystemRandom().randrange(2**31),
+        hyperparams={**defaults, **parse_hyperparams(args.hp)},
+        n_envs=rollout.get("n_envs", 1),
+        window_size=rollout.get("window_size", 2048),
+        max_windows=args.max_windows,
+        max_env_steps=args.max_steps,
+        loop=dict(LOOP_DEFAULTS),
+        online_tuning=dict(spec.search_space) if args.tune else {},
+        selection_episodes=args.selection_episodes or SELECTION_EPISODES,
+    )
+    agent = _agent(config)  # bad hyperparameters or devices fail before anything is written
+    run_dir = new_run_dir(Path(args.run_dir), config.env_id, config.algo)
+    config.save(run_dir)
+    if args.env in spec.presets:
+        print(f"optix: {spec.name} uses its tuned settings for {args.env}")
+    print(
+        f"optix: training {config.algo} ({config.backend}) on {config.env_id}, "
+        f"seed {config.seed}, run directory {run_dir}",
+        flush=True,
+    )
+    return _train(config, agent, run_dir)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from optix_core.runs import TrainConfig, resolve_run_dir
+
+    given = [flag for dest, flag in FIXED_ON_RESUME.items() if _was_given(getattr(args, dest))]
+    if given:
+        raise UsageError(
+            f"--resume continues {args.resume} as it was configured; {', '.join(given)} "
+            "would change it (start a new run instead)"
+        )
+    run_dir = resolve_run_dir(args.resume)
+    config = TrainConfig.load(run_dir)
+    _check_resumable(run_dir, args)
+    if args.max_windows is not None:
+        config.max_windows = args.max_windows
+    if args.max_steps is not None:
+        config.max_env_steps = args.max_steps
+    if args.device is not None:
+        config.device = args.device
+    config.save(run_dir)
+    return _train(config, _agent(config), run_dir, resuming=True)
+
+
+def _was_given(value: Any) -> bool:
+    return value is not None and value is not False and value != []
+
+
+def _check_resumable(run_dir: Path, args: argparse.Namespace) -> None:
+    """A finished run continues only when given a budget beyond where it stopped."""
+    from optix_core.runs import REPORT
+
+    path = run_dir / REPORT
+    if not path.is_file():
+        return
+    try:
+        report = json.loads(path.read_text())
+        stopped, windows, steps = report["stop_reason"], report["windows"], report["env_steps"]
+    except (ValueError, KeyError, TypeError):
+        return  # a damaged report is rewritten when the run ends again
+    more_windows = args.max_windows is not None and args.max_windows > windows
+    more_steps = args.max_steps is not None and args.max_steps > steps
+    if stopped.startswith("converged"):
+        raise UsageError(
+            f"{run_dir} has finished ({stopped}); evaluate it with optix eval {run_dir}"
+        )
+    if not (more_windows or more_steps):
+        raise UsageError(
+            f"{run_dir} has finished ({stopped}) after {windows:,} windows and {steps:,} env "
+            "steps; give a larger --max-windows or --max-steps to continue it"
+        )
+
+
+def _agent(config: Any) -> Any:
+    return build_agent(
+        config.algo, config.env_id, config.backend, config.hyperparams, config.device, config.seed
+    )
+
+
+def _train(config: Any, agent: Any, run_dir: Path, resuming: bool = False) -> int:
+    from optix_core.checkpoints import CheckpointError
+    from optix_core.loop import RLOptimizer, TrainingDivergedError
+    from optix_core.optimizers import SPSAOptimizer
+    from optix_core.pipeline import VectorBatchPipeline
+    from optix_core.runs import CHECKPOINTS, METRICS, REPORT, MetricsFile
+    from optix_core.selection import EvaluationSelection
+
+    pipeline = VectorBatchPipeline(
+        env_id=config.env_id, n_envs=config.n_envs, window_size=config.window_size, seed=config.seed
+    )
+    loop = RLOptimizer(
+        agent,
+        pipeline,
+        checkpoint_dir=run_dir / CHECKPOINTS,
+        selection=EvaluationSelection(config.env_id, config.selection_episodes),
+        final_eval_episodes=FINAL_EVAL_EPISODES,
+        optimizer=SPSAOptimizer.from_search_space(config.online_tuning, seed=config.seed),
+        max_episodes=config.max_windows,
+        max_env_steps=config.max_env_steps,
+        callbacks=[MetricsFile(run_dir / METRICS)],
+        verbose=True,
+        resume=True,  # a new run's directory is empty: "resume" starts it
+        **config.loop,
+    )
+    try:
+        try:
+            loop.setup()
+        except CheckpointError as exc:
+            raise UsageError(str(exc)) from None
+        if resuming:
+            print(f"optix: resuming {run_dir} at window {loop.episode + 1}", flush=True)
+        report = loop.run()
+    except TrainingDivergedError as exc:
+        print(f"optix: error: {exc}")
+        return 1
+    finally:
+        pipeline.close()
+    print(report.format())
+    data = {"env_id": config.env_id, "algo": config.algo, "seed": config.seed, **report.to_dict()}
+    tmp = run_dir / (REPORT + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(run_dir / REPORT)
+    return 0

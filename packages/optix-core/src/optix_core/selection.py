@@ -1,0 +1,169 @@
+"""Checkpoint selection: which of a run's policies is "the best".
+
+The training score is the right signal for *whether learning goes on* (the
+scheduler), but a poor one for *which policy to keep*: it mixes exploration
+noise, episodes begun under older weights, and in a window that ended no
+episode it is no return at all. So the loop asks a selection policy, at each
+evaluation, whether this window's policy is a candidate and what it scores;
+the best candidate is the best checkpoint, the one ``run()`` hands back, the
+report names and rollback restores. There is one notion of best.
+
+Three policies:
+
+- ``TrainingScoreSelection`` (the library's default when it knows no
+  environment): a candidate at every credited improvement, scored by the
+  smoothed training score. Costs nothing.
+- ``EvaluationSelection`` (``optix train``, trials): candidates are the
+  evaluations whose training score is within the scheduler's noise margin of
+  the best so far; each is scored on fresh deterministic episodes seeded apart
+  from training and from the report. A candidate replaces the best when it
+  scores higher, or ties: a tie goes to the later policy, which has more
+  training behind it (the first policy to reach CartPole's 500 on five
+  episodes is rarely the one that holds it).
+- ``ScoreFunctionSelection``: tensor-optix's ``checkpoint_score_fn``, called
+  at every evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from optix_core.agent import BaseAgent
+from optix_core.evaluation import PolicyEvaluation, evaluate_policy
+from optix_core.scheduler import ScheduleDecision
+from optix_core.types import EvalMetrics
+
+SELECTION_SEED = 1_000_000  # selection episodes never share seeds with training ...
+REPORT_SEED = 2_000_000  # ... nor with the episodes that report the chosen policy
+
+
+@dataclass
+class Candidate:
+    """A policy judged for the best checkpoint."""
+
+    window: int
+    score: float  # what "best" compares: the selection score
+    train_score: float  # the smoothed training score at that window
+    episodes: int = 0  # evaluation episodes behind ``score`` (0: the training score)
+
+
+class CheckpointSelection(ABC):
+    """Decides which evaluations' policies are candidates, scores them, ranks them."""
+
+    env_steps: int = 0  # environment steps spent judging candidates
+
+    @abstractmethod
+    def judge(
+        self, agent: BaseAgent, window: int, metrics: EvalMetrics, decision: ScheduleDecision
+    ) -> Candidate | None:
+        """Score the agent's current policy if this evaluation makes it a
+        candidate; None when it does not (at no cost)."""
+
+    def beats(self, candidate: Candidate, best: Candidate | None) -> bool:
+        """Whether ``candidate`` becomes the best; ties go to the later policy."""
+        if best is None or not math.isfinite(best.score):
+            return math.isfinite(candidate.score)
+        return candidate.score > best.score or math.isclose(
+            candidate.score, best.score, rel_tol=1e-9, abs_tol=1e-9
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"env_steps": self.env_steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.env_steps = int(state.get("env_steps", 0))
+
+
+class TrainingScoreSelection(CheckpointSelection):
+    """The best policy is the one at the best credited smoothed training score."""
+
+    def judge(
+        self, agent: BaseAgent, window: int, metrics: EvalMetrics, decision: ScheduleDecision
+    ) -> Candidate | None:
+        if not decision.improved:
+            return None
+        return Candidate(window, decision.smoothed, decision.smoothed)
+
+    def beats(self, candidate: Candidate, best: Candidate | None) -> bool:
+        return best is None or candidate.score > best.score
+
+
+class ScoreFunctionSelection(CheckpointSelection):
+    """tensor-optix's ``checkpoint_score_fn``: ``score_fn(agent)`` at every evaluation."""
+
+    def __init__(self, score_fn: Callable[[BaseAgent], float]) -> None:
+        self.score_fn = score_fn
+
+    def judge(
+        self, agent: BaseAgent, window: int, metrics: EvalMetrics, decision: ScheduleDecision
+    ) -> Candidate | None:
+        return Candidate(window, float(self.score_fn(agent)), decision.smoothed)
+
+
+class EvaluationSelection(CheckpointSelection):
+    """Candidates near the best training score, judged on fresh deterministic episodes.
+
+    ``env`` is an environment id or a callable that builds one. A window is a
+    candidate when its training score is at least the best smoothed training
+    score minus the scheduler's noise margin, so policies that hold a plateau
+    are judged too, not only the first to reach it; far-below windows cost
+    nothing. Episode seeds are ``seed + 1000 * window``; ``report`` plays the
+    chosen policy on episodes seeded from ``report_seed``, which never chose it.
+    """
+
+    def __init__(
+        self,
+        env: str | Callable[[], Any],
+        episodes: int = 5,
+        *,
+        seed: int = SELECTION_SEED,
+        report_seed: int = REPORT_SEED,
+        n_envs: int = 8,
+        env_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        if episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {episodes}")
+        self.env = env
+        self.episodes = episodes
+        self.seed = seed
+        self.report_seed = report_seed
+        self.n_envs = n_envs
+        self.env_kwargs = env_kwargs
+
+    def is_candidate(self, decision: ScheduleDecision) -> bool:
+        if decision.improved:
+            return True
+        if not math.isfinite(decision.raw):
+            return False
+        return decision.raw >= decision.best_smoothed - decision.margin
+
+    def judge(
+        self, agent: BaseAgent, window: int, metrics: EvalMetrics, decision: ScheduleDecision
+    ) -> Candidate | None:
+        if not self.is_candidate(decision):
+            return None
+        result = evaluate_policy(
+            agent,
+            self.env,
+            self.episodes,
+            seed=self.seed + 1000 * window,
+            n_envs=self.n_envs,
+            env_kwargs=self.env_kwargs,
+        )
+        self.env_steps += int(result.lengths.sum())
+        return Candidate(window, result.mean, decision.smoothed, episodes=self.episodes)
+
+    def report(self, agent: BaseAgent, episodes: int = 20) -> PolicyEvaluation:
+        """The chosen policy on ``episodes`` deterministic episodes that chose nothing."""
+        return evaluate_policy(
+            agent,
+            self.env,
+            episodes,
+            seed=self.report_seed,
+            n_envs=self.n_envs,
+            env_kwargs=self.env_kwargs,
+        )
