@@ -764,3 +764,120 @@ def test_cem_learns_cartpole_and_stops_by_itself():
     evaluation = evaluate_policy(agent, "CartPole-v1", episodes=20, seed=0)
     assert len(evaluation.returns) == 20
     assert evaluation.mean >= 475, str(evaluation)
+
+
+# ---- the truth of a run: scores, the best, degradation, validation ----------------------
+
+
+class EpisodesEvaluatorAgent(ScriptedAgent):
+    """Acts with action 0 and counts the calls that could move its training state."""
+
+    def __init__(self, curve):
+        super().__init__(curve)
+        self.act_info_calls = 0
+
+    def act_info(self, observation, episode_start):
+        self.act_info_calls += 1
+        return self.act(observation), {"logp": np.zeros(len(observation), dtype=np.float32)}
+
+
+def test_a_window_that_finished_no_episode_has_no_score():
+    """Acrobot's episodes last 500 steps: a 256-step window ends none, and its
+    partial reward sum (-256) must not stand as a return better than any real one."""
+    agent = ScriptedAgent(script(1.0))
+    recorder = Recorder()
+    pipe = VectorBatchPipeline(env_id="Acrobot-v1", n_envs=1, window_size=256, seed=0)
+    report = RLOptimizer(agent, pipe, max_episodes=3, callbacks=[recorder], **DENSE).run()
+    scored = [episode for episode, _ in recorder.of("on_episode_end")]
+    assert scored == [2, 3]  # window 1 (steps 1-256) ended no episode: not evaluated
+    first = recorder.of("on_episode_end")[0][1]
+    assert first.primary_score == -500.0  # the whole first episode, a real return
+    assert report.best_episode == 2
+
+
+def test_the_best_is_judged_on_fresh_episodes_and_ties_go_to_the_later_policy():
+    from optix_core.selection import EvaluationSelection
+
+    agent = ScriptedAgent(script(1, 5, 5, 5, 4))
+    recorder = Recorder()
+    # Always pushing left, MountainCar's every episode scores -200: every candidate ties.
+    selection = EvaluationSelection("MountainCar-v0", episodes=2)
+    report = RLOptimizer(
+        agent,
+        pipeline(),
+        evaluator=SkillEvaluator(),
+        selection=selection,
+        final_eval_episodes=3,
+        max_episodes=5,
+        callbacks=[recorder],
+        **DENSE,
+    ).run()
+    judged = [m.metrics.get("selection_score") for _, m in recorder.of("on_episode_end")]
+    assert judged[:4] == [-200.0] * 4 and judged[4] is None  # 4 is below the best 5: no cost
+    assert [s.episode_id for (s,) in recorder.of("on_improvement")] == [1, 2, 3, 4]
+    assert report.best_episode == 4 and agent.skill == 5  # the last of the tied policies
+    assert report.selection_env_steps == 4 * 2 * 200
+    assert report.final_eval is not None and len(report.final_eval.returns) == 3
+
+
+def test_degradation_is_measured_on_the_training_scale_whatever_the_selection():
+    """The selection prefers the window-1 policy; a later collapse of the training
+    score is still a degradation (measured against the best training score)."""
+    agent = ScriptedAgent(script(1, 10, 10, 10, 10, 10, 10, 1, 1))
+    recorder = Recorder()
+    loop(
+        agent,
+        checkpoint_score_fn=lambda a: -abs(a.skill - 1),
+        min_episodes_before_degradation=1,
+        rollback_on_degradation=True,
+        max_episodes=8,
+        callbacks=[recorder],
+    ).run()
+    assert [e for e, _ in recorder.of("on_degradation")] == [8]
+    assert agent.skill == 1  # rolled back to, and ending with, the selected policy
+
+
+def test_a_validation_pipeline_only_acts():
+    agent = EpisodesEvaluatorAgent(script(1, 2, 3))
+    train = VectorBatchPipeline(env_id="CartPole-v1", n_envs=1, window_size=4, seed=0)
+    val = VectorBatchPipeline(env_id="CartPole-v1", n_envs=1, window_size=64, seed=1)
+    RLOptimizer(
+        agent, train, val_pipeline=val, evaluator=SkillEvaluator(), max_episodes=3, **DENSE
+    ).run()
+    assert agent.act_info_calls == 3 * 4  # the training windows' steps, none of validation's
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_a_non_finite_score_neither_crashes_a_checkpointed_run_nor_disables_the_margin(
+    bad, tmp_path
+):
+    scores = [1.0, 2.0, 1.5, 0.0, 2.5, 1.0, 2.0]
+
+    class BrokenOnce(SkillEvaluator):
+        def score(self, episode_data, train_diagnostics):
+            metrics = super().score(episode_data, train_diagnostics)
+            if episode_data.episode_id == 4:
+                metrics.primary_score = bad
+            return metrics
+
+    agent = ScriptedAgent(lambda t: scores[min(t, len(scores) - 1)], save_clock=True)
+    optimizer = RLOptimizer(
+        agent,
+        pipeline(),
+        evaluator=BrokenOnce(),
+        checkpoint_dir=tmp_path,
+        max_episodes=len(scores),
+        max_interval_episodes=1,
+        noise_k=0.0,
+    )
+    report = optimizer.run()
+    assert report.episodes == len(scores)
+    assert all(math.isfinite(x) for x in optimizer.scheduler.state_dict()["raw"])
+    assert optimizer.scheduler.noise() > 0  # the margin still rests on the finite scores
+    assert report.best_score == pytest.approx(2.0)  # smoothed (1.5 + 2.5) / 2: bad never counted
+
+
+def test_max_env_steps_stops_at_the_first_window_past_the_budget():
+    report = loop(ScriptedAgent(script(1)), max_env_steps=5).run()
+    assert report.env_steps == 6 and report.episodes == 3  # windows of 2 steps
+    assert report.stop_reason == "max_env_steps (5) reached"

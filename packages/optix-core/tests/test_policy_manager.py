@@ -418,3 +418,21 @@ def test_meta_controller_with_validation_end_to_end():
     assert report.val_score is not None and report.generalization_gap is not None
     assert report.stop_reason in ("Spawn budget exhausted", "max_episodes (150 windows) reached")
     assert pm.registry is None  # the loop's temporary registry was only borrowed
+
+
+def test_a_resumed_run_keeps_the_spawn_budget_it_spent(tmp_path):
+    def run(resume: bool, max_episodes: int) -> PolicyManager:
+        agent = cem(0)
+        pm = PolicyManager(max_spawns=2, search_space=CEM_SPACE, seed=0)
+        callback = pm.as_callback(agent)
+        loop = cartpole_loop(
+            agent, [callback], max_episodes, checkpoint_dir=tmp_path, resume=resume
+        )
+        callback.set_stop_fn(loop.stop)
+        loop.run()
+        return pm
+
+    first = run(False, 40)
+    assert first.spawns_used >= 1
+    resumed = run(True, 41)
+    assert resumed.spawns_used >= first.spawns_used

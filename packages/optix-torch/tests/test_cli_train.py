@@ -18,6 +18,12 @@ def train(env_id: str, tmp_path, capsys) -> tuple[dict, TrainConfig, str]:
     return json.loads((run_dir / REPORT).read_text()), TrainConfig.load(run_dir), out
 
 
+def test_a_backend_alone_trains_its_preferred_algorithm(tmp_path, capsys) -> None:
+    argv = ["train", "CartPole-v1", "--backend", "torch", "--max-windows", "1"]
+    assert main([*argv, "--seed", "0", "--run-dir", str(tmp_path)]) == 0
+    assert "training ppo (torch) on CartPole-v1" in capsys.readouterr().out
+
+
 @pytest.mark.slow
 def test_optix_train_cartpole_runs_torch_ppo_to_dormant_and_reports(tmp_path, capsys) -> None:
     report, config, out = train("CartPole-v1", tmp_path, capsys)
@@ -25,7 +31,9 @@ def test_optix_train_cartpole_runs_torch_ppo_to_dormant_and_reports(tmp_path, ca
     assert report["final_state"] == "DORMANT"
     assert report["stop_reason"].startswith("converged: DORMANT")
     assert "state=DORMANT" in out and "Training Complete" in out
-    assert report["final_eval"]["mean"] >= 475
+    assert report["final_eval"]["mean"] >= 495
+    lines = [json.loads(x) for x in (next(tmp_path.iterdir()) / "metrics.jsonl").open()]
+    assert lines[-1]["best"] == report["best_score"] and lines[-1]["selection"] is not None
 
 
 @pytest.mark.slow

@@ -85,6 +85,17 @@ class PolicyManagerCallback(LoopCallback):
         self._started = time.monotonic()
         self._borrowed_registry = False
 
+    def state_dict(self) -> dict[str, Any]:
+        """The spawn budget spent and the prunes done, so a resumed run keeps its budget.
+
+        Frozen ensemble members are agents, not state: a resumed run starts
+        its ensemble again from the trained agent."""
+        return {"spawns_used": self.manager.spawns_used, "pruned": self.manager.pruned}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.manager.spawns_used = int(state.get("spawns_used", 0))
+        self.manager.pruned = int(state.get("pruned", 0))
+
     def set_stop_fn(self, fn: Callable[[str], Any]) -> None:
         """``fn(reason)`` is called to end training; ``RLOptimizer.stop`` fits."""
         self._stop_fn = fn
