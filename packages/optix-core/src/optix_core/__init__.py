@@ -17,6 +17,7 @@ _EXPORTS = {
     "BaseAgent": "agent",
     "LoopCallback": "callbacks",
     "CheckpointError": "checkpoints",
+    "CheckpointLockedError": "checkpoints",
     "CheckpointRegistry": "checkpoints",
     "CorruptCheckpointError": "checkpoints",
     "BaseEvaluator": "evaluator",
@@ -120,7 +121,12 @@ if TYPE_CHECKING:
         window_transitions,
     )
     from optix_core.callbacks import Hook, LoopCallback
-    from optix_core.checkpoints import CheckpointError, CheckpointRegistry, CorruptCheckpointError
+    from optix_core.checkpoints import (
+        CheckpointError,
+        CheckpointLockedError,
+        CheckpointRegistry,
+        CorruptCheckpointError,
+    )
     from optix_core.evaluation import evaluate_policy
     from optix_core.evaluator import BaseEvaluator, EpisodeReturnEvaluator
     from optix_core.evolution import (
@@ -182,6 +188,7 @@ __all__ = [
     "Bound",
     "CallbackSpec",
     "CheckpointError",
+    "CheckpointLockedError",
     "CheckpointRegistry",
     "CheckpointSelection",
     "CorruptCheckpointError",

@@ -9,9 +9,11 @@ back to the best checkpoint); on the scheduler's evaluation windows *score*
 asks the evaluator (and the validation pipeline, which only acts) for a
 score, *decide* moves the BackoffScheduler, *select* lets the checkpoint
 selection policy judge the policy and checkpoints it when it is the new best,
-*guard* rolls back on degradation, *tune* asks the online optimizer for the
-next hyperparameters, and *notify* tells the callbacks what happened, in that
-order. After every window the loop's whole state is written as the
+*guard* rolls back on degradation, and *notify* tells the callbacks what
+happened, in that order. *tune* runs on every window: it asks the online
+optimizer for the next hyperparameters as soon as the ones in force have
+evidence of their own, experience collected entirely under them
+(``optix_core.tuning``), independent of the evaluation schedule. After every window the loop's whole state is written as the
 ``latest`` snapshot (when it has a ``checkpoint_dir``), so a killed run
 resumes having lost at most the window in progress.
 
@@ -50,6 +52,7 @@ from optix_core.selection import (
     ScoreFunctionSelection,
     TrainingScoreSelection,
 )
+from optix_core.tuning import ProposalEvidence
 from optix_core.types import EpisodeData, EvalMetrics, HyperparamSet, LoopState, PolicySnapshot
 
 log = logging.getLogger("optix")
@@ -82,7 +85,9 @@ class RLOptimizer:
     evaluation of the chosen policy on episodes that did not choose it.
 
     ``max_env_steps`` stops after that many environment steps (checked after
-    each window; SB3's ``total_timesteps``). ``checkpoint_dir=None`` keeps
+    each window; SB3's ``total_timesteps``). ``tuning_episodes`` is how many
+    episodes begun under the optimizer's proposal score it (default: one per
+    environment column). ``checkpoint_dir=None`` keeps
     snapshots in a temporary directory removed when ``run()`` returns;
     ``resume=True`` continues the run whose snapshots ``checkpoint_dir``
     holds, or starts it when it holds none yet.
@@ -105,6 +110,7 @@ class RLOptimizer:
         max_episodes: int | None = None,
         max_env_steps: int | None = None,
         final_eval_episodes: int = 0,
+        tuning_episodes: int | None = None,
         base_interval: int = 1,
         backoff_factor: float = 2.0,
         max_interval_episodes: int = 100,
@@ -162,6 +168,7 @@ class RLOptimizer:
         self.evaluator = evaluator or EpisodeReturnEvaluator()
         self.optimizer = optimizer  # None: SPSA over the agent's search_space, set up in run()
         self.selection = selection
+        self.evidence = ProposalEvidence(tuning_episodes)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.max_snapshots = max_snapshots
         self.max_episodes = max_episodes
@@ -257,14 +264,17 @@ class RLOptimizer:
         self.episode += 1
         diagnostics = self._learn(agent, data)
         assert self.scheduler is not None
-        if diagnostics is not None and self.scheduler.should_evaluate(self.episode):
-            metrics = self._score(data, diagnostics, val_windows)
+        if diagnostics is not None:
+            metrics = decision = None
+            events: list[Event] = []
+            if self.scheduler.should_evaluate(self.episode):
+                metrics = self._score(data, diagnostics, val_windows)
             if metrics is not None:
                 decision = self._decide(metrics)
-                events = self._select(agent, metrics, decision)
+                events += self._select(agent, metrics, decision)
                 events += self._guard(agent, metrics, decision)
-                events += self._tune(agent, metrics, decision)
-                self._notify(metrics, decision, events)
+            events += self._tune(agent, data, diagnostics)
+            self._notify(metrics, decision, events)
         self._save_latest(agent)
 
     def _learn(self, agent: BaseAgent, data: EpisodeData) -> dict[str, Any] | None:
@@ -304,8 +314,10 @@ class RLOptimizer:
         assert self.scheduler is not None
         decision = self.scheduler.record(self.episode, metrics.primary_score)
         metrics.metrics.update(smoothed_score=decision.smoothed, interval=float(decision.interval))
-        if self.optimizer is not None:  # was this window's score the optimizer's probe?
+        if self.optimizer is not None:  # is a probe of the optimizer in force?
             metrics.metrics["tuning_probe"] = float(self.optimizer.is_probing)
+            if decision.entered_cooling:
+                self.optimizer.on_plateau(metrics)
         return decision
 
     def _select(
@@ -347,7 +359,7 @@ class RLOptimizer:
         if not decision.raw < best - (1.0 - self.degradation_threshold) * abs(best):
             return []
         if self.rollback_on_degradation and agent.is_on_policy:
-            self._restore_best(agent)
+            self._roll_back(agent)
             log.info(
                 "window %d: degraded to %.4g (best %.4g); rolled back to %s",
                 self.episode,
@@ -358,23 +370,39 @@ class RLOptimizer:
         return [(Hook.ON_DEGRADATION, (self.episode, metrics))]
 
     def _tune(
-        self, agent: BaseAgent, metrics: EvalMetrics, decision: ScheduleDecision
+        self, agent: BaseAgent, data: EpisodeData, diagnostics: dict[str, Any]
     ) -> list[Event]:
+        """Ask the optimizer for the next hyperparameters, once the ones in force
+        have evidence of their own (see ``optix_core.tuning``)."""
         if self.optimizer is None:
             return []
-        if decision.entered_cooling:
-            self.optimizer.on_plateau(metrics)
+        evidence = self.evidence.observe(data, self.pipeline.env_steps)
+        if evidence is None:
+            return []
+        metrics = self.evaluator.score(evidence, diagnostics)
+        if metrics is None:
+            return []
+        metrics.episode_id = self.episode
         current = agent.get_hyperparams()
         proposed = self.optimizer.suggest(current, metrics)
-        if proposed.params == current.params:
+        changed = proposed.params != current.params
+        self.evidence.restart(changed)
+        if not changed:
             return []
         proposed.episode_id = self.episode
         agent.set_hyperparams(proposed)
         return [(Hook.ON_HYPERPARAM_UPDATE, (current, proposed))]
 
     def _notify(
-        self, metrics: EvalMetrics, decision: ScheduleDecision, events: list[Event]
+        self,
+        metrics: EvalMetrics | None,
+        decision: ScheduleDecision | None,
+        events: list[Event],
     ) -> None:
+        if metrics is None or decision is None:  # no evaluation this window
+            for hook, args in events:
+                self.callbacks.fire(hook, *args)
+            return
         if self.verbose:
             print(self._line(metrics, decision), flush=True)
         self.callbacks.fire(Hook.ON_EPISODE_END, self.episode, metrics)
@@ -410,7 +438,7 @@ class RLOptimizer:
             ", ".join(keys),
             self.best_snapshot.snapshot_id,
         )
-        self._restore_best(agent)
+        self._roll_back(agent)
         if self.last_metrics is not None:
             self.callbacks.fire(Hook.ON_DEGRADATION, self.episode, self.last_metrics)
 
@@ -468,6 +496,7 @@ class RLOptimizer:
             "val_pipeline": self.val_pipeline.state_dict() if self.val_pipeline else {},
             "optimizer": self.optimizer.state_dict() if self.optimizer else {},
             "selection": self.selection.state_dict(),
+            "tuning": self.evidence.state_dict(),
             "callbacks": self.callbacks.state_dict(),
         }
 
@@ -476,6 +505,10 @@ class RLOptimizer:
             manifest = self.registry.restore(agent, kind="best")
             if manifest is None:
                 log.error("no best snapshot could be restored; the agent keeps its current weights")
+
+    def _roll_back(self, agent: BaseAgent) -> None:
+        self._restore_best(agent)
+        self.evidence.restart()  # other weights, perhaps other hyperparameters
 
     # ---- setup, resume, teardown ----------------------------------------
 
@@ -548,6 +581,7 @@ class RLOptimizer:
         if self.optimizer is not None and state.get("optimizer"):
             self.optimizer.load_state_dict(state["optimizer"])
         self.selection.load_state_dict(state.get("selection", {}))
+        self.evidence.load_state_dict(state.get("tuning", {}))
         self.callbacks.load_state_dict(state.get("callbacks", {}))
         bests = self.registry.snapshots("best")
         self.best_snapshot = bests[0] if bests else None

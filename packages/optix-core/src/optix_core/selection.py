@@ -17,9 +17,11 @@ Three policies:
   evaluations whose training score is within the scheduler's noise margin of
   the best so far; each is scored on fresh deterministic episodes seeded apart
   from training and from the report. A candidate replaces the best when it
-  scores higher, or ties: a tie goes to the later policy, which has more
-  training behind it (the first policy to reach CartPole's 500 on five
-  episodes is rarely the one that holds it).
+  scores higher, or ties (within one standard error of the highest score
+  seen): a tie goes to the later policy, which has more training behind it
+  (the first policy to reach CartPole's 500 on five episodes is rarely the
+  one that holds it, and Acrobot's early lucky five episodes are no reason to
+  keep a policy that later ones match).
 - ``ScoreFunctionSelection``: tensor-optix's ``checkpoint_score_fn``, called
   at every evaluation.
 """
@@ -29,7 +31,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from optix_core.agent import BaseAgent
@@ -49,12 +51,14 @@ class Candidate:
     score: float  # what "best" compares: the selection score
     train_score: float  # the smoothed training score at that window
     episodes: int = 0  # evaluation episodes behind ``score`` (0: the training score)
+    sem: float = 0.0  # standard error of ``score`` (0 when it is exact)
 
 
 class CheckpointSelection(ABC):
     """Decides which evaluations' policies are candidates, scores them, ranks them."""
 
     env_steps: int = 0  # environment steps spent judging candidates
+    peak: Candidate | None = None  # the highest-scoring candidate so far
 
     @abstractmethod
     def judge(
@@ -64,18 +68,37 @@ class CheckpointSelection(ABC):
         candidate; None when it does not (at no cost)."""
 
     def beats(self, candidate: Candidate, best: Candidate | None) -> bool:
-        """Whether ``candidate`` becomes the best; ties go to the later policy."""
-        if best is None or not math.isfinite(best.score):
-            return math.isfinite(candidate.score)
-        return candidate.score > best.score or math.isclose(
-            candidate.score, best.score, rel_tol=1e-9, abs_tol=1e-9
+        """Whether ``candidate`` becomes the best.
+
+        It does when it scores higher than the best, or ties: it scores within
+        one standard error (of the difference) of the highest score seen so
+        far. A tie goes to the later policy, which has more training behind it;
+        measuring ties against the peak, not the current best, keeps a run of
+        ties from drifting downwards.
+        """
+        if not math.isfinite(candidate.score):
+            return False
+        peak = self.peak
+        if peak is None or candidate.score > peak.score:
+            self.peak = candidate
+        if best is None or not math.isfinite(best.score) or candidate.score > best.score:
+            return True
+        assert peak is not None
+        tolerance = math.hypot(candidate.sem, peak.sem)
+        return candidate.score >= peak.score - tolerance or math.isclose(
+            candidate.score, peak.score, rel_tol=1e-9, abs_tol=1e-9
         )
 
     def state_dict(self) -> dict[str, Any]:
-        return {"env_steps": self.env_steps}
+        return {
+            "env_steps": self.env_steps,
+            "peak": None if self.peak is None else asdict(self.peak),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.env_steps = int(state.get("env_steps", 0))
+        peak = state.get("peak")
+        self.peak = None if peak is None else Candidate(**peak)
 
 
 class TrainingScoreSelection(CheckpointSelection):
@@ -154,8 +177,9 @@ class EvaluationSelection(CheckpointSelection):
             n_envs=self.n_envs,
             env_kwargs=self.env_kwargs,
         )
-        self.env_steps += int(result.lengths.sum())
-        return Candidate(window, result.mean, decision.smoothed, episodes=self.episodes)
+        self.env_steps += result.env_steps
+        sem = result.std / math.sqrt(self.episodes)
+        return Candidate(window, result.mean, decision.smoothed, self.episodes, sem)
 
     def report(self, agent: BaseAgent, episodes: int = 20) -> PolicyEvaluation:
         """The chosen policy on ``episodes`` deterministic episodes that chose nothing."""

@@ -102,3 +102,4 @@ class EnvPipeline(BasePipeline):
         self._steps = int(state["env_steps"])
         self._windows = int(state["windows"])
         self.stats.load_state_dict(state.get("stats", {}))
+        self.stats.restart(self._steps)

@@ -22,11 +22,15 @@ class EpisodeStats:
     def __init__(self, n_envs: int, stats_window: int) -> None:
         if stats_window < 1:
             raise ValueError(f"stats_window must be >= 1, got {stats_window}")
+        self.n_envs = n_envs
+        self.steps = 0  # env steps counted so far, over all columns
         self.running_return = np.zeros(n_envs, dtype=np.float64)
         self.running_length = np.zeros(n_envs, dtype=np.int64)
+        self.running_start = np.zeros(n_envs, dtype=np.int64)
         self.recent: deque[float] = deque(maxlen=stats_window)
         self.ended_returns: list[float] = []
         self.ended_lengths: list[int] = []
+        self.ended_starts: list[int] = []
 
     def step(self, rewards: np.ndarray, dones: np.ndarray) -> None:
         self.running_return += rewards
@@ -34,23 +38,40 @@ class EpisodeStats:
         for i in np.flatnonzero(dones):
             self.ended_returns.append(float(self.running_return[i]))
             self.ended_lengths.append(int(self.running_length[i]))
+            self.ended_starts.append(int(self.running_start[i]))
             self.recent.append(float(self.running_return[i]))
+        self.steps += self.n_envs
         self.running_return[dones] = 0.0
         self.running_length[dones] = 0
+        self.running_start[dones] = self.steps
 
     def cut(self, column: int) -> None:
         """An episode interrupted without an end from the environment (a reconnect)."""
         self.running_return[column] = 0.0
         self.running_length[column] = 0
+        self.running_start[column] = self.steps
+
+    def restart(self, steps: int) -> None:
+        """Every environment starts a new episode at ``steps`` (a resumed run)."""
+        self.steps = steps
+        self.running_return[:] = 0.0
+        self.running_length[:] = 0
+        self.running_start[:] = steps
 
     def window_infos(self) -> dict[str, Any]:
-        """The statistics for the window that just ended; starts the next one."""
+        """The statistics for the window that just ended; starts the next one.
+
+        ``episode_start_steps`` says when each ended episode began (the env
+        step count at its first step), so experience can be told apart by the
+        hyperparameters it was collected under.
+        """
         infos = {
             "episode_returns": np.asarray(self.ended_returns, dtype=np.float64),
             "episode_lengths": np.asarray(self.ended_lengths, dtype=np.int64),
+            "episode_start_steps": np.asarray(self.ended_starts, dtype=np.int64),
             "recent_returns": np.asarray(self.recent, dtype=np.float64),
         }
-        self.ended_returns, self.ended_lengths = [], []
+        self.ended_returns, self.ended_lengths, self.ended_starts = [], [], []
         return infos
 
     def state_dict(self) -> dict[str, Any]:

@@ -104,14 +104,18 @@ class AgentConformance:
             seed=self.seed if seed is None else seed,
         )
 
-    def window(self, agent: BaseAgent, env_id: str) -> EpisodeData:
-        pipeline = VectorBatchPipeline(
+    def pipeline(self, agent: BaseAgent, env_id: str) -> VectorBatchPipeline:
+        """The suite's pipeline: ``n_envs`` environments, ``window_size`` steps."""
+        return VectorBatchPipeline(
             env_id=env_id,
             n_envs=self.n_envs,
             window_size=self.window_size,
             seed=self.seed,
             agent=agent,
         )
+
+    def window(self, agent: BaseAgent, env_id: str) -> EpisodeData:
+        pipeline = self.pipeline(agent, env_id)
         try:
             return pipeline.collect()
         finally:
@@ -120,13 +124,7 @@ class AgentConformance:
     def train(self, agent: BaseAgent, env_id: str) -> list[EpisodeData]:
         """``learn_windows`` windows from one pipeline, learning from each as it
         comes (as the loop does); returns the windows."""
-        pipeline = VectorBatchPipeline(
-            env_id=env_id,
-            n_envs=self.n_envs,
-            window_size=self.window_size,
-            seed=self.seed,
-            agent=agent,
-        )
+        pipeline = self.pipeline(agent, env_id)
         windows = []
         try:
             for _ in range(self.learn_windows):
