@@ -559,3 +559,15 @@ def test_sigkill_during_a_write_leaves_the_previous_snapshot_loadable(tmp_path):
     np.testing.assert_array_equal(agent.mean, np.arange(agent.mean.size, dtype=np.float64))
     assert [s.score for s in registry.snapshots()] == [1.0]
     registry.release()
+
+
+def test_snapshots_that_are_not_durable_never_push_out_the_last_durable_latest(tmp_path):
+    registry = CheckpointRegistry(tmp_path)
+    agent = ArrayAgent()
+    ids = [
+        save(registry, agent, 0.0, kind="latest", episode=i, durable=i == 0).snapshot_id
+        for i in range(5)
+    ]
+    assert snapshot_dirs(tmp_path, "latest-") == sorted([ids[0], ids[3], ids[4]])
+    save(registry, agent, 0.0, kind="latest", episode=5)  # durable: the old one may go
+    assert len(snapshot_dirs(tmp_path, "latest-")) == 2

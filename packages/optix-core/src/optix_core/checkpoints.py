@@ -141,9 +141,14 @@ class CheckpointRegistry:
         hyperparams: HyperparamSet,
         loop_state: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
+        durable: bool = True,
     ) -> PolicySnapshot:
         """Write a snapshot atomically; keep the best N, and two ``latest``.
 
+        ``durable=False`` skips the fsyncs: the rename is still atomic, so a
+        killed process leaves either the whole snapshot or none, but a machine
+        that loses power may lose it. The newest durable ``latest`` is kept
+        beside the two newest, so there is always one to fall back to.
         Works without ``acquire()`` for simple single-process use; a process
         that shares the directory with readers or resumes should acquire.
         """
@@ -168,13 +173,16 @@ class CheckpointRegistry:
                 "versions": dict(_versions()),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "files": {rel: _sha256(tmp / rel) for rel in _files(tmp)},
+                "durable": durable,
             }
             manifest = _sealed(manifest)
             _write_json(tmp / MANIFEST, manifest)
-            _fsync_tree(tmp)
+            if durable:
+                _fsync_tree(tmp)
             final = self.directory / snapshot_id
             os.rename(tmp, final)
-            _fsync_dir(self.directory)
+            if durable:
+                _fsync_dir(self.directory)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -188,8 +196,10 @@ class CheckpointRegistry:
     def _prune(self, kind: str) -> None:
         keep = LATEST_KEPT if kind == "latest" else self.max_snapshots
         ranked = self._ranked(kind)
+        durable = next((path for path, m in ranked if m.get("durable", True)), None)
         for path, _ in ranked[keep:]:
-            shutil.rmtree(path, ignore_errors=True)
+            if path != durable:
+                shutil.rmtree(path, ignore_errors=True)
 
     # ---- reading -------------------------------------------------------
 

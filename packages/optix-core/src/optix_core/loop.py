@@ -59,6 +59,7 @@ log = logging.getLogger("optix")
 
 AgentFactory = Callable[[dict[str, Any]], BaseAgent]
 Event = tuple[Hook, tuple[Any, ...]]
+DURABLE_SECONDS = 30.0  # the longest a machine crash may set a run back
 
 
 class TrainingDivergedError(RuntimeError):
@@ -203,6 +204,7 @@ class RLOptimizer:
         self._elapsed_before = 0.0
         self._started = time.monotonic()
         self._temp_dir: Path | None = None
+        self._last_durable = -math.inf
 
     # ---- public controls -------------------------------------------------
 
@@ -473,6 +475,10 @@ class RLOptimizer:
             return
         assert self.registry is not None
         metrics = self.last_metrics or EvalMetrics(primary_score=math.nan)
+        # Every window's state survives a killed process; fsync (what survives a
+        # lost machine) at most every DURABLE_SECONDS, or it would cost small
+        # windows more than their learning.
+        durable = time.monotonic() - self._last_durable >= DURABLE_SECONDS
         self.registry.save(
             agent,
             kind="latest",
@@ -482,7 +488,10 @@ class RLOptimizer:
             hyperparams=agent.get_hyperparams(),
             loop_state=self.loop_state(),
             extra=self.checkpoint_extra,
+            durable=durable,
         )
+        if durable:
+            self._last_durable = time.monotonic()
 
     def loop_state(self) -> dict[str, Any]:
         """Everything besides the agent that an exact resume needs."""
