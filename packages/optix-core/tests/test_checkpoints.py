@@ -203,24 +203,18 @@ def test_invalid_arguments(tmp_path):
 # ---- pruning ----------------------------------------------------------------
 
 
-def test_best_n_pruning_keeps_the_max_snapshots_best(tmp_path):
+def test_best_snapshots_are_the_loops_choices_newest_first_and_the_newest_n_are_kept(tmp_path):
+    """The selection policy decides what best means (a tie may go to a later,
+    lower-scoring policy): the registry keeps its choices in order."""
     registry = CheckpointRegistry(tmp_path, max_snapshots=3)
-    for episode, score in enumerate([5.0, 1.0, 7.0, 3.0, 9.0, 2.0, 8.0], start=1):
+    for episode, score in enumerate([5.0, 7.0, 9.0, 8.5, 8.8], start=1):
         save(registry, ArrayAgent([score]), score, episode=episode)
     kept = registry.snapshots("best")
-    assert [s.score for s in kept] == [9.0, 8.0, 7.0]
-    assert [s.episode_id for s in kept] == [5, 7, 3]
+    assert [s.episode_id for s in kept] == [5, 4, 3]
     assert len(snapshot_dirs(tmp_path, "best-")) == 3
     agent = ArrayAgent()
     registry.restore(agent)
-    np.testing.assert_array_equal(agent.weights, [9.0])
-
-
-def test_equal_scores_prefer_the_newest(tmp_path):
-    registry = CheckpointRegistry(tmp_path, max_snapshots=2)
-    for episode in (1, 2, 3):
-        save(registry, ArrayAgent([float(episode)]), 10.0, episode=episode)
-    assert [s.episode_id for s in registry.snapshots()] == [3, 2]
+    np.testing.assert_array_equal(agent.weights, [8.8])  # the current best, not the top score
 
 
 def test_latest_keeps_the_newest_two_and_leaves_best_alone(tmp_path):
@@ -321,7 +315,7 @@ def test_an_edited_manifest_is_refused_and_restore_falls_back(tmp_path, caplog, 
     assert bad.snapshot_id in caplog.text
 
 
-def test_a_manifest_edited_to_hold_nan_is_refused_and_ranked_last(tmp_path):
+def test_a_manifest_edited_to_hold_nan_is_refused(tmp_path):
     registry = CheckpointRegistry(tmp_path)
     good = save(registry, ArrayAgent([1.0]), 1.0)
     bad = save(registry, ArrayAgent([2.0]), 2.0)
@@ -329,8 +323,8 @@ def test_a_manifest_edited_to_hold_nan_is_refused_and_ranked_last(tmp_path):
     file.write_text(file.read_text().replace('"score": 2.0', '"score": NaN'))
     with pytest.raises(CorruptCheckpointError, match="manifest_sha256"):
         registry.verify(bad.path)
-    assert [s.snapshot_id for s in registry.snapshots()] == [good.snapshot_id, bad.snapshot_id]
-    assert registry.restore(ArrayAgent())["snapshot_id"] == good.snapshot_id
+    assert [s.snapshot_id for s in registry.snapshots()] == [bad.snapshot_id, good.snapshot_id]
+    assert registry.restore(ArrayAgent())["snapshot_id"] == good.snapshot_id  # falls back
 
 
 def test_a_manifest_without_its_own_hash_is_refused(tmp_path):

@@ -883,3 +883,18 @@ def test_max_env_steps_stops_at_the_first_window_past_the_budget():
     report = loop(ScriptedAgent(script(1)), max_env_steps=5).run()
     assert report.env_steps == 6 and report.episodes == 3  # windows of 2 steps
     assert report.stop_reason == "max_env_steps (5) reached"
+
+
+def test_the_agent_ends_with_the_policy_the_selection_chose_not_the_top_score(tmp_path):
+    from optix_core.selection import Candidate, CheckpointSelection
+
+    class NoisyJudge(CheckpointSelection):
+        """Judges window w at 10 - w / 4 with a standard error of 1: all tie."""
+
+        def judge(self, agent, window, metrics, decision):
+            return Candidate(window, 10.0 - window / 4, decision.smoothed, 5, 1.0)
+
+    agent = ScriptedAgent(script(1, 2, 3, 4), save_clock=True)
+    report = loop(agent, selection=NoisyJudge(), checkpoint_dir=tmp_path, max_episodes=4).run()
+    assert report.best_episode == 4 and agent.skill == 4  # 9.0 ties the peak 9.75 within 1.41
+    assert report.best_score == 9.0

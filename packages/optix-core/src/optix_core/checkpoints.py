@@ -9,9 +9,13 @@ temporary directory, fsynced and renamed into place, so a crash mid-write
 leaves the previous snapshots untouched. A snapshot that does not match its
 hashes is refused, and restoring falls back to the next good one.
 
-Two kinds live side by side: ``best-*`` snapshots, the ``max_snapshots``
-highest-scoring ones, and ``latest-*``, the loop's two most recent states
-(two, so a torn or corrupt newest one still leaves one to resume from).
+Two kinds live side by side: ``best-*`` snapshots, each policy the loop
+chose as its best, the newest (the current best) first, ``max_snapshots`` of
+them kept; and ``latest-*``, the loop's two most recent states (two, so a
+torn or corrupt newest one still leaves one to resume from). The loop's
+selection policy decides what "best" means (``optix_core.selection``); the
+registry keeps its choices in order rather than ranking them again by score,
+so a tie that went to a later policy is never undone here.
 
 One process writes a directory at a time: the writer calls ``acquire()``
 (or uses the registry as a context manager), which takes an ``flock`` on
@@ -28,7 +32,6 @@ import functools
 import hashlib
 import json
 import logging
-import math
 import os
 import re
 import shutil
@@ -143,7 +146,7 @@ class CheckpointRegistry:
         extra: dict[str, Any] | None = None,
         durable: bool = True,
     ) -> PolicySnapshot:
-        """Write a snapshot atomically; keep the best N, and two ``latest``.
+        """Write a snapshot atomically; keep the newest N ``best``, and two ``latest``.
 
         ``durable=False`` skips the fsyncs: the rename is still atomic, so a
         killed process leaves either the whole snapshot or none, but a machine
@@ -216,7 +219,7 @@ class CheckpointRegistry:
         ]
 
     def _ranked(self, kind: str) -> list[tuple[Path, dict[str, Any]]]:
-        """Snapshots of ``kind``, best first (``latest``: newest first)."""
+        """Snapshots of ``kind``, newest first."""
         entries = []
         for path in self._dirs():
             if not path.name.startswith(kind + "-"):
@@ -229,20 +232,10 @@ class CheckpointRegistry:
                 manifest = {}
             entries.append((path, manifest))
 
-        def order(entry: tuple[Path, dict[str, Any]]) -> tuple[float, int]:
-            path, manifest = entry
-            sequence = _sequence(path)
-            if kind == "latest":
-                return (0.0, -sequence)
-            score = manifest.get("score")
-            if not isinstance(score, int | float) or math.isnan(score):  # NaN breaks sorting
-                score = float("-inf")
-            return (-score, -sequence)
-
-        return sorted(entries, key=order)
+        return sorted(entries, key=lambda entry: -_sequence(entry[0]))
 
     def snapshots(self, kind: str = "best") -> list[PolicySnapshot]:
-        """Snapshots on disk, best (or newest) first; unverified.
+        """Snapshots on disk, newest first; unverified.
 
         One that vanished (pruned by the writer) or cannot be read is left out.
         """
@@ -300,7 +293,7 @@ class CheckpointRegistry:
         return manifest
 
     def restore(self, agent: BaseAgent, kind: str = "best") -> dict[str, Any] | None:
-        """Load the best good snapshot of ``kind``, skipping corrupt ones.
+        """Load the newest good snapshot of ``kind``, skipping corrupt ones.
 
         A snapshot the writer prunes between our listing and our reading
         (an ``OSError`` mid-verify or mid-load) is skipped the same way.
