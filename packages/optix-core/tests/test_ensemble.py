@@ -8,6 +8,7 @@ import pytest
 
 from optix_core.agent import BaseAgent
 from optix_core.evolution import EnsembleAgent, PolicyManager
+from optix_core.hyperparams import Bound
 from optix_core.loop import RLOptimizer
 from optix_core.pipeline import VectorBatchPipeline
 from optix_core.registry import make_agent
@@ -160,6 +161,26 @@ def test_learning_and_checkpoints_are_the_primarys(tmp_path):
     primary.mean[:] = 0.0
     agent.load_weights(str(tmp_path / "w"))
     np.testing.assert_array_equal(primary.mean, 1.0)
+
+
+def test_the_search_space_and_bounds_are_the_primarys():
+    class Declares(Fixed):
+        @property
+        def search_space(self):
+            return {"learning_rate": ("log_float", 1e-4, 3e-3)}
+
+        @property
+        def hyperparam_bounds(self):
+            return {"learning_rate": Bound(0.0, 1.0, open_low=True)}
+
+    primary, other = Declares([1, 2, 3]), Fixed([1, 2, 3])
+    agent = ensemble((primary, 1.0), (other, 1.0))
+    # What the loop's default SPSA tunes and what PolicyManager perturbs within.
+    assert agent.search_space == {"learning_rate": ("log_float", 1e-4, 3e-3)}
+    assert agent.hyperparam_bounds == {"learning_rate": Bound(0.0, 1.0, open_low=True)}
+    assert ensemble((other, 1.0), (primary, 1.0)).search_space == {}  # the primary's only
+    cem = make_agent("cem", "CartPole-v1", seed=0)
+    assert EnsembleAgent(PolicyManager(), cem).hyperparam_bounds == cem.hyperparam_bounds != {}
 
 
 def test_an_ensemble_trains_its_primary_in_a_loop():

@@ -22,6 +22,25 @@ PPO_BOUNDS = {
 
 
 @pytest.mark.parametrize(
+    ("bound", "value", "clipped"),
+    [
+        (Bound(0.0, 1.0), 1.02, 1.0),
+        (Bound(0.0, 1.0), -0.5, 0.0),
+        (Bound(0.0, 1.0), 0.5, 0.5),
+        (Bound(0.0, 1.0, open_low=True), -1.0, math.nextafter(0.0, 1.0)),
+        (Bound(1, 1000, integer=True), 0.2, 1),
+        (Bound(1, 1000, integer=True), 1e9, 1000),
+        (Bound(2.5, 7.5, integer=True), 9, 7),
+        (Bound(), -1e300, -1e300),
+    ],
+)
+def test_bound_clip_gives_the_nearest_accepted_value(bound, value, clipped):
+    assert bound.clip(value) == clipped
+    assert bound.accepts(bound.clip(value))
+    assert isinstance(bound.clip(value), int) == bound.integer
+
+
+@pytest.mark.parametrize(
     ("bound", "text"),
     [
         (Bound(0, 1), "[0, 1]"),

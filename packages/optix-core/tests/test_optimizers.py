@@ -18,6 +18,7 @@ from optix_core.optimizers import (
     bounds_from_search_space,
 )
 from optix_core.optimizers.bounds import BoundedOptimizer
+from optix_core.search_space import parse_search_space, perturb_params
 from optix_core.types import EvalMetrics, HyperparamSet
 
 ALL = (SPSAOptimizer, MomentumOptimizer, BackoffOptimizer, PBTOptimizer)
@@ -51,12 +52,14 @@ def unit(value: float, low: float, high: float, log: bool = False) -> float:
     ("kwargs", "message"),
     [
         ({"param_bounds": {"x": (1.0, 1.0)}}, "low < high"),
-        ({"param_bounds": {"x": (2.0, 1.0)}}, "low < high"),
+        ({"param_bounds": {"x": (2.0, 1.0)}}, "greater than hi"),
         ({"param_bounds": {"x": (0.0, math.inf)}}, "finite"),
         ({"param_bounds": {"x": (math.nan, 1.0)}}, "finite"),
         ({"param_bounds": {"x": (0.0,)}}, r"\(low, high\) pair"),
-        ({"param_bounds": {"x": (0.0, 1.0)}, "log_scale": ["x"]}, "lower bound > 0"),
-        ({"param_bounds": {"x": (-1.0, 1.0)}, "log_scale": ["x"]}, "lower bound > 0"),
+        ({"param_bounds": {"x": (0.0, 1.0)}, "log_scale": ["x"]}, "needs lo > 0"),
+        ({"param_bounds": {"x": (-1.0, 1.0)}, "log_scale": ["x"]}, "needs lo > 0"),
+        ({"param_bounds": {"x": (True, 1.0)}}, "not a finite number"),
+        ({"param_bounds": {3: (0.0, 1.0)}}, "hyperparameter names"),
         ({"param_bounds": {"x": (0.1, 1.0)}, "log_scale": ["y"]}, "'y', which is not in"),
         ({"param_bounds": {"x": (0.1, 1.0)}, "log_scale": "x"}, "list of names"),
         ({"param_bounds": {"learning_rate": (0.0, 0.1)}}, "log_scale=\\[\\]"),
@@ -123,6 +126,28 @@ def test_from_search_space_reads_trial_orchestrator_specs():
         bounds_from_search_space({"lr": ("loguniform", 1e-4, 1e-2)})
     with pytest.raises(ValueError, match="takes two bounds"):
         SPSAOptimizer.from_search_space({"lr": ("float", 1e-4)})
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_an_int_entry_is_tuned_on_the_integers_whatever_the_value_in_force(cls):
+    # One parser: a search space's "int" kind means integers online as in a trial,
+    # even when the agent holds the value as a float.
+    space = {"n_epochs": ("int", 3, 15), "lr": ("log_float", 1e-4, 1e-2)}
+    opt = cls.from_search_space(space, seed=0)
+    suggested = drive(opt, {"n_epochs": 10.0, "lr": 1e-3}, lambda p: -abs(p["n_epochs"] - 6), 12)
+    assert {type(p["n_epochs"]) for p in suggested} == {int}
+    assert all(3 <= p["n_epochs"] <= 15 for p in suggested)
+
+
+def test_pbt_explores_with_the_shared_perturbation_rule():
+    space = {"lr": ("log_float", 1e-5, 1e-1), "clip": ("float", 0.1, 0.3), "n": ("int", 3, 15)}
+    opt = PBTOptimizer.from_search_space(space, perturb_scale=0.2, seed=3)
+    rng = np.random.default_rng(3)
+    parsed = parse_search_space(space)
+    params = {"lr": 1e-3, "clip": 0.2, "n": 10, "gamma": 0.99}
+    for _ in range(20):
+        expected = perturb_params(params, parsed, 0.2, rng, noise="uniform")
+        assert opt.perturb(params) == expected
 
 
 # ---- behaviour every optimizer shares -------------------------------------------------------

@@ -3,7 +3,10 @@ DORMANT callback driving a real RLOptimizer with the CEM agent on CartPole."""
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -18,9 +21,11 @@ from optix_core.evolution import (
     ScoreHistory,
     perturb_hyperparams,
 )
+from optix_core.hyperparams import Bound, check_hyperparams
 from optix_core.loop import RLOptimizer
 from optix_core.pipeline import VectorBatchPipeline
 from optix_core.registry import agents, make_agent
+from optix_core.search_space import parse_search_space, perturb_params
 from optix_core.types import EvalMetrics, HyperparamSet
 
 CEM_SPACE = next(spec for spec in agents() if spec.name == "cem").search_space
@@ -122,9 +127,12 @@ def test_boost_multiplies_a_weight():
         ({"max_slope": 0.0}, "max_slope"),
         ({"degradation_threshold": 0.0}, "degradation_threshold"),
         ({"history_window": 1}, "maxlen"),
-        ({"search_space": {"lr": ("loguniform", 1e-4, 1e-2)}}, "kind must be one of"),
-        ({"search_space": {"lr": ("log_float", 0.0, 1e-2)}}, "low > 0"),
-        ({"search_space": {"lr": ("float", 1.0, 0.5)}}, "low, high"),
+        # the search-space parser's rules, the same as trials' and the optimizers'
+        ({"search_space": {"lr": ("loguniform", 1e-4, 1e-2)}}, "unknown kind 'loguniform'"),
+        ({"search_space": {"lr": ("log_float", 0.0, 1e-2)}}, "needs lo > 0"),
+        ({"search_space": {"lr": ("float", 1.0, 0.5)}}, "greater than hi"),
+        ({"search_space": {"act": ("categorical", "tanh", "tanh")}}, "repeat a value"),
+        ({"search_space": {"n": ("int", 1.5, 4)}}, "bounds must be integers"),
     ],
 )
 def test_rejects_bad_settings(kwargs, message):
@@ -436,3 +444,163 @@ def test_a_resumed_run_keeps_the_spawn_budget_it_spent(tmp_path):
     assert first.spawns_used >= 1
     resumed = run(True, 41)
     assert resumed.spawns_used >= first.spawns_used
+
+
+# ---- spawns stay inside the valid ranges; a failed spawn is counted and undone -------------
+
+
+class PPOLike(BaseAgent):
+    """A framework-free agent with PPO's hyperparameters and valid ranges: its
+    ``set_hyperparams`` refuses γ or λ above 1, as the torch agents' do, and a
+    checkpoint holds its weights and hyperparameters."""
+
+    DEFAULTS: ClassVar[dict] = {
+        "learning_rate": 3e-4,
+        "clip_ratio": 0.2,
+        "entropy_coef": 0.01,
+        "gamma": 0.99,
+        "gae_lambda": 0.95,
+        "n_epochs": 10,
+    }
+    BOUNDS: ClassVar[dict] = {
+        "learning_rate": Bound(0.0, 1.0, open_low=True),
+        "clip_ratio": Bound(0.0, 1.0, open_low=True),
+        "entropy_coef": Bound(0.0, 1.0),
+        "gamma": Bound(0.0, 1.0),
+        "gae_lambda": Bound(0.0, 1.0),
+        "n_epochs": Bound(1, 1000, integer=True),
+    }
+
+    def __init__(self, declares_bounds: bool = True, space: dict | None = None) -> None:
+        self.w = np.zeros(3)
+        self.hp = HyperparamSet(dict(self.DEFAULTS))
+        self.declares_bounds = declares_bounds
+        self.space = space or {}
+
+    def act(self, observation, deterministic=False):
+        return np.zeros(len(observation), dtype=np.int64)
+
+    def learn(self, episode_data):
+        return {}
+
+    def get_hyperparams(self):
+        return self.hp.copy()
+
+    def set_hyperparams(self, hyperparams):
+        merged = {**self.hp.params, **hyperparams.params}
+        self.hp = HyperparamSet(check_hyperparams(merged, self.BOUNDS, "ppo-like"))
+
+    def save_weights(self, path):
+        Path(path).mkdir(parents=True, exist_ok=True)
+        np.save(Path(path) / "w.npy", self.w)
+        (Path(path) / "hp.json").write_text(json.dumps(self.hp.to_dict()))
+
+    def load_weights(self, path):
+        self.w = np.load(Path(path) / "w.npy")
+        self.hp = HyperparamSet.from_dict(json.loads((Path(path) / "hp.json").read_text()))
+
+    @property
+    def search_space(self):
+        return dict(self.space)
+
+    @property
+    def hyperparam_bounds(self):
+        return dict(self.BOUNDS) if self.declares_bounds else {}
+
+
+def test_default_spawns_of_a_ppo_like_agent_keep_gamma_and_lambda_in_range(tmp_path):
+    registry = CheckpointRegistry(tmp_path)
+    save_best(registry, PPOLike(), 10.0)
+    pm = PolicyManager(registry, max_spawns=None, seed=0)  # no search space: the free rule
+    agent = PPOLike()
+    moved = 0
+    for _ in range(200):
+        hp = pm.respawn(agent).params
+        assert 0.0 < hp["gamma"] <= 1.0 and 0.0 < hp["gae_lambda"] <= 1.0
+        assert agent.get_hyperparams().params == hp
+        moved += hp["gamma"] != 0.99
+    assert moved > 150  # the floats do move, ...
+    assert pm.spawns_used == 200 and pm.failed_spawns == 0  # ... and no spawn failed
+    # The noise that put γ above 1 in ~47% of spawns (scale 0.05, γ 0.99):
+    assert pm.noise_scale() == pytest.approx(0.05)
+
+
+def test_spawns_perturb_the_agents_declared_search_space_by_default(tmp_path):
+    registry = CheckpointRegistry(tmp_path)
+    space = {"learning_rate": ("log_float", 1e-4, 3e-3), "entropy_coef": ("log_float", 1e-4, 0.05)}
+    save_best(registry, PPOLike(space=space), 10.0)
+    pm = PolicyManager(registry, max_spawns=None, seed=0)
+    agent = PPOLike(space=space)
+    for _ in range(50):
+        hp = pm.respawn(agent).params
+        assert 1e-4 <= hp["learning_rate"] <= 3e-3 and 1e-4 <= hp["entropy_coef"] <= 0.05
+        assert {k for k in hp if hp[k] != PPOLike.DEFAULTS[k]} <= set(space)
+
+
+def test_a_given_search_space_perturbs_with_the_shared_rule():
+    space = {"lr": ("log_float", 1e-4, 1e-2), "clip": ("float", 0.1, 0.3), "batch": ("int", 8, 64)}
+    hp = HyperparamSet({"lr": 1e-3, "clip": 0.2, "batch": 32, "net": "mlp"})
+    a, b = np.random.default_rng(4), np.random.default_rng(4)
+    parsed = parse_search_space(space)
+    for _ in range(20):
+        expected = perturb_params(hp.params, parsed, 0.3, b, noise="normal")
+        assert perturb_hyperparams(hp, 0.3, a, space).params == expected
+    # A degenerate range is one value, as in a trial.
+    fixed = perturb_hyperparams(HyperparamSet({"x": 0.7}), 0.3, a, {"x": ("float", 0.5, 0.5)})
+    assert fixed.params == {"x": 0.5}
+    assert PolicyManager(search_space={"x": ("float", 0.5, 0.5)}).search_space
+
+
+class Refuses(PPOLike):
+    """Takes the hyperparameters it was built with, and refuses any others."""
+
+    def set_hyperparams(self, hyperparams):
+        if {**self.hp.params, **hyperparams.params} != self.hp.params:
+            raise ValueError("ppo-like: these hyperparameters are refused")
+
+
+def test_a_refused_respawn_leaves_the_agent_as_it_was_and_is_counted(tmp_path, caplog):
+    registry = CheckpointRegistry(tmp_path)
+    best = PPOLike()
+    best.w[:] = 1.0
+    save_best(registry, best, 10.0)
+    pm = PolicyManager(registry, max_spawns=3, seed=0)
+    agent = Refuses()
+    agent.w[:] = 5.0
+    pm.add_agent(agent, score=3.0)
+    with pytest.raises(ValueError, match="refused"):
+        pm.respawn(agent)
+    np.testing.assert_array_equal(agent.w, 5.0)  # not rolled back to the best either
+    assert agent.get_hyperparams().params == PPOLike.DEFAULTS
+    assert pm.score_of(agent) == 3.0
+    assert pm.failed_spawns == 1 and pm.spawns_used == 0
+    assert pm.spawns_left == 2  # a failed attempt uses its share of the budget
+    assert "spawn failed" in caplog.text
+
+
+def test_a_failed_spawn_on_dormant_adds_no_frozen_member_and_the_run_goes_on(tmp_path, caplog):
+    registry = CheckpointRegistry(tmp_path)
+    save_best(registry, PPOLike(), 10.0)
+    pm = PolicyManager(registry, max_spawns=2, seed=0)
+    agent = Refuses()
+    agent.w[:] = 5.0
+    shells: list = []
+    torn: list = []
+    callback = pm.as_callback(agent, agent_factory=lambda: _tracked(shells, torn))
+    callback.on_dormant(7)
+    assert pm.agents == [agent]  # the ensemble is as it was: no frozen member
+    assert len(shells) == 1 and torn == shells  # the frozen copy was torn down
+    assert pm.failed_spawns == 1 and pm.spawns_used == 0
+    np.testing.assert_array_equal(agent.w, 5.0)
+    assert "spawn failed" in caplog.text
+    assert callback.state_dict()["failed_spawns"] == 1
+    callback.on_dormant(8)  # the callback still works: a second attempt ...
+    assert pm.failed_spawns == 2 and pm.budget_exhausted  # ... spends the budget
+    assert "Failed spawns    : 2" in callback.format_report("Spawn budget exhausted")
+
+
+def _tracked(shells: list, torn: list) -> PPOLike:
+    shell = PPOLike()
+    shell.teardown = lambda: torn.append(shell)
+    shells.append(shell)
+    return shell

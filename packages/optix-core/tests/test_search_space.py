@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import optuna
 import pytest
 
 from optix_core.algorithms.cem_config import SEARCH_SPACE
-from optix_core.search_space import Param, SearchSpaceError, parse_search_space, sample_params
+from optix_core.search_space import (
+    NOISES,
+    Param,
+    SearchSpaceError,
+    parse_search_space,
+    perturb_params,
+    perturb_value,
+    sample_params,
+)
 
 GOOD = {
     "learning_rate": ("log_float", 1e-4, 3e-3),
@@ -114,3 +125,56 @@ def test_samples_stay_in_range_with_the_right_types_and_log_scale():
     distributions = study.trials[0].distributions
     assert distributions["learning_rate"].log and not distributions["clip_ratio"].log
     assert distributions["batch_size"].log
+
+
+# ---- the one perturbation rule (PBT, PolicyManager) -------------------------------------
+
+
+def test_perturb_value_moves_log_ranges_by_factors_and_linear_ranges_by_amounts():
+    lr = Param("lr", "log_float", 1e-4, 1e-2)
+    # δ = scale·ln(high/low): θ' = θ·exp(δ·ε)
+    assert perturb_value(lr, 1e-3, 0.5, 0.4) == pytest.approx(1e-3 * math.exp(0.2 * math.log(100)))
+    assert perturb_value(lr, 1e-3, 0.5, 10.0) == 1e-2  # clipped into the range
+    assert perturb_value(lr, 0.0, 0.5, 0.0) == 1e-4  # a value outside starts from the edge
+    clip = Param("clip", "float", 0.1, 0.3)
+    # δ = scale·(high − low): θ' = θ + δ·ε
+    assert perturb_value(clip, 0.2, 0.5, 0.5) == pytest.approx(0.25)
+    assert perturb_value(clip, 0.2, 0.5, -9.0) == 0.1
+    n = Param("n", "int", 3, 15)
+    moved = perturb_value(n, 10, 0.1, 1.0)  # 10 + 1.2
+    assert moved == 11 and isinstance(moved, int)
+    batch = Param("batch", "log_int", 32, 256)
+    assert perturb_value(batch, 64, 0.5, 1.0) == round(64 * math.exp(0.5 * math.log(8)))
+    act = Param("act", "categorical", choices=("tanh", "relu"))
+    assert perturb_value(act, "tanh", 0.5, 3.0) == "tanh"  # structural: never moved
+    x = Param("x", "float", 0.5, 0.5)
+    assert perturb_value(x, 0.7, 0.5, 1.0) == 0.5  # a degenerate range is one value
+
+
+def test_perturb_params_moves_the_space_only_and_stays_inside_it():
+    space = parse_search_space(GOOD)
+    params = {
+        "learning_rate": 1e-3,
+        "clip_ratio": 0.2,
+        "n_epochs": 10,
+        "batch_size": 64,
+        "activation": "tanh",
+        "gamma": 0.99,
+    }
+    rng = np.random.default_rng(0)
+    delta = 0.3 * math.log(3e-3 / 1e-4)
+    for noise in NOISES:
+        for _ in range(300):
+            p = perturb_params(params, space, 0.3, rng, noise=noise)
+            assert 1e-4 <= p["learning_rate"] <= 3e-3 and 0.1 <= p["clip_ratio"] <= 0.3
+            assert isinstance(p["n_epochs"], int) and 3 <= p["n_epochs"] <= 10
+            assert isinstance(p["batch_size"], int) and 32 <= p["batch_size"] <= 512
+            assert p["activation"] == "tanh" and p["gamma"] == 0.99
+            if noise == "uniform":  # ε ~ U(−1, 1): never further than δ
+                assert abs(math.log(p["learning_rate"] / 1e-3)) <= delta + 1e-12
+    assert perturb_params(params, space, 0.0, rng) == params
+    assert perturb_params({"gamma": 0.99}, space, 0.3, rng) == {"gamma": 0.99}  # absent: skipped
+    with pytest.raises(ValueError, match="not a number"):
+        perturb_params({"learning_rate": "fast"}, space, 0.1, rng)
+    with pytest.raises(ValueError, match="noise"):
+        perturb_params(params, space, 0.1, rng, noise="cauchy")

@@ -1,6 +1,11 @@
 import torch
 
+from optix_core import make_agent
+from optix_core.optimizers import SPSAOptimizer
+from optix_core.search_space import parse_search_space
 from optix_core.testing import AgentConformance
+from optix_core.types import HyperparamSet
+from optix_torch.config import a2c as config
 
 torch.set_num_threads(1)
 
@@ -8,3 +13,19 @@ torch.set_num_threads(1)
 class TestA2CConformance(AgentConformance):
     algo = "a2c"
     backend = "torch"
+
+
+def test_a2c_declares_what_the_loop_tunes_online_by_default() -> None:
+    agent = make_agent("a2c", "CartPole-v1", device="cpu", seed=0)
+    space = agent.search_space
+    assert space == config.ONLINE_SEARCH_SPACE
+    assert set(space) == {"learning_rate", "entropy_coef"}  # never the discount or λ
+    parsed = parse_search_space(space)
+    assert parsed["learning_rate"].log and parsed["entropy_coef"].log
+    for name, p in parsed.items():
+        assert config.BOUNDS[name].accepts(p.low) and config.BOUNDS[name].accepts(p.high), name
+    assert parsed["learning_rate"].low <= config.DEFAULTS["learning_rate"] <= 3e-3
+    assert agent.hyperparam_bounds == config.BOUNDS
+    assert SPSAOptimizer.from_search_space(space).space.names == tuple(space)
+    for end in ("low", "high"):
+        agent.set_hyperparams(HyperparamSet({n: getattr(p, end) for n, p in parsed.items()}))

@@ -31,7 +31,7 @@ def test_the_learning_rate_actually_changes_in_the_backend(optimizer_cls):
     optimizer = optimizer_cls(param_bounds={"learning_rate": (1e-4, 1e-2)}, seed=0)
     pipeline = VectorBatchPipeline(env_id="CartPole-v1", n_envs=4, window_size=16, seed=0)
     RLOptimizer(
-        agent, pipeline, optimizer=optimizer, max_episodes=12, callbacks=[WatchLearningRate()]
+        agent, pipeline, optimizer=optimizer, max_episodes=40, callbacks=[WatchLearningRate()]
     ).run()
     assert len(seen) >= 3
     assert len({proposed for proposed, _ in seen}) >= 2

@@ -8,11 +8,15 @@ import pytest
 import torch
 
 from optix_core import VectorBatchPipeline, agents, make_agent
+from optix_core.checkpoints import CheckpointRegistry
 from optix_core.evaluation import evaluate_policy
+from optix_core.evolution import PolicyManager
 from optix_core.hyperparams import HyperparamError
 from optix_core.normalizers import RewardNormalizer
+from optix_core.optimizers import SPSAOptimizer
+from optix_core.search_space import parse_search_space
 from optix_core.testing import AgentConformance
-from optix_core.types import EpisodeData, HyperparamSet
+from optix_core.types import EpisodeData, EvalMetrics, HyperparamSet
 from optix_torch.config import ppo as config
 from optix_torch.networks import mlp
 from optix_torch.optim import LeanAdam
@@ -72,6 +76,45 @@ def test_one_registered_ppo_serves_both_action_spaces() -> None:
     assert spec.search_space["learning_rate"] == ("log_float", 1e-4, 3e-3)
     assert isinstance(make_agent("ppo", "CartPole-v1", device="cpu", seed=0), TorchPPOAgent)
     assert isinstance(make_agent("ppo", "Pendulum-v1", device="cpu", seed=0), TorchGaussianPPOAgent)
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_ppo_declares_what_the_loop_tunes_online_by_default(env_id: str) -> None:
+    agent = make_agent("ppo", env_id, device="cpu", seed=0)
+    space = agent.search_space
+    assert space == config.ONLINE_SEARCH_SPACE
+    # tensor-optix's most sensitive knobs, never the discount or GAE's λ
+    assert set(space) == {"learning_rate", "entropy_coef", "clip_ratio"}
+    parsed = parse_search_space(space)
+    assert parsed["learning_rate"].log and parsed["entropy_coef"].log
+    assert not parsed["clip_ratio"].log
+    for name, p in parsed.items():
+        assert config.BOUNDS[name].accepts(p.low) and config.BOUNDS[name].accepts(p.high), name
+        assert p.low <= config.DEFAULTS[name] <= p.high, name
+    assert agent.hyperparam_bounds == config.BOUNDS
+    # The loop's default optimizer tunes exactly this space, and the agent takes its values.
+    assert SPSAOptimizer.from_search_space(space).space.names == tuple(space)
+    for end in ("low", "high"):
+        agent.set_hyperparams(HyperparamSet({n: getattr(p, end) for n, p in parsed.items()}))
+
+
+def test_policy_manager_spawns_of_ppo_stay_in_range(tmp_path) -> None:
+    agent = make_agent("ppo", "CartPole-v1", device="cpu", seed=0)
+    registry = CheckpointRegistry(tmp_path)
+    registry.save(
+        agent,
+        kind="best",
+        episode_id=1,
+        eval_metrics=EvalMetrics(primary_score=10.0),
+        score=10.0,
+        hyperparams=agent.get_hyperparams(),
+    )
+    pm = PolicyManager(registry, max_spawns=None, seed=0)
+    for _ in range(40):
+        hp = pm.respawn(agent).params
+        assert 0.0 < hp["gamma"] <= 1.0 and 0.0 < hp["gae_lambda"] <= 1.0
+        assert agent.get_hyperparams().params == hp
+    assert pm.spawns_used == 40 and pm.failed_spawns == 0
 
 
 def test_the_default_network_is_seeded_and_leaves_the_global_generator_alone() -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from optix_core.hyperparams import Bound
 from optix_core.types import EpisodeData, HyperparamSet
 
 
@@ -73,8 +74,19 @@ class BaseAgent(ABC):
         """Hyperparameters that are safe to tune while training, in
         TrialOrchestrator's format (``{"learning_rate": ("log_float", 1e-4, 3e-3)}``).
 
-        The loop's default optimizer, SPSA, tunes exactly these; the default
-        is none, so an agent is only ever perturbed where it says it may be.
+        The loop's default optimizer, SPSA, tunes exactly these, and
+        ``PolicyManager`` perturbs them when it spawns a variant; the default
+        is none, so an agent is only ever tuned online where it says it may be.
+        """
+        return {}
+
+    @property
+    def hyperparam_bounds(self) -> dict[str, Bound]:
+        """The valid range of each hyperparameter, as ``set_hyperparams`` checks it
+        (``optix_core.hyperparams.Bound``); none declared by default.
+
+        ``PolicyManager`` clips a perturbed value into its bound, so that a
+        variant never gets a discount factor above 1.
         """
         return {}
 

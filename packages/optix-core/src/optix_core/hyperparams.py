@@ -51,6 +51,24 @@ class Bound:
         above = value > self.low if self.open_low else value >= self.low
         return above and value <= self.high
 
+    def clip(self, value: float) -> float | int:
+        """The accepted value nearest to the real number ``value``.
+
+        An open lower end gives the next float above it; an ``integer`` bound
+        rounds to the nearest whole number inside. What ``PolicyManager`` uses
+        to keep a perturbed hyperparameter valid. Not for ``boolean`` bounds.
+        """
+        if self.boolean:
+            raise ValueError("a flag has no range to clip into")
+        low = math.nextafter(self.low, math.inf) if self.open_low else self.low
+        if self.integer:
+            low = math.ceil(low) if math.isfinite(low) else low
+            high = math.floor(self.high) if math.isfinite(self.high) else self.high
+            if low > high:
+                raise ValueError(f"{self.describe()} holds no integer")
+            return int(min(max(round(value), low), high))
+        return min(max(value, low), self.high)
+
 
 def check_hyperparams(
     params: Mapping[str, Any], bounds: Mapping[str, Bound], owner: str

@@ -36,6 +36,7 @@ class TorchAgent(TorchAgentBase):
     algorithm = "a2c"
     DEFAULTS = config.DEFAULTS
     BOUNDS = config.BOUNDS
+    ONLINE_SEARCH_SPACE = config.ONLINE_SEARCH_SPACE
 
     def __init__(
         self,

@@ -29,6 +29,8 @@ class TorchAgentBase(BaseAgent):
     algorithm: ClassVar[str] = "torch-agent"
     DEFAULTS: ClassVar[dict[str, Any]] = {}
     BOUNDS: ClassVar[dict[str, Bound]] = {}
+    # What the loop may tune while training (the config module's ONLINE_SEARCH_SPACE).
+    ONLINE_SEARCH_SPACE: ClassVar[dict[str, tuple]] = {}
 
     def __init__(
         self,
@@ -89,6 +91,16 @@ class TorchAgentBase(BaseAgent):
 
     def get_hyperparams(self) -> HyperparamSet:
         return self._hp.copy()
+
+    @property
+    def search_space(self) -> dict[str, tuple]:
+        """What the loop may tune while training: ``ONLINE_SEARCH_SPACE``."""
+        return dict(self.ONLINE_SEARCH_SPACE)
+
+    @property
+    def hyperparam_bounds(self) -> dict[str, Bound]:
+        """The valid ranges ``set_hyperparams`` checks: ``BOUNDS``."""
+        return dict(self.BOUNDS)
 
     def set_hyperparams(self, hyperparams: HyperparamSet) -> None:
         merged = {**self._hp.params, **hyperparams.params}

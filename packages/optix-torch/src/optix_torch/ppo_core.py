@@ -199,6 +199,7 @@ class PPOBase(TorchAgentBase):
 
     DEFAULTS = config.DEFAULTS
     BOUNDS = config.BOUNDS
+    ONLINE_SEARCH_SPACE = config.ONLINE_SEARCH_SPACE
     # Subclasses: the name of the policy output in error messages.
     POLICY_OUTPUT: ClassVar[str] = "policy"
 

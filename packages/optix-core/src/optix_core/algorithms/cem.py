@@ -32,8 +32,8 @@ import gymnasium as gym
 import numpy as np
 
 from optix_core.agent import BaseAgent
-from optix_core.algorithms.cem_config import BOUNDS, DEFAULTS
-from optix_core.hyperparams import check_hyperparams
+from optix_core.algorithms.cem_config import BOUNDS, DEFAULTS, ONLINE_SEARCH_SPACE
+from optix_core.hyperparams import Bound, check_hyperparams
 from optix_core.types import EpisodeData, HyperparamSet
 
 
@@ -184,6 +184,14 @@ class CEMAgent(BaseAgent):
 
     def get_hyperparams(self) -> HyperparamSet:
         return self._hp.copy()
+
+    @property
+    def hyperparam_bounds(self) -> dict[str, Bound]:
+        return dict(BOUNDS)
+
+    @property
+    def search_space(self) -> dict[str, tuple]:
+        return dict(ONLINE_SEARCH_SPACE)
 
     def set_hyperparams(self, hyperparams: HyperparamSet) -> None:
         params = check_hyperparams({**self._hp.params, **hyperparams.params}, BOUNDS, "cem")

@@ -21,6 +21,9 @@ BOUNDS = {
     "noise_std": Bound(0.0, 100.0),
     "hidden_size": Bound(0, 4096, integer=True),
 }
+# What SPSA may move while CEM trains (`optix train --tune`, RLOptimizer's default):
+# the sampling noise, which sets how far the search reaches once the mean has settled.
+ONLINE_SEARCH_SPACE = {"noise_std": ("log_float", 0.001, 0.3)}
 SEARCH_SPACE = {
     "population_size": ("int", 8, 64),
     "elite_frac": ("float", 0.1, 0.5),

@@ -3,7 +3,9 @@
 ``PolicyManager`` keeps a weighted ensemble and evolves it from the best
 checkpoint; ``as_callback`` runs it on the loop's DORMANT events, deciding
 with a ``MetaController`` when given one; ``EnsembleAgent`` acts with the
-whole ensemble.
+whole ensemble. Its members hold real copies of the weights, unlike
+``optimizers.PBTOptimizer``, whose population is hyperparameter
+configurations sharing the one agent's weights.
 """
 
 from optix_core.evolution.callback import MetaDecider, PolicyManagerCallback

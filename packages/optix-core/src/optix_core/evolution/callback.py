@@ -24,6 +24,13 @@ ensemble just does not grow.
 
 The budget runs out at a DORMANT, not at the spawn that spends it, so the
 last variant gets its own training before the run ends.
+
+A spawn that fails (the agent refuses the perturbed hyperparameters, the
+copy of the retiring lineage cannot be made) is never half-done: the frozen
+copy, if one was made, is torn down instead of joining the ensemble, the
+agent trains on as it was, a warning is logged and the manager's
+``failed_spawns`` counts it (an attempt spends the budget like a spawn). The
+callback stays active.
 """
 
 from __future__ import annotations
@@ -90,10 +97,15 @@ class PolicyManagerCallback(LoopCallback):
 
         Frozen ensemble members are agents, not state: a resumed run starts
         its ensemble again from the trained agent."""
-        return {"spawns_used": self.manager.spawns_used, "pruned": self.manager.pruned}
+        return {
+            "spawns_used": self.manager.spawns_used,
+            "failed_spawns": self.manager.failed_spawns,
+            "pruned": self.manager.pruned,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.manager.spawns_used = int(state.get("spawns_used", 0))
+        self.manager.failed_spawns = int(state.get("failed_spawns", 0))
         self.manager.pruned = int(state.get("pruned", 0))
 
     def set_stop_fn(self, fn: Callable[[str], Any]) -> None:
@@ -128,14 +140,30 @@ class PolicyManagerCallback(LoopCallback):
         action = self._decide()
         log.info("window %d: DORMANT -> %s", episode_id, action.value)
         if action is MetaAction.SPAWN:
-            if self.agent_factory is not None:
-                manager.freeze(self.agent, self.agent_factory)
-            manager.respawn(self.agent)
-            manager.prune()
+            if self._spawn():
+                manager.prune()
         elif action is MetaAction.PRUNE:
             manager.prune(bottom_k=1)
         elif action is MetaAction.STOP:
             self._stop(BUDGET_SPENT if manager.budget_exhausted else META_STOP)
+
+    def _spawn(self) -> bool:
+        """Freeze the retiring lineage, then respawn the agent; all or nothing."""
+        manager = self.manager
+        frozen = None
+        try:
+            if self.agent_factory is not None:
+                frozen = manager.freeze(self.agent, self.agent_factory)
+        except Exception as exc:
+            manager.spawn_failed(exc)
+            return False
+        try:
+            manager.respawn(self.agent)  # counts and logs its own failure
+        except Exception:
+            if frozen is not None:
+                manager.remove_agent(frozen)
+            return False
+        return True
 
     def _decide(self) -> MetaAction:
         manager = self.manager
@@ -168,11 +196,11 @@ class PolicyManagerCallback(LoopCallback):
         """The "Training Complete" block, with the ensemble's rows."""
         manager = self.manager
         budget = "∞" if manager.max_spawns is None else str(manager.max_spawns)
-        extra = {
-            "Spawns used": f"{manager.spawns_used} / {budget}",
-            "Pruned agents": str(manager.pruned),
-            "Ensemble size": str(manager.ensemble_size),
-        }
+        extra = {"Spawns used": f"{manager.spawns_used} / {budget}"}
+        if manager.failed_spawns:
+            extra["Failed spawns"] = str(manager.failed_spawns)
+        extra["Pruned agents"] = str(manager.pruned)
+        extra["Ensemble size"] = str(manager.ensemble_size)
         return self._loop_report(reason).format(extra=extra)
 
     def _loop_report(self, reason: str) -> LoopReport:

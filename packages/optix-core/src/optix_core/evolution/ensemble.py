@@ -10,9 +10,10 @@ Only ``act`` is the ensemble's. ``act_info``, which training pipelines call,
 is the primary's: an on-policy learner must learn from the actions it sampled
 itself, with its own log-probabilities, not from a mixture it cannot score.
 Validation, evaluation and deployment call ``act`` and see the ensemble.
-``learn``, the hyperparameters and ``save_weights``/``load_weights`` are the
-primary's too, so a loop trains and checkpoints the primary while the
-ensemble's validation score decides which checkpoints are best.
+``learn``, the hyperparameters (with the ``search_space`` the loop tunes
+online and the ``hyperparam_bounds``) and ``save_weights``/``load_weights``
+are the primary's too, so a loop trains, tunes and checkpoints the primary
+while the ensemble's validation score decides which checkpoints are best.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 
 from optix_core.agent import BaseAgent
 from optix_core.evolution.policy_manager import PolicyManager
+from optix_core.hyperparams import Bound
 from optix_core.types import EpisodeData, HyperparamSet
 
 
@@ -90,6 +92,15 @@ class EnsembleAgent(BaseAgent):
     @property
     def loop_hints(self) -> dict[str, Any]:
         return self.primary.loop_hints
+
+    @property
+    def search_space(self) -> dict[str, tuple]:
+        """The primary's: the loop tunes the agent it trains."""
+        return self.primary.search_space
+
+    @property
+    def hyperparam_bounds(self) -> dict[str, Bound]:
+        return self.primary.hyperparam_bounds
 
     def reset_state(self, mask: np.ndarray | None = None) -> None:
         for agent in self.policy_manager.agents:

@@ -1,5 +1,9 @@
 """How hard to perturb a spawned variant, and the perturbation itself.
 
+The perturbation rule itself lives in ``optix_core.search_space``
+(``perturb_params``), shared with ``PBTOptimizer``; here it is applied to a
+whole ``HyperparamSet`` and kept inside the agent's valid ranges.
+
 Exploit while the search pays, explore when it stalls: a variant spawned
 while validation still rises gets a small mutation; one spawned on a plateau,
 or while training runs away from validation, gets a large one.
@@ -20,7 +24,6 @@ Without one, the training scores' improvement ratio alone sets it::
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,9 +31,9 @@ from typing import Any
 import numpy as np
 
 from optix_core.evolution.history import EPS, pearson, relative_slope
+from optix_core.hyperparams import Bound
+from optix_core.search_space import as_search_space, move, perturb_params
 from optix_core.types import HyperparamSet
-
-SEARCH_KINDS = ("float", "log_float", "int", "log_int", "categorical")
 
 
 @dataclass(frozen=True)
@@ -75,72 +78,60 @@ def single_signal_scale(scores: np.ndarray, base_noise: float) -> float:
     return base_noise / (1.0 + improvement_ratio(scores))
 
 
-def check_search_space(search_space: Mapping[str, tuple]) -> None:
-    """Reject entries that ``perturb_hyperparams`` cannot read, before any training."""
-    for key, entry in search_space.items():
-        kind = entry[0] if isinstance(entry, tuple | list) and entry else None
-        if kind not in SEARCH_KINDS:
-            raise ValueError(
-                f"search_space[{key!r}] = {entry!r}: the kind must be one of {SEARCH_KINDS}"
-            )
-        if kind == "categorical":
-            continue
-        if len(entry) != 3 or not entry[1] < entry[2]:
-            raise ValueError(f"search_space[{key!r}] = {entry!r}: expected ({kind!r}, low, high)")
-        if kind.startswith("log") and entry[1] <= 0:
-            raise ValueError(f"search_space[{key!r}] = {entry!r}: a log range needs low > 0")
+def check_search_space(search_space: Mapping[str, Any]) -> None:
+    """Reject a search space ``perturb_hyperparams`` cannot read, before any
+    training: ``parse_search_space``'s rules, the same as trials'."""
+    as_search_space(search_space)
 
 
 def perturb_hyperparams(
     hyperparams: HyperparamSet,
     scale: float,
     rng: np.random.Generator,
-    search_space: Mapping[str, tuple] | None = None,
+    search_space: Mapping[str, Any] | None = None,
+    bounds: Mapping[str, Bound] | None = None,
 ) -> HyperparamSet:
     """A copy of ``hyperparams`` with Gaussian noise of relative size ``scale``.
 
-    With a ``search_space`` (an ``AgentSpec``'s, in TrialOrchestrator's format)
-    only its keys move, each within its range::
+    With a ``search_space`` (an agent's or an ``AgentSpec``'s, in
+    TrialOrchestrator's format) only its keys move, each within its range, by
+    the one rule shared with PBT (``optix_core.search_space.perturb_params``,
+    ε ~ N(0, 1))::
 
         log_float, log_int:  θ' = clip(θ · exp(scale · ln(high/low) · ε), low, high)
         float, int:          θ' = clip(θ + scale · (high − low) · ε, low, high)
 
-    ``ε ~ N(0, 1)``; integer kinds are rounded; categorical choices stay (a
-    network kind or optimizer is structural, and the cloned weights may not
-    fit another). Without one every float moves multiplicatively,
-    ``θ' = θ · exp(scale · ε)``, which keeps its sign and scales with its
+    integer kinds are rounded; categorical choices stay (a network kind or
+    optimizer is structural, and the cloned weights may not fit another).
+    Without one every float moves by a factor, ``θ' = θ · exp(scale · ε)``
+    (the log rule with δ = scale), which keeps its sign and scales with its
     magnitude; integers stay, since they are usually sizes (layers, batches,
     populations) that a checkpoint's weights or buffers depend on.
+
+    ``bounds`` (an agent's ``hyperparam_bounds``) are the valid ranges: every
+    moved value is clipped into its ``Bound``, so that a discount factor of
+    0.99 never becomes 1.03, which the agent would refuse.
     """
-    params = dict(hyperparams.params)
-    for key, value in hyperparams.params.items():
-        if search_space is None:
-            if isinstance(value, float):
-                params[key] = value * math.exp(scale * rng.standard_normal())
-            continue
-        entry = search_space.get(key)
-        if entry is None or entry[0] == "categorical":
-            continue
-        params[key] = _perturb_in_range(key, value, entry, scale, rng)
-    return HyperparamSet(params=params, episode_id=hyperparams.episode_id)
-
-
-def _perturb_in_range(
-    key: str, value: Any, entry: tuple, scale: float, rng: np.random.Generator
-) -> float | int:
-    kind, low, high = entry
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(
-            f"hyperparameter {key}={value!r} is not a number, but search_space "
-            f"gives it the numeric range {entry!r}"
+    bounds = bounds or {}
+    if search_space is not None:
+        params = perturb_params(
+            hyperparams.params, as_search_space(search_space), scale, rng, noise="normal"
         )
-    eps = rng.standard_normal()
-    if kind.startswith("log"):
-        moved = value * math.exp(scale * math.log(high / low) * eps)
     else:
-        moved = value + scale * (high - low) * eps
-    moved = min(max(moved, low), high)
-    return round(moved) if kind.endswith("int") else moved
+        params = dict(hyperparams.params)
+        for key, value in hyperparams.params.items():
+            if isinstance(value, float):
+                params[key] = move(value, scale, float(rng.standard_normal()), log=True)
+    for key, value in params.items():
+        bound = bounds.get(key)
+        if (
+            bound is not None
+            and not bound.boolean
+            and value != hyperparams.params[key]
+            and isinstance(value, int | float)
+        ):
+            params[key] = bound.clip(value)
+    return HyperparamSet(params=params, episode_id=hyperparams.episode_id)
 
 
 def _clip01(x: float) -> float:

@@ -5,6 +5,21 @@ checkpoint, spawns variants of that checkpoint with perturbed hyperparameters
 (their noise scale set by ``noise``), and prunes the weakest members, tearing
 each one down so that its accelerator memory is released. ``as_callback``
 wires it into an ``RLOptimizer`` (see ``callback.PolicyManagerCallback``).
+
+**Every member holds its own weights.** A variant is the best checkpoint's
+weights loaded into an agent of its own, with its own hyperparameters, and
+each lineage keeps its weights when the next one is spawned: a population of
+real models, each costing its memory. ``PBTOptimizer`` is the opposite: a
+population of hyperparameter configurations taking turns on one shared set
+of weights, where "exploit" copies a configuration, never a model.
+
+A spawn's hyperparameters are the best checkpoint's, perturbed inside a
+search space (the manager's ``search_space``, else the agent's own
+``search_space``) by the rule PBT also uses
+(``optix_core.search_space.perturb_params``), and clipped into the ranges the
+agent declares valid (``hyperparam_bounds``). A spawn the agent still refuses
+fails whole: the agent keeps its weights and hyperparameters, nothing joins
+the ensemble, a warning is logged and ``failed_spawns`` counts it.
 """
 
 from __future__ import annotations
@@ -23,11 +38,11 @@ from optix_core.checkpoints import CheckpointError, CheckpointRegistry
 from optix_core.evolution.callback import MetaDecider, PolicyManagerCallback
 from optix_core.evolution.history import ScoreHistory
 from optix_core.evolution.noise import (
-    check_search_space,
     noise_signals,
     perturb_hyperparams,
     single_signal_scale,
 )
+from optix_core.search_space import SearchSpace, as_search_space
 from optix_core.types import EvalMetrics, HyperparamSet, PolicySnapshot
 
 log = logging.getLogger("optix")
@@ -51,9 +66,13 @@ class PolicyManager:
 
     ``registry`` may be None when the manager is used through ``as_callback``:
     the callback then borrows the loop's registry for the run. ``max_spawns``
-    is the spawn budget (None: unlimited); ``search_space`` (an ``AgentSpec``'s)
-    bounds the hyperparameter perturbation. ``history_window`` evaluations
-    feed the adaptive noise.
+    is the spawn budget (None: unlimited), spent by every attempt: a spawn
+    that fails (``failed_spawns``) uses its share too, so that one that can
+    never succeed cannot keep a run from stopping. ``search_space`` (in
+    TrialOrchestrator's format, checked by ``parse_search_space``) is what a
+    spawn perturbs; None perturbs each agent's own ``search_space``, or with
+    none declared every float by a factor (see ``perturb_hyperparams``).
+    ``history_window`` evaluations feed the adaptive noise.
     """
 
     def __init__(
@@ -88,8 +107,9 @@ class PolicyManager:
             raise ValueError(
                 f"degradation_threshold must be in (0, 1], got {degradation_threshold}"
             )
-        if search_space is not None:
-            check_search_space(search_space)
+        self._space: SearchSpace | None = (
+            as_search_space(search_space) if search_space is not None else None
+        )
         self.registry = registry
         self.max_spawns = max_spawns
         self.max_ensemble_size = max_ensemble_size
@@ -101,6 +121,7 @@ class PolicyManager:
         self.degradation_threshold = degradation_threshold
         self.history = ScoreHistory(history_window)
         self.spawns_used = 0
+        self.failed_spawns = 0
         self.pruned = 0
         self._members: list[EnsembleMember] = []
         self._rng = np.random.default_rng(seed)
@@ -274,7 +295,10 @@ class PolicyManager:
 
     @property
     def spawns_left(self) -> int | None:
-        return None if self.max_spawns is None else max(0, self.max_spawns - self.spawns_used)
+        """Spawn attempts left in the budget: successful and failed ones both spend it."""
+        if self.max_spawns is None:
+            return None
+        return max(0, self.max_spawns - self.spawns_used - self.failed_spawns)
 
     @property
     def budget_exhausted(self) -> bool:
@@ -291,16 +315,21 @@ class PolicyManager:
 
     def respawn(self, agent: BaseAgent) -> HyperparamSet:
         """Turn ``agent`` into a variant of the best checkpoint: its weights, and
-        its hyperparameters perturbed by ``noise_scale()``. Uses one spawn."""
+        its hyperparameters perturbed by ``noise_scale()``. Uses one spawn.
+
+        All or nothing: the perturbed hyperparameters are handed to the agent
+        before its weights change, so a value it refuses (or no best
+        checkpoint) leaves it exactly as it was. Such a failure is logged as
+        a warning, counted in ``failed_spawns`` (spending one spawn of the
+        budget) and raised.
+        """
         if self.budget_exhausted:
             raise RuntimeError(f"the spawn budget ({self.max_spawns}) is spent")
-        manifest = self._registry().restore(agent, kind="best")
-        if manifest is None:
-            raise CheckpointError("no best checkpoint to spawn a variant from")
-        scale = self.noise_scale()
-        base = HyperparamSet.from_dict(manifest["hyperparams"])
-        hyperparams = perturb_hyperparams(base, scale, self._rng, self.search_space)
-        agent.set_hyperparams(hyperparams)
+        try:
+            hyperparams, manifest, scale = self._respawn(agent)
+        except Exception as exc:
+            self.spawn_failed(exc)
+            raise
         self.spawns_used += 1
         if agent in self:
             self.set_score(agent, manifest["eval_metrics"]["primary_score"])
@@ -313,6 +342,52 @@ class PolicyManager:
             hyperparams.params,
         )
         return hyperparams
+
+    def spawn_failed(self, error: BaseException) -> None:
+        """Count and report a spawn that did not happen (``respawn`` calls it;
+        so does the callback when the copy of the retiring lineage fails)."""
+        self.failed_spawns += 1
+        log.warning(
+            "spawn failed (%d so far; no variant was made): %s: %s",
+            self.failed_spawns,
+            type(error).__name__,
+            error,
+        )
+
+    def perturbation_space(self, agent: BaseAgent) -> SearchSpace | None:
+        """What a spawn of ``agent`` perturbs: the manager's search space, else
+        the agent's declared ``search_space``; None when neither says."""
+        if self._space is not None:
+            return self._space
+        declared = getattr(agent, "search_space", None)
+        return as_search_space(declared) if declared else None
+
+    def _respawn(self, agent: BaseAgent) -> tuple[HyperparamSet, dict, float]:
+        best = self.best_snapshot()
+        if best is None:
+            raise CheckpointError("no best checkpoint to spawn a variant from")
+        scale = self.noise_scale()
+        hyperparams = perturb_hyperparams(
+            best.hyperparams,
+            scale,
+            self._rng,
+            self.perturbation_space(agent),
+            bounds=getattr(agent, "hyperparam_bounds", None),
+        )
+        previous = agent.get_hyperparams()
+        # First, while the agent's weights are still its own: a refusal here
+        # leaves the agent as it was.
+        agent.set_hyperparams(hyperparams)
+        try:
+            manifest = self._registry().restore(agent, kind="best")
+            if manifest is None:
+                raise CheckpointError("no readable best checkpoint to spawn a variant from")
+        except Exception:
+            agent.set_hyperparams(previous)
+            raise
+        # Loading a checkpoint may also load the hyperparameters saved with it.
+        agent.set_hyperparams(hyperparams)
+        return hyperparams, manifest, scale
 
     def spawn_variant(self, agent_factory: AgentShellFactory, weight: float = 1.0) -> BaseAgent:
         """A new member: a fresh shell from ``agent_factory`` turned into a

@@ -18,7 +18,12 @@ from typing import Any, Self
 import numpy as np
 
 from optix_core.optimizer import BaseOptimizer
-from optix_core.search_space import parse_search_space
+from optix_core.search_space import (
+    SearchSpace,
+    SearchSpaceError,
+    clip_value,
+    parse_search_space,
+)
 from optix_core.types import HyperparamSet
 
 Bounds = Mapping[str, tuple[float, float]]
@@ -40,58 +45,94 @@ def bounds_from_search_space(
     ``{"learning_rate": ("log_float", 1e-4, 3e-3), "n_epochs": ("int", 3, 15)}``:
     ``log_float`` and ``log_int`` are searched in log space; ``categorical``
     entries have no order to step along and are left out. An empty space
-    tunes nothing (an ``AgentSpec`` without a search space).
+    tunes nothing (an ``AgentSpec`` without a search space). The optimizers'
+    ``from_search_space`` keeps more: the integer kinds.
     """
-    if not space:
-        return {}, []
-    parsed = parse_search_space(space).values()
-    numeric = [p for p in parsed if p.kind != "categorical"]
-    return {p.name: (p.low, p.high) for p in numeric}, [p.name for p in numeric if p.log]
+    numeric = _numeric(space)
+    return {p.name: (p.low, p.high) for p in numeric.values()}, [
+        p.name for p in numeric.values() if p.log
+    ]
+
+
+def search_space_from_bounds(
+    param_bounds: Bounds | None, log_scale: Iterable[str] | None
+) -> SearchSpace:
+    """``param_bounds`` and ``log_scale`` written as a search space and parsed by
+    ``parse_search_space``: ``("log_float", low, high)`` for the names searched
+    in log space, ``("float", low, high)`` for the others.
+
+    Only the shape of the two arguments is checked here; the ranges obey the
+    parser's rules, the same as a trial's.
+    """
+    bounds = dict(param_bounds or {})
+    for name, pair in bounds.items():
+        if not isinstance(pair, tuple | list) or len(pair) != 2:
+            raise ValueError(f"param_bounds[{name!r}] must be a (low, high) pair, got {pair!r}")
+    if isinstance(log_scale, str):
+        raise ValueError(
+            f"log_scale takes a list of names, got the string {log_scale!r}; "
+            f"write log_scale=[{log_scale!r}]"
+        )
+    explicit = log_scale is not None
+    logs = set(log_scale) if explicit else DEFAULT_LOG_SCALE & set(bounds)
+    unknown = sorted(logs - set(bounds), key=repr)
+    if unknown:
+        raise ValueError(
+            f"log_scale names {unknown[0]!r}, which is not in param_bounds "
+            f"({', '.join(map(str, bounds)) or 'empty'})"
+        )
+    if not bounds:
+        return {}
+    spec = {
+        name: ("log_float" if name in logs else "float", *pair) for name, pair in bounds.items()
+    }
+    try:
+        return parse_search_space(spec)
+    except SearchSpaceError as exc:
+        hint = (
+            f" ({', '.join(sorted(DEFAULT_LOG_SCALE))} are searched in log space by "
+            "default; to search one linearly, pass log_scale=[] or a list without it)"
+            if not explicit and logs and "lo > 0" in str(exc)
+            else ""
+        )
+        raise SearchSpaceError(f"param_bounds: {exc}{hint}") from None
 
 
 class ParamSpace:
-    """The tuned hyperparameters, their bounds, and the map to the unit cube.
+    """The tuned hyperparameters, their ranges, and the map to the unit cube.
 
-    A hyperparameter whose value in force is an ``int`` is tuned on the
-    integers: values are rounded after every step and stay inside
-    ``[ceil(lo), floor(hi)]``.
+    Built from ``param_bounds`` and ``log_scale`` (``search_space_from_bounds``)
+    or from a search space (``ParamSpace.from_search_space``); either way the
+    ranges are ``Param`` entries of ``parse_search_space``, the parser trials
+    use. Categorical entries are left out. An online optimizer steps inside
+    each range, so every one needs ``low < high`` (a trial takes a degenerate
+    range as one fixed value). An integer kind, or a hyperparameter whose
+    value in force is an ``int``, is tuned on the integers: values are rounded
+    after every step and stay inside ``[ceil(lo), floor(hi)]``.
     """
 
-    def __init__(self, param_bounds: Bounds | None, log_scale: Iterable[str] | None) -> None:
-        bounds = dict(param_bounds or {})
-        for name, pair in bounds.items():
-            if not isinstance(name, str):
-                raise ValueError(f"param_bounds keys are hyperparameter names, got {name!r}")
-            bounds[name] = _check_pair(name, pair)
-        if isinstance(log_scale, str):
-            raise ValueError(
-                f"log_scale takes a list of names, got the string {log_scale!r}; "
-                f"write log_scale=[{log_scale!r}]"
-            )
-        explicit = log_scale is not None
-        logs = set(log_scale) if explicit else DEFAULT_LOG_SCALE & set(bounds)
-        unknown = sorted(logs - set(bounds))
-        if unknown:
-            raise ValueError(
-                f"log_scale names {unknown[0]!r}, which is not in param_bounds "
-                f"({', '.join(bounds) or 'empty'})"
-            )
-        for name in sorted(logs):
-            if bounds[name][0] <= 0:
-                hint = (
-                    ""
-                    if explicit
-                    else " (it is log-scale by default; to search it linearly, pass "
-                    "log_scale=[] or a list without it)"
+    def __init__(self, param_bounds: Bounds | None = None, log_scale: Iterable[str] | None = None):
+        self._set(search_space_from_bounds(param_bounds, log_scale))
+
+    @classmethod
+    def from_search_space(cls, space: Mapping[str, Any]) -> ParamSpace:
+        """The numeric entries of a search space in TrialOrchestrator's format."""
+        self = cls()
+        self._set(_numeric(space))
+        return self
+
+    def _set(self, params: SearchSpace) -> None:
+        for p in params.values():
+            if not p.low < p.high:  # type: ignore[operator]
+                raise SearchSpaceError(
+                    f"{p.name!r}: an online optimizer needs low < high to search in, "
+                    f"got ({p.low!r}, {p.high!r})"
                 )
-                raise ValueError(
-                    f"{name!r} is searched in log space, which needs a lower bound > 0, "
-                    f"got {bounds[name]}{hint}"
-                )
-        self.names: tuple[str, ...] = tuple(bounds)
-        self.low = np.array([bounds[n][0] for n in self.names], dtype=np.float64)
-        self.high = np.array([bounds[n][1] for n in self.names], dtype=np.float64)
-        self.log = np.array([n in logs for n in self.names], dtype=bool)
+        self.params: SearchSpace = dict(params)
+        self.names: tuple[str, ...] = tuple(params)
+        self.low = np.array([params[n].low for n in self.names], dtype=np.float64)
+        self.high = np.array([params[n].high for n in self.names], dtype=np.float64)
+        self.log = np.array([params[n].log for n in self.names], dtype=bool)
         # Work in log space for log-scale parameters: then both maps are affine.
         self._lo, self._hi = self.low.copy(), self.high.copy()
         self._lo[self.log] = np.log(self.low[self.log])
@@ -128,18 +169,8 @@ class ParamSpace:
     def place(self, values: Mapping[str, float], template: Mapping[str, Any]) -> dict[str, Any]:
         """``template`` with ``values`` clipped into the bounds (and rounded for integers)."""
         params = dict(template)
-        for i, name in enumerate(self.names):
-            value = float(min(max(float(values[name]), self.low[i]), self.high[i]))
-            if _is_integer(template[name]):
-                low, high = math.ceil(self.low[i]), math.floor(self.high[i])
-                if low > high:
-                    raise ValueError(
-                        f"{name!r} holds an integer, but its bounds "
-                        f"({self.low[i]:g}, {self.high[i]:g}) contain none"
-                    )
-                params[name] = min(max(round(value), low), high)
-            else:
-                params[name] = value
+        for name, param in self.params.items():
+            params[name] = clip_value(param, values[name], integer=_is_integer(template[name]))
         return params
 
     def values(self, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -164,23 +195,30 @@ class BoundedOptimizer(BaseOptimizer):
     agent declares no bounds trains exactly as it would without an optimizer.
     ``log_scale=None`` searches the conventional scale parameters
     (``DEFAULT_LOG_SCALE``) among the bounded names in log space; give a list
-    (possibly empty) to choose.
+    (possibly empty) to choose. ``param_bounds`` may also be a ``ParamSpace``
+    (what ``from_search_space`` passes).
     """
 
     def __init__(
         self,
-        param_bounds: Bounds | None = None,
+        param_bounds: Bounds | ParamSpace | None = None,
         log_scale: Iterable[str] | None = None,
         seed: int | None = None,
     ) -> None:
-        self.space = ParamSpace(param_bounds, log_scale)
+        if isinstance(param_bounds, ParamSpace):
+            if log_scale is not None:
+                raise ValueError("log_scale is part of the ParamSpace given as param_bounds")
+            self.space = param_bounds
+        else:
+            self.space = ParamSpace(param_bounds, log_scale)
         self._rng = np.random.default_rng(seed)
 
     @classmethod
     def from_search_space(cls, space: Mapping[str, tuple[Any, ...]], **kwargs: Any) -> Self:
-        """Build from an ``AgentSpec.search_space`` (TrialOrchestrator's format)."""
-        param_bounds, log_scale = bounds_from_search_space(space)
-        return cls(param_bounds=param_bounds, log_scale=log_scale, **kwargs)
+        """Build from a search space in TrialOrchestrator's format (an agent's
+        ``search_space``, an ``AgentSpec``'s): its numeric entries, log kinds in
+        log space, integer kinds on the integers; categorical ones are left out."""
+        return cls(ParamSpace.from_search_space(space), **kwargs)
 
     def _check(self, current: HyperparamSet) -> None:
         self.space.check(current.params, type(self).__name__)
@@ -215,16 +253,11 @@ def score_or_nan(value: float | None) -> float:
     return math.nan if value is None else float(value)
 
 
-def _check_pair(name: str, pair: Any) -> tuple[float, float]:
-    if not isinstance(pair, tuple | list) or len(pair) != 2:
-        raise ValueError(f"param_bounds[{name!r}] must be a (low, high) pair, got {pair!r}")
-    low, high = pair
-    for end in (low, high):
-        if isinstance(end, bool) or not isinstance(end, numbers.Real) or not math.isfinite(end):
-            raise ValueError(f"param_bounds[{name!r}] must be two finite numbers, got {pair!r}")
-    if not low < high:
-        raise ValueError(f"param_bounds[{name!r}] needs low < high, got {pair!r}")
-    return float(low), float(high)
+def _numeric(space: Mapping[str, Any]) -> SearchSpace:
+    """The parsed numeric entries of ``space``; an empty space is none."""
+    if not space:
+        return {}
+    return {n: p for n, p in parse_search_space(space).items() if p.kind != "categorical"}
 
 
 def _is_integer(value: Any) -> bool:

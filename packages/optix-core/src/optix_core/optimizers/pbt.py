@@ -12,15 +12,23 @@ truncation selection runs:
     exploit: each of the bottom ⌊exploit_frac·n⌋ members (at least one) copies
              the hyperparameters of a member drawn from as many at the top
     explore: the copy is perturbed, per hyperparameter,
-             log scale:  δ = scale·log(high/low),  θ' = clip(θ·exp(U(−δ, δ)), low, high)
-             linear:     δ = scale·(high − low),    θ' = clip(θ + U(−δ, δ), low, high)
+             log scale:  δ = scale·log(high/low),  θ' = clip(θ·exp(δ·ε), low, high)
+             linear:     δ = scale·(high − low),    θ' = clip(θ + δ·ε, low, high)
+             with ε ~ U(−1, 1), integers rounded
 
 The log-scale perturbation is uniform in log θ, so it puts equal probability
 on every decade it reaches: a learning rate moves by factors, not amounts.
+The rule is ``optix_core.search_space.perturb_params``, the one PolicyManager
+spawns with.
 
-The weights are shared, so a member's score also reflects how far training
-had come at its turn; the order of turns is drawn afresh each round so that
-no member always plays last, on the most trained weights. The first round's
+**The weights are shared.** This is PBT over hyperparameters only: every
+member trains the same network, one after another, and no member owns a copy
+of the weights, so "exploit" copies a configuration, never a model, and a
+member's score also reflects how far training had come at its turn (the order
+of turns is drawn afresh each round so that no member always plays last, on
+the most trained weights). For a population whose members really hold their
+own weights (spawned from the best checkpoint, trained as separate lineages,
+pruned, combined in an ensemble) use ``optix_core.evolution.PolicyManager``. The first round's
 members are the agent's hyperparameters and perturbations of them. A member
 whose turn gives no usable score (not finite, or the agent no longer held its
 hyperparameters, after a rollback) keeps its previous score; a member never
@@ -38,6 +46,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from optix_core.optimizers.bounds import BoundedOptimizer, Bounds, check_gain, score_or_nan
+from optix_core.search_space import perturb_params
 from optix_core.types import EvalMetrics, HyperparamSet, finite_or_none
 
 
@@ -107,18 +116,12 @@ class PBTOptimizer(BoundedOptimizer):
 
     def perturb(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """``params`` with every bounded hyperparameter explored (see the module doc);
-        other keys are left as they are."""
+        other keys are left as they are. The rule is ``search_space.perturb_params``
+        with ε ~ U(−1, 1), the one PolicyManager uses with ε ~ N(0, 1)."""
         self.space.check(params, type(self).__name__)
-        values = {}
-        for i, name in enumerate(self.space.names):
-            theta = min(max(float(params[name]), self.space.low[i]), self.space.high[i])
-            if self.space.log[i]:
-                delta = self.perturb_scale * math.log(self.space.high[i] / self.space.low[i])
-                values[name] = theta * math.exp(self._rng.uniform(-delta, delta))
-            else:
-                delta = self.perturb_scale * (self.space.high[i] - self.space.low[i])
-                values[name] = theta + self._rng.uniform(-delta, delta)
-        return self.space.place(values, params)
+        return perturb_params(
+            params, self.space.params, self.perturb_scale, self._rng, noise="uniform"
+        )
 
     def _evolve(self) -> None:
         """Truncation selection (Jaderberg et al. 2017): the bottom copy the top, then explore."""

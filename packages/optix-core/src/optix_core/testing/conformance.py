@@ -20,6 +20,7 @@ from optix_core.agent import BaseAgent
 from optix_core.hyperparams import HyperparamError
 from optix_core.pipeline import VectorBatchPipeline
 from optix_core.registry import action_space_kind, agents, make_agent
+from optix_core.search_space import parse_search_space
 from optix_core.types import EpisodeData, HyperparamSet
 
 CONTRACT = ("act", "learn", "get_hyperparams", "set_hyperparams", "save_weights", "load_weights")
@@ -189,6 +190,25 @@ class AgentConformance:
         agent.set_hyperparams(HyperparamSet(params=changed))
         after = agent.get_hyperparams().params
         for key in self._spec().search_space:
+            assert after[key] == pytest.approx(changed[key]), key
+
+    def test_online_search_space_is_valid_and_round_trips(self, env_id: str) -> None:
+        """What the loop tunes while training (the agent's ``search_space``) parses,
+        lies inside the agent's declared ``hyperparam_bounds``, and is accepted."""
+        agent = self.make(env_id)
+        space = agent.search_space
+        if not space:
+            return  # the agent is not tuned online
+        parsed = parse_search_space(space)
+        bounds = agent.hyperparam_bounds
+        for key, param in parsed.items():
+            if key in bounds and param.kind != "categorical":
+                for end in (param.low, param.high):
+                    assert bounds[key].accepts(end), f"{key}: {end} outside {bounds[key]}"
+        changed = {key: _inside(spec) for key, spec in space.items()}
+        agent.set_hyperparams(HyperparamSet(params=changed))
+        after = agent.get_hyperparams().params
+        for key in space:
             assert after[key] == pytest.approx(changed[key]), key
 
     def test_rejects_unknown_hyperparameters(self, env_id: str) -> None:

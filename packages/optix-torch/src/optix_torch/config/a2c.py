@@ -26,6 +26,13 @@ SEARCH_SPACE = {
     "gae_lambda": ("float", 0.9, 1.0),
     "entropy_coef": ("float", 0.0, 0.05),
 }
+# What the loop may tune while one run trains (the agent's ``search_space``),
+# as for PPO (see config/ppo.py): the learning rate and the entropy bonus, both
+# by factors (the default entropy bonus of 0 becomes 1e-4 once tuned).
+ONLINE_SEARCH_SPACE = {
+    "learning_rate": ("log_float", 1e-4, 3e-3),
+    "entropy_coef": ("log_float", 1e-4, 0.05),
+}
 ROLLOUT = {"n_envs": 8, "window_size": 5}
 SPEC = {
     "name": "a2c",

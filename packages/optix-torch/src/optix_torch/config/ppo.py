@@ -46,6 +46,19 @@ SEARCH_SPACE = {
     "minibatch_size": ("int", 32, 256),
     "max_grad_norm": ("float", 0.3, 1.0),
 }
+# What the loop may tune while one run trains (the agent's ``search_space``:
+# RLOptimizer's default SPSA and PolicyManager's spawns move these): the
+# knobs tensor-optix calls the most sensitive, on ranges safe to move mid-run.
+# The learning rate and the entropy bonus move by factors (log scale; an
+# entropy bonus of 0 becomes 1e-4, next to nothing), the clip range by
+# amounts. The discount, GAE's λ and the batch shape stay where the user put
+# them: changing the horizon or the minibatching mid-run is not a small step.
+# SEARCH_SPACE above is the wider, trial-level space of ``optix tune``.
+ONLINE_SEARCH_SPACE = {
+    "learning_rate": ("log_float", 1e-4, 3e-3),
+    "entropy_coef": ("log_float", 1e-4, 0.05),
+    "clip_ratio": ("float", 0.1, 0.3),
+}
 ROLLOUT = {"n_envs": 8, "window_size": 256}
 # rl-baselines3-zoo's tuned PPO settings for Pendulum-v1, without gSDE: with the
 # defaults above (γ 0.99, lr 3e-4, entropy bonus 0.01) PPO does not learn the
