@@ -50,6 +50,7 @@ FIXED_ON_RESUME = {
     "backend": "--backend",
     "seed": "--seed",
     "hp": "--hp",
+    "hp_file": "--hp-file",
     "tune": "--tune",
     "selection_episodes": "--selection-episodes",
 }
@@ -75,12 +76,19 @@ def add_parser(sub: Any) -> None:
         help=f"deterministic episodes judging each checkpoint candidate (default: "
         f"{SELECTION_EPISODES})",
     )
+    p.add_argument(
+        "--hp-file",
+        metavar="FILE",
+        help="start from the hyperparameters in FILE: an optix tune run's tune.json (or its "
+        "directory), for the best configuration it found, or a JSON object of name: value; "
+        "--hp overrides them",
+    )
     add_run_dir_arg(p)
     p.add_argument("--resume", metavar="RUN", help="continue the run in directory RUN")
     p.add_argument(
         "--tune",
         action="store_true",
-        help="tune hyperparameters online with SPSA over the algorithm's search space",
+        help="tune hyperparameters online with SPSA over what the agent declares safe to move",
     )
     add_verbose_arg(p)
     p.set_defaults(handler=cmd_train)
@@ -111,6 +119,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _start(args: argparse.Namespace) -> int:
     from optix_core.runs import TrainConfig, new_run_dir
 
+    file_hp = _hp_file(args) if args.hp_file else {}
     if not args.env:
         raise UsageError("train needs an environment id (optix train CartPole-v1) or --resume RUN")
     spec = resolve_spec(args.env, args.algo, args.backend)
@@ -121,16 +130,19 @@ def _start(args: argparse.Namespace) -> int:
         backend=spec.backend,
         device=args.device or "auto",
         seed=args.seed if args.seed is not None else random.SystemRandom().randrange(2**31),
-        hyperparams={**defaults, **parse_hyperparams(args.hp)},
+        hyperparams={**defaults, **file_hp, **parse_hyperparams(args.hp)},
         n_envs=rollout.get("n_envs", 1),
         window_size=rollout.get("window_size", 2048),
         max_windows=args.max_windows,
         max_env_steps=args.max_steps,
         loop=dict(LOOP_DEFAULTS),
-        online_tuning=dict(spec.search_space) if args.tune else {},
         selection_episodes=args.selection_episodes or SELECTION_EPISODES,
     )
     agent = _agent(config)  # bad hyperparameters or devices fail before anything is written
+    if args.tune:  # what the agent says is safe to move while it trains
+        config.online_tuning = dict(agent.search_space)
+        if not config.online_tuning:
+            raise UsageError(f"{spec.name} ({spec.backend}) declares nothing to tune online")
     run_dir = new_run_dir(Path(args.run_dir), config.env_id, config.algo)
     config.save(run_dir)
     if args.env in spec.presets:
@@ -141,6 +153,38 @@ def _start(args: argparse.Namespace) -> int:
         flush=True,
     )
     return _train(config, agent, run_dir)
+
+
+def _hp_file(args: argparse.Namespace) -> dict[str, Any]:
+    """The hyperparameters of ``--hp-file``; a tune.json also names the environment,
+    algorithm and backend it was tuned for, which fill in what was not given."""
+    path = Path(args.hp_file)
+    if path.is_dir():
+        path = path / "tune.json"
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise UsageError(f"--hp-file {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise UsageError(f"--hp-file {path} is not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"--hp-file {path} holds no JSON object of hyperparameters")
+    if "best_params" not in data:
+        return data
+    algo = data.get("algo")
+    if args.algo is not None and algo is not None and args.algo != algo:
+        raise UsageError(
+            f"--hp-file {path} holds hyperparameters tuned for {algo}, not {args.algo}"
+        )
+    args.algo = args.algo or algo
+    args.backend = args.backend or data.get("backend")
+    args.env = args.env or data.get("env_id")
+    print(
+        f"optix: hyperparameters from {path}: trial {data.get('best_trial')} of "
+        f"{data.get('env_id')}, score {data.get('best_score')}",
+        flush=True,
+    )
+    return {**data.get("fixed_params", {}), **data["best_params"]}
 
 
 def _resume(args: argparse.Namespace) -> int:

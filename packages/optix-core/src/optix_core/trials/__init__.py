@@ -12,16 +12,21 @@ except ImportError as exc:  # the tune extra is missing
 
 from optix_core.search_space import SearchSpaceError
 from optix_core.trials.context import TrialContext
+from optix_core.trials.fixed import FixedHyperparams
 from optix_core.trials.orchestrator import TrialOrchestrator
 from optix_core.trials.pool import SweepError
+from optix_core.trials.stopping import Interrupted
 from optix_core.trials.storage import StorageError
-from optix_core.trials.sweep import Sweep
+from optix_core.trials.sweep import Sweep, SweepSettingsError
 
 __all__ = [
+    "FixedHyperparams",
+    "Interrupted",
     "SearchSpaceError",
     "StorageError",
     "Sweep",
     "SweepError",
+    "SweepSettingsError",
     "TrialContext",
     "TrialOrchestrator",
 ]

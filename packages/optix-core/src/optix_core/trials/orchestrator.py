@@ -19,6 +19,7 @@ handed back for the full-budget run::
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Mapping
 from typing import Any
@@ -43,13 +44,25 @@ class TrialOrchestrator(Sweep):
     environment scored on; by default the pipeline's own gymnasium
     environment (a pipeline whose environments carry extra wrappers must name
     it). ``pruner_warmup_steps`` defaults to a quarter of ``trial_steps``.
-    ``loop_kwargs`` go to each trial's RLOptimizer.
+    ``loop_kwargs`` go to each trial's RLOptimizer (except ``max_env_steps``,
+    which is ``trial_steps``, and ``optimizer``). A trial trains what it
+    sampled: ``online_optimizer=None`` (the default) runs no online optimizer
+    inside it; give a factory ``online_optimizer(agent[, seed=])`` returning a
+    ``BaseOptimizer`` to tune online too (``"optix_core.trials.rl_trial:
+    spsa_over_search_space"``: SPSA over the agent's search space).
+
+    The sweep's seed and settings (``trial_steps``, ``eval_episodes``,
+    ``seeds_per_trial``, the space, the sampler, ... and ``settings``, a dict
+    of the caller's own) are stored with the study; continuing a study with
+    other settings raises ``SweepSettingsError``, and ``seed=None`` continues
+    one with its stored seed.
 
     Every other keyword is a ``Sweep`` option: ``storage``, ``study_name``,
     ``run_dir`` (the root of the trials' checkpoint directories),
     ``n_workers``, ``direction``, ``sampler``, ``n_startup_trials``,
     ``pruner_startup_trials``, ``prune``, ``heartbeat_interval``,
-    ``grace_period``, ``on_trial_end``. ``orchestrator.study`` is the Optuna
+    ``grace_period``, ``on_trial_end``, ``baseline``, ``timeout``,
+    ``threads_per_worker``, ``progress_interval``, ``settings``. ``orchestrator.study`` is the Optuna
     study and ``orchestrator.env_steps`` counts every step of every trial.
     """
 
@@ -67,11 +80,14 @@ class TrialOrchestrator(Sweep):
         seed: int | None = None,
         pruner_warmup_steps: int | None = None,
         loop_kwargs: Mapping[str, Any] | None = None,
+        online_optimizer: Factory | None = None,
+        settings: Mapping[str, Any] | None = None,
         **sweep_options: Any,
     ) -> None:
         check_int("trial_steps", trial_steps, 1)
         check_int("eval_episodes", eval_episodes, 1)
         check_int("seeds_per_trial", seeds_per_trial, 1)
+        seed_given = seed is not None
         if seed is None:
             seed = random.SystemRandom().randrange(2**31)
         env_id, env_kwargs = (
@@ -86,18 +102,44 @@ class TrialOrchestrator(Sweep):
             seeds=tuple(seed + i for i in range(seeds_per_trial)),
             loop_kwargs=dict(loop_kwargs or {}),
             eval_env_kwargs=env_kwargs,
+            online_optimizer=online_optimizer,
         )
         warmup = trial_steps // 4 if pruner_warmup_steps is None else pruner_warmup_steps
+        trial_settings = {
+            "trial_steps": trial_steps,
+            "eval_env_id": env_id,
+            "eval_env_kwargs": env_kwargs,
+            "eval_episodes": eval_episodes,
+            "seeds_per_trial": seeds_per_trial,
+            "loop_kwargs": dict(loop_kwargs or {}),
+            "online_optimizer": _describe(online_optimizer),
+        }
         super().__init__(
             objective,
             param_space,
             n_trials,
             seed=seed,
             pruner_warmup_steps=warmup,
+            settings={**trial_settings, **(settings or {})},
             **sweep_options,
         )
+        self.seed_given = seed_given  # False: a continued study keeps its stored seed
         self.trial_steps = trial_steps
-        self.seed = seed
+
+    def adopt_seed(self, seed: int) -> None:
+        super().adopt_seed(seed)
+        n = len(self.objective.seeds)
+        self.objective = dataclasses.replace(
+            self.objective, seeds=tuple(seed + i for i in range(n))
+        )
+
+
+def _describe(factory: Factory | None) -> str | None:
+    """A factory as stored with the study: its ``module:name`` (or repr)."""
+    if factory is None or isinstance(factory, str):
+        return factory
+    module, name = getattr(factory, "__module__", None), getattr(factory, "__qualname__", None)
+    return f"{module}:{name}" if module and name else repr(factory)
 
 
 def _pipeline_env(pipeline_factory: Factory) -> tuple[str, dict[str, Any]]:

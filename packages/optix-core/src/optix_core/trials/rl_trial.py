@@ -2,21 +2,28 @@
 
 For each of the trial's seeds, the agent and pipeline factories build a fresh
 agent and pipeline, and RLOptimizer trains until the pipeline has taken
-``trial_steps`` environment steps (checked at each evaluation; trials
-evaluate every window) or converges first, checkpointing into the trial's
-own directory. At each evaluation the window's score goes to the pruner, at
-the step "training env steps this trial has taken so far", so trials are
-compared at equal experience. The best checkpoint is chosen as ``optix
-train`` chooses it (``EvaluationSelection``: candidates judged on fresh
-deterministic episodes), and the seed's score is the mean return of
-``eval_episodes`` deterministic episodes of that checkpoint on environments
-seeded apart from every training and selection seed. The trial's score is the mean over its seeds. Every
-environment step, training and evaluation, is counted.
+``trial_steps`` environment steps (``max_env_steps``: the run stops after
+the first window that reaches them, whatever the evaluation schedule) or
+converges first, checkpointing into the trial's own directory. The trial
+trains the configuration it sampled: no online optimizer changes it unless
+``online_optimizer`` asks for one.
+
+The best checkpoint is chosen as ``optix train`` chooses it
+(``EvaluationSelection``: candidates judged on fresh deterministic
+episodes). At each evaluation the pruner gets an evaluation score, never a
+training return: the selection score of the trial's best checkpoint so far,
+the policy the trial would be scored by if it stopped there, at the step
+"training env steps this trial has taken so far", so trials are compared at
+equal experience. The seed's score is the mean return of ``eval_episodes``
+deterministic episodes of the chosen checkpoint on environments seeded apart
+from every training and selection seed. The trial's score is the mean over
+its seeds. Every environment step, training and evaluation, is counted.
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,11 +31,14 @@ from typing import Any
 
 import optuna
 
+from optix_core.agent import BaseAgent
 from optix_core.callbacks import LoopCallback
 from optix_core.loop import RLOptimizer
+from optix_core.optimizer import BaseOptimizer
 from optix_core.selection import EvaluationSelection
 from optix_core.specs import load_object
 from optix_core.trials.context import TrialContext
+from optix_core.trials.fixed import FixedHyperparams
 from optix_core.types import EvalMetrics
 
 EVAL_SEED = 3_000_000  # seeds of the scoring episodes: apart from training and `optix train`'s
@@ -40,6 +50,10 @@ TRIAL_LOOP_DEFAULTS: dict[str, Any] = {
     "backoff_factor": 1.0,
     "max_snapshots": 1,
 }
+
+# Set by the trial itself: a trial's budget and its (absent) online optimizer.
+TRIAL_OWNED = ("max_env_steps", "optimizer")
+TRAIN_STEPS = "train_env_steps"  # user attribute: training steps, scoring episodes not included
 
 Factory = Callable[..., Any] | str
 
@@ -77,9 +91,19 @@ class RLTrial:
     seeds: tuple[int, ...]
     loop_kwargs: dict[str, Any] = field(default_factory=dict)
     eval_env_kwargs: dict[str, Any] = field(default_factory=dict)
+    online_optimizer: Factory | None = None
+
+    def __post_init__(self) -> None:
+        owned = sorted(set(TRIAL_OWNED) & set(self.loop_kwargs))
+        if owned:
+            raise ValueError(
+                f"loop_kwargs may not set {', '.join(owned)}: a trial runs trial_steps env steps "
+                "and tunes online only through online_optimizer="
+            )
 
     def __call__(self, context: TrialContext) -> float:
         context.set_attr("seeds", list(self.seeds))
+        context.total_steps = self.trial_steps * len(self.seeds)
         scores: list[float] = []
         trained = 0
         for index, seed in enumerate(self.seeds):
@@ -89,11 +113,22 @@ class RLTrial:
             context.set_attr("seed_scores", scores)
         return statistics.fmean(scores)
 
+    def make_optimizer(self, agent: BaseAgent, seed: int) -> BaseOptimizer:
+        """The trial's online optimizer: none (the sampled values, kept) unless asked."""
+        if self.online_optimizer is None:
+            return FixedHyperparams()
+        optimizer = call_factory(self.online_optimizer, agent, seed=seed)
+        if not isinstance(optimizer, BaseOptimizer):
+            raise TypeError(
+                f"online_optimizer returned {type(optimizer).__name__}, not a BaseOptimizer"
+            )
+        return optimizer
+
     def _run(self, context: TrialContext, index: int, seed: int, trained: int) -> tuple[float, int]:
         agent = call_factory(self.agent_factory, dict(context.params), seed=seed)
         try:
             pipeline = call_factory(self.pipeline_factory, seed=seed)
-            budget = _TrialBudget(context, self.trial_steps, offset=trained)
+            budget = _TrialBudget(context, offset=trained)
             selection = EvaluationSelection(
                 self.eval_env_id,
                 SELECTION_EPISODES,
@@ -105,15 +140,20 @@ class RLTrial:
                 pipeline,
                 checkpoint_dir=context.directory / f"seed-{index}",
                 selection=selection,
+                optimizer=self.make_optimizer(agent, seed),
+                max_env_steps=self.trial_steps,
                 callbacks=[budget],
                 **{**TRIAL_LOOP_DEFAULTS, **self.loop_kwargs},
             )
             try:
-                loop.run()
+                report = loop.run()
             finally:
                 pipeline.close()
             budget.count(pipeline.env_steps)
             context.add_env_steps(selection.env_steps)
+            context.set_attr(TRAIN_STEPS, trained + pipeline.env_steps)
+            if report.stop_reason == "interrupted":  # RLOptimizer ends a run on Ctrl-C ...
+                raise KeyboardInterrupt  # ... but a trial cut short has no score
             if budget.pruned:
                 raise optuna.TrialPruned(f"pruned at {budget.last_step:,} env steps")
             result = selection.report(agent, self.eval_episodes)
@@ -124,11 +164,15 @@ class RLTrial:
 
 
 class _TrialBudget(LoopCallback):
-    """Stops the loop at the trial's step budget, or when the pruner says so."""
+    """Reports each evaluation's score to the pruner, and stops the loop when it prunes.
 
-    def __init__(self, context: TrialContext, trial_steps: int, offset: int) -> None:
+    The score is the selection score of the loop's best checkpoint: an
+    evaluation on deterministic episodes, and what the trial would be scored
+    by if it stopped now. Before any policy has been judged there is none.
+    """
+
+    def __init__(self, context: TrialContext, offset: int) -> None:
         self.context = context
-        self.trial_steps = trial_steps
         self.offset = offset  # training steps of the trial's earlier seeds
         self.counted = 0
         self.last_step = offset
@@ -142,13 +186,21 @@ class _TrialBudget(LoopCallback):
         assert self.loop is not None
         steps = int(metrics.metrics["env_steps"])
         self.count(steps)
-        if steps >= self.trial_steps:
-            self.loop.stop(f"trial budget of {self.trial_steps:,} env steps reached")
         self.last_step = self.offset + steps
-        if self.context.report(metrics.primary_score, self.last_step):
+        best = self.loop.best
+        score = best.score if best is not None else math.nan
+        if self.context.report(score, self.last_step):
             self.pruned = True
             self.loop.stop(f"pruned at {self.last_step:,} env steps")
 
     def count(self, steps: int) -> None:
         self.context.add_env_steps(steps - self.counted)
         self.counted = steps
+
+
+def spsa_over_search_space(agent: BaseAgent, seed: int | None = None) -> BaseOptimizer:
+    """``online_optimizer`` for SPSA over the agent's own search space, what
+    ``RLOptimizer`` runs by default outside trials."""
+    from optix_core.optimizers import SPSAOptimizer
+
+    return SPSAOptimizer.from_search_space(agent.search_space, seed=seed)
