@@ -480,3 +480,10 @@ def test_learns_cartpole() -> None:
         pipeline.close()
     result = evaluate_policy(agent, "CartPole-v1", episodes=20, seed=10_000)
     assert result.mean >= 475, str(result)
+
+
+@pytest.mark.parametrize("algo", ["ppo", "a2c", "dqn", "sac"])
+def test_an_agent_that_never_learned_tears_down(algo):
+    """optix tune builds the starting agent to check --hp, then tears it down."""
+    env_id = "Pendulum-v1" if algo == "sac" else "CartPole-v1"
+    make_agent(algo, env_id, seed=0, device="cpu").teardown()

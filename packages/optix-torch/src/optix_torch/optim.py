@@ -75,7 +75,7 @@ class FlatGradients:
 
     def release(self) -> None:
         """Let go of the buffer (``teardown``); ``bind`` makes a new one."""
-        for p, view in zip(self.params, self.views, strict=True):
+        for p, view in zip(self.params, self.views, strict=False):  # unbound: no views
             if p.grad is view:
                 p.grad = None
         self.buffer, self.views = None, []
