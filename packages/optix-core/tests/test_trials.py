@@ -515,6 +515,9 @@ def test_a_study_keeps_its_seed_and_settings(tmp_path):
     assert again.study and again.seed == 5, "no seed given: the stored one"
     again.run()
     assert len(again.study.trials) == 5
+    # The continued sampler draws afresh: it does not replay the first session's draws.
+    params = [tuple(sorted(t.params.items())) for t in again.study.trials]
+    assert len(set(params)) == 5
 
 
 def test_a_continued_orchestrator_runs_its_stored_seeds(tmp_path):

@@ -294,6 +294,9 @@ def test_resume_completes_the_budget_exactly_with_the_same_seeds(resumed_sweep):
     trials = journal_study(run_dir).trials
     assert sum(map(ran_to_an_end, trials)) == 6
     assert all(t.user_attrs["seeds"] == [0] for t in trials if ran_to_an_end(t))
+    # The resumed samplers draw afresh instead of replaying the first session's draws.
+    configurations = [tuple(sorted(t.params.items())) for t in trials if t.params]
+    assert len(set(configurations)) == len(configurations)
     summary = json.loads((run_dir / "tune.json").read_text())
     assert summary["seed"] == 0 and summary["best_params"].keys() == SEARCH_SPACE.keys()
 

@@ -30,6 +30,7 @@ from optix_core.trials.worker import (
     PrunerConfig,
     SamplerConfig,
     WorkerJob,
+    finished_trials,
     run_trials,
 )
 
@@ -232,6 +233,7 @@ class Sweep:
             progress_interval=self.progress_interval,
         )
         if self.n_workers == 1:
+            study.sampler = self.sampler.build(0, finished_trials(study))
             run_trials(job, study, callbacks=[self.feed])
         else:
             run_worker_processes(job, self.n_workers, study, self.feed)

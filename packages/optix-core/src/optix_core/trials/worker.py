@@ -42,6 +42,7 @@ from optix_core.trials.threads import limit_threads
 Objective = Callable[[TrialContext], float]
 StudyCallback = Callable[[optuna.Study, FrozenTrial], None]
 SAMPLERS = ("tpe", "random")
+PAST_TRIALS_STRIDE = 1_000
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,9 @@ class SamplerConfig:
     """TPE (or random search, the baseline TPE is measured against), seeded per worker.
 
     Worker ``i`` seeds its sampler with ``seed + i``: workers seeded alike would
-    propose the same configurations side by side.
+    propose the same configurations side by side. A sampler opened on a study
+    that already holds finished trials (a resumed sweep) adds
+    ``PAST_TRIALS_STRIDE`` per trial, or it would replay the random start-up draws of the first session.
     """
 
     kind: str = "tpe"
@@ -57,8 +60,10 @@ class SamplerConfig:
     n_startup_trials: int = 10
     constant_liar: bool = False  # workers side by side: running trials count as bad ones
 
-    def build(self, worker_index: int) -> optuna.samplers.BaseSampler:
-        seed = None if self.seed is None else self.seed + worker_index
+    def build(self, worker_index: int, past_trials: int = 0) -> optuna.samplers.BaseSampler:
+        seed = None
+        if self.seed is not None:
+            seed = self.seed + worker_index + PAST_TRIALS_STRIDE * past_trials
         if self.kind == "random":
             return optuna.samplers.RandomSampler(seed=seed)
         with warnings.catch_warnings():  # constant_liar is "experimental" in Optuna
@@ -109,12 +114,19 @@ class WorkerJob:
     progress_interval: float | None = None  # seconds between a running trial's lines
 
     def load_study(self, storage: Any, worker_index: int) -> optuna.Study:
+        past = finished_trials(optuna.load_study(study_name=self.study_name, storage=storage))
         return optuna.load_study(
             study_name=self.study_name,
             storage=storage,
-            sampler=self.sampler.build(worker_index),
+            sampler=self.sampler.build(worker_index, past),
             pruner=self.pruner.build(),
         )
+
+
+def finished_trials(study: optuna.Study) -> int:
+    """Trials of earlier sessions: they seed a resumed sweep's samplers apart."""
+    states = study.get_trials(deepcopy=False)
+    return sum(t.state.is_finished() for t in states)
 
 
 @dataclass(frozen=True)
