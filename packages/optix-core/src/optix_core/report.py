@@ -34,10 +34,6 @@ class LoopReport:
     best_snapshot: PolicySnapshot | None = None
     final_eval: PolicyEvaluation | None = None
 
-    @property
-    def windows(self) -> int:
-        return self.episodes
-
     def to_dict(self) -> dict[str, Any]:
         final = self.final_eval
         return {

@@ -26,9 +26,8 @@ def add_algorithm_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_seed_arg(parser: argparse.ArgumentParser, default: int | None = None) -> None:
-    help_text = "random seed" + (" (default: drawn and recorded)" if default is None else "")
-    parser.add_argument("--seed", type=int, default=default, help=help_text)
+def add_seed_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, help="random seed (default: drawn and recorded)")
 
 
 def add_run_dir_arg(parser: argparse.ArgumentParser) -> None:
