@@ -78,12 +78,6 @@ def single_signal_scale(scores: np.ndarray, base_noise: float) -> float:
     return base_noise / (1.0 + improvement_ratio(scores))
 
 
-def check_search_space(search_space: Mapping[str, Any]) -> None:
-    """Reject a search space ``perturb_hyperparams`` cannot read, before any
-    training: ``parse_search_space``'s rules, the same as trials'."""
-    as_search_space(search_space)
-
-
 def perturb_hyperparams(
     hyperparams: HyperparamSet,
     scale: float,
