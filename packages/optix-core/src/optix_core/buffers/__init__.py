@@ -1,5 +1,6 @@
-"""Replay buffers in preallocated numpy arrays: uniform, prioritized, n-step and HER."""
+"""Replay buffers in preallocated numpy arrays: uniform, prioritized, n-step, HER and compact."""
 
+from optix_core.buffers.compact import CompactPrioritizedReplayBuffer, CompactReplayBuffer
 from optix_core.buffers.her import EpisodeTooLongError, HERReplayBuffer, HERStrategyError
 from optix_core.buffers.nstep import NStepWriter
 from optix_core.buffers.prioritized import (
@@ -23,6 +24,8 @@ from optix_core.buffers.sum_tree import SumTree, SumTreeError
 
 __all__ = [
     "BufferFileError",
+    "CompactPrioritizedReplayBuffer",
+    "CompactReplayBuffer",
     "EpisodeTooLongError",
     "FieldSpec",
     "HERReplayBuffer",

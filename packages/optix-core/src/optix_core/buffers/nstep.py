@@ -9,9 +9,11 @@ transition::
 
     y = R + discounts * (1 - terminated) * max_a Q(next_observations, a)
 
-Because the writer emits ordinary transitions through ``buffer.add``, it works
-with a uniform ``ReplayBuffer`` and a ``PrioritizedReplayBuffer`` alike (new
-n-step transitions enter the latter at maximum priority, as any do).
+The writer works on the buffer's stored layout (``buffer.stored_fields``,
+written through ``buffer.add_stored``), so it feeds a uniform
+``ReplayBuffer``, a ``PrioritizedReplayBuffer`` (new n-step transitions enter
+at maximum priority, as any do) and a ``CompactReplayBuffer``, whose rows hold
+observation ids: there the pending steps hold ids, not frames.
 """
 
 from __future__ import annotations
@@ -26,11 +28,20 @@ from optix_core.buffers.replay import (
     ReplayBufferError,
     TransitionFieldsError,
     TransitionShapeError,
-    window_transitions,
 )
 from optix_core.types import EpisodeData
 
 _END_FIELDS = ("rewards", "next_observations", "terminated", "discounts")
+
+
+def _from_span_end(name: str) -> bool:
+    """Whether a stored field describes where an n-step span ends rather than where it starts.
+
+    Every ``next_*`` field does (``next_observations``, or the
+    ``next_observation_ids`` of a compact buffer), besides the summed reward,
+    the end flag and the discount.
+    """
+    return name in ("rewards", "terminated", "discounts") or name.startswith("next_")
 
 
 class NStepWriter:
@@ -38,12 +49,13 @@ class NStepWriter:
 
     The buffer needs the fields ``rewards``, ``next_observations``,
     ``terminated`` and ``discounts`` (``transition_fields(..., discounts=True)``).
-    Every other field (``observations``, ``actions``, anything extra) is taken
-    from the first step of each n-step span. Per column, the writer holds at
-    most ``n - 1`` steps not yet emitted; an episode end (terminated or
-    truncated) emits all of that column's pending steps with shorter spans.
-    For a truncated end, ``next_observations`` must be the episode's real final
-    observation so the target bootstraps from it.
+    ``next_*`` fields are taken from the last step of each n-step span, every
+    other field (``observations``, ``actions``, anything extra) from its
+    first. Per column, the writer holds at most ``n - 1`` steps not yet
+    emitted; an episode end (terminated or truncated) emits all of that
+    column's pending steps with shorter spans. For a truncated end,
+    ``next_observations`` must be the episode's real final observation so the
+    target bootstraps from it.
     """
 
     def __init__(self, buffer: ReplayBuffer, n: int, gamma: float, n_envs: int = 1) -> None:
@@ -61,21 +73,34 @@ class NStepWriter:
             raise ReplayBufferError(f"n_envs must be at least 1, got {n_envs}")
         self.buffer = buffer
         self.n, self.gamma, self.n_envs = int(n), float(gamma), int(n_envs)
-        self._carried = [name for name in buffer.fields if name not in _END_FIELDS]
+        stored = buffer.stored_fields
+        self._carried = [name for name in stored if not _from_span_end(name)]
+        self._next = [name for name in stored if name.startswith("next_")]
         self._pending = {
-            name: np.zeros(
-                (self.n_envs, self.n, *buffer.fields[name].shape), buffer.fields[name].dtype
-            )
+            name: np.zeros((self.n_envs, self.n, *stored[name].shape), stored[name].dtype)
             for name in self._carried
         }
         self._rewards = np.zeros((self.n_envs, self.n), dtype=np.float64)
         self._count = np.zeros(self.n_envs, dtype=np.int64)
         self._powers = self.gamma ** np.arange(self.n + 1)
+        # a compact buffer's pending rows hold observation ids: it keeps their frames
+        buffer._track_holder(self)
 
     @property
     def pending(self) -> np.ndarray:
         """Steps per column waiting for their n-step span to complete."""
         return self._count.copy()
+
+    def _held(self) -> dict[str, np.ndarray]:
+        """The pending steps' carried fields, which the buffer must keep valid until they are added."""
+        waiting = np.arange(self.n) < self._count[:, None]
+        return {name: self._pending[name][waiting] for name in self._carried}
+
+    def _set_held(self, rows: dict[str, np.ndarray]) -> None:
+        """Rewrite pending steps' carried fields, given in ``_held``'s order (ids the buffer moved)."""
+        waiting = np.arange(self.n) < self._count[:, None]
+        for name, values in rows.items():
+            self._pending[name][waiting] = values
 
     def reset(self) -> None:
         """Drop every pending step (for example after the environments were reset by hand)."""
@@ -84,13 +109,17 @@ class NStepWriter:
     def add(self, *, truncated: ArrayLike, **step: Any) -> np.ndarray:
         """Take one step of every column; add the n-step transitions it completes; return their slots.
 
-        ``step`` holds every buffer field except ``discounts``, shaped
+        ``step`` holds every stored field except ``discounts``, shaped
         ``[n_envs, ...]`` (or unbatched when ``n_envs == 1``), and
-        ``truncated`` the time-limit flags.
+        ``truncated`` the time-limit flags. Stored fields are the buffer's
+        fields, except for a ``CompactReplayBuffer``, whose steps hold
+        observation ids: feed that one windows, through ``add_window``.
         """
         # discounts are the writer's to fill: give the check a placeholder shaped like rewards.
         placeholder = np.zeros(np.shape(step.get("rewards")), np.float32)
-        batch, n = self.buffer._validate({**step, "discounts": placeholder})
+        batch, n = self.buffer._validate(
+            {**step, "discounts": placeholder}, self.buffer.stored_fields
+        )
         if n != self.n_envs:
             raise TransitionShapeError(
                 f"got {n} transitions, expected one per env column ({self.n_envs})"
@@ -115,8 +144,8 @@ class NStepWriter:
             out.append(
                 {
                     **{name: self._pending[name][full, 0] for name in self._carried},
+                    **{name: batch[name][full] for name in self._next},
                     "rewards": self._rewards[full] @ self._powers[: self.n],
-                    "next_observations": batch["next_observations"][full],
                     "terminated": np.zeros(full.size, dtype=bool),
                     "discounts": np.full(full.size, self._powers[self.n]),
                 }
@@ -136,10 +165,8 @@ class NStepWriter:
             out.append(
                 {
                     **{name: self._pending[name][c, :m] for name in self._carried},
+                    **{name: np.repeat(batch[name][c : c + 1], m, axis=0) for name in self._next},
                     "rewards": returns,
-                    "next_observations": np.repeat(
-                        batch["next_observations"][c : c + 1], m, axis=0
-                    ),
                     "terminated": np.full(m, terminated[c]),
                     "discounts": self._powers[m - np.arange(m)],
                 }
@@ -148,16 +175,15 @@ class NStepWriter:
         if not out:
             return np.empty(0, dtype=np.int64)
         merged = {key: np.concatenate([o[key] for o in out]) for key in out[0]}
-        return self.buffer.add(**merged)
+        return self.buffer.add_stored(**merged)
 
     def add_window(self, data: EpisodeData) -> np.ndarray:
         """Feed a loop window step by step (columns must match ``n_envs``); return the slots written.
 
         Buffer fields beyond the standard ones are taken from ``data.policy_info``.
         """
-        steps = window_transitions(data)
-        steps.update(data.policy_info)
-        names = [name for name in self.buffer.fields if name != "discounts"]
+        steps = self.buffer.stored_window(data, held=self._held())
+        names = [name for name in self.buffer.stored_fields if name != "discounts"]
         written = [
             self.add(truncated=steps["truncated"][t], **{k: steps[k][t] for k in names})
             for t in range(steps["rewards"].shape[0])

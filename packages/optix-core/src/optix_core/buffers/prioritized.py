@@ -79,9 +79,9 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     def nbytes(self) -> int:
         return super().nbytes + self.tree.nbytes
 
-    def add(self, **values: Any) -> np.ndarray:
-        """Store transitions (see ``ReplayBuffer.add``) at the highest priority seen so far."""
-        idx = super().add(**values)
+    def _write(self, batch: dict[str, np.ndarray], n: int) -> np.ndarray:
+        """Every way in (``add``, ``add_window``, ``add_stored``) enters at the highest priority seen."""
+        idx = super()._write(batch, n)
         self.tree.update(idx, self.max_priority**self.alpha)
         return idx
 

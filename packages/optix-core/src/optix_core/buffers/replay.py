@@ -99,19 +99,10 @@ def window_transitions(data: EpisodeData) -> dict[str, np.ndarray]:
     already reset, so ``observations[t + 1]`` belongs to the next episode).
     """
     obs = np.asarray(data.observations)
-    if data.next_observations is None:
-        raise TransitionFieldsError(
-            "EpisodeData.next_observations is None; replay needs the observation after the window"
-        )
-    next_obs = np.concatenate([obs[1:], np.asarray(data.next_observations)[None]], axis=0)
+    next_obs = np.concatenate([obs[1:], after_window(data)[None]], axis=0)
     done = np.logical_or(data.terminated, data.truncated)
     if done.any():
-        if data.final_observations is None:
-            raise TransitionFieldsError(
-                "EpisodeData.final_observations is None but episodes ended in the window; "
-                "replay needs each episode's last observation"
-            )
-        next_obs[done] = np.asarray(data.final_observations)[done]
+        next_obs[done] = final_observations(data)[done]
     return {
         "observations": obs,
         "actions": np.asarray(data.actions),
@@ -120,6 +111,25 @@ def window_transitions(data: EpisodeData) -> dict[str, np.ndarray]:
         "terminated": np.asarray(data.terminated, dtype=bool),
         "truncated": np.asarray(data.truncated, dtype=bool),
     }
+
+
+def after_window(data: EpisodeData) -> np.ndarray:
+    """``data.next_observations``, which replay cannot do without: the window's last steps need it."""
+    if data.next_observations is None:
+        raise TransitionFieldsError(
+            "EpisodeData.next_observations is None; replay needs the observation after the window"
+        )
+    return np.asarray(data.next_observations)
+
+
+def final_observations(data: EpisodeData) -> np.ndarray:
+    """``data.final_observations``, needed as soon as an episode ended inside the window."""
+    if data.final_observations is None:
+        raise TransitionFieldsError(
+            "EpisodeData.final_observations is None but episodes ended in the window; "
+            "replay needs each episode's last observation"
+        )
+    return np.asarray(data.final_observations)
 
 
 def _batched(shape: tuple[int, ...]) -> str:
@@ -156,9 +166,10 @@ class ReplayBuffer:
             )
         self.capacity = int(capacity)
         self.fields: dict[str, FieldSpec] = {name: FieldSpec.of(s) for name, s in fields.items()}
+        self.stored_fields = self._stored_layout(self.fields)
         self._data = {
             name: np.zeros((self.capacity, *spec.shape), dtype=spec.dtype)
-            for name, spec in self.fields.items()
+            for name, spec in self.stored_fields.items()
         }
         self._pos = 0
         self._size = 0
@@ -188,6 +199,14 @@ class ReplayBuffer:
         )
         return cls(capacity, fields, **kwargs)
 
+    def _stored_layout(self, fields: dict[str, FieldSpec]) -> dict[str, FieldSpec]:
+        """The arrays the buffer keeps, one row per transition: here exactly its fields.
+
+        A subclass that stores a field elsewhere (``CompactReplayBuffer`` keeps
+        observation ids in place of the observations) returns its own layout.
+        """
+        return dict(fields)
+
     def __len__(self) -> int:
         return self._size
 
@@ -210,10 +229,16 @@ class ReplayBuffer:
         """Bytes of every array the buffer allocated."""
         return sum(a.nbytes for a in self._data.values())
 
-    def _validate(self, values: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], int]:
-        """Check names, shapes and dtypes; return the values as ``[N, *shape]`` arrays and ``N``."""
-        missing = self.fields.keys() - values.keys()
-        unknown = values.keys() - self.fields.keys()
+    def _validate(
+        self, values: Mapping[str, Any], fields: Mapping[str, FieldSpec] | None = None
+    ) -> tuple[dict[str, np.ndarray], int]:
+        """Check names, shapes and dtypes against ``fields`` (default: the buffer's).
+
+        Returns the values as ``[N, *shape]`` arrays and ``N``.
+        """
+        fields = self.fields if fields is None else fields
+        missing = fields.keys() - values.keys()
+        unknown = values.keys() - fields.keys()
         if missing or unknown:
             parts = []
             if missing:
@@ -221,11 +246,11 @@ class ReplayBuffer:
             if unknown:
                 parts.append(f"unknown {sorted(unknown)}")
             raise TransitionFieldsError(
-                f"add() got the wrong fields ({'; '.join(parts)}); expected {sorted(self.fields)}"
+                f"add() got the wrong fields ({'; '.join(parts)}); expected {sorted(fields)}"
             )
         batch: dict[str, np.ndarray] = {}
         n = None
-        for name, spec in self.fields.items():
+        for name, spec in fields.items():
             arr = np.asarray(values[name])
             if arr.shape == spec.shape:
                 arr = arr[None]
@@ -260,7 +285,18 @@ class ReplayBuffer:
 
         When the buffer is full the oldest transitions are overwritten.
         """
-        batch, n = self._validate(values)
+        return self._write(*self._validate(values))
+
+    def add_stored(self, **rows: Any) -> np.ndarray:
+        """Store rows given in the buffer's own layout (``stored_fields``); return the slots written.
+
+        For this buffer the layout is its fields, so this is ``add``.
+        ``NStepWriter`` writes through it, which lets it feed any layout.
+        """
+        return self._write(*self._validate(rows, self.stored_fields))
+
+    def _write(self, batch: dict[str, np.ndarray], n: int) -> np.ndarray:
+        """Write ``n`` checked rows of the stored layout at the write position; return their slots."""
         idx = (self._pos + np.arange(n)) % self.capacity
         first = min(n, self.capacity - self._pos)
         for name, arr in batch.items():
@@ -272,16 +308,49 @@ class ReplayBuffer:
         self._size = min(self._size + n, self.capacity)
         return idx
 
+    def _track_holder(self, holder: Any) -> None:
+        """Note a writer that holds stored rows back to add later (an ``NStepWriter``).
+
+        A layout whose rows point into other storage (``CompactReplayBuffer``'s
+        observation ids) keeps the holder's pending rows' targets, whatever
+        else is written meanwhile (``add``, windows, ``load``); this buffer's
+        rows hold their values, so it keeps nothing.
+        """
+
+    def stored_window(
+        self, data: EpisodeData, held: Mapping[str, np.ndarray] | None = None
+    ) -> dict[str, np.ndarray]:
+        """The window's steps in the stored layout, ``[T, N, ...]``, plus ``truncated``.
+
+        Fields beyond the standard ones come from ``data.policy_info``. A
+        layout whose rows point into other storage (``CompactReplayBuffer``'s
+        observation ids) writes that storage here. ``held`` names stored rows
+        a caller keeps back to add later (``NStepWriter``'s pending steps),
+        whose targets such a layout must keep; this buffer's rows hold their
+        values, so it keeps nothing.
+        """
+        steps = window_transitions(data)
+        steps.update(data.policy_info)
+        return steps
+
     def add_window(self, data: EpisodeData) -> np.ndarray:
         """Store every transition of a loop window (time-major order); return the slots written.
 
         Fields of the buffer beyond the standard ones are taken from
-        ``data.policy_info`` by name.
+        ``data.policy_info`` by name. A window of more than ``capacity``
+        transitions goes in as consecutive adds, so its last ones stay.
         """
-        steps = window_transitions(data)
-        steps.update(data.policy_info)
-        t, n = steps["rewards"].shape[:2]
-        return self.add(**{k: steps[k].reshape(t * n, *steps[k].shape[2:]) for k in self.fields})
+        steps = self.stored_window(data)
+        rows = steps["rewards"].size
+        flat = {
+            k: v.reshape(rows, *v.shape[2:]) for k, v in steps.items() if k in self.stored_fields
+        }
+        return np.concatenate(
+            [
+                self.add_stored(**{k: v[start : start + self.capacity] for k, v in flat.items()})
+                for start in range(0, rows, self.capacity)
+            ]
+        )
 
     def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
         """The stored transitions at ``indices``, one array per field."""
@@ -343,9 +412,9 @@ class ReplayBuffer:
     def _check_file(self, arrays: Mapping[str, np.ndarray], path: str) -> None:
         """Raise ``BufferFileError`` unless ``arrays`` is a saved buffer of this spec."""
         names = {k.removeprefix("field.") for k in arrays if k.startswith("field.")}
-        if names != set(self.fields):
+        if names != set(self.stored_fields):
             raise BufferFileError(
-                f"{path} holds fields {sorted(names)}, expected {sorted(self.fields)}"
+                f"{path} holds fields {sorted(names)}, expected {sorted(self.stored_fields)}"
             )
         for key in ("__position", "__size", "__capacity"):
             if key not in arrays or arrays[key].shape != ():
@@ -361,7 +430,7 @@ class ReplayBuffer:
                 f"{path} holds {size} transitions at position {pos}; expected "
                 f"0 <= size <= {self.capacity} and 0 <= position < {self.capacity}"
             )
-        for name, spec in self.fields.items():
+        for name, spec in self.stored_fields.items():
             arr = arrays[f"field.{name}"]
             if arr.shape != (size, *spec.shape) or arr.dtype != spec.dtype:
                 raise BufferFileError(
@@ -372,6 +441,6 @@ class ReplayBuffer:
     def _restore(self, arrays: Mapping[str, np.ndarray]) -> None:
         """Copy checked ``arrays`` into the buffer."""
         size = int(arrays["__size"])
-        for name in self.fields:
+        for name in self.stored_fields:
             self._data[name][:size] = arrays[f"field.{name}"]
         self._size, self._pos = size, int(arrays["__position"])
