@@ -106,7 +106,7 @@ def run_optix(seed: int, args: argparse.Namespace) -> Result:
     import gymnasium as gym
 
     from optix_core.pipeline import VectorBatchPipeline
-    from optix_torch.dqn import make_dqn
+    from optix_torch.algorithms.dqn import make_dqn
 
     env = gym.make(ENV_ID)
     agent = make_dqn(
@@ -118,6 +118,7 @@ def run_optix(seed: int, args: argparse.Namespace) -> Result:
             "replay_capacity": ZOO["buffer_size"],
             "learning_starts": ZOO["learning_starts"],
             "gamma": ZOO["gamma"],
+            "train_freq": ZOO["train_freq"],
             "gradient_steps": ZOO["gradient_steps"],
             "target_update_freq": ZOO["gradient_steps"],
             "epsilon": 1.0,

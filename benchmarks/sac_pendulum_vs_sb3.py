@@ -52,8 +52,8 @@ EXPL_NOISE = 0.1
 
 def train_optix(algo: str, seed: int, steps: int, window: int) -> tuple[Any, float, float]:
     from optix_core.pipeline import VectorBatchPipeline
-    from optix_torch.sac import make_sac
-    from optix_torch.td3 import make_td3
+    from optix_torch.algorithms.sac import make_sac
+    from optix_torch.algorithms.td3 import make_td3
 
     env = gym.make(ENV_ID)
     make = {"sac": make_sac, "td3": make_td3}[algo]

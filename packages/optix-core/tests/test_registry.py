@@ -216,7 +216,7 @@ def test_unknown_backend(core_only):
 
 def test_unsupported_action_space_kind():
     env = SpacesOnly(gym.spaces.Box(-1, 1, (3,)), gym.spaces.MultiDiscrete([2, 3]))
-    with pytest.raises(RegistryError, match=r"MultiDiscrete.*not supported"):
+    with pytest.raises(RegistryError, match=r"'cem' supports .* not multi_discrete"):
         make_agent("cem", env)
 
 
@@ -414,5 +414,7 @@ def test_an_environments_preset_overrides_the_defaults_and_rollout_for_it_alone(
 def test_action_space_kind():
     assert action_space_kind(gym.spaces.Discrete(3)) == "discrete"
     assert action_space_kind(gym.spaces.Box(-1, 1, (2,))) == "continuous"
-    with pytest.raises(RegistryError, match="Discrete or Box"):
-        action_space_kind(gym.spaces.MultiBinary(3))
+    assert action_space_kind(gym.spaces.MultiDiscrete([2, 3])) == "multi_discrete"
+    assert action_space_kind(gym.spaces.MultiBinary(3)) == "multi_binary"
+    with pytest.raises(RegistryError, match="MultiDiscrete or MultiBinary"):
+        action_space_kind(gym.spaces.Tuple((gym.spaces.Discrete(2),)))

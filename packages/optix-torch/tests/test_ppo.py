@@ -17,12 +17,16 @@ from optix_core.optimizers import SPSAOptimizer
 from optix_core.search_space import parse_search_space
 from optix_core.testing import AgentConformance
 from optix_core.types import EpisodeData, EvalMetrics, HyperparamSet
+from optix_torch.accel.optim import LeanAdam
+from optix_torch.algorithms.ppo import (
+    TorchGaussianPPOAgent,
+    TorchPPOAgent,
+    make_ppo,
+    normalize_per_minibatch,
+)
 from optix_torch.config import ppo as config
-from optix_torch.networks import mlp
-from optix_torch.optim import LeanAdam
-from optix_torch.ppo import TorchPPOAgent, make_ppo
-from optix_torch.ppo_continuous import TorchGaussianPPOAgent
-from optix_torch.ppo_core import TwinMLP, normalize_per_minibatch
+from optix_torch.policies import TwinMLP, mlp
+from optix_torch.policies.distributions import SquashedGaussian
 
 torch.set_num_threads(1)
 
@@ -67,15 +71,16 @@ def weights(agent) -> list[torch.Tensor]:
 # ---- registration and the factory ---------------------------------------------
 
 
-def test_one_registered_ppo_serves_both_action_spaces() -> None:
+def test_one_registered_ppo_serves_every_action_space() -> None:
     spec = next(s for s in agents() if s.name == "ppo" and s.backend == "torch")
-    assert set(spec.action_spaces) == {"discrete", "continuous"}
+    assert set(spec.action_spaces) == {"discrete", "continuous", "multi_discrete", "multi_binary"}
     assert spec.on_policy
     assert spec.defaults == config.DEFAULTS
     assert spec.defaults["learning_rate"] == 3e-4 and spec.defaults["minibatch_size"] == 64
     assert spec.search_space["learning_rate"] == ("log_float", 1e-4, 3e-3)
     assert isinstance(make_agent("ppo", "CartPole-v1", device="cpu", seed=0), TorchPPOAgent)
-    assert isinstance(make_agent("ppo", "Pendulum-v1", device="cpu", seed=0), TorchGaussianPPOAgent)
+    pendulum = make_agent("ppo", "Pendulum-v1", device="cpu", seed=0)
+    assert isinstance(pendulum.distribution, SquashedGaussian)
 
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
@@ -126,18 +131,21 @@ def test_the_default_network_is_seeded_and_leaves_the_global_generator_alone() -
         assert torch.equal(x, y)
 
 
-def test_factory_rejects_action_spaces_it_cannot_serve() -> None:
+def test_factory_rejects_spaces_it_cannot_serve() -> None:
+    pair = gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.Discrete(3)))
     with pytest.raises(
-        ValueError, match=r"ppo acts on Discrete or Box action spaces, got MultiDiscrete"
+        ValueError, match=r"ppo acts on Discrete, MultiDiscrete, MultiBinary or Box"
     ):
-        make_ppo(OBS, gym.spaces.MultiDiscrete([2, 3]))
-    with pytest.raises(ValueError, match="reads Box observations"):
-        make_ppo(gym.spaces.Discrete(5), ACT)
+        make_ppo(OBS, pair)
+    with pytest.raises(ValueError, match="reads Box, Discrete or Dict observations"):
+        make_ppo(pair, ACT)
+    with pytest.raises(ValueError, match="unbounded"):
+        make_ppo(OBS, gym.spaces.Box(-np.inf, np.inf, (2,)))
 
 
-def test_discrete_agent_refuses_a_box_action_space() -> None:
-    with pytest.raises(ValueError, match=r"acts on Discrete action spaces, got Box"):
-        TorchPPOAgent(mlp(3, 2), mlp(3, 1), action_space=gym.spaces.Box(-1, 1, (1,)))
+def test_the_gaussian_agent_refuses_a_discrete_action_space() -> None:
+    with pytest.raises(ValueError, match=r"acts on Box action spaces, got Discrete"):
+        TorchGaussianPPOAgent(mlp(3, 2), mlp(3, 1), action_space=gym.spaces.Discrete(2))
 
 
 def test_an_actor_whose_output_does_not_fit_the_action_space_is_refused() -> None:
@@ -260,7 +268,7 @@ def test_truncated_steps_bootstrap_from_the_final_observations_value() -> None:
         final_observations=final,
     )
     flat = obs.reshape(steps * envs, 4)
-    values, next_values, final_values, _ = agent._rollout_values(data, flat, np.zeros(10))
+    values, next_values, final_values, _ = agent.rollout_values(data, flat, np.zeros((10, 1)))
 
     def critic(x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -307,7 +315,7 @@ def test_a_resumed_agent_continues_exactly_as_the_original(tmp_path) -> None:
 def test_a_discrete_checkpoint_does_not_load_into_a_gaussian_agent(tmp_path) -> None:
     make_ppo(OBS, ACT, device="cpu", seed=0).save_weights(str(tmp_path / "ckpt"))
     gaussian = make_agent("ppo", "Pendulum-v1", device="cpu", seed=0)
-    with pytest.raises(ValueError, match="'ppo' checkpoint, not 'ppo-gaussian'"):
+    with pytest.raises(ValueError, match="does not match this agent's"):
         gaussian.load_weights(str(tmp_path / "ckpt"))
 
 
@@ -330,36 +338,6 @@ def test_twin_mlp_is_two_separate_mlps() -> None:
     policy, value = twin(x)  # with autograd
     torch.testing.assert_close(policy, actor(x))
     assert policy.requires_grad and value.requires_grad
-
-
-@pytest.mark.parametrize("entropy_coef", [0.0, 0.3])
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
-def test_the_hand_written_update_equals_autograd(env_id: str, entropy_coef: float) -> None:
-    """TwinMLP's minibatch gradients, written by hand, against autograd's on the
-    same loss: clipped and unclipped ratios, entropy bonus, a clamped log-std."""
-    env = gym.make(env_id)
-    agent = make_ppo(env.observation_space, env.action_space, device="cpu", seed=0)
-    gen = torch.Generator().manual_seed(0)
-    rows = 64
-    obs = torch.randn(rows, env.observation_space.shape[0], generator=gen)
-    if isinstance(env.action_space, gym.spaces.Discrete):
-        actions = torch.randint(0, 2, (rows,), generator=gen)
-    else:
-        actions = torch.randn(rows, 1, generator=gen) * 2
-        with torch.no_grad():  # push some rows' log-std past the clamp at 2
-            agent.actor.biases[-1][0, 0, 1] = 1.9
-            agent.actor.weights[-1][0, :, 1] *= 30
-            assert (agent.actor(obs)[0][:, 1] > 2).any()
-    old = torch.randn(rows, generator=gen) * 0.3 - 1.0  # ratios far from 1: clipping active
-    adv, ret = torch.randn(rows, generator=gen), torch.randn(rows, generator=gen)
-    agent._flat_bound = agent._grads.bind()
-    assert agent._bind_twin()
-    fused = agent._fused_step(obs, actions, old, adv, ret, 0.2, 0.5, entropy_coef)
-    fused_grad = agent._grads.buffer.clone()
-    auto = agent._autograd_step(obs, actions, old, adv, ret, 0.2, 0.5, entropy_coef)
-    torch.testing.assert_close(fused_grad, agent._grads.buffer, rtol=1e-5, atol=1e-6)
-    for a, b in zip(fused, auto, strict=True):  # log r, the surrogate, V − R
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_user_networks_and_the_twin_learn_the_same_from_the_same_weights() -> None:

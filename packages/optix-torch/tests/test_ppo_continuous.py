@@ -13,10 +13,13 @@ from optix_core.evaluation import evaluate_policy
 from optix_core.registry import find_agent
 from optix_core.testing import AgentConformance
 from optix_core.types import EpisodeData, HyperparamSet
-from optix_torch.networks import mlp
-from optix_torch.ppo import TorchPPOAgent, make_ppo
-from optix_torch.ppo_continuous import TorchGaussianPPOAgent
-from optix_torch.ppo_core import TwinMLP
+from optix_torch.algorithms.ppo import (
+    TorchGaussianPPOAgent,
+    TorchPPOAgent,
+    make_ppo,
+)
+from optix_torch.policies import TwinMLP, mlp
+from optix_torch.policies.distributions import SquashedGaussian
 
 torch.set_num_threads(1)
 
@@ -40,10 +43,10 @@ def window(agent, env_id: str = "Pendulum-v1", steps: int = 64, seed: int = 0) -
         pipeline.close()
 
 
-def test_the_factory_builds_a_gaussian_agent_for_box_actions() -> None:
+def test_the_factory_builds_a_squashed_gaussian_policy_for_box_actions() -> None:
     agent = make_ppo(OBS, ACT, device="cpu", seed=0)
-    assert isinstance(agent, TorchGaussianPPOAgent)
-    assert agent.action_dim == 1 and agent.policy_dim == 2
+    assert isinstance(agent.distribution, SquashedGaussian)
+    assert agent.distribution.action_dim == 1 and agent.distribution.param_dim == 2
 
 
 def test_tensor_optix_constructor_with_action_dim() -> None:
@@ -76,8 +79,8 @@ def test_a_mismatched_action_dim_or_actor_output_is_refused() -> None:
 def test_a_continuous_agent_on_a_discrete_space_and_the_reverse_are_refused() -> None:
     with pytest.raises(ValueError, match=r"acts on Box action spaces, got Discrete\(2\)"):
         TorchGaussianPPOAgent(mlp(4, 2), mlp(4, 1), action_space=gym.spaces.Discrete(2))
-    with pytest.raises(ValueError, match=r"acts on Discrete action spaces, got Box"):
-        TorchPPOAgent(mlp(3, 2), mlp(3, 1), action_space=ACT)
+    with pytest.raises(ValueError, match=r"actor outputs shape \(2,\).*expected \(3,\)"):
+        TorchPPOAgent(mlp(3, 2), mlp(3, 1), action_space=gym.spaces.Discrete(3))
     unbounded = gym.spaces.Box(-np.inf, np.inf, (1,))
     with pytest.raises(ValueError, match="unbounded"):
         TorchGaussianPPOAgent(mlp(3, 2), mlp(3, 1), action_space=unbounded)
@@ -88,7 +91,7 @@ def test_actions_are_squashed_into_the_box_bounds() -> None:
     agent = make_ppo(gym.spaces.Box(-1, 1, (3,)), space, device="cpu", seed=0)
     obs = np.random.default_rng(0).normal(size=(256, 3)).astype(np.float32)
     with torch.no_grad():  # a wide policy, so that samples reach the bounds
-        agent.actor.biases[-1][0, 0, 2:] = 2.0
+        agent.actor.heads.biases[-1][0, 0, 2:] = 2.0
     for actions in (agent.act(obs), agent.act_info(obs, np.ones(256, bool))[0]):
         assert actions.dtype == np.float32 and actions.shape == (256, 2)
         assert all(space.contains(a) for a in actions)
@@ -103,15 +106,15 @@ def test_act_info_records_the_squashed_gaussian_log_probability() -> None:
     agent = make_ppo(OBS, ACT, device="cpu", seed=0)
     obs = np.random.default_rng(1).normal(size=(32, 3)).astype(np.float32)
     actions, info = agent.act_info(obs, np.ones(32, bool))
-    assert set(info) == {"log_probs", "values", "pre_tanh"}
-    u = torch.as_tensor(info["pre_tanh"])
+    assert set(info) == {"log_probs", "values", "raw_actions"}
+    u = torch.as_tensor(info["raw_actions"])
     with torch.no_grad():
         out, values = agent.actor(torch.as_tensor(obs))
     mean, log_std = out[:, :1], out[:, 1:].clamp(-5, 2)
     reference = Normal(mean, log_std.exp()).log_prob(u) - torch.log1p(-(torch.tanh(u) ** 2) + 1e-12)
     np.testing.assert_allclose(info["log_probs"], reference.sum(-1).numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(info["values"], values.numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(actions, 2.0 * np.tanh(info["pre_tanh"]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(actions, 2.0 * np.tanh(info["raw_actions"]), rtol=1e-5, atol=1e-6)
 
 
 def test_the_first_update_starts_from_a_ratio_of_one() -> None:
@@ -127,10 +130,8 @@ def test_the_first_update_starts_from_a_ratio_of_one() -> None:
 def test_a_window_without_pre_tanh_actions_recovers_them_from_the_actions() -> None:
     agent = make_ppo(OBS, ACT, device="cpu", seed=0)
     data = window(agent)
-    u = data.policy_info["pre_tanh"].reshape(-1, 1)
-    bare = EpisodeData(**{**data.__dict__})
-    bare.policy_info = {k: v for k, v in data.policy_info.items() if k != "pre_tanh"}
-    recovered = agent.learn_actions(bare, u.shape[0])
+    u = data.policy_info["raw_actions"].reshape(-1, 1)
+    recovered = agent.distribution.learn_actions(data.actions, {}, u.shape[0])
     inside = np.abs(u) < 5  # tanh saturates in float32 beyond that
     np.testing.assert_allclose(recovered[inside], u[inside], rtol=1e-3, atol=1e-3)
 

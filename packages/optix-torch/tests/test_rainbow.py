@@ -1,5 +1,6 @@
-"""TorchRainbowDQNAgent, RainbowQNetwork and NoisyLinear: conformance, the C51 target,
-noisy exploration, bad input, resume, and learning CartPole."""
+"""TorchRainbowDQNAgent, RainbowQNetwork and NoisyLinear: conformance on every observation
+space, the C51 target, noisy exploration, the network on the policy layer's extractors, bad
+input, replay, resume, and learning CartPole."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import toy_envs  # noqa: F401 - registers the optix-tests/ environments
 from torch import nn
 
 from optix_core import HyperparamSet, make_agent
@@ -16,24 +18,50 @@ from optix_core.evaluation import evaluate_policy
 from optix_core.pipeline import VectorBatchPipeline
 from optix_core.registry import RegistryError
 from optix_core.testing import AgentConformance
-from optix_torch.noisy import NoisyLinear, noisy_layers, reset_noise
-from optix_torch.rainbow import (
+from optix_core.types import EpisodeData
+from optix_torch.algorithms.noisy import NoisyLinear, noisy_layers, reset_noise
+from optix_torch.algorithms.rainbow import (
     RainbowQNetwork,
     TorchRainbowDQNAgent,
     categorical_projection,
     make_rainbow,
 )
+from optix_torch.policies import CombinedExtractor, NatureCNN, OneHotExtractor, SmallCNN
+from optix_torch.policies.extractors import FlattenExtractor
+from optix_torch.policies.observations import to_tensor
 
 torch.set_num_threads(1)
 
-FAST = {"learning_starts": 64, "batch_size": 32, "gradient_steps": 8, "target_update_freq": 5}
+# One update phase per 64-step test window: train_freq 64 vector steps, 8 gradient steps.
+FAST = {
+    "learning_starts": 64,
+    "batch_size": 32,
+    "train_freq": 64,
+    "gradient_steps": 8,
+    "target_update_freq": 5,
+}
 
 
 class TestRainbowConformance(AgentConformance):
     algo = "rainbow"
     backend = "torch"
-    # The first update waits for learning_starts (1,000) env steps: 2 x 512.
+    # Flat vectors, uint8 images (SmallCNN, NatureCNN), Dict and Discrete observations.
+    env_ids = (
+        "CartPole-v1",
+        "optix-tests/Catch-v0",
+        "optix-tests/CatchLarge-v0",
+        "optix-tests/DictGoal-v0",
+        "FrozenLake-v1",
+    )
+    # Updates come after every train_freq-th (256th) vector step once more than
+    # learning_starts (1,000) env steps were seen: at vector step 512 of 2 envs.
     window_size = 512
+
+    def test_the_suite_trains_with_gradient_steps(self, env_id: str) -> None:
+        """test_learn_changes_the_policy sees learning, not just stored experience."""
+        agent = self.make(env_id)
+        self.train(agent, env_id)
+        assert agent.updates == 128
 
 
 def cartpole_agent(seed: int = 0, **hp) -> TorchRainbowDQNAgent:
@@ -42,9 +70,11 @@ def cartpole_agent(seed: int = 0, **hp) -> TorchRainbowDQNAgent:
     )
 
 
-def windows(agent, count: int, n_envs: int = 2, window: int = 64, seed: int = 0) -> list:
+def windows(
+    agent, count: int, n_envs: int = 2, window: int = 64, seed: int = 0, env_id: str = "CartPole-v1"
+) -> list:
     pipeline = VectorBatchPipeline(
-        env_id="CartPole-v1", n_envs=n_envs, window_size=window, seed=seed, agent=agent
+        env_id=env_id, n_envs=n_envs, window_size=window, seed=seed, agent=agent
     )
     try:
         return [pipeline.collect() for _ in range(count)]
@@ -97,6 +127,53 @@ def test_rainbow_network_returns_log_probabilities_over_atoms_per_action() -> No
     torch.testing.assert_close(out.exp().sum(-1), torch.ones(3, 4))
     q = net.q_values(torch.zeros(2, 8))
     assert q.shape == (2, 4) and torch.all(q.abs() <= 5)
+
+
+@pytest.mark.parametrize(
+    ("env_id", "extractor"),
+    [
+        ("CartPole-v1", FlattenExtractor),
+        ("optix-tests/Catch-v0", SmallCNN),
+        ("optix-tests/CatchLarge-v0", NatureCNN),
+        ("optix-tests/DictGoal-v0", CombinedExtractor),
+        ("FrozenLake-v1", OneHotExtractor),
+    ],
+)
+def test_the_default_network_sits_on_the_extractor_for_the_observation_space(
+    env_id, extractor
+) -> None:
+    agent = make_agent("rainbow", env_id, device="cpu", seed=0)
+    net = agent.q_network
+    assert isinstance(net, RainbowQNetwork) and type(net.extractor) is extractor
+    assert net.observation_space == gym.make(env_id).observation_space
+    obs = TestRainbowConformance().probe_observations(env_id, 5)
+    with torch.no_grad():
+        assert net(to_tensor(obs, agent.device)).shape == (5, net.n_actions, 51)
+    assert agent.act(obs, deterministic=True).shape == (5,)
+
+
+class PixelFeatures(nn.Module):
+    """A user's extractor: uint8 pixels → 24 features."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(50, 24)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.linear(obs.flatten(1).float() / 255.0).relu()
+
+
+def test_a_users_extractor_carries_the_rainbow_head() -> None:
+    space = gym.make("optix-tests/Catch-v0").observation_space
+    features = PixelFeatures()
+    net = RainbowQNetwork.for_space(space, 3, extractor=features, hidden_size=32)
+    assert net.obs_dim == 24 and net.extractor is features
+    agent = TorchRainbowDQNAgent(net, 3, hyperparams=FAST, device="cpu", seed=0)
+    before = features.linear.weight.detach().clone()
+    for data in windows(agent, 2, env_id="optix-tests/Catch-v0"):
+        stats = agent.learn(data)
+    assert agent.updates == 16 and np.isfinite(stats["loss"])
+    assert not torch.equal(before, features.linear.weight)
 
 
 # ---- the C51 target -----------------------------------------------------------------
@@ -242,6 +319,73 @@ def test_the_tensor_optix_constructor() -> None:
 # ---- learning steps and resume --------------------------------------------------------
 
 
+def test_the_default_adam_uses_hessel_et_al_s_epsilon() -> None:
+    agent = cartpole_agent()
+    assert agent.optimizer.param_groups[0]["eps"] == 1.5e-4
+    dqn = make_agent("dqn", "CartPole-v1", device="cpu")
+    assert dqn.optimizer.param_groups[0]["eps"] == 1e-8  # DQN keeps torch's (SB3's)
+
+
+def test_training_actions_are_random_until_learning_starts_then_noisy() -> None:
+    agent = cartpole_agent(learning_starts=6)
+    obs = np.zeros((2, 4), dtype=np.float32)
+    draws = []
+    for _ in range(4):
+        state = agent.generator.get_state()
+        agent.act_info(obs, np.zeros(2, dtype=bool))
+        draws.append(not torch.equal(state, agent.generator.get_state()))
+    # 0, 2 and 4 steps collected: random; then 6: the noisy network, with fresh noise
+    assert draws == [False, False, False, True]
+
+
+def test_beta_is_annealed_per_env_step_and_reported() -> None:
+    agent = cartpole_agent(per_beta=0.5, per_beta_steps=512, **FAST)
+    data = windows(agent, 2)  # 128 env steps each
+    assert agent.learn(data[0])["per_beta"] == pytest.approx(0.5 + 0.5 * 128 / 512)
+    assert agent.learn(data[1])["per_beta"] == pytest.approx(0.5 + 0.5 * 256 / 512)
+    for _ in range(3):
+        stats = agent.learn(data[1])
+    assert stats["per_beta"] == 1.0
+    agent.set_hyperparams(HyperparamSet({"per_beta_steps": 0}))
+    assert agent.learn(data[1])["per_beta"] == 0.5
+
+
+def test_an_update_never_samples_a_transition_stored_after_its_step() -> None:
+    """A replay of 24 transitions wraps around inside a window of 32 steps of 2
+    envs; the update due after vector step t draws only n-step transitions that
+    start at step t - 1 or before, as if it had run then."""
+    agent = cartpole_agent(
+        replay_capacity=24, learning_starts=0, batch_size=8, train_freq=4, gradient_steps=2
+    )
+    sampled = []
+    step = agent._gradient_step
+
+    def recording(obs, *args):
+        sampled.append(obs[:, 0].cpu().numpy().astype(int))
+        return step(obs, *args)
+
+    agent._gradient_step = recording
+    obs = np.zeros((33, 2, 4), dtype=np.float32)
+    obs[..., 0] = np.arange(33)[:, None]  # obs[t] = (t, column, 0, 0)
+    obs[..., 1] = np.arange(2)
+    agent.learn(
+        EpisodeData(
+            observations=obs[:-1],
+            actions=np.zeros((32, 2), dtype=np.int64),
+            rewards=np.ones((32, 2), dtype=np.float32),
+            terminated=np.zeros((32, 2), dtype=bool),
+            truncated=np.zeros((32, 2), dtype=bool),
+            next_observations=obs[-1],
+        )
+    )
+    # n = 3: step t completes the transitions starting at t - 3; the first 8 are
+    # stored by vector step 6, so updates are due after vector steps 8, 12, ..., 32.
+    assert len(sampled) == 7 * 2
+    for update, made_at in enumerate(sampled):
+        t = 4 * (update // 2 + 2)
+        assert made_at.max() <= t - 3, (update, made_at)
+
+
 def test_learn_updates_priorities_from_the_loss_and_syncs_the_target() -> None:
     agent = cartpole_agent(**FAST)
     data = windows(agent, 2)
@@ -266,6 +410,36 @@ def test_uniform_replay_works_too() -> None:
     for data in windows(agent, 2):
         stats = agent.learn(data)
     assert np.isfinite(stats["loss"])
+
+
+def test_pixels_are_stored_once_in_the_prioritized_n_step_replay() -> None:
+    """The default replay (100,000 transitions, prioritized, 3-step) on 84×84
+    uint8 frames takes at most 1.1 copies of them; every array is allocated
+    when the first window comes. And on Catch, n-step transitions share the
+    frames of the steps they start and end at."""
+    space = gym.spaces.Box(0, 255, (84, 84, 1), np.uint8)
+    agent = make_rainbow(space, gym.spaces.Discrete(4), device="cpu")
+    frames = np.random.default_rng(0).integers(0, 256, (5, 1, 84, 84, 1), dtype=np.uint8)
+    agent.learn(
+        EpisodeData(
+            observations=frames[:4],
+            actions=np.zeros((4, 1), dtype=np.int64),
+            rewards=np.zeros((4, 1), dtype=np.float32),
+            terminated=np.zeros((4, 1), dtype=bool),
+            truncated=np.zeros((4, 1), dtype=bool),
+            next_observations=frames[4],
+        )
+    )
+    assert agent.replay.buffer.nbytes <= 1.1 * 100_000 * 84 * 84
+
+    catch = make_agent(
+        "rainbow", "optix-tests/Catch-v0", hyperparams=HyperparamSet(FAST), device="cpu"
+    )
+    data = windows(catch, 2, env_id="optix-tests/Catch-v0")
+    for part in data:
+        catch.learn(part)
+    ends = int(sum(part.dones.sum() for part in data))
+    assert catch.replay.buffer.observations_written == 2 * 128 + ends + 2
 
 
 def test_resume_keeps_the_replay_buffer_and_continues_exactly(tmp_path) -> None:

@@ -2,25 +2,41 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+import toy_envs  # noqa: F401 - registers the optix-tests/ environments
+from torch import nn
 
 from optix_core import HyperparamSet, make_agent
 from optix_core.evaluation import evaluate_policy
 from optix_core.pipeline import VectorBatchPipeline
-from optix_core.registry import RegistryError
 from optix_core.testing import AgentConformance
-from optix_torch.recurrent_ppo import (
+from optix_torch.algorithms.recurrent_ppo import (
     LSTMActorCritic,
     TorchRecurrentPPOAgent,
     fit_seq_len,
     make_recurrent_ppo,
 )
+from optix_torch.policies import NatureCNN, SmallCNN
 
 torch.set_num_threads(1)
+
+
+# Every action space (Discrete, Box, MultiDiscrete, MultiBinary) and every
+# observation space (flat Box, images, Dict, Discrete) the policy layer serves.
+SPACE_ENVS = (
+    "CartPole-v1",
+    "Pendulum-v1",
+    "optix-tests/MultiDiscreteMatch-v0",
+    "optix-tests/BitMatch-v0",
+    "optix-tests/DictGoal-v0",
+    "optix-tests/Catch-v0",
+    "FrozenLake-v1",
+)
 
 
 class TestRecurrentPPOConformance(AgentConformance):
     algo = "recurrent-ppo"
     backend = "torch"
+    env_ids = SPACE_ENVS
 
 
 def cartpole_agent(seed: int = 0, **hp) -> TorchRecurrentPPOAgent:
@@ -103,18 +119,32 @@ def test_training_replays_exactly_the_states_that_acted() -> None:
                 -1, torch.as_tensor(data.actions[begin:end]).unsqueeze(-1)
             )
             np.testing.assert_allclose(
-                log_probs.squeeze(-1), info["log_prob"][begin:end], atol=1e-5
+                log_probs.squeeze(-1), info["log_probs"][begin:end], atol=1e-5
             )
-            np.testing.assert_allclose(values, info["value"][begin:end], atol=1e-5)
+            np.testing.assert_allclose(values, info["values"][begin:end], atol=1e-5)
 
 
-def test_first_epoch_starts_on_policy() -> None:
-    """With one minibatch and one epoch, the first ratio is exactly 1: nothing clipped, KL 0."""
-    agent = cartpole_agent(n_epochs=1, minibatch_size=4096, seq_len=16)
-    (data,) = collect(agent, n_envs=2, window=64)
-    diag = agent.learn(data)
+@pytest.mark.parametrize("env_id", SPACE_ENVS)
+def test_first_epoch_starts_on_policy(env_id: str) -> None:
+    """With one minibatch and one epoch, the first ratio is exactly 1 on every
+    space: nothing clipped, KL 0 (the recorded log-probabilities and states are
+    the ones learning recomputes)."""
+    hp = {"n_epochs": 1, "minibatch_size": 4096, "seq_len": 16}
+    agent = make_agent("recurrent-ppo", env_id, hyperparams=hp, device="cpu", seed=0)
+    pipeline = VectorBatchPipeline(env_id=env_id, n_envs=2, window_size=64, seed=0, agent=agent)
+    diag = agent.learn(pipeline.collect())
+    pipeline.close()
     assert diag["approx_kl"] == pytest.approx(0.0, abs=1e-6)
     assert diag["clip_fraction"] == 0.0
+    assert diag["updates"] == 1.0
+
+
+def test_target_kl_stops_the_epochs_early() -> None:
+    agent = cartpole_agent(n_epochs=50, learning_rate=1e-2, target_kl=0.01)
+    (data,) = collect(agent, n_envs=2, window=64)
+    diag = agent.learn(data)
+    assert diag["stopped_early"] == 1.0
+    assert diag["updates"] < 50 * 2  # two minibatches an epoch
 
 
 def test_hidden_state_carries_across_windows() -> None:
@@ -159,15 +189,124 @@ def test_fit_seq_len_divides_the_window() -> None:
     assert fit_seq_len(13, 4) == 1
 
 
+# ---- the policy layer: networks from the spaces, users' extractors ---------------------
+
+
+def test_the_default_network_follows_the_observation_space() -> None:
+    assert isinstance(
+        make_agent("recurrent-ppo", "optix-tests/Catch-v0", device="cpu").network.extractor,
+        SmallCNN,
+    )
+    assert isinstance(
+        make_agent("recurrent-ppo", "optix-tests/CatchLarge-v0", device="cpu").network.extractor,
+        NatureCNN,
+    )
+    agent = make_agent("recurrent-ppo", "optix-tests/MultiDiscreteMatch-v0", device="cpu")
+    assert agent.network.actor.out_features == 6  # two blocks of three logits
+
+
+class Pixels(nn.Module):
+    """A user's extractor for Catch's 10×5 frames."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(50, 32)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.linear(obs.flatten(1).float() / 255.0))
+
+
+def test_a_users_extractor_trains() -> None:
+    """Any module from observations to features serves, given as extractor= or
+    inside a network of the user's; its weights learn."""
+    space = gym.make("optix-tests/Catch-v0").observation_space
+    for given in ("extractor", "network"):
+        extractor = Pixels()
+        kwargs = (
+            {"extractor": extractor}
+            if given == "extractor"
+            else {"network": LSTMActorCritic(space, 3, 32, extractor=extractor)}
+        )
+        agent = TorchRecurrentPPOAgent(
+            observation_space=space,
+            action_space=gym.spaces.Discrete(3),
+            device="cpu",
+            seed=0,
+            **kwargs,
+        )
+        assert agent.network.extractor is extractor
+        before = extractor.linear.weight.detach().clone()
+        pipeline = VectorBatchPipeline(
+            env_id="optix-tests/Catch-v0", n_envs=2, window_size=32, seed=0, agent=agent
+        )
+        agent.learn(pipeline.collect())
+        pipeline.close()
+        assert not torch.equal(extractor.linear.weight, before), given
+
+
+class GoalOnly(nn.Module):
+    """A user's extractor for DictGoal: reads the goal, ignores the noise."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(3, 16)
+
+    def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.relu(self.linear(nn.functional.one_hot(obs["goal"].long(), 3).float()))
+
+
+def train(agent: TorchRecurrentPPOAgent, env_id: str, windows: int) -> float:
+    """``windows`` windows of 8 × 64 steps; then the deterministic return on fresh episodes."""
+    pipeline = VectorBatchPipeline(env_id=env_id, n_envs=8, window_size=64, seed=0, agent=agent)
+    try:
+        for _ in range(windows):
+            agent.learn(pipeline.collect())
+    finally:
+        pipeline.close()
+    return evaluate_policy(agent, env_id, episodes=30, seed=10_000).mean
+
+
+@pytest.mark.slow
+def test_a_users_extractor_learns_dict_goal() -> None:
+    space = gym.make("optix-tests/DictGoal-v0").observation_space
+    agent = TorchRecurrentPPOAgent(
+        observation_space=space,
+        action_space=gym.spaces.Discrete(3),
+        extractor=GoalOnly(),
+        hyperparams={"learning_rate": 1e-3},
+        device="cpu",
+        seed=0,
+    )
+    assert train(agent, "optix-tests/DictGoal-v0", windows=20) >= 7.5  # random: 8/3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env_id", ["optix-tests/MultiDiscreteMatch-v0", "optix-tests/DictGoal-v0"])
+def test_learns_multidiscrete_actions_and_dict_observations(env_id: str) -> None:
+    agent = make_agent(
+        "recurrent-ppo", env_id, hyperparams={"learning_rate": 1e-3}, device="cpu", seed=0
+    )
+    assert train(agent, env_id, windows=20) >= 7.5  # random: 8/3
+
+
 # ---- bad input ------------------------------------------------------------------
 
 
-def test_a_continuous_env_is_refused() -> None:
-    with pytest.raises(RegistryError, match="discrete"):
-        make_agent("recurrent-ppo", "Pendulum-v1", device="cpu")
-    env = gym.make("Pendulum-v1")
-    with pytest.raises(ValueError, match="Discrete action spaces"):
-        make_recurrent_ppo(env.observation_space, env.action_space, device="cpu")
+def test_spaces_no_distribution_or_extractor_serves_are_refused() -> None:
+    box = gym.spaces.Box(-1, 1, (3,), np.float32)
+    with pytest.raises(ValueError, match="Discrete, MultiDiscrete, MultiBinary or Box action"):
+        make_recurrent_ppo(box, gym.spaces.Tuple((gym.spaces.Discrete(2),)), device="cpu")
+    with pytest.raises(ValueError, match="recurrent-ppo reads Box, Discrete or Dict observations"):
+        make_recurrent_ppo(gym.spaces.Tuple((box,)), gym.spaces.Discrete(2), device="cpu")
+
+
+def test_a_network_that_does_not_fit_the_spaces_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"expected \(1, 2, 3\) for this action space"):
+        TorchRecurrentPPOAgent(4, 3, network=LSTMActorCritic(4, 2), device="cpu")
+    with pytest.raises(ValueError, match="the network fails on observations"):
+        TorchRecurrentPPOAgent(5, 2, network=LSTMActorCritic(4, 2), device="cpu")
+    with pytest.raises(ValueError, match="obs_dim or observation_space"):
+        TorchRecurrentPPOAgent(n_actions=2, device="cpu")
 
 
 def test_learn_without_recorded_states_is_a_clear_error() -> None:

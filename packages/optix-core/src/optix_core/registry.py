@@ -50,15 +50,22 @@ def provider(spec: Any) -> str:
 
 
 def action_space_kind(space: gym.Space) -> str:
-    """'discrete' or 'continuous', the vocabulary of ``AgentSpec.action_spaces``."""
+    """The kind of ``space`` in the vocabulary of ``AgentSpec.action_spaces``:
+    'discrete', 'continuous' (Box), 'multi_discrete' or 'multi_binary'."""
     import gymnasium as gym
 
-    if isinstance(space, gym.spaces.Discrete):
-        return "discrete"
-    if isinstance(space, gym.spaces.Box):
-        return "continuous"
+    kinds = {
+        gym.spaces.Discrete: "discrete",
+        gym.spaces.Box: "continuous",
+        gym.spaces.MultiDiscrete: "multi_discrete",
+        gym.spaces.MultiBinary: "multi_binary",
+    }
+    for cls, kind in kinds.items():
+        if isinstance(space, cls):
+            return kind
     raise RegistryError(
-        f"action space {space} is not supported: optix agents act on Discrete or Box spaces"
+        f"action space {space} is not supported: optix agents act on Discrete, Box, "
+        "MultiDiscrete or MultiBinary spaces"
     )
 
 

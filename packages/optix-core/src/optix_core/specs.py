@@ -10,7 +10,9 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
-ACTION_SPACES = ("discrete", "continuous")
+# The kinds of action space an AgentSpec may declare: gymnasium's Discrete,
+# Box, MultiDiscrete and MultiBinary.
+ACTION_SPACES = ("discrete", "continuous", "multi_discrete", "multi_binary")
 
 
 def load_object(reference: str) -> Any:
@@ -113,8 +115,14 @@ class BackendSpec:
     ``list_devices`` returns device names (``["cpu", "cuda:0"]``),
     ``resolve_device`` maps ``"auto"`` or a name to the device to use and
     raises ``ValueError`` for one that is not there, and ``seed`` seeds the
-    framework's random generators. All three are ``"module:callable"``
-    strings, imported only when called.
+    framework's random generators. ``export``, optional, writes an agent's
+    deterministic policy as a model that runs without optix (``optix
+    export``): ``export(agent, path, format, observation_space)`` with
+    ``format`` "onnx" or "torchscript" (the formats a backend offers are its
+    own), returning ``{"path", "format", "inputs": [{"name", "shape",
+    "dtype"}], "output": {...}}``, and raising ``ValueError`` with a one-line
+    reason for a policy or format it cannot export. All are
+    ``"module:callable"`` strings, imported only when called.
     """
 
     name: str
@@ -123,3 +131,8 @@ class BackendSpec:
     resolve_device: str
     seed: str
     summary: str = ""
+    export: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.export is not None and ":" not in self.export:
+            raise ValueError(f"BackendSpec {self.name!r}: export must be 'module:callable'")

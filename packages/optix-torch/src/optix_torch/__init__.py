@@ -10,19 +10,20 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "TorchAgent": "a2c",
+    "TorchAgent": "algorithms.a2c",
     "TorchAgentBase": "base",
     "TorchEvaluator": "evaluator",
-    "TorchPPOAgent": "ppo",
-    "TorchGaussianPPOAgent": "ppo_continuous",
-    "TorchDQNAgent": "dqn",
-    "TorchRainbowDQNAgent": "rainbow",
-    "RainbowQNetwork": "rainbow",
-    "NoisyLinear": "noisy",
-    "TorchSACAgent": "sac",
-    "TorchTD3Agent": "td3",
-    "TorchRecurrentPPOAgent": "recurrent_ppo",
-    "LSTMActorCritic": "recurrent_ppo",
+    "TorchPPOAgent": "algorithms.ppo",
+    "TorchGaussianPPOAgent": "algorithms.ppo",
+    "TorchDQNAgent": "algorithms.dqn",
+    "QNetwork": "algorithms.dqn",
+    "TorchRainbowDQNAgent": "algorithms.rainbow",
+    "RainbowQNetwork": "algorithms.rainbow",
+    "NoisyLinear": "algorithms.noisy",
+    "TorchSACAgent": "algorithms.sac",
+    "TorchTD3Agent": "algorithms.td3",
+    "TorchRecurrentPPOAgent": "algorithms.recurrent_ppo",
+    "LSTMActorCritic": "algorithms.recurrent_ppo",
     "resolve_device": "device",
 }
 
@@ -41,22 +42,22 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from optix_torch.a2c import TorchAgent
+    from optix_torch.algorithms.a2c import TorchAgent
+    from optix_torch.algorithms.dqn import QNetwork, TorchDQNAgent
+    from optix_torch.algorithms.noisy import NoisyLinear
+    from optix_torch.algorithms.ppo import TorchGaussianPPOAgent, TorchPPOAgent
+    from optix_torch.algorithms.rainbow import RainbowQNetwork, TorchRainbowDQNAgent
+    from optix_torch.algorithms.recurrent_ppo import LSTMActorCritic, TorchRecurrentPPOAgent
+    from optix_torch.algorithms.sac import TorchSACAgent
+    from optix_torch.algorithms.td3 import TorchTD3Agent
     from optix_torch.base import TorchAgentBase
     from optix_torch.device import resolve_device
-    from optix_torch.dqn import TorchDQNAgent
     from optix_torch.evaluator import TorchEvaluator
-    from optix_torch.noisy import NoisyLinear
-    from optix_torch.ppo import TorchPPOAgent
-    from optix_torch.ppo_continuous import TorchGaussianPPOAgent
-    from optix_torch.rainbow import RainbowQNetwork, TorchRainbowDQNAgent
-    from optix_torch.recurrent_ppo import LSTMActorCritic, TorchRecurrentPPOAgent
-    from optix_torch.sac import TorchSACAgent
-    from optix_torch.td3 import TorchTD3Agent
 
 __all__ = [
     "LSTMActorCritic",
     "NoisyLinear",
+    "QNetwork",
     "RainbowQNetwork",
     "TorchAgent",
     "TorchAgentBase",

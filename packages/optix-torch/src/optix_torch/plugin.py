@@ -22,6 +22,7 @@ def optix_register_backends(register):
             resolve_device="optix_torch.device:resolve_device",
             seed="optix_torch.device:seed_everything",
             summary="PyTorch, on the CPU or CUDA",
+            export="optix_torch.export:export_policy",
         )
     )
 

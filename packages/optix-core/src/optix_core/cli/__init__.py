@@ -1,7 +1,7 @@
 """The ``optix`` command.
 
 ``list``, ``plugins`` and ``backends`` read the registry and never import a
-framework or numpy; ``train``, ``eval`` and ``tune`` build agents. Bad input
+framework or numpy; ``train``, ``eval``, ``export`` and ``tune`` build agents. Bad input
 is one line on stderr and exit code 2, before any work starts. Each command
 lives in a module of its own and registers its sub-parser here; arguments
 that several commands take are defined once, in ``args``.
@@ -14,7 +14,7 @@ import logging
 import sys
 
 from optix_core import plugins
-from optix_core.cli import evaluate, info, train, tune
+from optix_core.cli import evaluate, export, info, train, tune
 from optix_core.cli.errors import EXIT_USAGE, UsageError
 
 __all__ = ["EXIT_USAGE", "UsageError", "main"]
@@ -41,5 +41,6 @@ def _parser() -> argparse.ArgumentParser:
     info.add_parsers(sub)
     train.add_parser(sub)
     evaluate.add_parser(sub)
+    export.add_parser(sub)
     tune.add_parser(sub)
     return parser

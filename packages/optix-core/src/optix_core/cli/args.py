@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from optix_core import registry
-from optix_core.cli.errors import UsageError
+from optix_core.cli.errors import UsageError, usage_errors
 from optix_core.specs import AgentSpec
+
+# What --checkpoint names besides a snapshot directory: the registry's two kinds.
+CHECKPOINT_KINDS = ("best", "latest")
 
 
 def add_algorithm_args(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +42,20 @@ def add_run_dir_arg(parser: argparse.ArgumentParser) -> None:
 
 def add_verbose_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", action="store_true", help="log loop internals")
+
+
+def add_run_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="a run directory written by optix train")
+
+
+def add_checkpoint_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--checkpoint",
+        default="best",
+        metavar="best|latest|PATH",
+        help="the run's best checkpoint (default), its latest, or a snapshot directory "
+        "(a path, or a name under RUN/checkpoints such as best-000003)",
+    )
 
 
 def check_at_least(flag: str, value: int | None, minimum: int) -> None:
@@ -89,3 +107,54 @@ def build_agent(
         )
     except (registry.RegistryError, HyperparamError, ValueError) as exc:
         raise UsageError(str(exc)) from None
+
+
+def load_run(path: str) -> tuple[Path, Any]:
+    """A run directory and its ``TrainConfig``, or a UsageError saying what is wrong.
+    Only reads: a run that is still training is neither locked nor changed."""
+    from optix_core.runs import RunError, TrainConfig, resolve_run_dir
+
+    with usage_errors(RunError):
+        run_dir = resolve_run_dir(path)
+        return run_dir, TrainConfig.load(run_dir)
+
+
+def checkpoint_source(run_dir: Path, which: str) -> str | Path:
+    """What ``--checkpoint`` names, checked before an agent is built: "best" or
+    "latest" when the run has such a snapshot, else the snapshot directory."""
+    from optix_core.checkpoints import MANIFEST, CheckpointRegistry
+    from optix_core.runs import CHECKPOINTS
+
+    if which in CHECKPOINT_KINDS:
+        directory = run_dir / CHECKPOINTS
+        if not directory.is_dir() or not CheckpointRegistry(directory).snapshots(which):
+            raise UsageError(f"{run_dir} has no {which} checkpoint yet")
+        return which
+    path = Path(which)
+    if not path.exists() and (run_dir / CHECKPOINTS / which).exists():
+        path = run_dir / CHECKPOINTS / which
+    if not (path / MANIFEST).is_file():
+        raise UsageError(
+            f"--checkpoint {which} is neither best, latest nor a checkpoint directory "
+            f"(one holding {MANIFEST})"
+        )
+    return path
+
+
+def restore_checkpoint(agent: Any, run_dir: Path, source: str | Path) -> dict[str, Any]:
+    """Load ``checkpoint_source``'s snapshot into ``agent``, verified against its
+    hashes; return its manifest (with ``path``). Never takes the writer's lock."""
+    from optix_core.checkpoints import CheckpointError, CheckpointRegistry
+    from optix_core.runs import CHECKPOINTS
+
+    if isinstance(source, str):
+        manifest = CheckpointRegistry(run_dir / CHECKPOINTS).restore(agent, kind=source)
+        if manifest is None:
+            raise UsageError(f"{run_dir} has no usable {source} checkpoint: every one was refused")
+        return manifest
+    with usage_errors(CheckpointError):
+        try:
+            manifest = CheckpointRegistry(source.parent).load(agent, source)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:  # another run's weights
+            raise UsageError(f"cannot load {source} into this run's agent: {exc}") from None
+    return {**manifest, "path": str(source)}

@@ -150,13 +150,13 @@ class AgentConformance:
             f"{type(self).__name__}"
         )
 
-    def probe_observations(self, env_id: str, n: int = 16) -> np.ndarray:
+    def probe_observations(self, env_id: str, n: int = 16) -> Any:
+        """``n`` observations sampled from the space (unbounded Box entries within ±3)."""
         env = gym.make(env_id)
-        env.observation_space.seed(self.seed)
-        obs = np.stack([env.observation_space.sample() for _ in range(n)])
+        space = env.observation_space
         env.close()
-        bounded = np.isfinite(env.observation_space.low) & np.isfinite(env.observation_space.high)
-        return np.where(bounded, obs, np.clip(obs, -3, 3)).astype(env.observation_space.dtype)
+        space.seed(self.seed)
+        return _batch([space.sample() for _ in range(n)], space)
 
     # ---- the contract ------------------------------------------------------
 
@@ -173,7 +173,7 @@ class AgentConformance:
         obs = self.probe_observations(env_id)
         for deterministic in (False, True):
             actions = np.asarray(agent.act(obs, deterministic=deterministic))
-            assert len(actions) == len(obs)
+            assert len(actions) == _rows(obs)
             assert all(space.contains(np.asarray(a, dtype=space.dtype)) for a in actions)
         agent.reset_state()
         again = np.asarray(agent.act(obs, deterministic=True))
@@ -280,6 +280,20 @@ class AgentConformance:
             self.deterministic_actions(quiet, probes),
             rtol=RTOL,
         )
+
+
+def _batch(samples: list[Any], space: gym.Space) -> Any:
+    if isinstance(space, gym.spaces.Dict):
+        return {k: _batch([s[k] for s in samples], sub) for k, sub in space.spaces.items()}
+    obs = np.stack(samples)
+    if isinstance(space, gym.spaces.Box):
+        bounded = np.isfinite(space.low) & np.isfinite(space.high)
+        obs = np.where(bounded, obs, np.clip(obs, -3, 3)).astype(space.dtype)
+    return obs
+
+
+def _rows(obs: Any) -> int:
+    return len(next(iter(obs.values()))) if isinstance(obs, dict) else len(obs)
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:

@@ -36,8 +36,8 @@ ONLINE_SEARCH_SPACE = {
 ROLLOUT = {"n_envs": 8, "window_size": 5}
 SPEC = {
     "name": "a2c",
-    "factory": "optix_torch.a2c:make_a2c",
-    "action_spaces": ("discrete",),
+    "factory": "optix_torch.algorithms.a2c:make_a2c",
+    "action_spaces": ("discrete", "continuous", "multi_discrete", "multi_binary"),
     "on_policy": True,
     "summary": "Advantage actor-critic (TorchAgent; REINFORCE without a critic)",
 }

@@ -2,15 +2,40 @@
 
 The defaults are rl-baselines3-zoo's tuned CartPole-v1 settings (which reach
 500 in 50k steps): lr 2.3e-3, batch 64, buffer 100k, learning_starts 1000,
-gamma 0.99, train_freq 256 with 128 gradient steps (a 256-step window with
-``gradient_steps`` 128), target network copied once per training phase
-(``target_update_freq`` 128 gradient steps, which is what the zoo's
-``target_update_interval`` 10 env steps amounts to with train_freq 256), ε
-linear from 1.0 to 0.04 over 8,000 env steps (``exploration_steps``; the zoo's
-exploration_fraction 0.16 of 5e4), Huber loss and gradient norm clipped at 10
-as Stable-Baselines3 does. ``exploration_steps = 0`` switches to
-tensor-optix's multiplicative schedule, ε ← max(epsilon_min, ε · epsilon_decay)
-once per learn() call.
+gamma 0.99, train_freq 256 with 128 gradient steps, target network copied
+once per training phase, ε linear from 1.0 to 0.04 over 8,000 env steps
+(``exploration_steps``; the zoo's exploration_fraction 0.16 of 5e4), Huber
+loss and gradient norm clipped at 10 as Stable-Baselines3 does.
+
+The update schedule is Stable-Baselines3's, as for SAC and TD3: uniform random
+actions until ``learning_starts`` env steps were collected; after every
+``train_freq``-th vector-env step, once more than ``learning_starts``
+transitions were seen, ``gradient_steps`` updates, each minibatch drawn from
+the transitions stored up to that step. The loop's window size changes none
+of it. ``target_update_freq`` counts gradient steps (tensor-optix's meaning:
+its DQN took one gradient step per learn() call); the zoo's
+``target_update_interval`` of 10 env steps with train_freq 256 copies the
+target once before each phase of 128 gradient steps, which is
+``target_update_freq`` 128.
+
+ε is evaluated at every training action from the env steps collected so far.
+``exploration_steps = 0`` switches to tensor-optix's multiplicative schedule,
+read per env step: ε_t = max(epsilon_min, epsilon · epsilon_decay^t) after t
+env steps. tensor-optix multiplied ε by ``epsilon_decay`` once per learn()
+call, i.e. once per window of its pipeline (200 env steps by default, 2048 in
+its examples), so its speed depended on the window size; per env step it
+does not, and a tensor-optix setting d with windows of W steps is d^(1/W)
+here (0.995 per 200-step window ≈ 0.999975). The default 0.9996 brings ε
+from 1.0 to 0.04 in about 8,000 env steps, as the linear default does.
+
+Prioritized replay's importance-sampling exponent β goes linearly from
+``per_beta`` to 1 over ``per_beta_steps`` env steps; 0 keeps β at
+``per_beta``. Schaul et al. (2016, section 3.4) anneal β to reach 1 only at
+the end of learning, since unbiased updates matter most near convergence;
+Hessel et al. (2018) take it from 0.4 to 1 over the whole run. The default,
+50,000, is the zoo's CartPole-v1 training budget, the run these defaults are
+tuned for, so β reaches 1 as such a run ends; for a longer run set it to the
+run's length.
 """
 
 from optix_core.hyperparams import Bound
@@ -20,15 +45,17 @@ DEFAULTS = {
     "gamma": 0.99,
     "epsilon": 1.0,
     "epsilon_min": 0.04,
-    "epsilon_decay": 0.995,
+    "epsilon_decay": 0.9996,
     "exploration_steps": 8000,
     "batch_size": 64,
     "target_update_freq": 128,
     "replay_capacity": 100_000,
     "per_alpha": 0.0,
     "per_beta": 0.4,
+    "per_beta_steps": 50_000,
     "n_step": 1,
     "learning_starts": 1000,
+    "train_freq": 256,
     "gradient_steps": 128,
     "max_grad_norm": 10.0,
     "huber_loss": True,
@@ -45,8 +72,10 @@ BOUNDS = {
     "replay_capacity": Bound(1, 1e9, integer=True),
     "per_alpha": Bound(0.0, 1.0),
     "per_beta": Bound(0.0, 1.0),
+    "per_beta_steps": Bound(0, 1e12, integer=True),
     "n_step": Bound(1, 1000, integer=True),
     "learning_starts": Bound(0, 1e12, integer=True),
+    "train_freq": Bound(1, 1e6, integer=True),
     "gradient_steps": Bound(0, 1e6, integer=True),
     "max_grad_norm": Bound(0.0, 1e6, open_low=True),
     "huber_loss": Bound.flag(),
@@ -61,7 +90,7 @@ SEARCH_SPACE = {
 ROLLOUT = {"n_envs": 1, "window_size": 256}
 SPEC = {
     "name": "dqn",
-    "factory": "optix_torch.dqn:make_dqn",
+    "factory": "optix_torch.algorithms.dqn:make_dqn",
     "action_spaces": ("discrete",),
     "on_policy": False,
     "summary": "Deep Q-network: replay (uniform or prioritized), n-step targets, target network, ε-greedy",

@@ -1,10 +1,13 @@
 """PPO (TorchPPOAgent for Discrete, TorchGaussianPPOAgent for Box) hyperparameters.
 
-Defaults and tuning ranges are tensor-optix 1.10's PPO table. Two keys are
-optix's own: ``normalize_advantage`` (per minibatch, as Stable-Baselines3
-does) and ``anneal_steps`` (rl-zoo's linear schedules: ``learning_rate`` and
-``clip_ratio`` fall linearly to 0 over that many environment steps; 0 keeps
-them constant).
+Defaults and tuning ranges are tensor-optix 1.10's PPO table. The other keys
+are Stable-Baselines3's: ``normalize_advantage`` (per minibatch),
+``target_kl`` (stop a window's epochs at the first minibatch whose
+approximate KL exceeds 1.5 · target_kl; 0 never stops), ``clip_range_vf``
+(clip the value prediction to within that of the value that acted; 0 does
+not clip), and ``anneal_steps`` (rl-zoo's linear schedules: ``learning_rate``
+and ``clip_ratio`` fall linearly to 0 over that many environment steps; 0
+keeps them constant).
 """
 
 from optix_core.hyperparams import Bound
@@ -20,6 +23,8 @@ DEFAULTS = {
     "minibatch_size": 64,
     "max_grad_norm": 0.5,
     "normalize_advantage": True,
+    "target_kl": 0.0,
+    "clip_range_vf": 0.0,
     "anneal_steps": 0,
 }
 BOUNDS = {
@@ -33,6 +38,8 @@ BOUNDS = {
     "minibatch_size": Bound(1, 2**24, integer=True),
     "max_grad_norm": Bound(0.0, 100.0, open_low=True),
     "normalize_advantage": Bound.flag(),
+    "target_kl": Bound(0.0, 100.0),
+    "clip_range_vf": Bound(0.0, 1e6),
     "anneal_steps": Bound(0, 2**62, integer=True),
 }
 SEARCH_SPACE = {
@@ -79,8 +86,8 @@ PRESETS = {
 }
 SPEC = {
     "name": "ppo",
-    "factory": "optix_torch.ppo:make_ppo",
-    "action_spaces": ("discrete", "continuous"),
+    "factory": "optix_torch.algorithms.ppo:make_ppo",
+    "action_spaces": ("discrete", "continuous", "multi_discrete", "multi_binary"),
     "on_policy": True,
-    "summary": "Proximal policy optimization: categorical (Discrete) or tanh-Gaussian (Box)",
+    "summary": "Proximal policy optimization on every action space; MLP, CNN or Dict features",
 }

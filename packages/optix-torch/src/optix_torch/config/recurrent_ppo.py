@@ -7,7 +7,8 @@ is the one stored at act time, so nothing is lost at the cut),
 ``normalize_advantage`` (per minibatch) and ``normalize_reward`` (rewards
 divided by the running standard deviation of the discounted return before
 GAE, so that the critic's loss does not drown the policy's gradient in the
-LSTM trunk the two share).
+LSTM trunk the two share), and PPO's ``target_kl`` and ``clip_range_vf``
+(Stable-Baselines3's; 0, the default, turns each off; see ``config.ppo``).
 """
 
 from optix_core.hyperparams import Bound
@@ -25,6 +26,8 @@ DEFAULTS = {
     "seq_len": 16,
     "normalize_advantage": True,
     "normalize_reward": True,
+    "target_kl": 0.0,
+    "clip_range_vf": 0.0,
 }
 BOUNDS = {
     "learning_rate": Bound(0.0, 1.0, open_low=True),
@@ -39,6 +42,8 @@ BOUNDS = {
     "seq_len": Bound(1, 100_000, integer=True),
     "normalize_advantage": Bound.flag(),
     "normalize_reward": Bound.flag(),
+    "target_kl": Bound(0.0, 100.0),
+    "clip_range_vf": Bound(0.0, 1e6),
 }
 SEARCH_SPACE = {
     "learning_rate": ("log_float", 1e-4, 3e-3),
@@ -54,9 +59,9 @@ SEARCH_SPACE = {
 ROLLOUT = {"n_envs": 8, "window_size": 128}
 SPEC = {
     "name": "recurrent-ppo",
-    "factory": "optix_torch.recurrent_ppo:make_recurrent_ppo",
-    "action_spaces": ("discrete",),
+    "factory": "optix_torch.algorithms.recurrent_ppo:make_recurrent_ppo",
+    "action_spaces": ("discrete", "continuous", "multi_discrete", "multi_binary"),
     "on_policy": True,
-    "summary": "PPO with an LSTM actor-critic, for partially observed tasks "
-    "(TorchRecurrentPPOAgent)",
+    "summary": "PPO with an LSTM actor-critic, for partially observed tasks, on every "
+    "action space (TorchRecurrentPPOAgent)",
 }

@@ -42,7 +42,7 @@ SEARCH_SPACE = {
 ROLLOUT = {"n_envs": 1, "window_size": 256}
 SPEC = {
     "name": "sac",
-    "factory": "optix_torch.sac:make_sac",
+    "factory": "optix_torch.algorithms.sac:make_sac",
     "action_spaces": ("continuous",),
     "on_policy": False,
     "summary": "Soft actor-critic: squashed Gaussian, twin critics, learned temperature",

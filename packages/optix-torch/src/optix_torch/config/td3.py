@@ -46,7 +46,7 @@ SEARCH_SPACE = {
 ROLLOUT = {"n_envs": 1, "window_size": 256}
 SPEC = {
     "name": "td3",
-    "factory": "optix_torch.td3:make_td3",
+    "factory": "optix_torch.algorithms.td3:make_td3",
     "action_spaces": ("continuous",),
     "on_policy": False,
     "summary": "TD3: deterministic actor, twin critics, target smoothing, delayed actor updates",

@@ -1,11 +1,10 @@
-"""The per-update fast path every agent shares: flat gradients and a lean Adam.
+"""The optimizer accelerator: flat gradients and a lean Adam step.
 
-On the networks reinforcement learning usually trains (MLPs of a few hundred
-units, minibatches of a few hundred rows) one update costs as much in
-per-operation overhead as in arithmetic. ``FlatGradients`` makes zeroing,
-measuring and clipping the gradients one kernel each, and ``LeanAdam`` takes
-Adam's step on torch's fused kernel without ``Optimizer.step``'s per-call
-bookkeeping. Both are exactly torch's arithmetic (tests compare them).
+``FlatGradients`` makes zeroing, measuring and clipping the gradients one
+kernel each; ``LeanAdam`` takes Adam's step on torch's fused kernel without
+``Optimizer.step``'s per-call bookkeeping. Both are exactly torch's
+arithmetic (``tests/test_accel.py`` compares them). ``adam`` and
+``Gradients`` pick them where they apply and fall back to torch's own.
 """
 
 from __future__ import annotations
@@ -16,13 +15,17 @@ import torch
 import torch.optim.optimizer as optim_hooks
 from torch import nn
 
+from optix_torch.accel import available
+
 
 class FlatGradients:
     """Every parameter's ``.grad`` a view of one flat buffer.
 
     Autograd accumulates into an existing ``.grad`` in place, so the views
-    survive ``backward``. A parameter the loss does not reach gets a zero
-    gradient rather than none, as with ``zero_grad(set_to_none=False)``.
+    survive ``backward``. A parameter the loss does not reach would keep a
+    zero gradient rather than none (and Adam would still move it), so this
+    serves only networks whose every parameter each loss reaches: the
+    accelerated MLPs (``Gradients.for_network`` decides).
     Parameters on several devices or of several dtypes are left to the
     per-parameter path (``bind`` returns False, and ``zero`` and ``clip``
     fall back to torch's per-parameter calls).
@@ -81,13 +84,11 @@ class FlatGradients:
         self.buffer, self.views = None, []
 
 
-def default_optimizer(
-    params: Any, learning_rate: float, eps: float = 1e-8
-) -> torch.optim.Optimizer:
-    """Adam: ``LeanAdam`` where the fused kernel exists for these parameters,
-    else torch's foreach Adam."""
+def adam(params: Any, learning_rate: float, eps: float = 1e-8) -> torch.optim.Optimizer:
+    """Adam: ``LeanAdam`` where the accelerators are available and the fused
+    kernel serves these parameters, else torch's foreach Adam (the same steps)."""
     params = list(params)
-    if hasattr(torch, "_fused_adam_"):
+    if available():
         try:
             return LeanAdam(params, lr=learning_rate, eps=eps)
         except (RuntimeError, ValueError):  # a device or dtype the fused kernel lacks
@@ -97,7 +98,39 @@ def default_optimizer(
 
 def optimizer_step(optimizer: torch.optim.Optimizer) -> Any:
     """The cheapest call that takes one step of ``optimizer``."""
-    return optimizer.lean_step if isinstance(optimizer, LeanAdam) else optimizer.step
+    if isinstance(optimizer, LeanAdam) and available():
+        return optimizer.lean_step
+    return optimizer.step
+
+
+class Gradients:
+    """Zeroing and global-norm clipping of a set of parameters' gradients.
+
+    The plain path is torch's (``.grad`` set to None, ``clip_grad_norm_``);
+    ``flat=True`` puts them in one ``FlatGradients`` buffer, for networks
+    whose every parameter each loss reaches.
+    """
+
+    def __init__(self, params: Any, flat: bool = False) -> None:
+        self.params = [p for p in params if p.requires_grad]
+        self.flat = FlatGradients(self.params) if flat and available() else None
+
+    def zero(self) -> None:
+        if self.flat is not None:
+            self.flat.zero()
+            return
+        for p in self.params:
+            p.grad = None
+
+    def clip(self, max_norm: float) -> torch.Tensor:
+        """Scale to a global L2 norm of at most ``max_norm``; the norm before."""
+        if self.flat is not None:
+            return self.flat.clip(max_norm)
+        return nn.utils.clip_grad_norm_(self.params, max_norm, foreach=True)
+
+    def release(self) -> None:
+        if self.flat is not None:
+            self.flat.release()
 
 
 class LeanAdam(torch.optim.Adam):
@@ -163,7 +196,7 @@ class LeanAdam(torch.optim.Adam):
         return bool(
             self._optimizer_step_pre_hooks
             or self._optimizer_step_post_hooks
-            or optim_hooks._global_optimizer_pre_hooks
+            or optim_hooks._global_optimizer_pre_hooks  # present: accel.available()
             or optim_hooks._global_optimizer_post_hooks
         )
 

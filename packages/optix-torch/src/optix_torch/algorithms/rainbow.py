@@ -14,8 +14,9 @@ Learning": six extensions of DQN in one agent.
   v_min, v_max) and its probability p_i(s', a*) is split between the two
   neighbouring atoms (Bellemare et al. 2017, Algorithm 1), giving m.
 - The loss is the cross-entropy L = −Σ_i m_i log p_i(s, a), weighted by the
-  importance weights of prioritized replay (Schaul et al. 2016), whose new
-  priorities are the per-sample losses.
+  importance weights (N·P(i))^−β / max_j w_j of prioritized replay (Schaul et
+  al. 2016), whose new priorities are the per-sample losses; β goes linearly
+  from ``per_beta`` to 1 over ``per_beta_steps`` env steps.
 - Dueling (Wang et al. 2016): logits(s, a) = V(s) + A(s, a) − mean_a A(s, a),
   per atom, before the softmax over atoms.
 - Noisy nets (Fortunato et al. 2018, ``NoisyLinear``) explore instead of
@@ -28,10 +29,20 @@ Learning": six extensions of DQN in one agent.
   off-policy agents do): without that start the noisy network's first,
   nearly deterministic policy fills the buffer with one kind of experience
   and CartPole-v1 stalls near 150.
+- The default optimizer is Adam with ε = 1.5e-4 (Hessel et al. 2018, Table
+  1) rather than torch's 1e-8: Adam's step is lr · m̂ / (√v̂ + ε), and the
+  larger ε damps the steps of parameters whose gradients are tiny instead of
+  scaling them up to the learning rate.
 
-Every ``target_update_freq`` gradient steps the target network becomes a copy
-of the online one. The networks' bookkeeping, the replay memory, its
-checkpointing and the n-step writer are DQN's (``optix_torch.q_learning``).
+Updates follow DQN's schedule (``gradient_steps`` after every
+``train_freq``-th vector step, each minibatch drawn from what was stored by
+then), and every ``target_update_freq`` gradient steps the target network
+becomes a copy of the online one. The networks' bookkeeping, the replay
+memory, the schedule, checkpointing and the n-step writer are DQN's
+(``algorithms.q_learning``). The default network (``make_rainbow``) puts
+the dueling, noisy, distributional head on the policy layer's features
+extractor for the observation space: flattened vectors, NatureCNN or
+SmallCNN for uint8 images, one-hot for Discrete, combined for Dict.
 """
 
 from __future__ import annotations
@@ -46,25 +57,35 @@ import torch.nn.functional as F
 from torch import nn
 
 from optix_core.types import EpisodeData, HyperparamSet
-from optix_torch.config import rainbow as config
-from optix_torch.networks import seeded
-from optix_torch.noisy import NoisyLinear, noisy_layers, reset_noise
-from optix_torch.q_learning import (
+from optix_torch.algorithms.noisy import NoisyLinear, noisy_layers, reset_noise
+from optix_torch.algorithms.q_learning import (
+    GreedyPolicy,
     QAgentBase,
     check_n_actions,
-    check_network_output,
-    flat_observation_dim,
+    check_q_network,
     require_discrete,
 )
+from optix_torch.config import rainbow as config
+from optix_torch.policies import observations as O
+from optix_torch.policies.extractors import (
+    FlattenExtractor,
+    default_extractor,
+    features_dim,
+    orthogonal_init,
+)
+from optix_torch.policies.networks import seeded
 
 
 class RainbowQNetwork(nn.Module):
     """Dueling, noisy, distributional Q-network: observations → log-probabilities [B, A, N].
 
-    A linear ReLU trunk of ``hidden_size`` units, then a value stream and an
-    advantage stream, each NoisyLinear(hidden) → ReLU → NoisyLinear, combined
-    per atom as V + A − mean_a A and normalised over the ``n_atoms`` atoms.
-    ``q_values(x)`` gives the expected values Σ_i z_i p_i.
+    A features extractor (``extractor``, default ``FlattenExtractor``: the
+    observation as a vector of ``obs_dim`` numbers), a linear ReLU trunk of
+    ``hidden_size`` units reading its ``obs_dim`` features, then a value
+    stream and an advantage stream, each NoisyLinear(hidden) → ReLU →
+    NoisyLinear, combined per atom as V + A − mean_a A and normalised over the
+    ``n_atoms`` atoms. ``q_values(x)`` gives the expected values Σ_i z_i p_i.
+    ``for_space`` builds one on the policy layer's extractor for a space.
     """
 
     def __init__(
@@ -76,6 +97,7 @@ class RainbowQNetwork(nn.Module):
         v_min: float = -10.0,
         v_max: float = 10.0,
         sigma_0: float = 0.5,
+        extractor: nn.Module | None = None,
     ) -> None:
         super().__init__()
         if n_atoms < 2 or not v_min < v_max:
@@ -85,6 +107,8 @@ class RainbowQNetwork(nn.Module):
             )
         self.obs_dim, self.n_actions, self.hidden_size = int(obs_dim), int(n_actions), hidden_size
         self.n_atoms, self.v_min, self.v_max = int(n_atoms), float(v_min), float(v_max)
+        self.extractor = FlattenExtractor() if extractor is None else extractor
+        self.observation_space: gym.Space | None = None  # set by for_space
         self.features = nn.Sequential(nn.Linear(self.obs_dim, hidden_size), nn.ReLU())
         self.value = nn.Sequential(
             NoisyLinear(hidden_size, hidden_size, sigma_0),
@@ -99,14 +123,33 @@ class RainbowQNetwork(nn.Module):
         support = torch.linspace(self.v_min, self.v_max, self.n_atoms)
         self.register_buffer("support", support, persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.features(x)
+    @classmethod
+    def for_space(
+        cls,
+        observation_space: gym.Space,
+        n_actions: int,
+        extractor: nn.Module | None = None,
+        **kwargs: Any,
+    ) -> RainbowQNetwork:
+        """The network on ``extractor`` (default: ``default_extractor(observation_space)``,
+        initialised orthogonally as the policy layer's networks are); ``kwargs`` as the
+        constructor's. It keeps ``observation_space`` to be probed with."""
+        if extractor is None:
+            extractor = default_extractor(observation_space)
+            orthogonal_init(extractor)
+        width = features_dim(extractor, observation_space)
+        network = cls(width, n_actions, extractor=extractor, **kwargs)
+        network.observation_space = observation_space
+        return network
+
+    def forward(self, x: O.ObsTensor) -> torch.Tensor:
+        h = self.features(self.extractor(x))
         value = self.value(h).view(-1, 1, self.n_atoms)
         advantage = self.advantage(h).view(-1, self.n_actions, self.n_atoms)
         logits = value + advantage - advantage.mean(dim=1, keepdim=True)
         return F.log_softmax(logits, dim=-1)
 
-    def q_values(self, x: torch.Tensor) -> torch.Tensor:
+    def q_values(self, x: O.ObsTensor) -> torch.Tensor:
         return (self.forward(x).exp() * self.support).sum(dim=-1)
 
 
@@ -123,6 +166,7 @@ class TorchRainbowDQNAgent(QAgentBase):
     algorithm = "rainbow"
     DEFAULTS = config.DEFAULTS
     BOUNDS = config.BOUNDS
+    adam_eps = 1.5e-4  # Hessel et al. (2018), Table 1
 
     def __init__(
         self,
@@ -139,11 +183,13 @@ class TorchRainbowDQNAgent(QAgentBase):
     ) -> None:
         self.n_actions = check_n_actions(n_actions, self.algorithm)
         self.n_atoms, self.v_min, self.v_max = _support(q_network, n_atoms, v_min, v_max)
-        probe = check_network_output(
+        probe = check_q_network(
             q_network, observation_space, (self.n_actions, self.n_atoms), self.algorithm
         )
         self.log_output = _returns_log_probs(probe, self.algorithm)
-        super().__init__(q_network, optimizer, hyperparams, device, seed)
+        # The default network's every parameter is reached by every loss: one gradient buffer.
+        flat = isinstance(q_network, RainbowQNetwork)
+        super().__init__(q_network, optimizer, hyperparams, device, seed, flat_gradients=flat)
         self.noisy = noisy_layers(self.q_network)
         self.target_noisy = noisy_layers(self.target_network)
         if not self.noisy:
@@ -157,17 +203,22 @@ class TorchRainbowDQNAgent(QAgentBase):
 
     # ---- acting -------------------------------------------------------------
 
-    def log_probs(self, network: nn.Module, obs: torch.Tensor) -> torch.Tensor:
+    def log_probs(self, network: nn.Module, obs: O.ObsTensor) -> torch.Tensor:
         out = network(obs)
         return out if self.log_output else out.clamp_min(1e-8).log()
 
-    def q_values(self, network: nn.Module, obs: torch.Tensor) -> torch.Tensor:
+    def q_values(self, network: nn.Module, obs: O.ObsTensor) -> torch.Tensor:
         """Q(s, a) = Σ_i z_i p_i(s, a)."""
         return (self.log_probs(network, obs).exp() * self.support).sum(dim=-1)
 
+    def policy_module(self) -> nn.Module:
+        """The greedy policy as a plain module (noisy layers at their mean
+        weights once the module is in eval mode): observations → argmax_a Q(s, a)."""
+        return GreedyPolicy(ExpectedQ(self.q_network, self.support, self.log_output))
+
     @torch.no_grad()
     def act(self, observation: Any, deterministic: bool = False) -> np.ndarray:
-        obs = self.to_tensor(observation)
+        obs = O.to_tensor(observation, self.device)
         if not deterministic:
             reset_noise(self.noisy, self.act_generator)
             return self.q_values(self.q_network, obs).argmax(dim=-1).cpu().numpy()
@@ -179,57 +230,48 @@ class TorchRainbowDQNAgent(QAgentBase):
 
     @torch.no_grad()
     def act_info(self, observation: Any, episode_start: np.ndarray) -> tuple[np.ndarray, dict]:
-        if self.env_steps < self.hp["learning_starts"]:  # a uniformly random start
-            return self.rng.integers(self.n_actions, size=len(observation)), {}
-        reset_noise(self.noisy, self.generator)
-        q = self.q_values(self.q_network, self.to_tensor(observation))
-        return q.argmax(dim=-1).cpu().numpy(), {}
+        n = O.batch_size(observation)
+        if self.steps_collected < self.hp["learning_starts"]:  # a uniformly random start
+            actions = self.rng.integers(self.n_actions, size=n)
+        else:
+            reset_noise(self.noisy, self.generator)
+            q = self.q_values(self.q_network, O.to_tensor(observation, self.device))
+            actions = q.argmax(dim=-1).cpu().numpy()
+        self._acting_steps += n
+        return actions, {}
 
     # ---- learning -----------------------------------------------------------
 
     def learn(self, episode_data: EpisodeData) -> dict[str, float]:
-        hp = self.hp
-        self.replay.store(episode_data)
-        self.env_steps += episode_data.n_steps
-        stats = {"buffer_size": float(len(self.replay))}
-        steps, batch_size = hp["gradient_steps"], hp["batch_size"]
-        if self.env_steps < hp["learning_starts"] or len(self.replay) < batch_size or not steps:
-            return stats
-
         losses = []
-        done = 0
-        while done < steps:
-            # Uniform replay draws every minibatch of the window at once; prioritized
-            # replay draws each with the priorities the previous step left.
-            count = 1 if self.replay.prioritized else steps
-            batch = self.replay.sample(count, batch_size, hp["per_beta"], self.device)
-            for j in range(count):
+        for batch in self.replay_minibatches(episode_data):
+            for j in range(len(batch["rewards"])):
                 weights = batch["weights"][j] if "weights" in batch else None
                 loss, per_sample = self._gradient_step(
-                    batch["observations"][j],
+                    O.select(batch["observations"], j),
                     batch["actions"][j],
                     batch["rewards"][j],
-                    batch["next_observations"][j],
+                    O.select(batch["next_observations"], j),
                     batch["bootstrap"][j],
                     weights,
                 )
                 losses.append(loss)
                 self.updates += 1
-                if self.updates % hp["target_update_freq"] == 0:
+                if self.updates % self.hp["target_update_freq"] == 0:
                     self._sync_target()
-            if self.replay.prioritized:
+            if "indices" in batch:  # prioritized: one minibatch per block, its loss the priority
                 self.replay.update_priorities(batch["indices"], per_sample.cpu().numpy())
-            done += count
-        stats["loss"] = float(torch.stack(losses).mean())
-        stats["updates"] = float(self.updates)
+        stats = self.schedule_stats()
+        if losses:
+            stats["loss"] = float(torch.stack(losses).mean())
         return stats
 
     def _gradient_step(
         self,
-        obs: torch.Tensor,
+        obs: O.ObsTensor,
         actions: torch.Tensor,
         rewards: torch.Tensor,
-        next_obs: torch.Tensor,
+        next_obs: O.ObsTensor,
         bootstrap: torch.Tensor,
         weights: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -278,6 +320,20 @@ def categorical_projection(
     return projected
 
 
+class ExpectedQ(nn.Module):
+    """A C51 network's distributions → Q(s, a) = Σ_i z_i p_i(s, a)."""
+
+    def __init__(self, network: nn.Module, support: torch.Tensor, log_output: bool) -> None:
+        super().__init__()
+        self.network, self.log_output = network, log_output
+        self.register_buffer("support", support.detach().clone())
+
+    def forward(self, obs: O.ObsTensor) -> torch.Tensor:
+        out = self.network(obs)
+        probs = out.exp() if self.log_output else out
+        return (probs * self.support).sum(dim=-1)
+
+
 def _support(
     network: nn.Module, n_atoms: int | None, v_min: float | None, v_max: float | None
 ) -> tuple[int, float, float]:
@@ -322,15 +378,13 @@ def make_rainbow(
     device: str = "auto",
     seed: int | None = None,
 ) -> TorchRainbowDQNAgent:
-    """The AgentSpec factory: a RainbowQNetwork of 128 units, 51 atoms on [−100, 100]."""
+    """The AgentSpec factory: a RainbowQNetwork of 128 units, 51 atoms on [−100, 100],
+    on the default features extractor for the observation space."""
     n_actions = require_discrete(action_space, "rainbow")
-    obs_dim = flat_observation_dim(observation_space, "rainbow")
     with seeded(seed):
-        q_network: nn.Module = RainbowQNetwork(
-            obs_dim, n_actions, hidden_size=128, n_atoms=51, v_min=-100.0, v_max=100.0
+        q_network = RainbowQNetwork.for_space(
+            observation_space, n_actions, hidden_size=128, n_atoms=51, v_min=-100.0, v_max=100.0
         )
-    if len(observation_space.shape) != 1:
-        q_network = nn.Sequential(nn.Flatten(), q_network)
     return TorchRainbowDQNAgent(
         q_network,
         n_actions,

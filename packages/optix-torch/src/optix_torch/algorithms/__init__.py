@@ -1,0 +1,1 @@
+"""One file per algorithm, each over the policy layer (``optix_torch.policies``)."""

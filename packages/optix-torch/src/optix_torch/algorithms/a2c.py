@@ -1,0 +1,176 @@
+"""A2C: advantage actor-critic, or REINFORCE without a critic, on any action space.
+
+Mnih et al. (2016), "Asynchronous Methods for Deep Reinforcement Learning",
+in its synchronous form. One gradient step per window:
+
+    A_t   = GAE-λ(r, V)              (λ = 1: the discounted return minus V(s_t))
+    L_π   = −E[ log π(a_t|s_t) · A_t ]          (the policy gradient theorem)
+    L_V   = E[ (V(s_t) − R_t)² ]                 (R_t = A_t + V(s_t))
+    L     = L_π + vf_coef · L_V − entropy_coef · H[π(·|s_t)]
+
+Without a critic the baseline is zero and this is REINFORCE on λ-returns.
+The network and the action distribution are the policy layer's, as in PPO.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from optix_core.types import EpisodeData, HyperparamSet
+from optix_torch.accel.optim import Gradients, adam, optimizer_step
+from optix_torch.algorithms.on_policy import OnPolicyValues, default_agent, explained_variance, gae
+from optix_torch.algorithms.ppo import DeterministicPolicy, pick_distribution
+from optix_torch.base import TorchAgentBase
+from optix_torch.config import a2c as config
+from optix_torch.policies import observations as O
+from optix_torch.policies.distributions import Distribution
+from optix_torch.policies.networks import (
+    check_actor_critic,
+    returns_values,
+)
+
+
+class TorchAgent(OnPolicyValues, TorchAgentBase):
+    """A2C (tensor-optix's ``TorchAgent``).
+
+    Args:
+        actor: observations → the distribution's parameters; or, with
+            ``critic=None``, ``(parameters, values)`` (``ActorCritic``). An
+            actor that returns parameters alone and no critic is REINFORCE.
+        optimizer: default Adam over every parameter.
+        hyperparams: keys of ``optix_torch.config.a2c.DEFAULTS``.
+        critic: observations → ``[B, 1]`` values, or None.
+        device, seed, action_space, observation_space, distribution: as
+            ``TorchPPOAgent``'s.
+    """
+
+    algorithm = "a2c"
+    DEFAULTS = config.DEFAULTS
+    BOUNDS = config.BOUNDS
+    ONLINE_SEARCH_SPACE = config.ONLINE_SEARCH_SPACE
+
+    def __init__(
+        self,
+        actor: nn.Module,
+        optimizer: torch.optim.Optimizer | None = None,
+        hyperparams: HyperparamSet | dict[str, Any] | None = None,
+        critic: nn.Module | None = None,
+        device: str | torch.device = "auto",
+        seed: int | None = None,
+        action_space: gym.Space | None = None,
+        observation_space: gym.Space | None = None,
+        distribution: Distribution | str | None = None,
+    ) -> None:
+        super().__init__(hyperparams, device, seed)
+        self.actor = actor.to(self.device)
+        self.critic = critic.to(self.device) if critic is not None else None
+        # Whether the actor returns (parameters, values) itself.
+        self.shared = critic is None and returns_values(self.actor, observation_space)
+        self.distribution = pick_distribution(
+            self.actor,
+            self.critic if not self.shared else None,
+            action_space,
+            observation_space,
+            distribution,
+            self.algorithm,
+        )
+        if self.shared or self.critic is not None:
+            check_actor_critic(
+                self.actor, self.critic, observation_space, self.distribution.param_dim, "a2c"
+            )
+        params = [p for m in self.modules().values() for p in m.parameters()]
+        self.gradients = Gradients(params, flat=self.shared)
+        self.optimizer = optimizer or adam(params, self.hp["learning_rate"])
+        self.apply_hyperparams()
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"actor": self.actor} | ({"critic": self.critic} if self.critic is not None else {})
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"main": self.optimizer}
+
+    def forward(self, obs: O.ObsTensor, values: bool = True) -> tuple[torch.Tensor, Any]:
+        """``(distribution parameters, V(s))``; V is 0 without a critic (REINFORCE)."""
+        if self.shared:
+            return self.actor(obs)
+        params = self.actor(obs)
+        if self.critic is None:
+            return params, torch.zeros(params.shape[0], device=params.device)
+        return params, self.critic(obs).squeeze(-1) if values else None
+
+    def policy_module(self) -> nn.Module:
+        """The deterministic policy as a plain module: observations → actions."""
+        return DeterministicPolicy(self.actor, self.shared, self.distribution)
+
+    # ---- acting -------------------------------------------------------------
+
+    @torch.inference_mode()
+    def _numpy_params(self, observation: Any) -> np.ndarray:
+        params = self.forward(O.to_tensor(observation, self.device), values=False)[0]
+        return params.float().cpu().numpy()
+
+    def act(self, observation: Any, deterministic: bool = False) -> np.ndarray:
+        params = self._numpy_params(observation)
+        if deterministic:
+            return self.distribution.mode(params)
+        return self.distribution.sample(params, self.act_generator)[0]
+
+    def act_info(self, observation: Any, episode_start: np.ndarray) -> tuple[np.ndarray, dict]:
+        return self.distribution.sample(self._numpy_params(observation), self.generator)
+
+    # ---- learning -----------------------------------------------------------
+
+    def learn(self, episode_data: EpisodeData) -> dict[str, float]:
+        data, hp = episode_data, self.hp
+        steps, envs = np.shape(data.rewards)
+        n = steps * envs
+        obs = O.flatten_steps(data.observations, n)
+        actions = self.distribution.learn_actions(data.actions, data.policy_info, n)
+        values, next_values, final_values, _ = self.rollout_values(
+            data, obs, actions, recorded=False
+        )
+        advantages, returns = gae(data, data.rewards, values, next_values, final_values, hp)
+        adv = torch.as_tensor(advantages.reshape(n), device=self.device)
+        ret = torch.as_tensor(returns.reshape(n), device=self.device)
+        if hp["normalize_advantage"] and n > 1:
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+
+        params, value = self.forward(O.to_tensor(obs, self.device))
+        log_prob = self.distribution.log_prob(params, torch.as_tensor(actions, device=self.device))
+        policy_loss = -(log_prob * adv).mean()  # the policy gradient theorem
+        entropy = self.distribution.entropy(params).mean()
+        value_loss = (value - ret).square().mean()
+        loss = policy_loss + hp["vf_coef"] * value_loss - hp["entropy_coef"] * entropy
+        self.gradients.zero()
+        loss.backward()
+        self.gradients.clip(hp["max_grad_norm"])
+        optimizer_step(self.optimizer)()
+        losses = torch.stack([policy_loss, value_loss, entropy]).tolist()
+        return {
+            **dict(zip(("policy_loss", "value_loss", "entropy"), losses, strict=True)),
+            "explained_variance": explained_variance(values.reshape(-1), returns.reshape(-1)),
+        }
+
+    def teardown(self) -> None:
+        self.gradients.release()
+        super().teardown()
+
+
+def make_a2c(
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    *,
+    hyperparams: HyperparamSet | None = None,
+    device: str = "auto",
+    seed: int | None = None,
+) -> TorchAgent:
+    """The AgentSpec factory: ``ActorCritic`` chosen from the spaces ([64, 64]
+    tanh heads on flat features, as Stable-Baselines3's A2C)."""
+    return default_agent(
+        TorchAgent, observation_space, action_space, hyperparams, device, seed, "a2c"
+    )

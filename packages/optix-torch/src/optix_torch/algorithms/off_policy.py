@@ -1,0 +1,825 @@
+"""What SAC and TD3 share: their networks over the policy layer, replay, the update schedule.
+
+``OffPolicyAgent`` is the plumbing of an off-policy actor-critic, in the
+manner of Stable-Baselines3's ``OffPolicyAlgorithm``: it checks the networks
+against the spaces, turns each loop window into replay transitions, decides
+how many gradient steps the window earns (``train_freq``, ``gradient_steps``,
+``learning_starts``) and hands the algorithm one minibatch per step, all
+sampled and moved to the device at once. It also holds the two pieces both
+updates compute alike: the clipped double-Q target from the target critics
+and the critics' regression step. The algorithm (``sac.py``, ``td3.py``)
+writes its policy and the rest of its update.
+
+The networks read observations as the policy layer gives them
+(``policies.observations``: uint8 images stay uint8, Discrete indices stay
+integers, a Dict is a dict of tensors). As in SB3 (``share_features_extractor
+=False``) the actor and the critics each have their own features extractor
+φ: the actor is ``Actor`` (φ, then an MLP head), the critics ``Critic`` (φ,
+then both Q-functions on ``[φ(s) ‖ a]``, fused in one ``TwinQ`` by default).
+Flat vectors need no φ: there the actor is the MLP itself and the critics
+read ``[s ‖ a]``, SB3's MLP-policy networks at no extra cost. Networks act in
+(−1, 1); ``ActionScaler`` maps that to the Box bounds for the environment and
+recorded actions back for learning.
+
+Replay is optix-core's ``CompactReplayBuffer``: each observation is stored
+once, in its own dtype (float observations as float32, images as uint8, a
+Dict as one numpy record per step, packed as DQN's replay packs it).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, NamedTuple, TypeVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from optix_core.buffers import (
+    CompactReplayBuffer,
+    FieldSpec,
+    transition_fields,
+    window_transitions,
+)
+from optix_core.types import EpisodeData, HyperparamSet
+from optix_torch.accel.optim import adam, optimizer_step
+from optix_torch.base import TorchAgentBase
+from optix_torch.policies import observations as O
+from optix_torch.policies.extractors import default_extractor, features_dim
+from optix_torch.policies.networks import probe_input, seeded
+
+REPLAY = "replay.npz"
+PACK_BYTES = 1 << 25  # bytes per device move (32 MiB); larger windows go in chunks
+
+
+class TwinQ(nn.Module):
+    """Two Q-networks ``[features ‖ action] → Q`` evaluated as one.
+
+    Each layer holds both critics' weights stacked on a leading axis and runs
+    as one batched matmul, so the pair costs the operations of a single
+    network. ``forward`` returns ``[B, 2]`` (one column per critic); ``q1``
+    runs the first critic alone. Initialised like ``nn.Linear``.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden: Sequence[int] = (256, 256),
+        activation: type[nn.Module] = nn.ReLU,
+        n_critics: int = 2,
+    ) -> None:
+        super().__init__()
+        dims = [in_dim, *hidden, 1]
+        self.n_critics = n_critics
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for fan_in, fan_out in itertools.pairwise(dims):
+            bound = 1.0 / math.sqrt(fan_in)
+            weight = torch.empty(n_critics, fan_in, fan_out).uniform_(-bound, bound)
+            bias = torch.empty(n_critics, 1, fan_out).uniform_(-bound, bound)
+            self.weights.append(nn.Parameter(weight))
+            self.biases.append(nn.Parameter(bias))
+        self.activation = activation()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.unsqueeze(0).expand(self.n_critics, *x.shape)
+        weights, biases = list(self.weights), list(self.biases)
+        for weight, bias in zip(weights[:-1], biases[:-1], strict=True):
+            h = self.activation(torch.baddbmm(bias, h, weight))
+        # The single-output layer as multiply-and-sum: a batched matrix-vector
+        # product is several times slower than this on the CPU, both ways.
+        weight, bias = weights[-1], biases[-1]
+        return ((h * weight.transpose(1, 2)).sum(-1) + bias.squeeze(-1)).t()
+
+    def q1(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        last = len(self.weights) - 1
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
+            h = torch.addmm(bias[0], h, weight[0])
+            if i < last:
+                h = self.activation(h)
+        return h
+
+
+class CriticPair(nn.Module):
+    """Two user-built critics (``[features ‖ action] → [B, 1]`` each) as one ``[B, 2]`` module."""
+
+    def __init__(self, critic1: nn.Module, critic2: nn.Module) -> None:
+        super().__init__()
+        self.critic1 = critic1
+        self.critic2 = critic2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.critic1(x), self.critic2(x)], dim=1)
+
+    def q1(self, x: torch.Tensor) -> torch.Tensor:
+        return self.critic1(x)
+
+
+class Actor(nn.Module):
+    """The factories' actor: observations → features φ(s) → MLP head → the algorithm's outputs."""
+
+    def __init__(self, extractor: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.extractor = extractor
+        self.head = head
+
+    def forward(self, obs: O.ObsTensor) -> torch.Tensor:
+        return self.head(self.extractor(obs))
+
+
+class Critic(nn.Module):
+    """Both Q-functions: Qⱼ(s, a) = headⱼ([φ(s) ‖ a]), φ the critics' features extractor.
+
+    ``heads`` maps ``[B, features + A]`` to ``[B, 2]``: ``TwinQ`` by default,
+    ``CriticPair`` for tensor-optix's two critics, or any such module.
+    ``extractor`` None: flat vectors are their own features (``features_extractor``).
+    """
+
+    def __init__(self, extractor: nn.Module | None, heads: nn.Module) -> None:
+        super().__init__()
+        self.extractor = extractor
+        self.heads = heads
+
+    def inputs(self, obs: O.ObsTensor, actions: torch.Tensor) -> torch.Tensor:
+        features = obs if self.extractor is None else self.extractor(obs)
+        return torch.cat([features, actions], dim=1)
+
+    def forward(self, obs: O.ObsTensor, actions: torch.Tensor) -> torch.Tensor:
+        """``[B, 2]``: Q₁(s, a) and Q₂(s, a)."""
+        return self.heads(self.inputs(obs, actions))
+
+    def q1(self, obs: O.ObsTensor, actions: torch.Tensor) -> torch.Tensor:
+        """``[B, 1]``: Q₁ alone, the heads' ``q1`` when they have one."""
+        x = self.inputs(obs, actions)
+        q1 = getattr(self.heads, "q1", None)
+        return q1(x) if q1 is not None else self.heads(x)[:, :1]
+
+
+def features_extractor(space: gym.Space | None) -> nn.Module | None:
+    """The policy layer's default extractor for ``space``; None for flat vectors.
+
+    Observations of a 1-D float Box arrive as the float32 ``[B, d]`` an MLP
+    reads, so they are their own features: no extractor call on that path (nor
+    without a space, where tensor-optix's networks read flat vectors).
+    """
+    if space is None or (
+        isinstance(space, gym.spaces.Box)
+        and len(space.shape) == 1
+        and np.issubdtype(space.dtype, np.floating)
+    ):
+        return None
+    return default_extractor(space)
+
+
+def features_width(extractor: nn.Module | None, space: gym.Space) -> int:
+    """How many features ``extractor`` (None: the flat vector itself) gives on ``space``."""
+    return int(space.shape[0]) if extractor is None else features_dim(extractor, space)
+
+
+def polyak(target: list[torch.Tensor], online: list[torch.Tensor], tau: float) -> None:
+    """θ_tgt ← τ·θ + (1 − τ)·θ_tgt, one fused call over every tensor."""
+    torch._foreach_lerp_(target, online, tau)
+
+
+def target_copy(module: nn.Module) -> nn.Module:
+    """A frozen copy of ``module`` to serve as its target network."""
+    target = copy.deepcopy(module)
+    target.requires_grad_(False)
+    return target
+
+
+class ActionScaler:
+    """Maps the networks' (−1, 1) to a Box's bounds and back.
+
+    Without a Box the actions stay in (−1, 1), as tensor-optix's agents did.
+    """
+
+    def __init__(self, action_dim: int, action_space: gym.Space | None = None) -> None:
+        self.action_dim = action_dim
+        self.shape: tuple[int, ...] = (action_dim,)
+        self.dtype = np.dtype(np.float32)
+        low = -np.ones(action_dim, dtype=np.float64)
+        high = np.ones(action_dim, dtype=np.float64)
+        if action_space is not None:
+            low = np.asarray(action_space.low, dtype=np.float64).reshape(-1)
+            high = np.asarray(action_space.high, dtype=np.float64).reshape(-1)
+            self.shape = tuple(action_space.shape)
+            self.dtype = np.dtype(action_space.dtype)
+        self.low, self.high = low, high
+        self.center = (high + low) / 2
+        self.half = (high - low) / 2
+
+    def to_env(self, unit: np.ndarray) -> np.ndarray:
+        """``[N, A]`` actions in [−1, 1] → ``[N, *shape]`` actions inside the bounds."""
+        actions = np.clip(self.center + self.half * unit, self.low, self.high)
+        return actions.astype(self.dtype, copy=False).reshape(len(unit), *self.shape)
+
+    def from_env(self, actions: np.ndarray) -> np.ndarray:
+        """Recorded actions ``[..., *shape]`` → float32 ``[..., A]`` in [−1, 1]."""
+        lead = actions.shape[: actions.ndim - len(self.shape)]
+        flat = np.asarray(actions, dtype=np.float64).reshape(*lead, self.action_dim)
+        return np.clip((flat - self.center) / self.half, -1.0, 1.0).astype(np.float32)
+
+
+class DeterministicActor(nn.Module):
+    """An actor's deterministic actions, scaled to the Box's bounds (what ``optix export`` writes)."""
+
+    def __init__(self, actor: nn.Module, scaler: ActionScaler, gaussian: bool) -> None:
+        super().__init__()
+        self.actor, self.gaussian, self.shape = actor, gaussian, scaler.shape
+        for name, value in (
+            ("center", scaler.center),
+            ("scale", scaler.half),
+            ("low", scaler.low),
+            ("high", scaler.high),
+        ):
+            self.register_buffer(name, torch.as_tensor(value, dtype=torch.float32))
+
+    def forward(self, obs: O.ObsTensor) -> torch.Tensor:
+        out = self.actor(obs)
+        d = self.center.shape[0]
+        unit = torch.tanh(out[:, :d]) if self.gaussian else out.clamp(-1.0, 1.0)
+        action = torch.maximum(torch.minimum(self.center + self.scale * unit, self.high), self.low)
+        return action.reshape(out.shape[0], *self.shape)
+
+
+class Batch(NamedTuple):
+    """One minibatch of transitions on the device (views into the window's tensors)."""
+
+    observations: O.ObsTensor  # [B, ...], a dict of them for Dict observations
+    actions: torch.Tensor  # [B, A] in [−1, 1]
+    rewards: torch.Tensor  # [B]
+    next_observations: O.ObsTensor  # [B, ...]
+    discounts: torch.Tensor  # [B]: γ·(1 − terminated)
+    noise: torch.Tensor  # [*noise_shape]: the algorithm's noise for this step
+
+
+def check_action_space(algorithm: str, action_space: gym.Space) -> None:
+    """Refuse an action space the (−1, 1) actions cannot be scaled to."""
+    if not isinstance(action_space, gym.spaces.Box):
+        raise ValueError(f"{algorithm} acts on Box action spaces, got {action_space}")
+    if not (np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
+        raise ValueError(
+            f"{algorithm} scales its (−1, 1) actions to the Box bounds, which must be finite; "
+            f"got {action_space} (wrap the environment with gymnasium's RescaleAction)"
+        )
+
+
+def twin_critics(
+    critic1: nn.Module | None, critic2: nn.Module | None, critics: nn.Module | None, owner: str
+) -> nn.Module:
+    """One ``[B, 2]`` module from tensor-optix's two critics, or a fused one as given."""
+    if critics is not None:
+        if critic1 is not None or critic2 is not None:
+            raise ValueError(f"{owner}: give critic1 and critic2, or critics, not both")
+        return critics
+    if critic1 is None or critic2 is None:
+        raise ValueError(f"{owner}: give both critic1 and critic2 (or one fused critics module)")
+    if critic1 is critic2:
+        raise ValueError(f"{owner}: critic1 and critic2 must be two networks, got the same one")
+    return CriticPair(critic1, critic2)
+
+
+def action_size(action_dim: int | None, action_space: gym.Space | None, owner: str) -> int:
+    """The action dimension, from ``action_dim`` or the Box; they must agree when both are given."""
+    if action_space is not None:
+        check_action_space(owner, action_space)
+        size = int(np.prod(action_space.shape))
+        if action_dim is not None and int(action_dim) != size:
+            raise ValueError(
+                f"{owner}: action_dim={action_dim} does not match the action space {action_space}"
+            )
+        return size
+    if action_dim is None or int(action_dim) < 1:
+        raise ValueError(f"{owner}: give action_dim (>= 1) or action_space")
+    return int(action_dim)
+
+
+def check_optimizer(
+    optimizer: torch.optim.Optimizer, module: nn.Module, role: str, owner: str
+) -> None:
+    """Insist that a user's optimizer holds every trainable parameter of the network it trains."""
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    missing = sum(1 for p in module.parameters() if p.requires_grad and id(p) not in held)
+    if missing:
+        raise ValueError(
+            f"{owner}: the {role} optimizer lacks {missing} of the {role}'s parameter tensors "
+            f"(for the critics, the critic_extractor's count too); give it all of them"
+        )
+
+
+def gradient_step(
+    optimizer: torch.optim.Optimizer,
+    loss: torch.Tensor,
+    inputs: Sequence[torch.Tensor] | None = None,
+) -> None:
+    """One step of ``optimizer`` down ``loss``, back-propagated into ``inputs`` only (if given).
+
+    Naming the actor's parameters spares the critics' weight gradients under
+    the actor's loss, which SB3 computes and throws away.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward(inputs=inputs)
+    optimizer_step(optimizer)()
+
+
+AgentT = TypeVar("AgentT", bound="OffPolicyAgent")
+
+
+def default_agent(
+    agent_class: type[AgentT],
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    head: Callable[[int, int], nn.Module],
+    *,
+    hidden: Sequence[int],
+    extractor: nn.Module | None,
+    hyperparams: HyperparamSet | dict[str, Any] | None,
+    device: str | torch.device,
+    seed: int | None,
+) -> AgentT:
+    """The factories' agent, built as SB3 builds SAC's and TD3's policies.
+
+    The actor is ``Actor(φ_π, head(features, action_dim))``; the critics are
+    ``Critic(φ_Q, TwinQ)``, two ReLU MLPs of widths ``hidden`` on
+    ``[φ_Q(s) ‖ a]``. φ_π and φ_Q are separate extractors (SB3's
+    ``share_features_extractor=False``): ``extractor`` and a copy of it, or
+    each the policy layer's default for the observation space (a CNN on
+    images, one-hot on Discrete, combined on Dict). On flat vectors there is
+    none: the actor is the head alone and the critics read ``[s ‖ a]``, the
+    networks SB3 builds for an MLP policy. Every network is initialised from
+    ``seed``.
+    """
+    check_action_space(agent_class.algorithm, action_space)
+    O.check_observation_space(observation_space, agent_class.algorithm)
+    act_dim = int(np.prod(action_space.shape))
+    with seeded(seed):
+        if extractor is None:
+            actor_extractor = features_extractor(observation_space)
+            critic_extractor = features_extractor(observation_space)
+        else:
+            actor_extractor, critic_extractor = extractor, copy.deepcopy(extractor)
+        policy = head(features_width(actor_extractor, observation_space), act_dim)
+        actor = policy if actor_extractor is None else Actor(actor_extractor, policy)
+        critics = TwinQ(features_width(critic_extractor, observation_space) + act_dim, hidden)
+    return agent_class(
+        actor,
+        critics=critics,
+        critic_extractor=critic_extractor,
+        hyperparams=hyperparams,
+        device=device,
+        seed=seed,
+        observation_space=observation_space,
+        action_space=action_space,
+    )
+
+
+class OffPolicyAgent(TorchAgentBase):
+    """Networks, replay, update scheduling, acting and checkpoints shared by SAC and TD3.
+
+    Subclasses set ``SEARCH_SPACE`` (from their config module) and
+    ``ACTOR_OUTPUTS``, call ``setup_off_policy`` in their constructor, and
+    write ``policy`` (observations → actions in [−1, 1]), ``noise_shape`` and
+    ``update`` (one gradient step on one minibatch).
+    """
+
+    SEARCH_SPACE: ClassVar[dict[str, tuple]] = {}
+    ACTOR_OUTPUTS: ClassVar[int] = 1  # the actor's outputs per action dimension
+
+    def setup_off_policy(
+        self,
+        actor: nn.Module,
+        critic1: nn.Module | None,
+        critic2: nn.Module | None,
+        critics: nn.Module | None,
+        critic_extractor: nn.Module | None,
+        action_dim: int | None,
+        observation_space: gym.Space | None,
+        action_space: gym.Space | None,
+        actor_optimizer: torch.optim.Optimizer | None,
+        critic_optimizer: torch.optim.Optimizer | None,
+    ) -> None:
+        """Check the networks, place them, copy the critics' target, make the optimizers.
+
+        The critics read ``[φ(s) ‖ a]``, φ being ``critic_extractor``, by
+        default ``features_extractor(observation_space)``. Every optimizer left
+        out is Adam at ``learning_rate``; one given must hold all of its
+        network's parameters.
+        """
+        if critic_extractor is None:
+            critic_extractor = features_extractor(observation_space)
+        critic = Critic(critic_extractor, twin_critics(critic1, critic2, critics, self.algorithm))
+        self.action_dim = action_size(action_dim, action_space, self.algorithm)
+        self.scaler = ActionScaler(self.action_dim, action_space)
+        self.actor = actor.to(self.device)
+        self.critic = critic.to(self.device)
+        self.check_networks(observation_space)
+        self.critic_target = target_copy(self.critic)
+        self.actor_params = list(self.actor.parameters())
+        self.critic_params = list(self.critic.parameters())
+        lr = self.hp["learning_rate"]
+        for optimizer, module, role in (
+            (actor_optimizer, self.actor, "actor"),
+            (critic_optimizer, self.critic, "critic"),
+        ):
+            if optimizer is not None:
+                check_optimizer(optimizer, module, role, self.algorithm)
+        self.actor_optimizer = actor_optimizer or adam(self.actor_params, lr)
+        self.critic_optimizer = critic_optimizer or adam(self.critic_params, lr)
+        self.observation_spec: FieldSpec | None = None  # how replay stores observations
+        self.replay: CompactReplayBuffer | None = None
+        self.num_timesteps = 0  # environment transitions learned from (SB3's num_timesteps)
+        self.vector_steps = 0  # vector-environment steps: train_freq counts these
+        self.n_updates = 0  # gradient steps taken
+        self._acting_steps = 0  # act_info calls since the last learn(), for the warm-up
+
+    def check_networks(self, observation_space: gym.Space | None) -> None:
+        """Run two observations through the actor and the critics and insist on
+        their output widths, before any work starts. The observations come
+        from the space, or are zeros as wide as the actor's first linear layer;
+        with neither the networks are trusted."""
+        probe = probe_input(self.actor, observation_space)
+        if probe is None:
+            return
+        given = (
+            f"observations from {observation_space}"
+            if observation_space is not None
+            else f"inputs of width {probe.shape[1]}"
+        )
+        out = self._probe("actor", self.actor, probe, given)
+        self._expect_width("actor", out, self.ACTOR_OUTPUTS * self.action_dim)
+        features = probe
+        if self.critic.extractor is not None:
+            features = self._probe(
+                "critics' features extractor", self.critic.extractor, probe, given
+            )
+        if features.ndim != 2:
+            raise ValueError(
+                f"{self.algorithm}: the critics' features extractor must return "
+                f"[batch, features], got shape {tuple(features.shape)}"
+            )
+        width = features.shape[1] + self.action_dim
+        inputs = torch.zeros(2, width, device=features.device)
+        q = self._probe("twin critic", self.critic.heads, inputs, f"inputs of width {width}")
+        self._expect_width("twin critic", q, 2)
+
+    def _probe(self, role: str, network: nn.Module, inputs: Any, given: str) -> torch.Tensor:
+        try:
+            with torch.no_grad():
+                return network(inputs)
+        except Exception as exc:
+            raise ValueError(
+                f"{self.algorithm}: the {role} network does not take {given} "
+                f"({str(exc).splitlines()[0]})"
+            ) from None
+
+    def _expect_width(self, role: str, out: torch.Tensor, expected: int) -> None:
+        if out.ndim != 2 or out.shape[1] != expected:
+            raise ValueError(
+                f"{self.algorithm}: the {role} network outputs shape {tuple(out.shape[1:])} "
+                f"per observation, expected ({expected},) for this action space"
+            )
+
+    @property
+    def is_on_policy(self) -> bool:
+        return False
+
+    @property
+    def search_space(self) -> dict[str, tuple]:
+        """What the loop may tune while training: the config module's ``SEARCH_SPACE``."""
+        return dict(self.SEARCH_SPACE)
+
+    # ---- acting ---------------------------------------------------------
+
+    def policy(
+        self, observations: O.ObsTensor, deterministic: bool, generator: torch.Generator
+    ) -> torch.Tensor:
+        """Actions in [−1, 1] for a batch of observations (on the CPU)."""
+        raise NotImplementedError
+
+    def policy_module(self) -> nn.Module:
+        """The deterministic policy as a plain module: observations → actions in
+        the Box's bounds (SAC: tanh of the Gaussian's mean; TD3: the actor's output)."""
+        return DeterministicActor(self.actor, self.scaler, gaussian=self.ACTOR_OUTPUTS == 2)
+
+    @torch.no_grad()
+    def act(self, observation: Any, deterministic: bool = False) -> np.ndarray:
+        obs = O.to_tensor(observation, self.device)
+        unit = self.policy(obs, deterministic, self.act_generator)
+        return self.scaler.to_env(unit.numpy())
+
+    @torch.no_grad()
+    def act_info(self, observation: Any, episode_start: np.ndarray) -> tuple[np.ndarray, dict]:
+        obs = O.to_tensor(observation, self.device)
+        n = O.batch_size(obs)
+        if self.num_timesteps + self._acting_steps < self.hp["learning_starts"]:
+            # SB3's warm-up: uniform random actions until learning starts.
+            unit = torch.rand(n, self.action_dim, generator=self.generator) * 2 - 1
+        else:
+            unit = self.policy(obs, False, self.generator)
+        self._acting_steps += n
+        return self.scaler.to_env(unit.numpy()), {}
+
+    # ---- learning -------------------------------------------------------------
+
+    def learn(self, episode_data: EpisodeData) -> dict[str, float]:
+        """Store the window, take the gradient steps it earned, return their mean diagnostics."""
+        stats: defaultdict[str, list[torch.Tensor]] = defaultdict(list)
+        for batch in self.replay_batches(episode_data):
+            self.n_updates += 1  # counted before the step, as SB3 does: TD3's delay reads it
+            for key, value in self.update(batch).items():
+                stats[key].append(value)
+        return self.summary(stats)
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One gradient step on ``batch`` (the ``n_updates``-th); its diagnostics, on the device."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def bootstrap(
+        self, batch: Batch, next_actions: torch.Tensor, bonus: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The clipped double-Q target y = r + γ(1 − d)·(minⱼ Q̄ⱼ(s′, a′) + bonus).
+
+        Clipped double Q-learning (Fujimoto et al. 2018): the smaller of the
+        two target critics' estimates, because the actor seeks out and feeds
+        on any overestimate. SAC's ``bonus`` is the entropy term −α log π(a′|s′),
+        which makes the bracket the soft state value V̄(s′) of Haarnoja et al.
+        (2018). Only ``terminated`` stops bootstrapping (``discounts`` is
+        γ(1 − terminated)): a time-limit truncation is bootstrapped.
+        """
+        q_next = self.critic_target(batch.next_observations, next_actions).amin(1)
+        if bonus is not None:
+            q_next = q_next + bonus
+        return torch.addcmul(batch.rewards, batch.discounts, q_next)
+
+    def critic_step(self, batch: Batch, target: torch.Tensor, scale: float) -> torch.Tensor:
+        """One step on L_Q = scale·Σⱼ E[(Qⱼ(s, a) − y)²], both critics in one pass; the loss."""
+        q = self.critic(batch.observations, batch.actions)  # [B, 2]
+        # The sum over critics of their mean squared errors: the mean over [B, 2] times 2.
+        loss = (q - target[:, None]).square().mean() * (scale * q.shape[1])
+        gradient_step(self.critic_optimizer, loss)
+        return loss.detach()
+
+    # ---- replay ---------------------------------------------------------------
+
+    def replay_batches(self, data: EpisodeData) -> Iterator[Batch]:
+        """Store the window's transitions, then yield one minibatch per gradient step.
+
+        SB3's schedule: after every ``train_freq``-th vector step, once more
+        than ``learning_starts`` transitions were seen, ``gradient_steps``
+        updates. The minibatch of an update due after step ``t`` is drawn
+        uniformly from exactly the transitions the buffer held after step
+        ``t``, as if learning had been interleaved with acting: never from
+        one written later, even where the window wraps round the buffer over
+        slots that update may draw. All batches of the window are drawn at
+        once and reach the device in one move (in chunks of ``PACK_BYTES``).
+        """
+        data = O.packed_window(data)  # a Dict observation becomes one record per step
+        t_len, n_envs = np.shape(data.rewards)
+        written = t_len * n_envs
+        replay = self._ensure_replay(np.asarray(data.observations))
+        actions = self.scaler.from_env(np.asarray(data.actions)).reshape(t_len, n_envs, -1)
+        held, capacity = len(replay), replay.capacity
+        t = np.arange(1, t_len + 1)
+        due = ((self.vector_steps + t) % self.hp["train_freq"] == 0) & (
+            self.num_timesteps + t * n_envs > self.hp["learning_starts"]
+        )
+        self.vector_steps += t_len
+        self.num_timesteps += written
+        self._acting_steps = 0
+        # The window as replay keeps it (actions in [−1, 1]): each observation once,
+        # and of a window larger than the buffer only the newest `capacity` transitions.
+        store = dataclasses.replace(data, actions=actions)
+        # History positions: 0 … held − 1 are the transitions held when the window
+        # began, oldest first, and held + j is the window's j-th. After step t the
+        # buffer holds the newest min(held + t·N, capacity) of the first held + t·N.
+        ends = np.repeat(held + t[due] * n_envs, self.hp["gradient_steps"])
+        if ends.size == 0:
+            replay.add_window(store)
+            return
+        batch_size = self.hp["batch_size"]
+        starts = np.maximum(ends - capacity, 0)
+        positions = self.rng.integers(starts[:, None], ends[:, None], size=(ends.size, batch_size))
+        # Once the window is stored, position p lies `age` slots behind the write
+        # position (age 1: the window's last transition) unless the window wrapped
+        # round the buffer and overwrote it: those few are read before storing.
+        ages = held + written - positions
+        overwritten = ages > capacity
+        earlier = {}
+        if overwritten.any():
+            window = self._window_rows(window_transitions(data), actions)
+            earlier = self._history(positions[overwritten], held, window)
+        replay.add_window(store)
+        slots = (replay.position - ages) % capacity
+        # Updates [start, stop) find their overwritten transitions in
+        # earlier[offsets[start] : offsets[stop]].
+        offsets = np.concatenate([[0], np.cumsum(overwritten.sum(axis=1))])
+
+        spec = replay.fields["observations"]  # a transition's bytes: s and s′, then a, r, γ(1 − d)
+        row = 2 * spec.dtype.itemsize * math.prod(spec.shape) + 4 * (self.action_dim + 2)
+        per_update = batch_size * row + 4 * math.prod(self.noise_shape(batch_size))
+        chunk = max(1, PACK_BYTES // per_update)
+        for start in range(0, len(slots), chunk):
+            stop = min(start + chunk, len(slots))
+            sample = replay.get(slots[start:stop].reshape(-1))
+            if offsets[stop] > offsets[start]:
+                stale = overwritten[start:stop].reshape(-1)
+                for name, rows in earlier.items():
+                    sample[name][stale] = rows[offsets[start] : offsets[stop]]
+            yield from self._device_batches(sample, stop - start)
+
+    def _window_rows(
+        self, steps: dict[str, np.ndarray], actions: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """The window's ``[T, N, ...]`` transitions as the buffer's ``[T·N, ...]`` rows."""
+        assert self.observation_spec is not None
+        shape, dtype = self.observation_spec.shape, self.observation_spec.dtype
+        n = steps["rewards"].size
+        return {
+            "observations": steps["observations"].reshape(n, *shape).astype(dtype, copy=False),
+            "actions": actions.reshape(n, self.action_dim),
+            "rewards": np.asarray(steps["rewards"], np.float32).reshape(n),
+            "next_observations": steps["next_observations"].reshape(n, *shape).astype(dtype),
+            "terminated": steps["terminated"].reshape(n),
+        }
+
+    def _history(
+        self, positions: np.ndarray, held: int, window: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """The transitions at history ``positions``, read before the window is stored."""
+        assert self.replay is not None
+        before = positions < held
+        # The oldest transition held lies `held` slots behind the write position.
+        slots = (self.replay.position - held + positions[before]) % self.replay.capacity
+        stored = self.replay.get(slots)
+        rows = {}
+        for name, values in window.items():
+            rows[name] = np.empty((len(positions), *values.shape[1:]), values.dtype)
+            rows[name][before] = stored[name]
+            rows[name][~before] = values[positions[~before] - held]
+        return rows
+
+    def noise_shape(self, batch_size: int) -> tuple[int, ...]:
+        """Shape of the noise each update needs (drawn for the whole window at once)."""
+        return (0,)
+
+    def draw_noise(self, n_updates: int, batch_size: int) -> np.ndarray:
+        """Noise for ``n_updates`` updates from ``self.generator`` (standard normal)."""
+        shape = (n_updates, *self.noise_shape(batch_size))
+        return torch.randn(shape, generator=self.generator).numpy()
+
+    def _device_batches(self, sample: dict[str, np.ndarray], n_updates: int) -> Iterator[Batch]:
+        """Move ``n_updates`` minibatches of transitions to the device at once; yield views.
+
+        Float observations travel with actions, rewards, discounts and noise in
+        one float32 block (one transfer); others (uint8 images, Discrete
+        indices, Dict records) cross in their own dtype, one copy per array.
+        """
+        batch_size = len(sample["rewards"]) // n_updates
+        observation_names = ("observations", "next_observations")
+        in_block = sample["observations"].dtype == np.float32
+        parts = {
+            "actions": sample["actions"],
+            "rewards": sample["rewards"],
+            "discounts": self.hp["gamma"] * (1.0 - sample["terminated"].astype(np.float32)),
+            "noise": self.draw_noise(n_updates, batch_size),
+        }
+        if in_block:
+            parts.update({name: sample[name] for name in observation_names})
+        tensors = pack_to_device(parts, self.device)
+
+        def per_update(array: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+            return array.view(n_updates, batch_size, *shape)
+
+        obs = {}
+        for name in observation_names:
+            if in_block:
+                obs[name] = per_update(tensors[name], sample[name].shape[1:])
+            else:
+                arrays = O.to_tensor(O.unpacked(sample[name]), self.device)
+                obs[name] = O.map_obs(lambda a: per_update(a, a.shape[1:]), arrays)
+        actions = per_update(tensors["actions"], (self.action_dim,))
+        rewards = per_update(tensors["rewards"], ())
+        discounts = per_update(tensors["discounts"], ())
+        noise = tensors["noise"].view(n_updates, *self.noise_shape(batch_size))
+        for j in range(n_updates):
+            yield Batch(
+                update_rows(obs["observations"], j),
+                actions[j],
+                rewards[j],
+                update_rows(obs["next_observations"], j),
+                discounts[j],
+                noise[j],
+            )
+
+    def _ensure_replay(self, observations: np.ndarray) -> CompactReplayBuffer:
+        """The buffer, built at the first window for its observations ``[T, N, ...]``."""
+        spec = FieldSpec(observations.shape[2:], O.storage_dtype(observations.dtype))
+        if self.observation_spec is None:
+            self.observation_spec = spec
+        if spec != self.observation_spec:
+            raise ValueError(
+                f"{self.algorithm}: the window's observations are {spec}, this agent "
+                f"stores {self.observation_spec}"
+            )
+        if self.replay is None:
+            self.replay = self._new_replay(self.hp["replay_capacity"])
+        return self.replay
+
+    def _new_replay(self, capacity: int) -> CompactReplayBuffer:
+        assert self.observation_spec is not None
+        spec = self.observation_spec
+        fields = transition_fields(spec.shape, (self.action_dim,), observation_dtype=spec.dtype)
+        return CompactReplayBuffer(capacity, fields, seed=self.rng)
+
+    def apply_hyperparams(self) -> None:
+        super().apply_hyperparams()
+        replay = getattr(self, "replay", None)
+        if replay is not None and replay.capacity != self.hp["replay_capacity"]:
+            # Resize at once, keeping the most recent transitions in their order.
+            keep = min(len(replay), self.hp["replay_capacity"])
+            oldest = replay.position - keep if replay.full else len(replay) - keep
+            resized = self._new_replay(self.hp["replay_capacity"])
+            if keep:
+                resized.add_from(replay, (oldest + np.arange(keep)) % replay.capacity)
+            self.replay = resized
+
+    # ---- diagnostics ------------------------------------------------------
+
+    def summary(self, stats: dict[str, list[torch.Tensor]]) -> dict[str, float]:
+        """Means of the per-update diagnostics, read back from the device once."""
+        keys = [k for k, values in stats.items() if values]
+        means = torch.stack([torch.stack(stats[k]).mean() for k in keys]).tolist() if keys else []
+        out = dict(zip(keys, means, strict=True))
+        out["replay_size"] = float(len(self.replay) if self.replay is not None else 0)
+        out["num_timesteps"] = float(self.num_timesteps)
+        return out
+
+    # ---- checkpoints ----------------------------------------------------
+
+    def extra_state(self) -> dict[str, Any]:
+        spec = self.observation_spec
+        return {
+            "num_timesteps": self.num_timesteps,
+            "vector_steps": self.vector_steps,
+            "n_updates": self.n_updates,
+            "observation_spec": None
+            if spec is None
+            else {"shape": list(spec.shape), "dtype": np.lib.format.dtype_to_descr(spec.dtype)},
+        }
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.num_timesteps = int(state.get("num_timesteps", 0))
+        self.vector_steps = int(state.get("vector_steps", 0))
+        self.n_updates = int(state.get("n_updates", 0))
+        self._acting_steps = 0
+        spec = state.get("observation_spec")
+        if spec is not None:
+            dtype = np.lib.format.descr_to_dtype(spec["dtype"])
+            self.observation_spec = FieldSpec(tuple(spec["shape"]), dtype)
+
+    def save_extra(self, path: Path) -> None:
+        """The replay buffer goes with the weights, so a resumed run keeps its experience."""
+        if self.replay is not None:
+            self.replay.save(path / REPLAY)
+
+    def load_extra(self, path: Path) -> None:
+        self.replay = None
+        if (path / REPLAY).is_file():
+            if self.observation_spec is None:
+                raise ValueError(f"{path} holds a replay buffer but no observation spec")
+            self.replay = self._new_replay(self.hp["replay_capacity"])
+            self.replay.load(path / REPLAY)
+
+
+def update_rows(obs: O.ObsTensor, j: int) -> O.ObsTensor:
+    """The ``j``-th update's minibatch of observations ``[n_updates, B, ...]``."""
+    return O.map_obs(lambda array: array[j], obs)
+
+
+def pack_to_device(parts: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+    """Copy float arrays into one block and move it to ``device`` in one transfer.
+
+    Returns flat views of the block, one per name.
+    """
+    sizes = [int(a.size) for a in parts.values()]
+    block = np.empty(sum(sizes), dtype=np.float32)
+    offset = 0
+    for array, size in zip(parts.values(), sizes, strict=True):
+        block[offset : offset + size] = array.reshape(-1)
+        offset += size
+    tensor = torch.from_numpy(block).to(device)
+    views, offset = {}, 0
+    for name, size in zip(parts, sizes, strict=True):
+        views[name] = tensor[offset : offset + size]
+        offset += size
+    return views

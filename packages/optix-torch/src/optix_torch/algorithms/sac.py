@@ -1,0 +1,233 @@
+"""TorchSACAgent: soft actor-critic with a learned temperature.
+
+Haarnoja et al. (2018), "Soft Actor-Critic Algorithms and Applications",
+as Stable-Baselines3 runs it. Per gradient step, on a minibatch from replay:
+
+    a = tanh(u),  u = μ_θ(s) + σ_θ(s)·ε,  ε ~ N(0, I)        (reparameterisation)
+    log π(a|s) = log N(u; μ, σ) − Σᵢ log(1 − tanh²(uᵢ))       (change of variables, App. C)
+    J(α) = E[−α·(log π(a|s) + H̄)],  H̄ = −dim(A)             (automatic temperature)
+    y    = r + γ(1 − d)·(minⱼ Q̄ⱼ(s′, a′) − α log π(a′|s′))     (soft target, a′ ~ π(·|s′))
+    J_Q  = ½ Σⱼ E[(Qⱼ(s, a) − y)²]                           (soft Bellman residual)
+    J_π  = E[α log π(a|s) − minⱼ Qⱼ(s, a)],  a ~ π(·|s)      (through the updated critics)
+    Q̄   ← τ·Q + (1 − τ)·Q̄                                    (Polyak)
+
+The actor outputs ``[mean ‖ log_std]`` (``2·action_dim`` columns, log σ
+clamped to [−20, 2] as in SB3); actions live in (−1, 1) and are scaled to the
+Box bounds. The actor and the critics each read the observations (Box, image,
+Discrete or Dict) through their own features extractor φ; the critics take
+``[φ(s) ‖ a]``. Networks, replay, the update schedule, the target ``y`` and
+the critics' step are ``off_policy.py``'s.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from optix_core.types import EpisodeData, HyperparamSet
+from optix_torch.accel.optim import adam, optimizer_step
+from optix_torch.algorithms.off_policy import (
+    Batch,
+    OffPolicyAgent,
+    default_agent,
+    gradient_step,
+    polyak,
+)
+from optix_torch.config import sac as config
+from optix_torch.policies import observations as O
+from optix_torch.policies.networks import mlp
+
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+
+
+class Temperature(nn.Module):
+    """The entropy temperature α, learned as log α."""
+
+    def __init__(self, initial: float) -> None:
+        super().__init__()
+        self.log_alpha = nn.Parameter(torch.full((1,), math.log(initial)))
+
+
+class TorchSACAgent(OffPolicyAgent):
+    """SAC on a continuous (Box) action space.
+
+    tensor-optix's arguments: ``actor`` (observations → ``[mean ‖ log_std]``),
+    ``critic1`` and ``critic2`` (``[φ(s) ‖ action]`` → Q), ``action_dim`` and
+    the three optimizers. ``alpha_optimizer`` gives the kind of optimizer for
+    the temperature (its class and settings are reused for the agent's own
+    log α, as tensor-optix did); every optimizer left out is Adam. optix adds
+    ``critics`` (one module giving both Q columns, like ``TwinQ``, instead of
+    ``critic1``/``critic2``), ``critic_extractor`` (the critics' φ; default
+    the policy layer's for ``observation_space``, none on flat vectors or
+    without a space, where φ(s) = s), ``observation_space`` and
+    ``action_space`` (networks are then checked, and actions scaled to the
+    bounds), ``target_entropy`` (default −dim(A)) and ``seed``.
+    """
+
+    algorithm = "sac"
+    DEFAULTS = config.DEFAULTS
+    BOUNDS = config.BOUNDS
+    SEARCH_SPACE = config.SEARCH_SPACE
+    ACTOR_OUTPUTS = 2  # [mean ‖ log_std]
+
+    def __init__(
+        self,
+        actor: nn.Module,
+        critic1: nn.Module | None = None,
+        critic2: nn.Module | None = None,
+        action_dim: int | None = None,
+        actor_optimizer: torch.optim.Optimizer | None = None,
+        critic_optimizer: torch.optim.Optimizer | None = None,
+        alpha_optimizer: torch.optim.Optimizer | None = None,
+        hyperparams: HyperparamSet | dict[str, Any] | None = None,
+        device: str | torch.device = "auto",
+        seed: int | None = None,
+        *,
+        critics: nn.Module | None = None,
+        critic_extractor: nn.Module | None = None,
+        observation_space: gym.Space | None = None,
+        action_space: gym.Space | None = None,
+        target_entropy: float | None = None,
+    ) -> None:
+        super().__init__(hyperparams, device, seed)
+        self.setup_off_policy(
+            actor,
+            critic1,
+            critic2,
+            critics,
+            critic_extractor,
+            action_dim,
+            observation_space,
+            action_space,
+            actor_optimizer,
+            critic_optimizer,
+        )
+        self.target_params = list(self.critic_target.parameters())
+        self.temperature = Temperature(self.hp["ent_coef"]).to(self.device)
+        self.target_entropy = -float(self.action_dim) if target_entropy is None else target_entropy
+        # log π's constant: Σᵢ (log √(2π) + 2 log 2), see squash()
+        self._log_prob_const = self.action_dim * (0.5 * math.log(2 * math.pi) + 2 * math.log(2))
+        log_alpha = [self.temperature.log_alpha]
+        if alpha_optimizer is None:
+            self.alpha_optimizer = adam(log_alpha, self.hp["learning_rate"])
+        else:
+            self.alpha_optimizer = type(alpha_optimizer)(log_alpha, **alpha_optimizer.defaults)
+        self.apply_hyperparams()
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {
+            "actor": self.actor,
+            "critic": self.critic,
+            "critic_target": self.critic_target,
+            "temperature": self.temperature,
+        }
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {
+            "actor": self.actor_optimizer,
+            "critic": self.critic_optimizer,
+            "alpha": self.alpha_optimizer,
+        }
+
+    # ---- acting -------------------------------------------------------------
+
+    def policy(
+        self, observations: O.ObsTensor, deterministic: bool, generator: torch.Generator
+    ) -> torch.Tensor:
+        mean, log_std = self.actor(observations).cpu().chunk(2, dim=-1)
+        if deterministic:
+            return torch.tanh(mean)
+        eps = torch.randn(mean.shape, generator=generator)
+        return torch.tanh(mean + log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp() * eps)
+
+    def squash(self, out: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """a = tanh(μ + σ·ε) and log π(a|s), from the actor's ``[mean ‖ log_std]``.
+
+        log N(u; μ, σ) = Σᵢ −εᵢ²/2 − log σᵢ − log √(2π), and the squashing term
+        log(1 − tanh²u) = 2(log 2 − u − softplus(−2u)) is the exact, stable form.
+        """
+        mean, log_std = out.chunk(2, dim=-1)
+        log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+        u = torch.addcmul(mean, log_std.exp(), eps)
+        log_prob = (2 * (u + F.softplus(-2 * u)) - log_std - 0.5 * eps.square()).sum(-1)
+        return torch.tanh(u), log_prob - self._log_prob_const
+
+    def noise_shape(self, batch_size: int) -> tuple[int, ...]:
+        return (2, batch_size, self.action_dim)  # ε for a ~ π(·|s) and for a′ ~ π(·|s′)
+
+    # ---- learning -----------------------------------------------------------
+
+    def learn(self, episode_data: EpisodeData) -> dict[str, float]:
+        log_alpha = self.temperature.log_alpha
+        if not self.hp["auto_ent_coef"]:
+            with torch.no_grad():
+                log_alpha.fill_(math.log(self.hp["ent_coef"]))
+        out = super().learn(episode_data)
+        out["ent_coef"] = float(log_alpha.detach().exp())
+        return out
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        obs, eps = batch.observations, batch.noise
+        a_pi, log_pi = self.squash(self.actor(obs), eps[0])
+        log_alpha = self.temperature.log_alpha
+        alpha = log_alpha.detach().exp()  # the α of this step's targets and J_π, as in SB3
+
+        if self.hp["auto_ent_coef"]:
+            # J(α) = E[−α·(log π(a|s) + H̄)], taken as SB3 does on log α: its gradient,
+            # −E[log π(a|s) + H̄], is set directly (no graph needed).
+            log_alpha.grad = -(log_pi.detach().mean() + self.target_entropy).reshape(1)
+            optimizer_step(self.alpha_optimizer)()
+
+        with torch.no_grad():
+            a_next, log_next = self.squash(self.actor(batch.next_observations), eps[1])
+            # y = r + γ(1 − d)·(minⱼ Q̄ⱼ(s′, a′) − α log π(a′|s′))
+            y = self.bootstrap(batch, a_next, -alpha * log_next)
+        critic_loss = self.critic_step(batch, y, 0.5)  # J_Q = ½ Σⱼ E[(Qⱼ(s, a) − y)²]
+
+        # J_π = E[α log π(a|s) − minⱼ Qⱼ(s, a)]; gradients for the actor only
+        q_pi = self.critic(obs, a_pi).amin(dim=1)
+        actor_loss = (alpha * log_pi - q_pi).mean()
+        gradient_step(self.actor_optimizer, actor_loss, self.actor_params)
+
+        polyak(self.target_params, self.critic_params, self.hp["tau"])
+        return {
+            "critic_loss": critic_loss,
+            "actor_loss": actor_loss.detach(),
+            "entropy": -log_pi.detach().mean(),
+        }
+
+
+def make_sac(
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    *,
+    hyperparams: HyperparamSet | None = None,
+    device: str = "auto",
+    seed: int | None = None,
+    hidden: Sequence[int] = (256, 256),
+    extractor: nn.Module | None = None,
+) -> TorchSACAgent:
+    """The AgentSpec factory: SB3's networks (features extractors chosen from the
+    observation space, then ReLU MLPs of widths ``hidden``), twin critics fused.
+    ``extractor`` replaces the default features extractor (the critics get a copy)."""
+
+    def head(features: int, act_dim: int) -> nn.Module:
+        return mlp(features, 2 * act_dim, hidden, nn.ReLU)  # [mean ‖ log_std]
+
+    return default_agent(
+        TorchSACAgent,
+        observation_space,
+        action_space,
+        head,
+        hidden=hidden,
+        extractor=extractor,
+        hyperparams=hyperparams,
+        device=device,
+        seed=seed,
+    )

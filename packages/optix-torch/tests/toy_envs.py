@@ -1,0 +1,208 @@
+"""Small environments for every observation and action space the policy layer serves.
+
+Each is solvable in seconds of CPU by a policy that reads its observation,
+and scores far above random only then:
+
+- ``optix-tests/Catch-v0``: bsuite's Catch as 10×5 uint8 pixels (MinAtar-sized,
+  the default network is ``SmallCNN``); ``CatchLarge-v0`` the same at 40×40
+  (``NatureCNN``). A ball falls one row per step; the paddle moves left, stays
+  or moves right; +1 for a catch, −1 for a miss. Random play scores about −0.6.
+- ``optix-tests/MultiDiscreteMatch-v0``: name each of two targets (one of
+  three, one-hot in the observation) with a MultiDiscrete action; reward the
+  fraction named right, 8 steps. Random: 8/3.
+- ``optix-tests/BitMatch-v0``: copy 4 observed bits with a MultiBinary action;
+  reward the fraction copied, 8 steps. Random: 4.
+- ``optix-tests/DictGoal-v0``: a Dict observation (a Discrete goal, a Box of
+  noise); reward 1 for the action equal to the goal, 8 steps. Random: 8/3.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+EPISODE = 8
+
+
+class Catch(gym.Env):
+    def __init__(self, rows: int = 10, columns: int = 5, scale: int = 1) -> None:
+        self.rows, self.columns, self.scale = rows, columns, scale
+        self.observation_space = gym.spaces.Box(
+            0, 255, (rows * scale, columns * scale, 1), np.uint8
+        )
+        self.action_space = gym.spaces.Discrete(3)
+
+    def _observation(self) -> np.ndarray:
+        grid = np.zeros((self.rows, self.columns), np.uint8)
+        grid[self.ball_row, self.ball_column] = 255
+        grid[-1, self.paddle] = 255
+        return np.kron(grid, np.ones((self.scale, self.scale), np.uint8))[..., None]
+
+    def reset(self, *, seed: int | None = None, options: Any = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self.ball_row, self.ball_column = 0, int(self.np_random.integers(self.columns))
+        self.paddle = int(self.np_random.integers(self.columns))
+        return self._observation(), {}
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
+        self.paddle = int(np.clip(self.paddle + int(action) - 1, 0, self.columns - 1))
+        self.ball_row += 1
+        done = self.ball_row == self.rows - 1
+        reward = (1.0 if self.paddle == self.ball_column else -1.0) if done else 0.0
+        return self._observation(), reward, done, False, {}
+
+
+class _Matching(gym.Env):
+    """Reward the fraction of the observed target the action reproduces; new target each step."""
+
+    def reset(self, *, seed: int | None = None, options: Any = None) -> tuple[Any, dict]:
+        super().reset(seed=seed)
+        self.t = 0
+        self.target = self._draw()
+        return self._observation(), {}
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        reward = float(np.mean(np.asarray(action) == self.target))
+        self.t += 1
+        self.target = self._draw()
+        return self._observation(), reward, False, self.t == EPISODE, {}
+
+
+class MultiDiscreteMatch(_Matching):
+    def __init__(self, targets: int = 2, choices: int = 3) -> None:
+        self.targets, self.choices = targets, choices
+        self.observation_space = gym.spaces.Box(0, 1, (targets * choices,), np.float32)
+        self.action_space = gym.spaces.MultiDiscrete([choices] * targets)
+
+    def _draw(self) -> np.ndarray:
+        return self.np_random.integers(self.choices, size=self.targets)
+
+    def _observation(self) -> np.ndarray:
+        return np.eye(self.choices, dtype=np.float32)[self.target].reshape(-1)
+
+
+class BitMatch(_Matching):
+    def __init__(self, bits: int = 4) -> None:
+        self.bits = bits
+        self.observation_space = gym.spaces.Box(0, 1, (bits,), np.float32)
+        self.action_space = gym.spaces.MultiBinary(bits)
+
+    def _draw(self) -> np.ndarray:
+        return self.np_random.integers(2, size=self.bits)
+
+    def _observation(self) -> np.ndarray:
+        return self.target.astype(np.float32)
+
+
+class DictGoal(_Matching):
+    def __init__(self, goals: int = 3) -> None:
+        self.goals = goals
+        self.observation_space = gym.spaces.Dict(
+            {
+                "goal": gym.spaces.Discrete(goals),
+                "noise": gym.spaces.Box(-1, 1, (2,), np.float32),
+            }
+        )
+        self.action_space = gym.spaces.Discrete(goals)
+
+    def _draw(self) -> np.ndarray:
+        return np.asarray(self.np_random.integers(self.goals))
+
+    def _observation(self) -> dict[str, Any]:
+        noise = self.np_random.uniform(-1, 1, 2).astype(np.float32)
+        return {"goal": int(self.target), "noise": noise}
+
+
+ENVS = {
+    "optix-tests/Catch-v0": (Catch, {}),
+    "optix-tests/CatchLarge-v0": (Catch, {"rows": 10, "columns": 10, "scale": 4}),
+    "optix-tests/MultiDiscreteMatch-v0": (MultiDiscreteMatch, {}),
+    "optix-tests/BitMatch-v0": (BitMatch, {}),
+    "optix-tests/DictGoal-v0": (DictGoal, {}),
+}
+for env_id, (cls, kwargs) in ENVS.items():
+    if env_id not in gym.registry:
+        gym.register(env_id, entry_point=cls, kwargs=kwargs)
+
+
+# ---- continuous actions (SAC, TD3) on image, Dict and Discrete observations ----
+
+POINTER_POSITIONS = 5
+
+
+class PointAt(gym.Env):
+    """Put the pointer on the target: the action (Box [−1, 1]) is where the pointer
+    goes, the target one of 5 evenly spaced positions in [−1, 1], drawn anew every
+    step; reward −|action − target|, 8 steps. Random play scores −6, the best
+    pointer that ignores the observation (0) −4.8, one that reads it 0. The
+    subclasses show the target as an image, in a Dict or as a Discrete index:
+
+    - ``optix-tests/PointAtImage-v0``: uint8 pixels 5×10×1, the target a lit
+      2-column band (the default network is ``SmallCNN``);
+    - ``optix-tests/PointAtDict-v0``: ``{"target": Discrete(5), "shift": Box(−1, 1, (1,))}``,
+      the target moved by a fifth of ``shift``;
+    - ``optix-tests/PointAtDiscrete-v0``: the target's index, Discrete(5).
+    """
+
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def reset(self, *, seed: int | None = None, options: Any = None) -> tuple[Any, dict]:
+        super().reset(seed=seed)
+        self.t = 0
+        self._draw()
+        return self._observation(), {}
+
+    def step(self, action: np.ndarray) -> tuple[Any, float, bool, bool, dict]:
+        reward = -abs(float(np.asarray(action).reshape(-1)[0]) - self.target)
+        self.t += 1
+        self._draw()
+        return self._observation(), reward, False, self.t == EPISODE, {}
+
+    def _draw(self) -> None:
+        self.index = int(self.np_random.integers(POINTER_POSITIONS))
+        self.target = -1.0 + 2.0 * self.index / (POINTER_POSITIONS - 1)
+
+
+class PointAtImage(PointAt):
+    observation_space = gym.spaces.Box(0, 255, (5, 2 * POINTER_POSITIONS, 1), np.uint8)
+
+    def _observation(self) -> np.ndarray:
+        image = np.zeros(self.observation_space.shape, np.uint8)
+        image[:, 2 * self.index : 2 * self.index + 2] = 255
+        return image
+
+
+class PointAtDict(PointAt):
+    observation_space = gym.spaces.Dict(
+        {
+            "target": gym.spaces.Discrete(POINTER_POSITIONS),
+            "shift": gym.spaces.Box(-1.0, 1.0, (1,), np.float32),
+        }
+    )
+
+    def _draw(self) -> None:
+        super()._draw()
+        self.shift = self.np_random.uniform(-1.0, 1.0, 1).astype(np.float32)
+        self.target = float(np.clip(self.target + 0.2 * self.shift[0], -1.0, 1.0))
+
+    def _observation(self) -> dict[str, Any]:
+        return {"target": self.index, "shift": self.shift}
+
+
+class PointAtDiscrete(PointAt):
+    observation_space = gym.spaces.Discrete(POINTER_POSITIONS)
+
+    def _observation(self) -> int:
+        return self.index
+
+
+POINTER_ENVS = {
+    "optix-tests/PointAtImage-v0": PointAtImage,
+    "optix-tests/PointAtDict-v0": PointAtDict,
+    "optix-tests/PointAtDiscrete-v0": PointAtDiscrete,
+}
+for env_id, cls in POINTER_ENVS.items():
+    if env_id not in gym.registry:
+        gym.register(env_id, entry_point=cls)
