@@ -1,1 +1,7 @@
-"""One file per algorithm, each over the policy layer (``optix_torch.policies``)."""
+"""One file per algorithm, each over the policy layer (``optix_torch.policies``):
+``ppo``, ``a2c``, ``recurrent_ppo``, ``dqn``, ``rainbow``, ``sac``, ``td3``.
+
+What a family shares sits beside them: ``on_policy`` (bootstrapping values,
+GAE, the default agent), ``q_learning`` (DQN and Rainbow: networks, replay
+schedule), ``off_policy`` (SAC and TD3: twin critics, replay schedule).
+"""
