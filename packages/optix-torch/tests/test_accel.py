@@ -347,7 +347,7 @@ def test_dqn_learns_the_same_with_and_without_the_accelerators(monkeypatch, hp) 
     fast, plain = train("1"), train("0")
     assert fast[2].mlp is not None and isinstance(fast[2].optimizer, LeanAdam)
     assert plain[2].mlp is None and type(plain[2].optimizer) is torch.optim.Adam
-    assert fast[2].updates == plain[2].updates == 24
+    assert fast[2].n_updates == plain[2].n_updates == 24
     for a, b in zip(fast[0], plain[0], strict=True):
         assert a.keys() == b.keys()
         for key in a:

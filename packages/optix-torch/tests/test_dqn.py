@@ -13,15 +13,26 @@ import pytest
 import torch
 import torch.nn.functional as F
 import toy_envs  # noqa: F401 - registers the optix-tests/ environments
+from learning_runs import learn_and_evaluate, learn_with_evaluations
+from q_learning_helpers import (
+    CATCH,
+    CATCH_LARGE,
+    DICT_GOAL,
+    FAST,
+    QLearningConformance,
+    assert_refuses_a_continuous_env,
+    assert_target_synced,
+    atari_frames_window,
+    numbered_window,
+    record_minibatch_steps,
+    windows,
+)
 from torch import nn
 
 from optix_core import HyperparamSet, make_agent
 from optix_core.buffers import PrioritizedReplayBuffer, window_transitions
 from optix_core.evaluation import evaluate_policy
 from optix_core.hyperparams import HyperparamError
-from optix_core.pipeline import VectorBatchPipeline
-from optix_core.registry import RegistryError
-from optix_core.testing import AgentConformance
 from optix_core.types import EpisodeData
 from optix_torch import accel
 from optix_torch.algorithms.dqn import QNetwork, TorchDQNAgent, make_dqn
@@ -37,43 +48,13 @@ torch.set_num_threads(1)
 CARTPOLE = gym.make("CartPole-v1")
 
 
-CATCH, CATCH_LARGE, DICT_GOAL = (
-    "optix-tests/Catch-v0",
-    "optix-tests/CatchLarge-v0",
-    "optix-tests/DictGoal-v0",
-)
-
-
-class TestDQNConformance(AgentConformance):
+class TestDQNConformance(QLearningConformance):
     algo = "dqn"
     backend = "torch"
-    # Flat vectors, uint8 images (SmallCNN, NatureCNN), Dict and Discrete observations.
-    env_ids = ("CartPole-v1", CATCH, CATCH_LARGE, DICT_GOAL, "FrozenLake-v1")
-    # Updates come after every train_freq-th (256th) vector step once more than
-    # learning_starts (1,000) env steps were seen: at vector step 512 of 2 envs.
-    window_size = 512
-
-    def test_the_suite_trains_with_gradient_steps(self, env_id: str) -> None:
-        """test_learn_changes_the_policy sees learning, not just stored experience."""
-        agent = self.make(env_id)
-        self.train(agent, env_id)
-        assert agent.updates == 128
 
 
 def cartpole_agent(seed: int = 0, **hp) -> TorchDQNAgent:
     return make_agent("dqn", "CartPole-v1", hyperparams=HyperparamSet(hp), device="cpu", seed=seed)
-
-
-def windows(
-    agent, count: int, n_envs: int = 2, window: int = 64, seed: int = 0, env_id: str = "CartPole-v1"
-) -> list:
-    pipeline = VectorBatchPipeline(
-        env_id=env_id, n_envs=n_envs, window_size=window, seed=seed, agent=agent
-    )
-    try:
-        return [pipeline.collect() for _ in range(count)]
-    finally:
-        pipeline.close()
 
 
 def buffer_arrays(agent: TorchDQNAgent) -> dict[str, np.ndarray]:
@@ -98,53 +79,11 @@ def concatenated(parts: list[EpisodeData]) -> EpisodeData:
     )
 
 
-def numbered_window(length: int, n_envs: int = 2) -> EpisodeData:
-    """A window whose observations say when they were made: obs[t, n] = (t, n, 0, 0)."""
-    obs = np.zeros((length + 1, n_envs, 4), dtype=np.float32)
-    obs[..., 0] = np.arange(length + 1)[:, None]
-    obs[..., 1] = np.arange(n_envs)
-    return EpisodeData(
-        observations=obs[:-1],
-        actions=np.random.default_rng(0).integers(2, size=(length, n_envs)),
-        rewards=np.ones((length, n_envs), dtype=np.float32),
-        terminated=np.zeros((length, n_envs), dtype=bool),
-        truncated=np.zeros((length, n_envs), dtype=bool),
-        next_observations=obs[-1],
-    )
-
-
-def record_minibatch_steps(agent: TorchDQNAgent) -> list[np.ndarray]:
-    """Make every gradient step record the vector steps its minibatch's observations come from."""
-    steps: list[np.ndarray] = []
-    step = agent._gradient_step
-
-    def recording(obs, *args):
-        steps.append(obs[:, 0].cpu().numpy().astype(int))
-        return step(obs, *args)
-
-    agent._gradient_step = recording
-    return steps
-
-
-# One update phase per 64-step test window: train_freq 64 vector steps, 8 gradient steps.
-FAST = {
-    "learning_starts": 64,
-    "batch_size": 32,
-    "train_freq": 64,
-    "gradient_steps": 8,
-    "target_update_freq": 5,
-}
-
-
 # ---- bad input ---------------------------------------------------------------
 
 
 def test_a_continuous_env_is_refused() -> None:
-    with pytest.raises(RegistryError, match="dqn"):
-        make_agent("dqn", "Pendulum-v1", device="cpu")
-    pendulum = gym.make("Pendulum-v1")
-    with pytest.raises(ValueError, match=r"dqn acts on Discrete action spaces, got Box"):
-        make_dqn(pendulum.observation_space, pendulum.action_space, device="cpu")
+    assert_refuses_a_continuous_env("dqn", make_dqn)
 
 
 def test_a_q_network_whose_outputs_do_not_match_n_actions_is_refused() -> None:
@@ -250,7 +189,7 @@ def test_a_window_of_updates_equals_the_textbook_loop() -> None:
             updates += 1
             if updates % 4 == 0:
                 target_net.load_state_dict(net.state_dict())
-    assert agent.updates == updates == 9  # after vector steps 32, 48 and 64
+    assert agent.n_updates == updates == 9  # after vector steps 32, 48 and 64
     for a, b in zip(agent.q_network.parameters(), net.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     for a, b in zip(agent.target_network.parameters(), target_net.parameters(), strict=True):
@@ -324,7 +263,7 @@ def test_a_users_extractor_or_q_network_trains(env_id) -> None:
     before = [p.detach().clone() for p in q_network.parameters()]
     for data in windows(agent, 2, env_id=env_id):
         stats = agent.learn(data)
-    assert agent.updates == 16 and np.isfinite(stats["loss"])
+    assert agent.n_updates == 16 and np.isfinite(stats["loss"])
     for old, new in zip(before, q_network.parameters(), strict=True):
         assert not torch.equal(old, new)
 
@@ -336,15 +275,15 @@ def test_gradient_steps_come_after_every_train_freq_th_vector_step() -> None:
     """SB3's schedule, counted across windows: train_freq need not divide the window."""
     agent = cartpole_agent(learning_starts=40, batch_size=16, train_freq=24, gradient_steps=3)
     first, second = windows(agent, 2)  # 64 vector steps of 2 envs each
-    assert agent.learn(first)["updates"] == 2 * 3  # after vector steps 24 and 48
-    assert agent.learn(second)["updates"] == 5 * 3  # then 72, 96 and 120
-    assert agent.vector_steps == 128 and agent.env_steps == 256
+    assert agent.learn(first)["n_updates"] == 2 * 3  # after vector steps 24 and 48
+    assert agent.learn(second)["n_updates"] == 5 * 3  # then 72, 96 and 120
+    assert agent.vector_steps == 128 and agent.num_timesteps == 256
 
 
 def test_learning_starts_once_more_than_learning_starts_transitions_were_seen() -> None:
     agent = cartpole_agent(learning_starts=64, batch_size=16, train_freq=32, gradient_steps=1)
     data = windows(agent, 1)[0]  # vector step 32 has seen 64 transitions, 64 has seen 128
-    assert agent.learn(data)["updates"] == 1
+    assert agent.learn(data)["n_updates"] == 1
 
 
 @pytest.mark.parametrize(
@@ -359,8 +298,8 @@ def test_the_updates_do_not_depend_on_the_window_size(hp) -> None:
     for part in parts:
         small_stats = small.learn(part)
     large_stats = large.learn(concatenated(parts))
-    assert small.updates == large.updates == 6 * 3  # after vector steps 48, 64, ..., 128
-    assert small_stats["buffer_size"] == large_stats["buffer_size"]
+    assert small.n_updates == large.n_updates == 6 * 3  # after vector steps 48, 64, ..., 128
+    assert small_stats["replay_size"] == large_stats["replay_size"]
     for a, b in zip(small.q_network.parameters(), large.q_network.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
@@ -397,9 +336,9 @@ def test_networks_other_than_a_plain_mlp_go_through_autograd() -> None:
 def test_epsilon_is_random_until_learning_starts_then_follows_the_linear_schedule() -> None:
     agent = cartpole_agent(learning_starts=1000, exploration_steps=8000, epsilon_min=0.04)
     assert agent.epsilon == 1.0
-    agent.env_steps = 4000
+    agent.num_timesteps = 4000
     assert agent.epsilon == pytest.approx(1.0 - 0.96 * 0.5)
-    agent.env_steps = 20_000
+    agent.num_timesteps = 20_000
     assert agent.epsilon == pytest.approx(0.04)
 
 
@@ -435,7 +374,7 @@ def test_epsilon_decays_multiplicatively_per_env_step_without_exploration_steps(
     for call in range(3):
         assert agent.epsilon == pytest.approx(0.5 * 0.99 ** (2 * call))
         agent.act_info(obs, np.zeros(2, dtype=bool))
-    agent.env_steps = 1000
+    agent.num_timesteps = 1000
     assert agent.epsilon == pytest.approx(0.1)
 
 
@@ -467,7 +406,7 @@ def test_learn_stores_every_transition_with_its_real_next_observation() -> None:
     agent = cartpole_agent(learning_starts=10_000)
     data = windows(agent, 1, n_envs=2, window=200)[0]
     stats = agent.learn(data)
-    assert stats["buffer_size"] == 400 and "loss" not in stats
+    assert stats["replay_size"] == 400 and "loss" not in stats
     stored = agent.replay.buffer.get(np.arange(400))
     t, n = 7, 1  # time-major order: row t * n_envs + n
     np.testing.assert_array_equal(stored["observations"][t * 2 + n], data.observations[t, n])
@@ -520,17 +459,7 @@ def test_a_replay_of_100k_atari_frames_takes_at_most_1_1_copies_of_them(per_alph
     agent = make_dqn(
         space, gym.spaces.Discrete(4), hyperparams={"per_alpha": per_alpha}, device="cpu"
     )
-    frames = np.random.default_rng(0).integers(0, 256, (5, 1, 84, 84, 1), dtype=np.uint8)
-    agent.learn(
-        EpisodeData(
-            observations=frames[:4],
-            actions=np.zeros((4, 1), dtype=np.int64),
-            rewards=np.zeros((4, 1), dtype=np.float32),
-            terminated=np.zeros((4, 1), dtype=bool),
-            truncated=np.zeros((4, 1), dtype=bool),
-            next_observations=frames[4],
-        )
-    )
+    agent.learn(atari_frames_window())
     one_copy = 100_000 * 84 * 84
     assert agent.replay.buffer.capacity == 100_000
     assert agent.replay.buffer.nbytes <= 1.1 * one_copy
@@ -576,14 +505,11 @@ def test_target_network_is_copied_every_target_update_freq_gradient_steps() -> N
     )
     data = windows(agent, 1)[0]
     agent.learn(data)
-    assert agent.updates == 4
-    for online, target in zip(
-        agent.q_network.parameters(), agent.target_network.parameters(), strict=True
-    ):
-        torch.testing.assert_close(online, target)  # copied after update 4
+    assert agent.n_updates == 4
+    assert_target_synced(agent)  # copied after update 4
     agent.set_hyperparams(HyperparamSet({"gradient_steps": 3}))
     agent.learn(data)  # updates 5, 6 (copy), 7
-    assert agent.updates == 7
+    assert agent.n_updates == 7
     assert any(
         not torch.equal(online, target)
         for online, target in zip(
@@ -667,10 +593,10 @@ def test_resume_keeps_the_replay_buffer_and_continues_exactly(tmp_path) -> None:
     assert expected.keys() == got.keys()
     for key in expected:
         np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
-    assert (restored.env_steps, restored.vector_steps, restored.updates) == (
-        agent.env_steps,
+    assert (restored.num_timesteps, restored.vector_steps, restored.n_updates) == (
+        agent.num_timesteps,
         agent.vector_steps,
-        agent.updates,
+        agent.n_updates,
     )
     # the same next update: same minibatches, same weights, same optimizer moments
     assert restored.learn(data[2]) == agent.learn(data[2])
@@ -713,7 +639,7 @@ def test_a_checkpoint_saved_before_any_experience_loads_with_an_empty_buffer(tmp
     busy = cartpole_agent(learning_starts=10_000)
     busy.learn(windows(busy, 1)[0])
     busy.load_weights(str(tmp_path / "ckpt"))
-    assert len(busy.replay) == 0 and busy.env_steps == 0
+    assert len(busy.replay) == 0 and busy.num_timesteps == 0
 
 
 # ---- learning -------------------------------------------------------------------
@@ -725,22 +651,7 @@ def test_dqn_learns_cartpole_to_475() -> None:
     20-episode evaluation (every 2,560 steps) to reach 475 comes within 51,200 env
     steps, and the policy holds it on 20 other episodes."""
     agent = make_agent("dqn", "CartPole-v1", device="cpu", seed=0)
-    pipeline = VectorBatchPipeline(
-        env_id="CartPole-v1", n_envs=1, window_size=256, seed=0, agent=agent
-    )
-    scores = []
-    try:
-        while pipeline.env_steps < 51_200:
-            stats = agent.learn(pipeline.collect())
-            assert all(np.isfinite(v) for v in stats.values())
-            if pipeline.env_steps % 2560 == 0:
-                scores.append(
-                    evaluate_policy(agent, "CartPole-v1", 20, seed=10_000 + len(scores)).mean
-                )
-                if scores[-1] >= 475:
-                    break
-    finally:
-        pipeline.close()
+    scores = learn_with_evaluations(agent, "CartPole-v1", 51_200, stop_at=475)
     assert scores[-1] >= 475, scores
     fresh = evaluate_policy(agent, "CartPole-v1", episodes=20, seed=999_999)
     assert fresh.mean >= 475, (scores, str(fresh))
@@ -753,10 +664,5 @@ def test_dqn_learns_catch_from_pixels() -> None:
     the best 1.0 (random play: about −0.6). Measured: 1.0 after 2,560 env
     steps on seeds 0, 1 and 2, with and without the accelerators."""
     agent = make_agent("dqn", CATCH, device="cpu", seed=0)
-    pipeline = VectorBatchPipeline(env_id=CATCH, n_envs=1, window_size=256, seed=0, agent=agent)
-    try:
-        while pipeline.env_steps < 5120:
-            agent.learn(pipeline.collect())
-    finally:
-        pipeline.close()
-    assert evaluate_policy(agent, CATCH, episodes=50, seed=10_000).mean >= 0.8
+    result = learn_and_evaluate(agent, CATCH, windows=20, window_size=256, episodes=50)
+    assert result.mean >= 0.8

@@ -10,15 +10,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 import toy_envs  # noqa: F401 - registers the optix-tests/ environments
+from learning_runs import learn_with_evaluations
+from q_learning_helpers import (
+    FAST,
+    QLearningConformance,
+    assert_refuses_a_continuous_env,
+    assert_target_synced,
+    atari_frames_window,
+    numbered_window,
+    record_minibatch_steps,
+    windows,
+)
 from torch import nn
 
 from optix_core import HyperparamSet, make_agent
 from optix_core.buffers import PrioritizedReplayBuffer
-from optix_core.evaluation import evaluate_policy
-from optix_core.pipeline import VectorBatchPipeline
-from optix_core.registry import RegistryError
-from optix_core.testing import AgentConformance
-from optix_core.types import EpisodeData
 from optix_torch.algorithms.noisy import NoisyLinear, noisy_layers, reset_noise
 from optix_torch.algorithms.rainbow import (
     RainbowQNetwork,
@@ -32,54 +38,16 @@ from optix_torch.policies.observations import to_tensor
 
 torch.set_num_threads(1)
 
-# One update phase per 64-step test window: train_freq 64 vector steps, 8 gradient steps.
-FAST = {
-    "learning_starts": 64,
-    "batch_size": 32,
-    "train_freq": 64,
-    "gradient_steps": 8,
-    "target_update_freq": 5,
-}
 
-
-class TestRainbowConformance(AgentConformance):
+class TestRainbowConformance(QLearningConformance):
     algo = "rainbow"
     backend = "torch"
-    # Flat vectors, uint8 images (SmallCNN, NatureCNN), Dict and Discrete observations.
-    env_ids = (
-        "CartPole-v1",
-        "optix-tests/Catch-v0",
-        "optix-tests/CatchLarge-v0",
-        "optix-tests/DictGoal-v0",
-        "FrozenLake-v1",
-    )
-    # Updates come after every train_freq-th (256th) vector step once more than
-    # learning_starts (1,000) env steps were seen: at vector step 512 of 2 envs.
-    window_size = 512
-
-    def test_the_suite_trains_with_gradient_steps(self, env_id: str) -> None:
-        """test_learn_changes_the_policy sees learning, not just stored experience."""
-        agent = self.make(env_id)
-        self.train(agent, env_id)
-        assert agent.updates == 128
 
 
 def cartpole_agent(seed: int = 0, **hp) -> TorchRainbowDQNAgent:
     return make_agent(
         "rainbow", "CartPole-v1", hyperparams=HyperparamSet(hp), device="cpu", seed=seed
     )
-
-
-def windows(
-    agent, count: int, n_envs: int = 2, window: int = 64, seed: int = 0, env_id: str = "CartPole-v1"
-) -> list:
-    pipeline = VectorBatchPipeline(
-        env_id=env_id, n_envs=n_envs, window_size=window, seed=seed, agent=agent
-    )
-    try:
-        return [pipeline.collect() for _ in range(count)]
-    finally:
-        pipeline.close()
 
 
 # ---- NoisyLinear -------------------------------------------------------------------
@@ -172,7 +140,7 @@ def test_a_users_extractor_carries_the_rainbow_head() -> None:
     before = features.linear.weight.detach().clone()
     for data in windows(agent, 2, env_id="optix-tests/Catch-v0"):
         stats = agent.learn(data)
-    assert agent.updates == 16 and np.isfinite(stats["loss"])
+    assert agent.n_updates == 16 and np.isfinite(stats["loss"])
     assert not torch.equal(before, features.linear.weight)
 
 
@@ -256,11 +224,7 @@ def test_a_network_giving_probabilities_is_accepted() -> None:
 
 
 def test_a_continuous_env_is_refused() -> None:
-    with pytest.raises(RegistryError, match="rainbow"):
-        make_agent("rainbow", "Pendulum-v1", device="cpu")
-    pendulum = gym.make("Pendulum-v1")
-    with pytest.raises(ValueError, match=r"rainbow acts on Discrete action spaces, got Box"):
-        make_rainbow(pendulum.observation_space, pendulum.action_space, device="cpu")
+    assert_refuses_a_continuous_env("rainbow", make_rainbow)
 
 
 def test_a_network_whose_outputs_do_not_match_the_actions_or_atoms_is_refused() -> None:
@@ -357,27 +321,8 @@ def test_an_update_never_samples_a_transition_stored_after_its_step() -> None:
     agent = cartpole_agent(
         replay_capacity=24, learning_starts=0, batch_size=8, train_freq=4, gradient_steps=2
     )
-    sampled = []
-    step = agent._gradient_step
-
-    def recording(obs, *args):
-        sampled.append(obs[:, 0].cpu().numpy().astype(int))
-        return step(obs, *args)
-
-    agent._gradient_step = recording
-    obs = np.zeros((33, 2, 4), dtype=np.float32)
-    obs[..., 0] = np.arange(33)[:, None]  # obs[t] = (t, column, 0, 0)
-    obs[..., 1] = np.arange(2)
-    agent.learn(
-        EpisodeData(
-            observations=obs[:-1],
-            actions=np.zeros((32, 2), dtype=np.int64),
-            rewards=np.ones((32, 2), dtype=np.float32),
-            terminated=np.zeros((32, 2), dtype=bool),
-            truncated=np.zeros((32, 2), dtype=bool),
-            next_observations=obs[-1],
-        )
-    )
+    sampled = record_minibatch_steps(agent)
+    agent.learn(numbered_window(32))
     # n = 3: step t completes the transitions starting at t - 3; the first 8 are
     # stored by vector step 6, so updates are due after vector steps 8, 12, ..., 32.
     assert len(sampled) == 7 * 2
@@ -391,17 +336,14 @@ def test_learn_updates_priorities_from_the_loss_and_syncs_the_target() -> None:
     data = windows(agent, 2)
     agent.learn(data[0])
     stats = agent.learn(data[1])
-    assert np.isfinite(stats["loss"]) and agent.updates == 16
+    assert np.isfinite(stats["loss"]) and agent.n_updates == 16
     buffer = agent.replay.buffer
     assert isinstance(buffer, PrioritizedReplayBuffer)
     assert len(np.unique(buffer.tree.leaves[: len(buffer)])) > 10
-    assert agent.updates % 5 == 1  # synced at 15: one step since
+    assert agent.n_updates % 5 == 1  # synced at 15: one step since
     agent.set_hyperparams(HyperparamSet({"gradient_steps": 4}))
     agent.learn(data[1])  # updates 17..20, synced at 20
-    for online, target in zip(
-        agent.q_network.parameters(), agent.target_network.parameters(), strict=True
-    ):
-        torch.testing.assert_close(online, target)
+    assert_target_synced(agent)
 
 
 def test_uniform_replay_works_too() -> None:
@@ -419,17 +361,7 @@ def test_pixels_are_stored_once_in_the_prioritized_n_step_replay() -> None:
     frames of the steps they start and end at."""
     space = gym.spaces.Box(0, 255, (84, 84, 1), np.uint8)
     agent = make_rainbow(space, gym.spaces.Discrete(4), device="cpu")
-    frames = np.random.default_rng(0).integers(0, 256, (5, 1, 84, 84, 1), dtype=np.uint8)
-    agent.learn(
-        EpisodeData(
-            observations=frames[:4],
-            actions=np.zeros((4, 1), dtype=np.int64),
-            rewards=np.zeros((4, 1), dtype=np.float32),
-            terminated=np.zeros((4, 1), dtype=bool),
-            truncated=np.zeros((4, 1), dtype=bool),
-            next_observations=frames[4],
-        )
-    )
+    agent.learn(atari_frames_window())
     assert agent.replay.buffer.nbytes <= 1.1 * 100_000 * 84 * 84
 
     catch = make_agent(
@@ -454,7 +386,7 @@ def test_resume_keeps_the_replay_buffer_and_continues_exactly(tmp_path) -> None:
     for key, value in old.get(np.arange(len(old))).items():
         np.testing.assert_array_equal(new.get(np.arange(len(new)))[key], value, err_msg=key)
     np.testing.assert_array_equal(new.tree.leaves, old.tree.leaves)
-    assert restored.updates == agent.updates and restored.env_steps == agent.env_steps
+    assert restored.n_updates == agent.n_updates and restored.num_timesteps == agent.num_timesteps
     # same minibatches, same noise, same weights: the same next update
     assert restored.learn(data[2]) == agent.learn(data[2])
 
@@ -469,18 +401,5 @@ def test_rainbow_learns_cartpole() -> None:
     (Measured with these defaults: 475 first reached at 25.6k, 12.8k and 17.9k
     env steps on seeds 0, 1, 2, so 475 itself is out of a test's budget.)"""
     agent = make_agent("rainbow", "CartPole-v1", device="cpu", seed=0)
-    pipeline = VectorBatchPipeline(
-        env_id="CartPole-v1", n_envs=1, window_size=256, seed=0, agent=agent
-    )
-    scores = []
-    try:
-        while pipeline.env_steps < 20_480:
-            stats = agent.learn(pipeline.collect())
-            assert all(np.isfinite(v) for v in stats.values())
-            if pipeline.env_steps % 2560 == 0:
-                scores.append(
-                    evaluate_policy(agent, "CartPole-v1", 20, seed=10_000 + len(scores)).mean
-                )
-    finally:
-        pipeline.close()
+    scores = learn_with_evaluations(agent, "CartPole-v1", 20_480)
     assert max(scores) >= 300, scores

@@ -1,5 +1,4 @@
 import math
-from collections.abc import Iterable
 from typing import Any
 
 import gymnasium as gym
@@ -7,9 +6,24 @@ import numpy as np
 import pytest
 import torch  # before SB3, so nothing can import tensorflow first (see DESIGN.md)
 import toy_envs  # registers the optix-tests/ environments
+from actor_critic_helpers import (
+    ACT,
+    OBS,
+    PointerConformance,
+    collect,
+    learn_pendulum,
+    learn_to_point,
+    resume,
+)
+from learning_runs import collect_windows
+from sb3_side_by_side import (
+    assert_equal_critics,
+    assert_equal_parameters,
+    copy_parameters,
+    gradient_step_side_by_side,
+    sb3_model,
+)
 from stable_baselines3 import SAC
-from stable_baselines3.common.logger import Logger
-from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from torch import nn
 
 from optix_core import (
@@ -21,20 +35,16 @@ from optix_core import (
     make_agent,
 )
 from optix_core.buffers import CompactReplayBuffer
-from optix_core.evaluation import evaluate_policy
 from optix_core.hyperparams import HyperparamError
 from optix_core.pipeline import VectorBatchPipeline
 from optix_core.registry import RegistryError
 from optix_core.testing import AgentConformance
-from optix_torch.algorithms import off_policy
-from optix_torch.algorithms.off_policy import ActionScaler, Batch, TwinQ
+from optix_torch.algorithms import replay
+from optix_torch.algorithms.off_policy import ActionScaler, TwinQ
 from optix_torch.algorithms.sac import TorchSACAgent, make_sac
 from optix_torch.policies.networks import mlp
 
 torch.set_num_threads(1)
-
-PENDULUM = gym.make("Pendulum-v1")
-OBS, ACT = PENDULUM.observation_space, PENDULUM.action_space
 
 
 class TestSACConformance(AgentConformance):
@@ -42,27 +52,13 @@ class TestSACConformance(AgentConformance):
     backend = "torch"
 
 
-class TestSACObservationSpacesConformance(AgentConformance):
-    """Box actions on image (uint8), Dict and Discrete observations."""
-
+class TestSACObservationSpacesConformance(PointerConformance):
     algo = "sac"
     backend = "torch"
-    env_ids = tuple(toy_envs.POINTER_ENVS)
-    n_envs, window_size = 2, 64  # 128 transitions: past learning_starts (100), 14 updates
 
 
 def small_agent(seed: int = 0, **hp) -> TorchSACAgent:
     return make_sac(OBS, ACT, hyperparams=hp or None, device="cpu", seed=seed, hidden=(32, 32))
-
-
-def collect(agent, window: int = 50, n_envs: int = 2, seed: int = 0, windows: int = 1):
-    pipeline = VectorBatchPipeline(
-        env_id="Pendulum-v1", n_envs=n_envs, window_size=window, seed=seed, agent=agent
-    )
-    try:
-        return [pipeline.collect() for _ in range(windows)]
-    finally:
-        pipeline.close()
 
 
 # ---- bad input --------------------------------------------------------------
@@ -263,7 +259,7 @@ def numbered_window(first: int, steps: int, n_envs: int, kind: str = "vector") -
 
 
 @pytest.mark.parametrize("kind", list(NUMBERED_SPACES))
-@pytest.mark.parametrize("pack_bytes", [off_policy.PACK_BYTES, 1])
+@pytest.mark.parametrize("pack_bytes", [replay.PACK_BYTES, 1])
 def test_an_update_draws_exactly_what_the_buffer_held_after_its_step(
     pack_bytes: int, kind: str, monkeypatch
 ) -> None:
@@ -273,7 +269,7 @@ def test_an_update_draws_exactly_what_the_buffer_held_after_its_step(
     window's transitions held, the third is larger than the buffer). The window's
     minibatches reach the device in one move, or (``pack_bytes`` 1) one per update;
     so for vectors, images and Dict observations alike."""
-    monkeypatch.setattr(off_policy, "PACK_BYTES", pack_bytes)
+    monkeypatch.setattr(replay, "PACK_BYTES", pack_bytes)
     capacity, n_envs, gradient_steps = 16, 2, 2
     hp = {"learning_starts": 0, "train_freq": 2, "gradient_steps": gradient_steps}
     hp |= {"batch_size": 512, "replay_capacity": capacity}  # 512 draws of 16: each is drawn
@@ -291,24 +287,24 @@ def test_an_update_draws_exactly_what_the_buffer_held_after_its_step(
             np.testing.assert_array_equal(number_of(batch.observations), drawn)
             np.testing.assert_array_equal(number_of(batch.next_observations), drawn + n_envs)
         written += steps * n_envs
-    held = agent.replay.get(np.arange(capacity))["rewards"]
+    held = agent.replay.buffer.get(np.arange(capacity))["rewards"]
     np.testing.assert_array_equal(np.sort(held), np.arange(written - capacity, written))
 
 
 def test_a_window_reaches_the_device_in_one_move(monkeypatch) -> None:
-    """The default window (256 updates of 256 transitions, their noise included) is
-    one host-to-device copy."""
-    moves, pack_to_device = [], off_policy.pack_to_device
+    """The default window's minibatches (256 updates of 256 transitions) are one
+    host-to-device copy; their noise is drawn in one go as well."""
+    moves, pack_to_device = [], replay.pack_to_device
 
     def counted(parts, device):
-        moves.append(sum(a.size for a in parts.values()))
+        moves.append(sum(a.size for arrays in parts.values() for a in arrays))
         return pack_to_device(parts, device)
 
-    monkeypatch.setattr(off_policy, "pack_to_device", counted)
+    monkeypatch.setattr(replay, "pack_to_device", counted)
     agent = small_agent(learning_starts=0)
     batches = list(agent.replay_batches(numbered_window(0, 256, n_envs=1)))
     assert len(batches) == 256
-    assert moves == [256 * 256 * (3 + 1 + 1 + 3 + 1 + 2)]  # s, a, r, s′, γ(1 − d), 2 ε
+    assert moves == [256 * 256 * (3 + 1 + 1 + 3 + 1)]  # s, a, r, s′, γ(1 − d)
 
 
 def test_no_update_before_learning_starts_reports_no_losses() -> None:
@@ -332,13 +328,7 @@ def pointer_agent(env_id: str, seed: int = 0, **kwargs: Any) -> TorchSACAgent:
 
 
 def pointer_window(agent, env_id: str, window: int = 24, n_envs: int = 2) -> EpisodeData:
-    pipeline = VectorBatchPipeline(
-        env_id=env_id, n_envs=n_envs, window_size=window, seed=0, agent=agent
-    )
-    try:
-        return pipeline.collect()
-    finally:
-        pipeline.close()
+    return collect_windows(agent, env_id, 1, n_envs, window, seed=0)[0]
 
 
 def test_images_are_stored_once_as_uint8_and_reach_the_networks_as_uint8() -> None:
@@ -348,13 +338,13 @@ def test_images_are_stored_once_as_uint8_and_reach_the_networks_as_uint8() -> No
     agent = pointer_agent(IMAGE_ENV)
     window = pointer_window(agent, IMAGE_ENV)
     batches = list(agent.replay_batches(window))
-    assert isinstance(agent.replay, CompactReplayBuffer)
-    assert agent.replay.fields["observations"].dtype == np.uint8
+    assert isinstance(agent.replay.buffer, CompactReplayBuffer)
+    assert agent.replay.buffer.fields["observations"].dtype == np.uint8
     episode_ends = int(window.dones.sum())
-    assert agent.replay.observations_written == window.n_steps + 2 + episode_ends
+    assert agent.replay.buffer.observations_written == window.n_steps + 2 + episode_ends
     assert batches[0].observations.dtype == batches[0].next_observations.dtype == torch.uint8
     assert batches[0].observations.shape == (32, 5, 10, 1)
-    stored = agent.replay.get(np.arange(window.n_steps))["observations"]
+    stored = agent.replay.buffer.get(np.arange(window.n_steps))["observations"]
     np.testing.assert_array_equal(stored, window.observations.reshape(-1, 5, 10, 1))
 
 
@@ -368,7 +358,7 @@ def test_dict_observations_reach_the_networks_as_a_dict_of_tensors() -> None:
         assert obs.keys() == {"target", "shift"}
         assert obs["target"].dtype == torch.int64 and obs["target"].shape == (32,)
         assert obs["shift"].dtype == torch.float32 and obs["shift"].shape == (32, 1)
-    stored = agent.replay.get(np.arange(window.n_steps))["observations"]
+    stored = agent.replay.buffer.get(np.arange(window.n_steps))["observations"]
     np.testing.assert_array_equal(stored["target"], window.observations["target"].reshape(-1))
     np.testing.assert_array_equal(stored["shift"], window.observations["shift"].reshape(-1, 1))
 
@@ -487,10 +477,10 @@ def test_automatic_temperature_falls_when_entropy_is_above_target() -> None:
 def test_replay_capacity_change_keeps_the_newest_transitions() -> None:
     agent = small_agent(learning_starts=10_000)
     agent.learn(collect(agent)[0])
-    newest = agent.replay.get(np.arange(60, 100))["observations"]
+    newest = agent.replay.buffer.get(np.arange(60, 100))["observations"]
     agent.set_hyperparams(HyperparamSet({"replay_capacity": 40}))
     assert agent.replay.capacity == 40 and len(agent.replay) == 40
-    np.testing.assert_array_equal(agent.replay.get(np.arange(40))["observations"], newest)
+    np.testing.assert_array_equal(agent.replay.buffer.get(np.arange(40))["observations"], newest)
 
 
 # ---- equal to Stable-Baselines3 ---------------------------------------------
@@ -508,64 +498,13 @@ def sb3_actor_layout(actor: nn.Module, action_dim: int) -> list[torch.Tensor]:
     ]
 
 
-def sb3_critic_layout(critics: TwinQ) -> list[torch.Tensor]:
-    """TwinQ as SB3's ContinuousCritic parameters, in their order (``qf0``'s layers,
-    then ``qf1``'s): TwinQ stacks both critics' layers as weights ``[2, fan_in,
-    fan_out]`` (it computes x @ W) and biases ``[2, 1, fan_out]``; ``nn.Linear``
-    holds ``[fan_out, fan_in]``."""
-    layers = list(zip(critics.weights, critics.biases, strict=True))
-    return [t for j in range(2) for weight, bias in layers for t in (weight[j].T, bias[j, 0])]
-
-
-def copy_parameters(destination: Iterable[torch.Tensor], source: list[torch.Tensor]) -> None:
-    with torch.no_grad():
-        for p, value in zip(destination, source, strict=True):
-            p.copy_(value)
-
-
-def assert_equal_parameters(sb3: Iterable[torch.Tensor], optix: list[torch.Tensor]) -> None:
-    for a, b in zip(sb3, optix, strict=True):
-        torch.testing.assert_close(b.detach(), a.detach(), rtol=1e-5, atol=1e-6)
-
-
-def random_minibatch(generator: torch.Generator, batch_size: int) -> ReplayBufferSamples:
-    """Pendulum-shaped transitions, actions in (−1, 1), a quarter of them terminal."""
-    obs, next_obs = torch.randn(2, batch_size, 3, generator=generator)
-    actions = torch.rand(batch_size, 1, generator=generator) * 2 - 1
-    rewards = torch.randn(batch_size, 1, generator=generator)
-    terminated = (torch.rand(batch_size, 1, generator=generator) < 0.25).float()
-    return ReplayBufferSamples(obs, actions, next_obs, terminated, rewards)
-
-
-def sb3_gradient_step(model: SAC, sample: ReplayBufferSamples, monkeypatch) -> None:
-    """One gradient step of SB3's ``train``, its replay buffer handing out ``sample``."""
-    monkeypatch.setattr(model.replay_buffer, "sample", lambda *args, **kwargs: sample)
-    model.train(gradient_steps=1, batch_size=len(sample.rewards))
-
-
-def optix_gradient_step(
-    agent, sample: ReplayBufferSamples, noise: torch.Tensor, monkeypatch
-) -> dict[str, float]:
-    """One gradient step of optix's ``learn``, ``replay_batches`` handing out ``sample``."""
-    batch = Batch(
-        sample.observations,
-        sample.actions,
-        sample.rewards[:, 0],
-        sample.next_observations,
-        agent.hp["gamma"] * (1 - sample.dones[:, 0]),
-        noise,
-    )
-    monkeypatch.setattr(agent, "replay_batches", lambda data: iter([batch]))
-    return agent.learn(None)  # the window is never read
-
-
 @pytest.mark.parametrize("auto_ent_coef", [True, False])
 def test_gradient_steps_equal_stable_baselines3(auto_ent_coef: bool, monkeypatch) -> None:
     """SB3's SAC and optix's, built with the same weights and settings, fed the same
     minibatches and the same reparameterisation noise ε: after each of two gradient
     steps (temperature, critics, actor, Polyak) every parameter is the same, actor,
     critics, target critics and log α. SB3 draws ε from torch's global generator
-    (Normal.rsample: first for a ~ π(·|s), then for a′ ~ π(·|s′)), seeded here before
+    (Normal.rsample: first for a ~ π(·|s), then for a′ ~ π(·|s′)), seeded anew before
     each step. What optix does differently on purpose shows only in float rounding:
     an exact log(1 − tanh²u) where SB3 adds 1e-6 inside the log, both critics in one
     fused network (its weights copied in above), a fused Adam kernel, one lerp for
@@ -577,30 +516,17 @@ def test_gradient_steps_equal_stable_baselines3(auto_ent_coef: bool, monkeypatch
     initial = [p.detach().clone() for p in agent.actor.parameters()]
     generator = torch.Generator().manual_seed(1)
     with torch.random.fork_rng(devices=[]):  # SB3 draws from torch's global generator
-        model = SAC(
-            "MlpPolicy",
-            "Pendulum-v1",
-            learning_rate=hp["learning_rate"],
-            gamma=hp["gamma"],
-            tau=hp["tau"],
-            batch_size=batch_size,
-            ent_coef="auto_0.5" if auto_ent_coef else 0.5,
-            policy_kwargs={"net_arch": list(hidden)},
-            device="cpu",
-        )
-        model.set_logger(Logger(folder=None, output_formats=[]))
+        model = sb3_model(SAC, agent, hp, hidden, ent_coef="auto_0.5" if auto_ent_coef else 0.5)
         copy_parameters(model.actor.parameters(), sb3_actor_layout(agent.actor, 1))
-        copy_parameters(model.critic.parameters(), sb3_critic_layout(agent.critic.heads))
-        model.critic_target.load_state_dict(model.critic.state_dict())
+
+        def draw_noise() -> torch.Tensor:  # ε for a ~ π(·|s), then for a′ ~ π(·|s′)
+            return torch.stack([torch.empty(batch_size, 1).normal_() for _ in range(2)])
 
         for step in range(2):
-            sample = random_minibatch(generator, batch_size)
-            torch.manual_seed(100 + step)
-            noise = torch.stack([torch.empty(batch_size, 1).normal_() for _ in range(2)])
-            torch.manual_seed(100 + step)
-            sb3_gradient_step(model, sample, monkeypatch)
             log_alpha = agent.temperature.log_alpha.item()
-            stats = optix_gradient_step(agent, sample, noise, monkeypatch)
+            stats = gradient_step_side_by_side(
+                model, agent, generator, 100 + step, draw_noise, monkeypatch
+            )
 
             # The losses too: Adam's step hardly depends on a loss's scale.
             logged = model.logger.name_to_value
@@ -615,12 +541,7 @@ def test_gradient_steps_equal_stable_baselines3(auto_ent_coef: bool, monkeypatch
                     agent.temperature.log_alpha.grad, model.log_ent_coef.grad, rtol=1e-4, atol=0
                 )
             assert_equal_parameters(model.actor.parameters(), sb3_actor_layout(agent.actor, 1))
-            assert_equal_parameters(
-                model.critic.parameters(), sb3_critic_layout(agent.critic.heads)
-            )
-            assert_equal_parameters(
-                model.critic_target.parameters(), sb3_critic_layout(agent.critic_target.heads)
-            )
+            assert_equal_critics(model, agent)
             sb3_log_alpha = model.log_ent_coef if auto_ent_coef else model.ent_coef_tensor.log()
             assert_equal_parameters([sb3_log_alpha.reshape(1)], [agent.temperature.log_alpha])
     # Not a comparison of networks that never moved:
@@ -638,14 +559,9 @@ def test_resume_keeps_the_replay_buffer_and_continues_exactly(tmp_path) -> None:
     first, second = collect(small_agent(), windows=2)
     agent = small_agent(learning_starts=50)
     agent.learn(first)
-    agent.save_weights(str(tmp_path / "ckpt"))
+    resumed = resume(agent, small_agent(seed=7), tmp_path)  # the same replay, field by field
     assert (tmp_path / "ckpt" / "replay.npz").is_file()
-
-    resumed = small_agent(seed=7)
-    resumed.load_weights(str(tmp_path / "ckpt"))
     assert len(resumed.replay) == len(agent.replay) == 100
-    for key, value in agent.replay.get(np.arange(100)).items():
-        np.testing.assert_array_equal(resumed.replay.get(np.arange(100))[key], value)
     assert resumed.num_timesteps == agent.num_timesteps
     # Same weights, targets, optimizer moments, temperature and random streams:
     # the next update is the same update.
@@ -658,12 +574,8 @@ def test_resume_keeps_image_and_dict_replay(env_id: str, tmp_path) -> None:
     agent = pointer_agent(env_id)
     first, second = (pointer_window(agent, env_id) for _ in range(2))
     agent.learn(first)
-    agent.save_weights(str(tmp_path / "ckpt"))
-    resumed = pointer_agent(env_id, seed=7)
-    resumed.load_weights(str(tmp_path / "ckpt"))
-    rows = np.arange(first.n_steps)
-    for key, value in agent.replay.get(rows).items():
-        np.testing.assert_array_equal(resumed.replay.get(rows)[key], value)
+    resumed = resume(agent, pointer_agent(env_id, seed=7), tmp_path)
+    assert len(resumed.replay) == first.n_steps
     assert resumed.learn(second) == agent.learn(second)
 
 
@@ -710,18 +622,7 @@ def test_runs_in_the_loop_with_online_tuning_and_checkpoints(tmp_path) -> None:
 def test_learns_pendulum() -> None:
     """SAC, ReLU [64, 64], SB3 defaults with lr 1e-3 (rl-zoo's Pendulum setting):
     6,000 steps from one environment in windows of 200 reach ≥ −250."""
-    agent = make_sac(
-        OBS, ACT, hyperparams={"learning_rate": 1e-3}, device="cpu", seed=0, hidden=(64, 64)
-    )
-    pipeline = VectorBatchPipeline(
-        env_id="Pendulum-v1", n_envs=1, window_size=200, seed=0, agent=agent
-    )
-    try:
-        for _ in range(30):
-            agent.learn(pipeline.collect())
-    finally:
-        pipeline.close()
-    result = evaluate_policy(agent, "Pendulum-v1", episodes=20, seed=10_000)
+    result = learn_pendulum(make_sac, windows=30)
     assert result.mean >= -250, str(result)
 
 
@@ -732,21 +633,5 @@ def test_learns_to_point_at_a_target_shown_as_an_image_a_dict_or_an_index(env_id
     on the index), lr 1e-3, batch 64: 1,920 steps in windows of 64 bring the
     return from about −6 (random; −4.8 for the best pointer blind to the target)
     to ≥ −1.5."""
-    env = gym.make(env_id)
-    hp = {"learning_rate": 1e-3, "batch_size": 64}
-    agent = make_sac(
-        env.observation_space,
-        env.action_space,
-        hyperparams=hp,
-        device="cpu",
-        seed=0,
-        hidden=(64, 64),
-    )
-    pipeline = VectorBatchPipeline(env_id=env_id, n_envs=1, window_size=64, seed=0, agent=agent)
-    try:
-        for _ in range(30):
-            agent.learn(pipeline.collect())
-    finally:
-        pipeline.close()
-    result = evaluate_policy(agent, env_id, episodes=20, seed=10_000)
+    result = learn_to_point(make_sac, env_id, windows=30)
     assert result.mean >= -1.5, str(result)

@@ -1,30 +1,39 @@
 import math
-from collections.abc import Iterable
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch  # before SB3, so nothing can import tensorflow first (see DESIGN.md)
 import toy_envs  # registers the optix-tests/ environments
+from actor_critic_helpers import (
+    ACT,
+    OBS,
+    PointerConformance,
+    collect,
+    learn_pendulum,
+    learn_to_point,
+    resume,
+)
+from learning_runs import collect_windows, learn_and_evaluate
+from sb3_side_by_side import (
+    assert_equal_critics,
+    assert_equal_parameters,
+    copy_parameters,
+    gradient_step_side_by_side,
+    sb3_model,
+)
 from stable_baselines3 import TD3
-from stable_baselines3.common.logger import Logger
-from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from torch import nn
 
 from optix_core import EpisodeData, HyperparamSet, make_agent
-from optix_core.evaluation import evaluate_policy
 from optix_core.hyperparams import HyperparamError
-from optix_core.pipeline import VectorBatchPipeline
 from optix_core.registry import RegistryError
 from optix_core.testing import AgentConformance
-from optix_torch.algorithms.off_policy import Batch, TwinQ
+from optix_torch.algorithms.off_policy import TwinQ
 from optix_torch.algorithms.td3 import TorchTD3Agent, make_td3
 from optix_torch.policies.networks import mlp
 
 torch.set_num_threads(1)
-
-PENDULUM = gym.make("Pendulum-v1")
-OBS, ACT = PENDULUM.observation_space, PENDULUM.action_space
 
 
 class TestTD3Conformance(AgentConformance):
@@ -32,27 +41,13 @@ class TestTD3Conformance(AgentConformance):
     backend = "torch"
 
 
-class TestTD3ObservationSpacesConformance(AgentConformance):
-    """Box actions on image (uint8), Dict and Discrete observations."""
-
+class TestTD3ObservationSpacesConformance(PointerConformance):
     algo = "td3"
     backend = "torch"
-    env_ids = tuple(toy_envs.POINTER_ENVS)
-    n_envs, window_size = 2, 64  # 128 transitions: past learning_starts (100), 14 updates
 
 
 def small_agent(seed: int = 0, **hp) -> TorchTD3Agent:
     return make_td3(OBS, ACT, hyperparams=hp or None, device="cpu", seed=seed, hidden=(32, 32))
-
-
-def collect(agent, window: int = 50, n_envs: int = 2, seed: int = 0, windows: int = 1):
-    pipeline = VectorBatchPipeline(
-        env_id="Pendulum-v1", n_envs=n_envs, window_size=window, seed=seed, agent=agent
-    )
-    try:
-        return [pipeline.collect() for _ in range(windows)]
-    finally:
-        pipeline.close()
 
 
 def params(module: nn.Module) -> list[torch.Tensor]:
@@ -172,63 +167,12 @@ def test_the_actor_and_the_targets_move_every_policy_delay_updates() -> None:
     assert changed(critic_target, agent.critic_target)
 
 
-def sb3_critic_layout(critics: TwinQ) -> list[torch.Tensor]:
-    """TwinQ as SB3's ContinuousCritic parameters, in their order (``qf0``'s layers,
-    then ``qf1``'s): TwinQ stacks both critics' layers as weights ``[2, fan_in,
-    fan_out]`` (it computes x @ W) and biases ``[2, 1, fan_out]``; ``nn.Linear``
-    holds ``[fan_out, fan_in]``."""
-    layers = list(zip(critics.weights, critics.biases, strict=True))
-    return [t for j in range(2) for weight, bias in layers for t in (weight[j].T, bias[j, 0])]
-
-
-def copy_parameters(destination: Iterable[torch.Tensor], source: Iterable[torch.Tensor]) -> None:
-    with torch.no_grad():
-        for p, value in zip(destination, source, strict=True):
-            p.copy_(value)
-
-
-def assert_equal_parameters(sb3: Iterable[torch.Tensor], optix: Iterable[torch.Tensor]) -> None:
-    for a, b in zip(sb3, optix, strict=True):
-        torch.testing.assert_close(b.detach(), a.detach(), rtol=1e-5, atol=1e-6)
-
-
-def random_minibatch(generator: torch.Generator, batch_size: int) -> ReplayBufferSamples:
-    """Pendulum-shaped transitions, actions in (−1, 1), a quarter of them terminal."""
-    obs, next_obs = torch.randn(2, batch_size, 3, generator=generator)
-    actions = torch.rand(batch_size, 1, generator=generator) * 2 - 1
-    rewards = torch.randn(batch_size, 1, generator=generator)
-    terminated = (torch.rand(batch_size, 1, generator=generator) < 0.25).float()
-    return ReplayBufferSamples(obs, actions, next_obs, terminated, rewards)
-
-
-def sb3_gradient_step(model: TD3, sample: ReplayBufferSamples, monkeypatch) -> None:
-    """One gradient step of SB3's ``train``, its replay buffer handing out ``sample``."""
-    monkeypatch.setattr(model.replay_buffer, "sample", lambda *args, **kwargs: sample)
-    model.train(gradient_steps=1, batch_size=len(sample.rewards))
-
-
-def optix_gradient_step(
-    agent, sample: ReplayBufferSamples, noise: torch.Tensor, monkeypatch
-) -> dict[str, float]:
-    """One gradient step of optix's ``learn``, ``replay_batches`` handing out ``sample``."""
-    batch = Batch(
-        sample.observations,
-        sample.actions,
-        sample.rewards[:, 0],
-        sample.next_observations,
-        agent.hp["gamma"] * (1 - sample.dones[:, 0]),
-        noise,
-    )
-    monkeypatch.setattr(agent, "replay_batches", lambda data: iter([batch]))
-    return agent.learn(None)  # the window is never read
-
-
 def test_gradient_steps_equal_stable_baselines3(monkeypatch) -> None:
     """SB3's TD3 and optix's, built with the same weights and settings, fed the same
     minibatches and the same target-smoothing noise: after each of four gradient steps
     (critics every step; actor and Polyak targets every policy_delay = 2) every
     parameter is the same, actor, critics and both targets. SB3 draws the noise with
-    ``normal_(0, σ̃)`` from torch's global generator, seeded here before each step;
+    ``normal_(0, σ̃)`` from torch's global generator, seeded anew before each step;
     optix's ε is the standard normal draw of the same seed, scaled by σ̃. What optix
     does differently on purpose shows only in float rounding: both critics in one
     fused network (its weights copied in above), a fused Adam kernel, one lerp for
@@ -240,32 +184,25 @@ def test_gradient_steps_equal_stable_baselines3(monkeypatch) -> None:
     initial = params(agent.actor), params(agent.actor_target)
     generator = torch.Generator().manual_seed(1)
     with torch.random.fork_rng(devices=[]):  # SB3 draws from torch's global generator
-        model = TD3(
-            "MlpPolicy",
-            "Pendulum-v1",
-            learning_rate=hp["learning_rate"],
-            gamma=hp["gamma"],
-            tau=hp["tau"],
-            batch_size=batch_size,
+        model = sb3_model(
+            TD3,
+            agent,
+            hp,
+            hidden,
             policy_delay=delay,
             target_policy_noise=hp["target_noise"],
             target_noise_clip=hp["noise_clip"],
-            policy_kwargs={"net_arch": list(hidden)},
-            device="cpu",
         )
-        model.set_logger(Logger(folder=None, output_formats=[]))
         copy_parameters(model.actor.parameters(), agent.actor.parameters())  # the same layers
         model.actor_target.load_state_dict(model.actor.state_dict())
-        copy_parameters(model.critic.parameters(), sb3_critic_layout(agent.critic.heads))
-        model.critic_target.load_state_dict(model.critic.state_dict())
+
+        def draw_noise() -> torch.Tensor:  # ε of the target smoothing noise σ̃ε
+            return torch.empty(batch_size, 1).normal_()
 
         for step in range(1, 2 * delay + 1):
-            sample = random_minibatch(generator, batch_size)
-            torch.manual_seed(100 + step)
-            noise = torch.empty(batch_size, 1).normal_()
-            torch.manual_seed(100 + step)
-            sb3_gradient_step(model, sample, monkeypatch)
-            stats = optix_gradient_step(agent, sample, noise, monkeypatch)
+            stats = gradient_step_side_by_side(
+                model, agent, generator, 100 + step, draw_noise, monkeypatch
+            )
 
             # The losses too: Adam's step hardly depends on a loss's scale.
             logged = model.logger.name_to_value
@@ -273,12 +210,7 @@ def test_gradient_steps_equal_stable_baselines3(monkeypatch) -> None:
             assert ("actor_loss" in stats) == (step % delay == 0)
             if step % delay == 0:
                 assert stats["actor_loss"] == pytest.approx(logged["train/actor_loss"], rel=1e-5)
-            assert_equal_parameters(
-                model.critic.parameters(), sb3_critic_layout(agent.critic.heads)
-            )
-            assert_equal_parameters(
-                model.critic_target.parameters(), sb3_critic_layout(agent.critic_target.heads)
-            )
+            assert_equal_critics(model, agent)
             assert_equal_parameters(model.actor.parameters(), agent.actor.parameters())
             assert_equal_parameters(
                 model.actor_target.parameters(), agent.actor_target.parameters()
@@ -311,13 +243,7 @@ class PixelMLP(nn.Module):
 
 
 def image_window(agent, window: int = 24) -> EpisodeData:
-    pipeline = VectorBatchPipeline(
-        env_id=IMAGE_ENV, n_envs=2, window_size=window, seed=0, agent=agent
-    )
-    try:
-        return pipeline.collect()
-    finally:
-        pipeline.close()
+    return collect_windows(agent, IMAGE_ENV, 1, n_envs=2, window=window, seed=0)[0]
 
 
 def test_a_custom_extractor_trains_with_both_targets_following() -> None:
@@ -354,13 +280,8 @@ def test_resume_keeps_the_replay_buffer_and_continues_exactly(tmp_path) -> None:
     first, second = collect(small_agent(), windows=2)
     agent = small_agent(learning_starts=50)
     agent.learn(first)
-    agent.save_weights(str(tmp_path / "ckpt"))
-
-    resumed = small_agent(seed=7)
-    resumed.load_weights(str(tmp_path / "ckpt"))
+    resumed = resume(agent, small_agent(seed=7), tmp_path)  # the same replay, field by field
     assert len(resumed.replay) == len(agent.replay) == 100
-    for key, value in agent.replay.get(np.arange(100)).items():
-        np.testing.assert_array_equal(resumed.replay.get(np.arange(100))[key], value)
     assert resumed.n_updates == agent.n_updates  # keeps the policy_delay phase
     assert resumed.learn(second) == agent.learn(second)
 
@@ -372,18 +293,7 @@ def test_resume_keeps_the_replay_buffer_and_continues_exactly(tmp_path) -> None:
 def test_learns_pendulum() -> None:
     """TD3, ReLU [64, 64], SB3 defaults with exploration noise 0.1 and lr 1e-3:
     8,000 steps from one environment in windows of 200 reach ≥ −250."""
-    agent = make_td3(
-        OBS, ACT, hyperparams={"learning_rate": 1e-3}, device="cpu", seed=0, hidden=(64, 64)
-    )
-    pipeline = VectorBatchPipeline(
-        env_id="Pendulum-v1", n_envs=1, window_size=200, seed=0, agent=agent
-    )
-    try:
-        for _ in range(40):
-            agent.learn(pipeline.collect())
-    finally:
-        pipeline.close()
-    result = evaluate_policy(agent, "Pendulum-v1", episodes=20, seed=10_000)
+    result = learn_pendulum(make_td3, windows=40)
     assert result.mean >= -250, str(result)
 
 
@@ -393,17 +303,8 @@ def test_learns_to_point_at_a_target_shown_as_an_image_a_dict_or_an_index(env_id
     """TD3, ReLU [64, 64] after the default extractor, lr 1e-3, batch 64: 1,280 steps
     in windows of 64 bring the return from about −6 (random; −4.8 for the best
     pointer blind to the target) to ≥ −1.5."""
-    env = gym.make(env_id)
-    hp = {"learning_rate": 1e-3, "batch_size": 64}
-    agent = make_td3(
-        env.observation_space,
-        env.action_space,
-        hyperparams=hp,
-        device="cpu",
-        seed=0,
-        hidden=(64, 64),
-    )
-    learn_and_check(agent, env_id, windows=20)
+    result = learn_to_point(make_td3, env_id, windows=20)
+    assert result.mean >= -1.5, str(result)
 
 
 @pytest.mark.slow
@@ -425,15 +326,5 @@ def test_the_users_own_networks_learn_on_images() -> None:
         observation_space=env.observation_space,
         action_space=env.action_space,
     )
-    learn_and_check(agent, IMAGE_ENV, windows=20)
-
-
-def learn_and_check(agent: TorchTD3Agent, env_id: str, windows: int) -> None:
-    pipeline = VectorBatchPipeline(env_id=env_id, n_envs=1, window_size=64, seed=0, agent=agent)
-    try:
-        for _ in range(windows):
-            agent.learn(pipeline.collect())
-    finally:
-        pipeline.close()
-    result = evaluate_policy(agent, env_id, episodes=20, seed=10_000)
+    result = learn_and_evaluate(agent, IMAGE_ENV, windows=20, window_size=64)
     assert result.mean >= -1.5, str(result)

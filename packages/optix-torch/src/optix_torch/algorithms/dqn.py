@@ -6,7 +6,7 @@ targets of Sutton & Barto (2018, eq. 7.1) as options. Each learn() call stores
 the window's transitions (each with its real next observation) and takes the
 gradient steps they earn on Stable-Baselines3's schedule (``gradient_steps``
 after every ``train_freq``-th vector step, each minibatch drawn from what was
-stored by then; ``QAgentBase.replay_minibatches``), each on
+stored by then; ``replay.ReplayAgent.replay_minibatches``), each on
 
     y_i = R_i + γ_i · (1 − terminated_i) · max_a' Q_target(s'_i, a')
     L   = Σ_i w_i · Huber(Q(s_i, a_i) − y_i) / B        (squared error with huber_loss False)
@@ -178,7 +178,7 @@ class TorchDQNAgent(QAgentBase):
             done = 0
             while done < count:
                 # Gradient steps until the next target update share one target network.
-                segment = min(count - done, sync_every - self.updates % sync_every)
+                segment = min(count - done, sync_every - self.n_updates % sync_every)
                 steps = slice(done, done + segment)
                 part = {k: O.select(v, steps) for k, v in batch.items() if k != "indices"}
                 with torch.no_grad():
@@ -192,13 +192,13 @@ class TorchDQNAgent(QAgentBase):
                     loss, td = self._gradient_step(obs, part["actions"][j], y[j], weights)
                     losses.append(loss)
                 targets.append(y.mean())
-                self.updates += segment
+                self.n_updates += segment
                 done += segment
-                if self.updates % sync_every == 0:
+                if self.n_updates % sync_every == 0:
                     self._sync_target()
             if "indices" in batch:  # prioritized: one minibatch per block, |δ| its new priority
                 self.replay.update_priorities(batch["indices"], td.abs().cpu().numpy())
-        stats = {"epsilon": self.epsilon, **self.schedule_stats()}
+        stats = {"epsilon": self.epsilon, **self.replay_stats()}
         if losses:
             stats["loss"] = float(torch.stack(losses).mean())
             stats["target_q"] = float(torch.stack(targets).mean())

@@ -1,14 +1,14 @@
-"""What SAC and TD3 share: their networks over the policy layer, replay, the update schedule.
+"""What SAC and TD3 share: their networks over the policy layer and the update loop.
 
 ``OffPolicyAgent`` is the plumbing of an off-policy actor-critic, in the
 manner of Stable-Baselines3's ``OffPolicyAlgorithm``: it checks the networks
-against the spaces, turns each loop window into replay transitions, decides
-how many gradient steps the window earns (``train_freq``, ``gradient_steps``,
-``learning_starts``) and hands the algorithm one minibatch per step, all
-sampled and moved to the device at once. It also holds the two pieces both
-updates compute alike: the clipped double-Q target from the target critics
-and the critics' regression step. The algorithm (``sac.py``, ``td3.py``)
-writes its policy and the rest of its update.
+against the spaces, acts (uniformly at random until ``learning_starts``),
+and hands the algorithm one minibatch per gradient step the window earned,
+from ``replay.ReplayAgent``'s memory and schedule, which DQN and Rainbow
+share. It also holds the two pieces both updates compute alike: the clipped
+double-Q target from the target critics and the critics' regression step.
+The algorithm (``sac.py``, ``td3.py``) writes its policy and the rest of its
+update.
 
 The networks read observations as the policy layer gives them
 (``policies.observations``: uint8 images stay uint8, Discrete indices stay
@@ -20,10 +20,6 @@ Flat vectors need no φ: there the actor is the MLP itself and the critics
 read ``[s ‖ a]``, SB3's MLP-policy networks at no extra cost. Networks act in
 (−1, 1); ``ActionScaler`` maps that to the Box bounds for the environment and
 recorded actions back for learning.
-
-Replay is optix-core's ``CompactReplayBuffer``: each observation is stored
-once, in its own dtype (float observations as float32, images as uint8, a
-Dict as one numpy record per step, packed as DQN's replay packs it).
 """
 
 from __future__ import annotations
@@ -34,7 +30,6 @@ import itertools
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import gymnasium as gym
@@ -42,21 +37,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from optix_core.buffers import (
-    CompactReplayBuffer,
-    FieldSpec,
-    transition_fields,
-    window_transitions,
-)
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_torch.accel.optim import adam, optimizer_step
-from optix_torch.base import TorchAgentBase
+from optix_torch.algorithms.replay import ReplayAgent
 from optix_torch.policies import observations as O
 from optix_torch.policies.extractors import default_extractor, features_dim
 from optix_torch.policies.networks import probe_input, seeded
-
-REPLAY = "replay.npz"
-PACK_BYTES = 1 << 25  # bytes per device move (32 MiB); larger windows go in chunks
 
 
 class TwinQ(nn.Module):
@@ -258,7 +244,7 @@ class Batch(NamedTuple):
     actions: torch.Tensor  # [B, A] in [−1, 1]
     rewards: torch.Tensor  # [B]
     next_observations: O.ObsTensor  # [B, ...]
-    discounts: torch.Tensor  # [B]: γ·(1 − terminated)
+    bootstrap: torch.Tensor  # [B]: γ·(1 − terminated)
     noise: torch.Tensor  # [*noise_shape]: the algorithm's noise for this step
 
 
@@ -382,38 +368,44 @@ def default_agent(
     )
 
 
-class OffPolicyAgent(TorchAgentBase):
-    """Networks, replay, update scheduling, acting and checkpoints shared by SAC and TD3.
+class OffPolicyAgent(ReplayAgent):
+    """Networks, acting and the update loop shared by SAC and TD3, over ``ReplayAgent``.
 
-    Subclasses set ``SEARCH_SPACE`` (from their config module) and
-    ``ACTOR_OUTPUTS``, call ``setup_off_policy`` in their constructor, and
-    write ``policy`` (observations → actions in [−1, 1]), ``noise_shape`` and
+    The constructor takes tensor-optix's arguments: ``actor``, ``critic1``
+    and ``critic2`` (or one fused ``critics`` module), ``action_dim`` and the
+    actor's and critics' optimizers (Adam at ``learning_rate`` for each one
+    left out; one given must hold all of its network's parameters); optix
+    adds ``critic_extractor`` (the critics' φ; default the policy layer's for
+    ``observation_space``, none on flat vectors or without a space, where
+    φ(s) = s), ``observation_space`` and ``action_space`` (networks are then
+    checked, and actions scaled to the bounds) and ``seed``. Subclasses set
+    ``SEARCH_SPACE`` (from their config module) and ``ACTOR_OUTPUTS``, and
+    write ``setup`` (what is their own: target networks, temperature),
+    ``policy`` (observations → actions in [−1, 1]), ``noise_shape`` and
     ``update`` (one gradient step on one minibatch).
     """
 
     SEARCH_SPACE: ClassVar[dict[str, tuple]] = {}
     ACTOR_OUTPUTS: ClassVar[int] = 1  # the actor's outputs per action dimension
 
-    def setup_off_policy(
+    def __init__(
         self,
         actor: nn.Module,
-        critic1: nn.Module | None,
-        critic2: nn.Module | None,
-        critics: nn.Module | None,
-        critic_extractor: nn.Module | None,
-        action_dim: int | None,
-        observation_space: gym.Space | None,
-        action_space: gym.Space | None,
-        actor_optimizer: torch.optim.Optimizer | None,
-        critic_optimizer: torch.optim.Optimizer | None,
+        critic1: nn.Module | None = None,
+        critic2: nn.Module | None = None,
+        action_dim: int | None = None,
+        actor_optimizer: torch.optim.Optimizer | None = None,
+        critic_optimizer: torch.optim.Optimizer | None = None,
+        hyperparams: HyperparamSet | dict[str, Any] | None = None,
+        device: str | torch.device = "auto",
+        seed: int | None = None,
+        *,
+        critics: nn.Module | None = None,
+        critic_extractor: nn.Module | None = None,
+        observation_space: gym.Space | None = None,
+        action_space: gym.Space | None = None,
     ) -> None:
-        """Check the networks, place them, copy the critics' target, make the optimizers.
-
-        The critics read ``[φ(s) ‖ a]``, φ being ``critic_extractor``, by
-        default ``features_extractor(observation_space)``. Every optimizer left
-        out is Adam at ``learning_rate``; one given must hold all of its
-        network's parameters.
-        """
+        super().__init__(hyperparams, device, seed)
         if critic_extractor is None:
             critic_extractor = features_extractor(observation_space)
         critic = Critic(critic_extractor, twin_critics(critic1, critic2, critics, self.algorithm))
@@ -434,12 +426,11 @@ class OffPolicyAgent(TorchAgentBase):
                 check_optimizer(optimizer, module, role, self.algorithm)
         self.actor_optimizer = actor_optimizer or adam(self.actor_params, lr)
         self.critic_optimizer = critic_optimizer or adam(self.critic_params, lr)
-        self.observation_spec: FieldSpec | None = None  # how replay stores observations
-        self.replay: CompactReplayBuffer | None = None
-        self.num_timesteps = 0  # environment transitions learned from (SB3's num_timesteps)
-        self.vector_steps = 0  # vector-environment steps: train_freq counts these
-        self.n_updates = 0  # gradient steps taken
-        self._acting_steps = 0  # act_info calls since the last learn(), for the warm-up
+        self.setup()
+        self.apply_hyperparams()
+
+    def setup(self) -> None:
+        """Build what is the algorithm's own, once the shared networks are in place."""
 
     def check_networks(self, observation_space: gym.Space | None) -> None:
         """Run two observations through the actor and the critics and insist on
@@ -489,10 +480,6 @@ class OffPolicyAgent(TorchAgentBase):
             )
 
     @property
-    def is_on_policy(self) -> bool:
-        return False
-
-    @property
     def search_space(self) -> dict[str, tuple]:
         """What the loop may tune while training: the config module's ``SEARCH_SPACE``."""
         return dict(self.SEARCH_SPACE)
@@ -520,7 +507,7 @@ class OffPolicyAgent(TorchAgentBase):
     def act_info(self, observation: Any, episode_start: np.ndarray) -> tuple[np.ndarray, dict]:
         obs = O.to_tensor(observation, self.device)
         n = O.batch_size(obs)
-        if self.num_timesteps + self._acting_steps < self.hp["learning_starts"]:
+        if self.steps_collected < self.hp["learning_starts"]:
             # SB3's warm-up: uniform random actions until learning starts.
             unit = torch.rand(n, self.action_dim, generator=self.generator) * 2 - 1
         else:
@@ -537,11 +524,42 @@ class OffPolicyAgent(TorchAgentBase):
             self.n_updates += 1  # counted before the step, as SB3 does: TD3's delay reads it
             for key, value in self.update(batch).items():
                 stats[key].append(value)
-        return self.summary(stats)
+        # Means of the per-update diagnostics, read back from the device once.
+        keys = [k for k, values in stats.items() if values]
+        means = torch.stack([torch.stack(stats[k]).mean() for k in keys]).tolist() if keys else []
+        return {**dict(zip(keys, means, strict=True)), **self.replay_stats()}
+
+    def replay_batches(self, data: EpisodeData) -> Iterator[Batch]:
+        """The window's minibatches (``replay_minibatches``), one ``Batch`` per gradient step.
+
+        Replay keeps actions as the networks make them, in [−1, 1]. Each
+        block of minibatches gets its updates' noise in one draw.
+        """
+        actions = self.scaler.from_env(np.asarray(data.actions))
+        for block in self.replay_minibatches(dataclasses.replace(data, actions=actions)):
+            count = len(block["rewards"])
+            noise = self.draw_noise(count, self.hp["batch_size"]).to(self.device)
+            for j in range(count):
+                yield Batch(
+                    O.select(block["observations"], j),
+                    block["actions"][j],
+                    block["rewards"][j],
+                    O.select(block["next_observations"], j),
+                    block["bootstrap"][j],
+                    noise[j],
+                )
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One gradient step on ``batch`` (the ``n_updates``-th); its diagnostics, on the device."""
         raise NotImplementedError
+
+    def noise_shape(self, batch_size: int) -> tuple[int, ...]:
+        """Shape of the noise each update needs."""
+        return (0,)
+
+    def draw_noise(self, n_updates: int, batch_size: int) -> torch.Tensor:
+        """Noise for ``n_updates`` updates from ``self.generator`` (standard normal)."""
+        return torch.randn((n_updates, *self.noise_shape(batch_size)), generator=self.generator)
 
     @torch.no_grad()
     def bootstrap(
@@ -553,13 +571,13 @@ class OffPolicyAgent(TorchAgentBase):
         two target critics' estimates, because the actor seeks out and feeds
         on any overestimate. SAC's ``bonus`` is the entropy term −α log π(a′|s′),
         which makes the bracket the soft state value V̄(s′) of Haarnoja et al.
-        (2018). Only ``terminated`` stops bootstrapping (``discounts`` is
+        (2018). Only ``terminated`` stops bootstrapping (``bootstrap`` is
         γ(1 − terminated)): a time-limit truncation is bootstrapped.
         """
         q_next = self.critic_target(batch.next_observations, next_actions).amin(1)
         if bonus is not None:
             q_next = q_next + bonus
-        return torch.addcmul(batch.rewards, batch.discounts, q_next)
+        return torch.addcmul(batch.rewards, batch.bootstrap, q_next)
 
     def critic_step(self, batch: Batch, target: torch.Tensor, scale: float) -> torch.Tensor:
         """One step on L_Q = scale·Σⱼ E[(Qⱼ(s, a) − y)²], both critics in one pass; the loss."""
@@ -568,258 +586,3 @@ class OffPolicyAgent(TorchAgentBase):
         loss = (q - target[:, None]).square().mean() * (scale * q.shape[1])
         gradient_step(self.critic_optimizer, loss)
         return loss.detach()
-
-    # ---- replay ---------------------------------------------------------------
-
-    def replay_batches(self, data: EpisodeData) -> Iterator[Batch]:
-        """Store the window's transitions, then yield one minibatch per gradient step.
-
-        SB3's schedule: after every ``train_freq``-th vector step, once more
-        than ``learning_starts`` transitions were seen, ``gradient_steps``
-        updates. The minibatch of an update due after step ``t`` is drawn
-        uniformly from exactly the transitions the buffer held after step
-        ``t``, as if learning had been interleaved with acting: never from
-        one written later, even where the window wraps round the buffer over
-        slots that update may draw. All batches of the window are drawn at
-        once and reach the device in one move (in chunks of ``PACK_BYTES``).
-        """
-        data = O.packed_window(data)  # a Dict observation becomes one record per step
-        t_len, n_envs = np.shape(data.rewards)
-        written = t_len * n_envs
-        replay = self._ensure_replay(np.asarray(data.observations))
-        actions = self.scaler.from_env(np.asarray(data.actions)).reshape(t_len, n_envs, -1)
-        held, capacity = len(replay), replay.capacity
-        t = np.arange(1, t_len + 1)
-        due = ((self.vector_steps + t) % self.hp["train_freq"] == 0) & (
-            self.num_timesteps + t * n_envs > self.hp["learning_starts"]
-        )
-        self.vector_steps += t_len
-        self.num_timesteps += written
-        self._acting_steps = 0
-        # The window as replay keeps it (actions in [−1, 1]): each observation once,
-        # and of a window larger than the buffer only the newest `capacity` transitions.
-        store = dataclasses.replace(data, actions=actions)
-        # History positions: 0 … held − 1 are the transitions held when the window
-        # began, oldest first, and held + j is the window's j-th. After step t the
-        # buffer holds the newest min(held + t·N, capacity) of the first held + t·N.
-        ends = np.repeat(held + t[due] * n_envs, self.hp["gradient_steps"])
-        if ends.size == 0:
-            replay.add_window(store)
-            return
-        batch_size = self.hp["batch_size"]
-        starts = np.maximum(ends - capacity, 0)
-        positions = self.rng.integers(starts[:, None], ends[:, None], size=(ends.size, batch_size))
-        # Once the window is stored, position p lies `age` slots behind the write
-        # position (age 1: the window's last transition) unless the window wrapped
-        # round the buffer and overwrote it: those few are read before storing.
-        ages = held + written - positions
-        overwritten = ages > capacity
-        earlier = {}
-        if overwritten.any():
-            window = self._window_rows(window_transitions(data), actions)
-            earlier = self._history(positions[overwritten], held, window)
-        replay.add_window(store)
-        slots = (replay.position - ages) % capacity
-        # Updates [start, stop) find their overwritten transitions in
-        # earlier[offsets[start] : offsets[stop]].
-        offsets = np.concatenate([[0], np.cumsum(overwritten.sum(axis=1))])
-
-        spec = replay.fields["observations"]  # a transition's bytes: s and s′, then a, r, γ(1 − d)
-        row = 2 * spec.dtype.itemsize * math.prod(spec.shape) + 4 * (self.action_dim + 2)
-        per_update = batch_size * row + 4 * math.prod(self.noise_shape(batch_size))
-        chunk = max(1, PACK_BYTES // per_update)
-        for start in range(0, len(slots), chunk):
-            stop = min(start + chunk, len(slots))
-            sample = replay.get(slots[start:stop].reshape(-1))
-            if offsets[stop] > offsets[start]:
-                stale = overwritten[start:stop].reshape(-1)
-                for name, rows in earlier.items():
-                    sample[name][stale] = rows[offsets[start] : offsets[stop]]
-            yield from self._device_batches(sample, stop - start)
-
-    def _window_rows(
-        self, steps: dict[str, np.ndarray], actions: np.ndarray
-    ) -> dict[str, np.ndarray]:
-        """The window's ``[T, N, ...]`` transitions as the buffer's ``[T·N, ...]`` rows."""
-        assert self.observation_spec is not None
-        shape, dtype = self.observation_spec.shape, self.observation_spec.dtype
-        n = steps["rewards"].size
-        return {
-            "observations": steps["observations"].reshape(n, *shape).astype(dtype, copy=False),
-            "actions": actions.reshape(n, self.action_dim),
-            "rewards": np.asarray(steps["rewards"], np.float32).reshape(n),
-            "next_observations": steps["next_observations"].reshape(n, *shape).astype(dtype),
-            "terminated": steps["terminated"].reshape(n),
-        }
-
-    def _history(
-        self, positions: np.ndarray, held: int, window: dict[str, np.ndarray]
-    ) -> dict[str, np.ndarray]:
-        """The transitions at history ``positions``, read before the window is stored."""
-        assert self.replay is not None
-        before = positions < held
-        # The oldest transition held lies `held` slots behind the write position.
-        slots = (self.replay.position - held + positions[before]) % self.replay.capacity
-        stored = self.replay.get(slots)
-        rows = {}
-        for name, values in window.items():
-            rows[name] = np.empty((len(positions), *values.shape[1:]), values.dtype)
-            rows[name][before] = stored[name]
-            rows[name][~before] = values[positions[~before] - held]
-        return rows
-
-    def noise_shape(self, batch_size: int) -> tuple[int, ...]:
-        """Shape of the noise each update needs (drawn for the whole window at once)."""
-        return (0,)
-
-    def draw_noise(self, n_updates: int, batch_size: int) -> np.ndarray:
-        """Noise for ``n_updates`` updates from ``self.generator`` (standard normal)."""
-        shape = (n_updates, *self.noise_shape(batch_size))
-        return torch.randn(shape, generator=self.generator).numpy()
-
-    def _device_batches(self, sample: dict[str, np.ndarray], n_updates: int) -> Iterator[Batch]:
-        """Move ``n_updates`` minibatches of transitions to the device at once; yield views.
-
-        Float observations travel with actions, rewards, discounts and noise in
-        one float32 block (one transfer); others (uint8 images, Discrete
-        indices, Dict records) cross in their own dtype, one copy per array.
-        """
-        batch_size = len(sample["rewards"]) // n_updates
-        observation_names = ("observations", "next_observations")
-        in_block = sample["observations"].dtype == np.float32
-        parts = {
-            "actions": sample["actions"],
-            "rewards": sample["rewards"],
-            "discounts": self.hp["gamma"] * (1.0 - sample["terminated"].astype(np.float32)),
-            "noise": self.draw_noise(n_updates, batch_size),
-        }
-        if in_block:
-            parts.update({name: sample[name] for name in observation_names})
-        tensors = pack_to_device(parts, self.device)
-
-        def per_update(array: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-            return array.view(n_updates, batch_size, *shape)
-
-        obs = {}
-        for name in observation_names:
-            if in_block:
-                obs[name] = per_update(tensors[name], sample[name].shape[1:])
-            else:
-                arrays = O.to_tensor(O.unpacked(sample[name]), self.device)
-                obs[name] = O.map_obs(lambda a: per_update(a, a.shape[1:]), arrays)
-        actions = per_update(tensors["actions"], (self.action_dim,))
-        rewards = per_update(tensors["rewards"], ())
-        discounts = per_update(tensors["discounts"], ())
-        noise = tensors["noise"].view(n_updates, *self.noise_shape(batch_size))
-        for j in range(n_updates):
-            yield Batch(
-                update_rows(obs["observations"], j),
-                actions[j],
-                rewards[j],
-                update_rows(obs["next_observations"], j),
-                discounts[j],
-                noise[j],
-            )
-
-    def _ensure_replay(self, observations: np.ndarray) -> CompactReplayBuffer:
-        """The buffer, built at the first window for its observations ``[T, N, ...]``."""
-        spec = FieldSpec(observations.shape[2:], O.storage_dtype(observations.dtype))
-        if self.observation_spec is None:
-            self.observation_spec = spec
-        if spec != self.observation_spec:
-            raise ValueError(
-                f"{self.algorithm}: the window's observations are {spec}, this agent "
-                f"stores {self.observation_spec}"
-            )
-        if self.replay is None:
-            self.replay = self._new_replay(self.hp["replay_capacity"])
-        return self.replay
-
-    def _new_replay(self, capacity: int) -> CompactReplayBuffer:
-        assert self.observation_spec is not None
-        spec = self.observation_spec
-        fields = transition_fields(spec.shape, (self.action_dim,), observation_dtype=spec.dtype)
-        return CompactReplayBuffer(capacity, fields, seed=self.rng)
-
-    def apply_hyperparams(self) -> None:
-        super().apply_hyperparams()
-        replay = getattr(self, "replay", None)
-        if replay is not None and replay.capacity != self.hp["replay_capacity"]:
-            # Resize at once, keeping the most recent transitions in their order.
-            keep = min(len(replay), self.hp["replay_capacity"])
-            oldest = replay.position - keep if replay.full else len(replay) - keep
-            resized = self._new_replay(self.hp["replay_capacity"])
-            if keep:
-                resized.add_from(replay, (oldest + np.arange(keep)) % replay.capacity)
-            self.replay = resized
-
-    # ---- diagnostics ------------------------------------------------------
-
-    def summary(self, stats: dict[str, list[torch.Tensor]]) -> dict[str, float]:
-        """Means of the per-update diagnostics, read back from the device once."""
-        keys = [k for k, values in stats.items() if values]
-        means = torch.stack([torch.stack(stats[k]).mean() for k in keys]).tolist() if keys else []
-        out = dict(zip(keys, means, strict=True))
-        out["replay_size"] = float(len(self.replay) if self.replay is not None else 0)
-        out["num_timesteps"] = float(self.num_timesteps)
-        return out
-
-    # ---- checkpoints ----------------------------------------------------
-
-    def extra_state(self) -> dict[str, Any]:
-        spec = self.observation_spec
-        return {
-            "num_timesteps": self.num_timesteps,
-            "vector_steps": self.vector_steps,
-            "n_updates": self.n_updates,
-            "observation_spec": None
-            if spec is None
-            else {"shape": list(spec.shape), "dtype": np.lib.format.dtype_to_descr(spec.dtype)},
-        }
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        self.num_timesteps = int(state.get("num_timesteps", 0))
-        self.vector_steps = int(state.get("vector_steps", 0))
-        self.n_updates = int(state.get("n_updates", 0))
-        self._acting_steps = 0
-        spec = state.get("observation_spec")
-        if spec is not None:
-            dtype = np.lib.format.descr_to_dtype(spec["dtype"])
-            self.observation_spec = FieldSpec(tuple(spec["shape"]), dtype)
-
-    def save_extra(self, path: Path) -> None:
-        """The replay buffer goes with the weights, so a resumed run keeps its experience."""
-        if self.replay is not None:
-            self.replay.save(path / REPLAY)
-
-    def load_extra(self, path: Path) -> None:
-        self.replay = None
-        if (path / REPLAY).is_file():
-            if self.observation_spec is None:
-                raise ValueError(f"{path} holds a replay buffer but no observation spec")
-            self.replay = self._new_replay(self.hp["replay_capacity"])
-            self.replay.load(path / REPLAY)
-
-
-def update_rows(obs: O.ObsTensor, j: int) -> O.ObsTensor:
-    """The ``j``-th update's minibatch of observations ``[n_updates, B, ...]``."""
-    return O.map_obs(lambda array: array[j], obs)
-
-
-def pack_to_device(parts: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
-    """Copy float arrays into one block and move it to ``device`` in one transfer.
-
-    Returns flat views of the block, one per name.
-    """
-    sizes = [int(a.size) for a in parts.values()]
-    block = np.empty(sum(sizes), dtype=np.float32)
-    offset = 0
-    for array, size in zip(parts.values(), sizes, strict=True):
-        block[offset : offset + size] = array.reshape(-1)
-        offset += size
-    tensor = torch.from_numpy(block).to(device)
-    views, offset = {}, 0
-    for name, size in zip(parts, sizes, strict=True):
-        views[name] = tensor[offset : offset + size]
-        offset += size
-    return views

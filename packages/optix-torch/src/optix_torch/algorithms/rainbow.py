@@ -37,9 +37,9 @@ Learning": six extensions of DQN in one agent.
 Updates follow DQN's schedule (``gradient_steps`` after every
 ``train_freq``-th vector step, each minibatch drawn from what was stored by
 then), and every ``target_update_freq`` gradient steps the target network
-becomes a copy of the online one. The networks' bookkeeping, the replay
-memory, the schedule, checkpointing and the n-step writer are DQN's
-(``algorithms.q_learning``). The default network (``make_rainbow``) puts
+becomes a copy of the online one. The networks' bookkeeping is DQN's
+(``algorithms.q_learning``); the replay memory, the schedule, checkpointing
+and the n-step writer are ``algorithms.replay``'s. The default network (``make_rainbow``) puts
 the dueling, noisy, distributional head on the policy layer's features
 extractor for the observation space: flattened vectors, NatureCNN or
 SmallCNN for uint8 images, one-hot for Discrete, combined for Dict.
@@ -256,12 +256,12 @@ class TorchRainbowDQNAgent(QAgentBase):
                     weights,
                 )
                 losses.append(loss)
-                self.updates += 1
-                if self.updates % self.hp["target_update_freq"] == 0:
+                self.n_updates += 1
+                if self.n_updates % self.hp["target_update_freq"] == 0:
                     self._sync_target()
             if "indices" in batch:  # prioritized: one minibatch per block, its loss the priority
                 self.replay.update_priorities(batch["indices"], per_sample.cpu().numpy())
-        stats = self.schedule_stats()
+        stats = self.replay_stats()
         if losses:
             stats["loss"] = float(torch.stack(losses).mean())
         return stats

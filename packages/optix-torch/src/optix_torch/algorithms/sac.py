@@ -15,8 +15,8 @@ The actor outputs ``[mean ‖ log_std]`` (``2·action_dim`` columns, log σ
 clamped to [−20, 2] as in SB3); actions live in (−1, 1) and are scaled to the
 Box bounds. The actor and the critics each read the observations (Box, image,
 Discrete or Dict) through their own features extractor φ; the critics take
-``[φ(s) ‖ a]``. Networks, replay, the update schedule, the target ``y`` and
-the critics' step are ``off_policy.py``'s.
+``[φ(s) ‖ a]``. Networks, the target ``y`` and the critics' step are
+``off_policy.py``'s; replay and the update schedule ``replay.py``'s.
 """
 
 from __future__ import annotations
@@ -57,17 +57,13 @@ class Temperature(nn.Module):
 class TorchSACAgent(OffPolicyAgent):
     """SAC on a continuous (Box) action space.
 
-    tensor-optix's arguments: ``actor`` (observations → ``[mean ‖ log_std]``),
-    ``critic1`` and ``critic2`` (``[φ(s) ‖ action]`` → Q), ``action_dim`` and
-    the three optimizers. ``alpha_optimizer`` gives the kind of optimizer for
-    the temperature (its class and settings are reused for the agent's own
-    log α, as tensor-optix did); every optimizer left out is Adam. optix adds
-    ``critics`` (one module giving both Q columns, like ``TwinQ``, instead of
-    ``critic1``/``critic2``), ``critic_extractor`` (the critics' φ; default
-    the policy layer's for ``observation_space``, none on flat vectors or
-    without a space, where φ(s) = s), ``observation_space`` and
-    ``action_space`` (networks are then checked, and actions scaled to the
-    bounds), ``target_entropy`` (default −dim(A)) and ``seed``.
+    ``actor`` maps observations to ``[mean ‖ log_std]``; ``critic1`` and
+    ``critic2`` map ``[φ(s) ‖ action]`` to Q. ``alpha_optimizer`` gives the
+    kind of optimizer for the temperature (its class and settings are reused
+    for the agent's own log α, as tensor-optix did; Adam when left out);
+    ``target_entropy`` defaults to −dim(A). The other arguments, keywords
+    among them (``critics``, ``critic_extractor``, ``observation_space``,
+    ``action_space``), are ``OffPolicyAgent``'s.
     """
 
     algorithm = "sac"
@@ -89,36 +85,36 @@ class TorchSACAgent(OffPolicyAgent):
         device: str | torch.device = "auto",
         seed: int | None = None,
         *,
-        critics: nn.Module | None = None,
-        critic_extractor: nn.Module | None = None,
-        observation_space: gym.Space | None = None,
-        action_space: gym.Space | None = None,
         target_entropy: float | None = None,
+        **networks: Any,
     ) -> None:
-        super().__init__(hyperparams, device, seed)
-        self.setup_off_policy(
+        self._alpha_optimizer, self._target_entropy = alpha_optimizer, target_entropy
+        super().__init__(
             actor,
             critic1,
             critic2,
-            critics,
-            critic_extractor,
             action_dim,
-            observation_space,
-            action_space,
             actor_optimizer,
             critic_optimizer,
+            hyperparams,
+            device,
+            seed,
+            **networks,
         )
+
+    def setup(self) -> None:
         self.target_params = list(self.critic_target.parameters())
         self.temperature = Temperature(self.hp["ent_coef"]).to(self.device)
+        target_entropy = self._target_entropy
         self.target_entropy = -float(self.action_dim) if target_entropy is None else target_entropy
         # log π's constant: Σᵢ (log √(2π) + 2 log 2), see squash()
         self._log_prob_const = self.action_dim * (0.5 * math.log(2 * math.pi) + 2 * math.log(2))
         log_alpha = [self.temperature.log_alpha]
-        if alpha_optimizer is None:
+        given = self._alpha_optimizer
+        if given is None:
             self.alpha_optimizer = adam(log_alpha, self.hp["learning_rate"])
         else:
-            self.alpha_optimizer = type(alpha_optimizer)(log_alpha, **alpha_optimizer.defaults)
-        self.apply_hyperparams()
+            self.alpha_optimizer = type(given)(log_alpha, **given.defaults)
 
     def modules(self) -> dict[str, nn.Module]:
         return {

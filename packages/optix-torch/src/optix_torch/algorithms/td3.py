@@ -17,14 +17,14 @@ Exploration adds N(0, expl_noise²) to π(s) and clips to (−1, 1). The actor
 outputs ``action_dim`` values in (−1, 1) (end it with ``nn.Tanh``); actions are
 scaled to the Box bounds. The actor and the critics each read the
 observations (Box, image, Discrete or Dict) through their own features
-extractor φ; the critics take ``[φ(s) ‖ a]``. Networks, replay, the update
-schedule, the target ``y`` and the critics' step are ``off_policy.py``'s.
+extractor φ; the critics take ``[φ(s) ‖ a]``. Networks, the target ``y``
+and the critics' step are ``off_policy.py``'s; replay and the update schedule
+``replay.py``'s.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import gymnasium as gym
 import torch
@@ -47,15 +47,9 @@ from optix_torch.policies.networks import mlp
 class TorchTD3Agent(OffPolicyAgent):
     """TD3 on a continuous (Box) action space.
 
-    tensor-optix's arguments: ``actor`` (observations → action in (−1, 1)),
-    ``critic1`` and ``critic2`` (``[φ(s) ‖ action]`` → Q), ``action_dim`` and
-    the two optimizers (Adam for each one left out). optix adds ``critics``
-    (one module giving both Q columns, like ``TwinQ``, instead of
-    ``critic1``/``critic2``), ``critic_extractor`` (the critics' φ; default
-    the policy layer's for ``observation_space``, none on flat vectors or
-    without a space, where φ(s) = s),
-    ``observation_space`` and ``action_space`` (networks are then checked, and
-    actions scaled to the bounds) and ``seed``.
+    ``actor`` maps observations to actions in (−1, 1); ``critic1`` and
+    ``critic2`` map ``[φ(s) ‖ action]`` to Q. The other arguments are
+    ``OffPolicyAgent``'s.
     """
 
     algorithm = "td3"
@@ -63,43 +57,13 @@ class TorchTD3Agent(OffPolicyAgent):
     BOUNDS = config.BOUNDS
     SEARCH_SPACE = config.SEARCH_SPACE
 
-    def __init__(
-        self,
-        actor: nn.Module,
-        critic1: nn.Module | None = None,
-        critic2: nn.Module | None = None,
-        action_dim: int | None = None,
-        actor_optimizer: torch.optim.Optimizer | None = None,
-        critic_optimizer: torch.optim.Optimizer | None = None,
-        hyperparams: HyperparamSet | dict[str, Any] | None = None,
-        device: str | torch.device = "auto",
-        seed: int | None = None,
-        *,
-        critics: nn.Module | None = None,
-        critic_extractor: nn.Module | None = None,
-        observation_space: gym.Space | None = None,
-        action_space: gym.Space | None = None,
-    ) -> None:
-        super().__init__(hyperparams, device, seed)
-        self.setup_off_policy(
-            actor,
-            critic1,
-            critic2,
-            critics,
-            critic_extractor,
-            action_dim,
-            observation_space,
-            action_space,
-            actor_optimizer,
-            critic_optimizer,
-        )
+    def setup(self) -> None:
         self.actor_target = target_copy(self.actor)
         # Both targets follow their networks in one Polyak call.
         self.online_params = self.actor_params + self.critic_params
         self.target_params = list(self.actor_target.parameters()) + list(
             self.critic_target.parameters()
         )
-        self.apply_hyperparams()
 
     def modules(self) -> dict[str, nn.Module]:
         return {

@@ -1,0 +1,61 @@
+"""Windows collected with ``VectorBatchPipeline`` and learning runs over one, shared by
+the off-policy agents' tests (test_sac.py, test_td3.py, test_dqn.py, test_rainbow.py)."""
+
+import numpy as np
+
+from optix_core.evaluation import PolicyEvaluation, evaluate_policy
+from optix_core.pipeline import VectorBatchPipeline
+from optix_core.types import EpisodeData
+
+
+def collect_windows(
+    agent, env_id: str, count: int, n_envs: int, window: int, seed: int
+) -> list[EpisodeData]:
+    """``count`` consecutive windows of ``n_envs`` × ``window`` steps from one pipeline,
+    ``agent`` acting; the agent does not learn from them."""
+    pipeline = VectorBatchPipeline(
+        env_id=env_id, n_envs=n_envs, window_size=window, seed=seed, agent=agent
+    )
+    try:
+        return [pipeline.collect() for _ in range(count)]
+    finally:
+        pipeline.close()
+
+
+def learn_and_evaluate(
+    agent, env_id: str, windows: int, window_size: int, episodes: int = 20
+) -> PolicyEvaluation:
+    """Learn from ``windows`` windows of ``window_size`` steps of one environment (seed
+    0), one ``learn`` after each; then the deterministic policy's returns on
+    ``episodes`` episodes seeded from 10,000."""
+    pipeline = VectorBatchPipeline(
+        env_id=env_id, n_envs=1, window_size=window_size, seed=0, agent=agent
+    )
+    try:
+        for _ in range(windows):
+            agent.learn(pipeline.collect())
+    finally:
+        pipeline.close()
+    return evaluate_policy(agent, env_id, episodes=episodes, seed=10_000)
+
+
+def learn_with_evaluations(
+    agent, env_id: str, env_steps: int, stop_at: float | None = None
+) -> list[float]:
+    """Learn from windows of 256 steps of one environment (seed 0) for ``env_steps``
+    env steps, every update's stats finite; every 2,560 env steps a deterministic
+    20-episode evaluation (the i-th seeded from 10,000 + i), stopping after the first
+    that scores ``stop_at`` or more. Returns the evaluations' mean returns."""
+    pipeline = VectorBatchPipeline(env_id=env_id, n_envs=1, window_size=256, seed=0, agent=agent)
+    scores: list[float] = []
+    try:
+        while pipeline.env_steps < env_steps:
+            stats = agent.learn(pipeline.collect())
+            assert all(np.isfinite(v) for v in stats.values())
+            if pipeline.env_steps % 2560 == 0:
+                scores.append(evaluate_policy(agent, env_id, 20, seed=10_000 + len(scores)).mean)
+                if stop_at is not None and scores[-1] >= stop_at:
+                    break
+    finally:
+        pipeline.close()
+    return scores
