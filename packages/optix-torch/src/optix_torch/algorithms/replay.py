@@ -25,7 +25,6 @@ from optix_core.buffers import (
     FieldSpec,
     NStepWriter,
     PrioritizedReplayBuffer,
-    transition_fields,
 )
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_torch.base import TorchAgentBase
@@ -326,18 +325,20 @@ class Replay:
     # ---- helpers --------------------------------------------------------------
 
     def _new_buffer(self, observations: FieldSpec, actions: FieldSpec) -> CompactReplayBuffer:
-        fields = transition_fields(
-            observations.shape,
-            actions.shape,
-            observation_dtype=observations.dtype,
-            action_dtype=actions.dtype,
-            discounts=True,
-        )
+        """An empty buffer for transitions of these observations and actions (the
+        specs have the ``shape`` and ``dtype`` of a space)."""
         if self.prioritized:
-            return CompactPrioritizedReplayBuffer(
-                self.capacity, fields, alpha=self.alpha, seed=self.rng
+            return CompactPrioritizedReplayBuffer.from_spaces(
+                self.capacity,
+                observations,
+                actions,
+                discounts=True,
+                alpha=self.alpha,
+                seed=self.rng,
             )
-        return CompactReplayBuffer(self.capacity, fields, seed=self.rng)
+        return CompactReplayBuffer.from_spaces(
+            self.capacity, observations, actions, discounts=True, seed=self.rng
+        )
 
     def _rebuild(self) -> None:
         """Move the most recent transitions into a buffer of the new capacity and kind."""
