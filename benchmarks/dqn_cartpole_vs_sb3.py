@@ -272,6 +272,12 @@ def main() -> int:
     torch.set_num_threads(args.threads)
 
     runners = {"optix": run_optix, "sb3": run_sb3}
+    # One untimed, short run of each side first: torch imports torch._dynamo (with sympy,
+    # triton, torch.onnx: about 900 modules) at the first optimizer a process builds,
+    # which would otherwise land in the timing of whichever side runs first.
+    brief = argparse.Namespace(**{**vars(args), "max_steps": 1280, "report_episodes": 1})
+    for side in args.sides:
+        runners[side](0, brief)
     results: list[Result] = []
     for i, seed in enumerate(args.seeds):
         order = args.sides if i % 2 == 0 else args.sides[::-1]

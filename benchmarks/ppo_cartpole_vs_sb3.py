@@ -239,6 +239,13 @@ def main() -> None:
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"torch {torch.__version__}, load average {os.getloadavg()[0]:.1f}"
     )
+    # One untimed, short run of each side first: torch imports torch._dynamo (with sympy,
+    # triton, torch.onnx: about 900 modules) at the first optimizer a process builds,
+    # which would otherwise land in the timing of whichever side runs first.
+    for side in sides:
+        runners[side](
+            0, 1024, Clock(args.eval_every, args.eval_seed, 1, evaluate_policy), args.network
+        )
     for i, seed in enumerate(args.seeds):
         order = sides if i % 2 == 0 else sides[::-1]
         for side in order:
