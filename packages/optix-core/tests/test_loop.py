@@ -822,6 +822,32 @@ def test_the_best_is_judged_on_fresh_episodes_and_ties_go_to_the_later_policy():
     assert report.final_eval is not None and len(report.final_eval.returns) == 3
 
 
+def test_a_second_interrupt_during_the_final_evaluation_still_returns_the_report():
+    from optix_core.selection import EvaluationSelection
+
+    class Impatient(EvaluationSelection):
+        def report(self, agent, episodes=20):
+            raise KeyboardInterrupt  # Ctrl-C pressed again while the report's episodes run
+
+    def curve(t):
+        if t == 3:
+            raise KeyboardInterrupt
+        return [3.0, 8.0, 4.0][t]
+
+    agent = ScriptedAgent(curve)
+    report = RLOptimizer(
+        agent,
+        pipeline(),
+        evaluator=SkillEvaluator(),
+        selection=Impatient("CartPole-v1", episodes=1),
+        final_eval_episodes=3,
+        **DENSE,
+    ).run()
+    assert report.stop_reason == "interrupted; final evaluation skipped"
+    assert report.final_eval is None and report.best_episode == 2
+    assert agent.skill == 8  # the best policy is still the one handed back
+
+
 def test_degradation_is_measured_on_the_training_scale_whatever_the_selection():
     """The selection prefers the window-1 policy; a later collapse of the training
     score is still a degradation (measured against the best training score)."""

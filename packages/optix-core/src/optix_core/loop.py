@@ -614,7 +614,12 @@ class RLOptimizer:
         final = None
         if self.final_eval_episodes and best is not None:
             assert isinstance(self.selection, EvaluationSelection)
-            final = self.selection.report(agent, self.final_eval_episodes)
+            try:
+                final = self.selection.report(agent, self.final_eval_episodes)
+            except KeyboardInterrupt:
+                # A second Ctrl-C (a shell or `uv run` often delivers two): the best
+                # policy is restored and saved already; only this extra measurement is lost.
+                self._stop_reason = f"{self._stop_reason or 'stopped'}; final evaluation skipped"
         return LoopReport(
             stop_reason=self._stop_reason or "stopped",
             episodes=self.episode,
