@@ -159,6 +159,41 @@ def test_the_mlp_accelerator_stands_aside_for_tied_weights_and_hooks(monkeypatch
     assert not accel_mlp.applies(hooked)
 
 
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_acting_through_numpy_gives_the_networks_outputs(monkeypatch, activation) -> None:
+    torch.manual_seed(0)
+    twin = TwinMLP(5, 3, hidden=(70, 70), activation=activation)
+    with torch.no_grad():
+        for b in twin.biases:  # zero at initialisation
+            b.normal_()
+    x = torch.randn(8, 5)
+    policy, value = twin.numpy_forward(x.numpy())
+    with torch.no_grad():
+        expected = twin(x)
+    torch.testing.assert_close(torch.from_numpy(policy), expected[0])
+    torch.testing.assert_close(torch.from_numpy(value), expected[1])
+    with torch.no_grad():  # the numpy path reads the parameters' memory: updates show at once
+        twin.weights[-1].add_(1.0)
+    torch.testing.assert_close(torch.from_numpy(twin.numpy_forward(x.numpy())[0]), twin(x)[0])
+
+
+def test_acting_through_numpy_stands_aside_where_torch_must_run(monkeypatch) -> None:
+    space = gym.spaces.Box(-1, 1, (4,))
+    agent = make_ppo(space, gym.spaces.Discrete(2), device="cpu", seed=0)
+    obs = torch.randn(3, 4).numpy()
+    assert agent.actor.numpy_forward(obs) is not None
+    agent.actor.heads.register_forward_hook(lambda *args: None)
+    assert agent.actor.numpy_forward(obs) is None  # the hook must see the call
+    agent = make_ppo(space, gym.spaces.Discrete(2), device="cpu", seed=0)
+    agent.actor.extractor.register_forward_pre_hook(lambda *args: None)
+    assert agent.actor.numpy_forward(obs) is None
+    monkeypatch.setenv(accel.ENV_SWITCH, "0")
+    assert make_ppo(space, gym.spaces.Discrete(2), device="cpu").actor.numpy_forward(obs) is None
+    monkeypatch.setenv(accel.ENV_SWITCH, "1")
+    agent = make_ppo(space, gym.spaces.Discrete(2), device="cpu", seed=0).actor.double()
+    assert agent.numpy_forward(obs) is None  # float64 parameters: torch's path
+
+
 # ---- PPO's accelerated update ---------------------------------------------------------
 
 SPACES = {

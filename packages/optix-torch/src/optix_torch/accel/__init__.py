@@ -7,7 +7,9 @@ per-operation overhead as in arithmetic. Two accelerators cut it:
 - ``mlp``: the default MLP's forward and backward written out by hand (one
   autograd node for the whole network instead of one per layer and
   activation), for PPO's and A2C's ``TwinMLP`` and DQN's plain
-  ``nn.Sequential`` Q-network;
+  ``nn.Sequential`` Q-network; and PPO's acting on the CPU run in numpy over
+  the parameters' memory, where a handful of rows costs less than torch's
+  dispatch;
 - ``optim``: Adam's step on torch's fused kernel without
   ``Optimizer.step``'s per-call bookkeeping, and every gradient a view of
   one flat buffer (zeroed, measured and clipped in one kernel each).

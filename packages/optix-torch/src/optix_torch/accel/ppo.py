@@ -42,18 +42,24 @@ from optix_torch.policies.distributions import (
     Distribution,
     SquashedGaussian,
 )
-from optix_torch.policies.networks import ActorCritic, TwinMLP
+from optix_torch.policies.networks import ActorCritic, TwinMLP, parameters_of
 
 
 class FusedPPOStep:
     """Writes one minibatch's gradients of PPO's loss into the flat buffer."""
 
     def __init__(self, heads: TwinMLP, gradients: Gradients, distribution: Distribution) -> None:
-        self.heads, self.gradients, self.distribution = heads, gradients, distribution
+        self.heads, self.distribution = heads, distribution
         self.policy_gradient = (
             categorical_gradient if isinstance(distribution, Categorical) else gaussian_gradient
         )
         self._grad_out: dict[int, torch.Tensor] = {}
+        # Made per learn() call, after the gradients are bound: the parameters
+        # and their gradient views stay the same for all its minibatches.
+        self.weights, self.biases = parameters_of(heads.weights), parameters_of(heads.biases)
+        views = dict(zip(map(id, gradients.flat.params), gradients.flat.views, strict=True))
+        self.weight_grads = [views[id(w)] for w in self.weights]
+        self.bias_grads = [views[id(b)] for b in self.biases]
 
     @classmethod
     def of(
@@ -86,10 +92,9 @@ class FusedPPOStep:
         entropy_coef: float,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The gradients of L for one minibatch; the per-row surrogate, value error and log r."""
-        heads, flat = self.heads, self.gradients.flat
-        weights, biases = list(heads.weights), list(heads.biases)
+        heads = self.heads
         x = obs.reshape(obs.shape[0], -1).float()
-        out, inputs = accel_mlp.stacked_forward(x, weights, biases, heads.activation)
+        out, inputs = accel_mlp.stacked_forward(x, self.weights, self.biases, heads.activation)
         rows = x.shape[0]
         grad_out = self._grad_out.get(rows)
         if grad_out is None or grad_out.shape != out.shape:
@@ -115,14 +120,8 @@ class FusedPPOStep:
             else:
                 error = value - returns
                 torch.mul(error, 2.0 * vf_coef / rows, out=grad_value)
-            views = dict(zip(map(id, flat.params), flat.views, strict=True))
             accel_mlp.stacked_backward(
-                inputs,
-                weights,
-                grad_out,
-                heads.activation,
-                [views[id(w)] for w in weights],
-                [views[id(b)] for b in biases],
+                inputs, self.weights, grad_out, heads.activation, self.weight_grads, self.bias_grads
             )
         return surrogate, error, log_ratio
 

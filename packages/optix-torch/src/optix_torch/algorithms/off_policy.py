@@ -42,7 +42,7 @@ from optix_torch.accel.optim import adam, optimizer_step
 from optix_torch.algorithms.replay import ReplayAgent
 from optix_torch.policies import observations as O
 from optix_torch.policies.extractors import default_extractor, features_dim
-from optix_torch.policies.networks import probe_input, seeded
+from optix_torch.policies.networks import parameters_of, probe_input, seeded
 
 
 class TwinQ(nn.Module):
@@ -76,7 +76,7 @@ class TwinQ(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x.unsqueeze(0).expand(self.n_critics, *x.shape)
-        weights, biases = list(self.weights), list(self.biases)
+        weights, biases = parameters_of(self.weights), parameters_of(self.biases)
         for weight, bias in zip(weights[:-1], biases[:-1], strict=True):
             h = self.activation(torch.baddbmm(bias, h, weight))
         # The single-output layer as multiply-and-sum: a batched matrix-vector

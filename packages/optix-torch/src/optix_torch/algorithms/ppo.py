@@ -148,10 +148,17 @@ class TorchPPOAgent(OnPolicyValues, TorchAgentBase):
 
     # ---- acting -------------------------------------------------------------
 
-    @torch.inference_mode()
     def _numpy_forward(self, observation: Any, values: bool) -> tuple[np.ndarray, Any]:
-        # Acting works on a handful of rows: run the network in torch, cross
-        # to numpy once, and sample there.
+        # Acting works on a handful of rows: run the network (in numpy where the
+        # accelerator serves it), and sample in numpy.
+        if self.critic is None and isinstance(self.actor, ActorCritic):
+            out = self.actor.numpy_forward(observation)
+            if out is not None:
+                return out
+        return self._torch_forward(observation, values)
+
+    @torch.inference_mode()
+    def _torch_forward(self, observation: Any, values: bool) -> tuple[np.ndarray, Any]:
         params, value = self.forward(O.to_tensor(observation, self.device), values)
         value_np = value.float().cpu().numpy() if values else None
         return params.float().cpu().numpy(), value_np

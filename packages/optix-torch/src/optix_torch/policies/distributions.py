@@ -332,11 +332,12 @@ def sample_categorical(logits: np.ndarray, uniform: np.ndarray) -> tuple[np.ndar
     """Actions a ~ softmax(logits) by inverting the CDF at ``uniform`` (one U(0, 1)
     per row), and log π(a) = ℓ_a − logsumexp(ℓ)."""
     shifted = logits - logits.max(axis=-1, keepdims=True)
-    cdf = np.cumsum(np.exp(shifted), axis=-1)
-    actions = (cdf < uniform[:, None] * cdf[:, -1:]).sum(axis=-1)
+    cdf = np.exp(shifted).cumsum(axis=-1)
+    total = cdf[:, -1]
+    actions = (cdf < (uniform * total)[:, None]).sum(axis=-1)
     np.minimum(actions, logits.shape[-1] - 1, out=actions)  # rounding at u → 1
-    chosen = np.take_along_axis(shifted, actions[:, None], axis=-1)[:, 0]
-    return actions, (chosen - np.log(cdf[:, -1])).astype(np.float32)
+    chosen = shifted[np.arange(len(actions)), actions]
+    return actions, (chosen - np.log(total)).astype(np.float32)
 
 
 CONTINUOUS = {"squashed_gaussian": SquashedGaussian, "gaussian": DiagGaussian}

@@ -14,8 +14,10 @@ import contextlib
 import itertools
 import math
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch
 from torch import nn
 
@@ -43,6 +45,13 @@ def mlp(
         in_dim = width
     layers.append(nn.Linear(in_dim, out_dim))
     return nn.Sequential(*layers)
+
+
+def parameters_of(params: nn.ParameterList) -> list[nn.Parameter]:
+    """``params``'s parameters in order, read from its registry: iterating an
+    ``nn.ParameterList`` indexes it item by item, which on a small network
+    costs as much as a layer's matrix product."""
+    return list(params._parameters.values())
 
 
 class TwinMLP(nn.Module):
@@ -104,14 +113,14 @@ class TwinMLP(nn.Module):
 
     def towers(self, x: torch.Tensor) -> torch.Tensor:
         """Both towers' outputs ``[2, B, width]``."""
-        weights, biases = list(self.weights), list(self.biases)
+        weights, biases = parameters_of(self.weights), parameters_of(self.biases)
         if accel_mlp.applies(self, weights + biases):
             if torch.is_grad_enabled():
                 return accel_mlp.stacked_mlp(x, weights, biases, self.activation)
             return accel_mlp.stacked_forward(x, weights, biases, self.activation)[0]
         h = x.unsqueeze(0).expand(2, -1, -1)  # both towers read the same input
-        last = len(self.weights) - 1
-        for k, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+        last = len(weights) - 1
+        for k, (w, b) in enumerate(zip(weights, biases, strict=True)):
             h = torch.baddbmm(b, h, w)
             if k < last:
                 h = torch.tanh(h) if self.activation == "tanh" else torch.relu(h)
@@ -119,6 +128,17 @@ class TwinMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.towers(x)
+        return out[0, :, : self.policy_dim], out[1, :, 0]
+
+    def numpy_forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """``forward`` on a float32 numpy batch through the accelerator, for acting;
+        None where it does not apply (parameters off the CPU or not float32)."""
+        weights, biases = parameters_of(self.weights), parameters_of(self.biases)
+        if weights[0].device.type != "cpu" or weights[0].dtype != torch.float32:
+            return None
+        if not accel_mlp.applies(self, weights + biases):
+            return None
+        out = accel_mlp.numpy_forward(x, weights, biases, self.activation)
         return out[0, :, : self.policy_dim], out[1, :, 0]
 
     def extra_repr(self) -> str:
@@ -167,6 +187,16 @@ class ActorCritic(nn.Module):
 
     def forward(self, obs: ObsTensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.heads(self.extractor(obs))
+
+    def numpy_forward(self, obs: Any) -> tuple[np.ndarray, np.ndarray] | None:
+        """``forward`` on flat numpy observations without torch, where the MLP
+        accelerator applies to the whole network; else None (act through torch)."""
+        if not self.flat or self._forward_hooks or self._forward_pre_hooks:
+            return None
+        if self.extractor._forward_hooks or self.extractor._forward_pre_hooks:
+            return None
+        x = np.asarray(obs, dtype=np.float32)
+        return self.heads.numpy_forward(x.reshape(len(x), -1))
 
 
 def check_actor_critic(
