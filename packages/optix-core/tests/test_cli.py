@@ -264,6 +264,37 @@ def test_sigkill_at_any_moment_then_resume_completes_replaying_at_most_one_windo
     assert not list((run_dir / "checkpoints").glob(".tmp-*"))
 
 
+def test_a_second_ctrl_c_while_the_first_is_handled_prints_a_line_and_the_run_resumes(
+    monkeypatch, capsys, tmp_path
+):
+    from optix_core import loop as loop_module
+    from optix_core.cli import main
+
+    step = loop_module.RLOptimizer._step
+
+    def interrupted_at_window_4(self, *args):
+        if self.episode == 3:
+            raise KeyboardInterrupt  # the first Ctrl-C
+        return step(self, *args)
+
+    def interrupted_again(self, agent):
+        raise KeyboardInterrupt  # the second, while the best policy is restored
+
+    monkeypatch.setattr(loop_module.RLOptimizer, "_step", interrupted_at_window_4)
+    monkeypatch.setattr(loop_module.RLOptimizer, "_restore_best", interrupted_again)
+    monkeypatch.chdir(tmp_path)
+    code = main(["train", "CartPole-v1", *CEM_ARGS, "--seed", "3", "--run-dir", "out"])
+    out = capsys.readouterr().out
+    assert code == 130
+    run = run_dir_of(tmp_path).relative_to(tmp_path)
+    assert "interrupted again" in out and f"optix train --resume {run}" in out
+    result = optix(
+        "train", "--resume", str(run_dir_of(tmp_path)), "--max-windows", "6", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "at window 4" in result.stdout
+
+
 def test_eval_of_a_run_still_training_does_not_disturb_it(tmp_path):
     proc = start_training(tmp_path, "--max-windows", "40")
     try:

@@ -245,10 +245,12 @@ class RLOptimizer:
             self._restore_best(agent)
             self._close()
             raise
-        self._restore_best(agent)
-        report = self._report(agent, time.monotonic() - start)
-        self.callbacks.fire(Hook.ON_LOOP_STOP, report)
-        self._close()
+        try:
+            self._restore_best(agent)
+            report = self._report(agent, time.monotonic() - start)
+            self.callbacks.fire(Hook.ON_LOOP_STOP, report)
+        finally:  # a second Ctrl-C here still lets go of what the run holds
+            self._close()
         return report
 
     def _budget_spent(self) -> bool:

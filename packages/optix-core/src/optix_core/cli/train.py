@@ -280,6 +280,12 @@ def _train(config: Any, agent: Any, run_dir: Path, resuming: bool = False) -> in
     except TrainingDivergedError as exc:
         print(f"optix: error: {exc}")
         return 1
+    except KeyboardInterrupt:  # a second Ctrl-C while the first one's report was made
+        print(
+            f"\noptix: interrupted again: stopped without a report. Every finished window "
+            f"is checkpointed in {run_dir}; continue with: optix train --resume {run_dir}"
+        )
+        return 130
     finally:
         pipeline.close()
     print(report.format())
