@@ -2,12 +2,12 @@ import pytest
 import torch
 
 from optix_core import VectorBatchPipeline, make_agent
+from optix_core.algorithms.config import a2c as config
 from optix_core.evaluation import evaluate_policy
 from optix_core.optimizers import SPSAOptimizer
 from optix_core.search_space import parse_search_space
 from optix_core.testing import AgentConformance
 from optix_core.types import HyperparamSet
-from optix_torch.config import a2c as config
 
 torch.set_num_threads(1)
 

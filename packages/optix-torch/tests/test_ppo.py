@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from optix_core import VectorBatchPipeline, agents, make_agent
+from optix_core.algorithms.config import ppo as config
 from optix_core.checkpoints import CheckpointRegistry
 from optix_core.evaluation import evaluate_policy
 from optix_core.evolution import PolicyManager
@@ -24,7 +25,6 @@ from optix_torch.algorithms.ppo import (
     make_ppo,
     normalize_per_minibatch,
 )
-from optix_torch.config import ppo as config
 from optix_torch.policies import TwinMLP, mlp
 from optix_torch.policies.distributions import SquashedGaussian
 

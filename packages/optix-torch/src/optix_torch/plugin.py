@@ -1,15 +1,13 @@
 """optix-torch's plugin: registers the PyTorch backend and its agents. Imports no torch.
 
-Every module in ``optix_torch.config`` describes one algorithm (``SPEC``,
-``DEFAULTS``, ``SEARCH_SPACE``, ``ROLLOUT``, optionally ``PRESETS``); each
-becomes an ``AgentSpec``.
+Every algorithm's defaults, presets and search space live in
+``optix_core.algorithms.config``, shared by every backend;
+``agent_specs("torch", "optix_torch")`` pairs each with its factory here,
+``optix_torch.algorithms.<module>:make_<module>``.
 """
 
-import importlib
-import pkgutil
-
-from optix_core import AgentSpec, BackendSpec, hookimpl
-from optix_torch import config
+from optix_core import BackendSpec, hookimpl
+from optix_core.algorithms.config import agent_specs
 
 
 @hookimpl
@@ -29,15 +27,5 @@ def optix_register_backends(register):
 
 @hookimpl
 def optix_register_agents(register):
-    for info in sorted(pkgutil.iter_modules(config.__path__), key=lambda m: m.name):
-        algorithm = importlib.import_module(f"{config.__name__}.{info.name}")
-        register(
-            AgentSpec(
-                **algorithm.SPEC,
-                backend="torch",
-                defaults=dict(algorithm.DEFAULTS),
-                search_space=dict(algorithm.SEARCH_SPACE),
-                rollout=dict(algorithm.ROLLOUT),
-                presets=dict(getattr(algorithm, "PRESETS", {})),
-            )
-        )
+    for spec in agent_specs("torch", "optix_torch"):
+        register(spec)

@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from optix_core.algorithms.config import a2c as config
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_torch.accel.optim import Gradients, adam, optimizer_step
 from optix_torch.algorithms.on_policy import OnPolicyValues, default_agent, explained_variance, gae
 from optix_torch.algorithms.ppo import DeterministicPolicy, pick_distribution
 from optix_torch.base import TorchAgentBase
-from optix_torch.config import a2c as config
 from optix_torch.policies import observations as O
 from optix_torch.policies.distributions import Distribution
 from optix_torch.policies.networks import (
@@ -43,7 +43,7 @@ class TorchAgent(OnPolicyValues, TorchAgentBase):
             ``critic=None``, ``(parameters, values)`` (``ActorCritic``). An
             actor that returns parameters alone and no critic is REINFORCE.
         optimizer: default Adam over every parameter.
-        hyperparams: keys of ``optix_torch.config.a2c.DEFAULTS``.
+        hyperparams: keys of ``optix_core.algorithms.config.a2c.DEFAULTS``.
         critic: observations → ``[B, 1]`` values, or None.
         device, seed, action_space, observation_space, distribution: as
             ``TorchPPOAgent``'s.

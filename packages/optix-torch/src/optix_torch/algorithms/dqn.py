@@ -26,8 +26,8 @@ every training action: linear from ``epsilon`` to ``epsilon_min`` over
 ``exploration_steps`` env steps (Stable-Baselines3's schedule), or, with
 ``exploration_steps = 0``, ``max(epsilon_min, epsilon · epsilon_decay^t)``
 after t env steps (tensor-optix's multiplicative decay, per env step; see
-``config/dqn.py``). Until ``learning_starts`` env steps were collected,
-training actions are uniformly random.
+``optix_core.algorithms.config.dqn``). Until ``learning_starts`` env steps
+were collected, training actions are uniformly random.
 
 The network is chosen from the observation space (``make_dqn``): a plain
 ReLU MLP on flat vectors, else ``QNetwork``, the policy layer's features
@@ -56,6 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from optix_core.algorithms.config import dqn as config
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_torch.accel.mlp import SequentialMLP
 from optix_torch.algorithms.q_learning import (
@@ -65,7 +66,6 @@ from optix_torch.algorithms.q_learning import (
     check_q_network,
     require_discrete,
 )
-from optix_torch.config import dqn as config
 from optix_torch.policies import observations as O
 from optix_torch.policies.extractors import (
     ImageCNN,
@@ -86,7 +86,7 @@ class TorchDQNAgent(QAgentBase):
         n_actions: the size of the Discrete action space.
         optimizer: over the network's parameters; default Adam
             (``accel.optim.adam``). Its learning rate follows ``hyperparams``.
-        hyperparams: keys of ``optix_torch.config.dqn.DEFAULTS``.
+        hyperparams: keys of ``optix_core.algorithms.config.dqn.DEFAULTS``.
         device: "auto", "cpu", "cuda" or "cuda:N".
         seed: seeds the agent's own generators (exploration, minibatches).
         observation_space: when given, the network is probed with observations

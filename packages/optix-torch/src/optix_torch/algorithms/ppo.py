@@ -37,14 +37,22 @@ import numpy as np
 import torch
 from torch import nn
 
+from optix_core.algorithms.config import ppo as config
 from optix_core.minibatch import make_minibatches
 from optix_core.normalizers import RewardNormalizer
+from optix_core.on_policy import (
+    ADVANTAGE,
+    OLD_LOG_PROB,
+    OLD_VALUE,
+    RETURN,
+    loss_table,
+    minibatch_starts,
+)
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_torch.accel.optim import Gradients, adam, optimizer_step
 from optix_torch.accel.ppo import FusedPPOStep
 from optix_torch.algorithms.on_policy import OnPolicyValues, default_agent, explained_variance, gae
 from optix_torch.base import TorchAgentBase, set_learning_rate
-from optix_torch.config import ppo as config
 from optix_torch.policies import observations as O
 from optix_torch.policies.distributions import Distribution, distribution_for
 from optix_torch.policies.networks import (
@@ -57,8 +65,6 @@ from optix_torch.policies.networks import (
 # Shuffled minibatches are gathered this many bytes at a time at most (all
 # epochs at once for small windows, an epoch at a time for images).
 GATHER_BYTES = 64 * 2**20
-# The columns of the window's table ahead of the learn actions.
-OLD_LOG_PROB, ADVANTAGE, RETURN, OLD_VALUE = range(4)
 
 
 class TorchPPOAgent(OnPolicyValues, TorchAgentBase):
@@ -72,7 +78,7 @@ class TorchPPOAgent(OnPolicyValues, TorchAgentBase):
         critic: observations → ``[B, 1]`` state values, or None (see ``actor``).
         optimizer: over both networks' parameters; default Adam (ε = 1e-5, as
             SB3's PPO). Its learning rate follows ``hyperparams``.
-        hyperparams: keys of ``optix_torch.config.ppo.DEFAULTS``.
+        hyperparams: keys of ``optix_core.algorithms.config.ppo.DEFAULTS``.
         reward_normalizer: an ``optix_core.normalizers.RewardNormalizer`` with
             one column per environment; rewards are divided by its running
             return std before GAE.
@@ -377,26 +383,6 @@ class DeterministicPolicy(nn.Module):
     def forward(self, obs: O.ObsTensor) -> torch.Tensor:
         out = self.actor(obs)
         return self.distribution.torch_mode(out[0] if self.returns_values else out)
-
-
-def minibatch_starts(epochs: int, n: int, batch: int) -> list[int]:
-    """Where each minibatch of ``epochs`` passes over ``n`` samples begins (each
-    pass ends in a shorter minibatch when ``batch`` does not divide ``n``)."""
-    return [lo + start for lo in range(0, epochs * n, n) for start in range(0, n, batch)]
-
-
-def loss_table(
-    old_log_probs: np.ndarray,
-    advantages: np.ndarray,
-    returns: np.ndarray,
-    values: np.ndarray,
-    learn_actions: np.ndarray,
-) -> np.ndarray:
-    """The window as ``ppo_loss`` reads it: one float32 row per sample,
-    ``[old log-prob, advantage, return, old value, learn actions...]``."""
-    n = len(learn_actions)
-    columns = [old_log_probs, advantages.reshape(n), returns.reshape(n), values.reshape(n)]
-    return np.concatenate([np.stack(columns, axis=1), learn_actions], axis=1, dtype=np.float32)
 
 
 def ppo_loss(

@@ -56,6 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from optix_core.algorithms.config import rainbow as config
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_torch.algorithms.noisy import NoisyLinear, noisy_layers, reset_noise
 from optix_torch.algorithms.q_learning import (
@@ -65,7 +66,6 @@ from optix_torch.algorithms.q_learning import (
     check_q_network,
     require_discrete,
 )
-from optix_torch.config import rainbow as config
 from optix_torch.policies import observations as O
 from optix_torch.policies.extractors import (
     FlattenExtractor,

@@ -60,20 +60,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from optix_core.algorithms.config import recurrent_ppo as config
 from optix_core.minibatch import make_minibatches
 from optix_core.normalizers import RewardNormalizer
+from optix_core.on_policy import ADVANTAGE, loss_table
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_torch.accel.optim import Gradients, adam, optimizer_step
 from optix_torch.algorithms.on_policy import OnPolicyValues, explained_variance, gae
-from optix_torch.algorithms.ppo import (
-    ADVANTAGE,
-    approx_kl,
-    loss_diagnostics,
-    loss_table,
-    ppo_loss,
-)
+from optix_torch.algorithms.ppo import approx_kl, loss_diagnostics, ppo_loss
 from optix_torch.base import TorchAgentBase
-from optix_torch.config import recurrent_ppo as config
 from optix_torch.policies import observations as O
 from optix_torch.policies.distributions import Distribution, distribution_for
 from optix_torch.policies.extractors import default_extractor, features_dim, orthogonal_init
@@ -177,7 +172,7 @@ class TorchRecurrentPPOAgent(TorchAgentBase):
             give ``observation_space`` (Box, Discrete, Dict, images).
         n_actions: tensor-optix's ``Discrete(n_actions)``; or give ``action_space``.
         hidden_size: the default network's LSTM width.
-        hyperparams: keys of ``optix_torch.config.recurrent_ppo.DEFAULTS``.
+        hyperparams: keys of ``optix_core.algorithms.config.recurrent_ppo.DEFAULTS``.
         device: "auto", "cpu", "cuda" or "cuda:N".
         seed: seeds the default network and the agent's own generators.
         network: replaces the default ``LSTMActorCritic``: any module with its

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from optix_core.algorithms.config import sac as config
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_torch.accel.optim import adam, optimizer_step
 from optix_torch.algorithms.off_policy import (
@@ -39,7 +40,6 @@ from optix_torch.algorithms.off_policy import (
     gradient_step,
     polyak,
 )
-from optix_torch.config import sac as config
 from optix_torch.policies import observations as O
 from optix_torch.policies.networks import mlp
 

@@ -30,6 +30,7 @@ import gymnasium as gym
 import torch
 from torch import nn
 
+from optix_core.algorithms.config import td3 as config
 from optix_core.types import HyperparamSet
 from optix_torch.algorithms.off_policy import (
     Batch,
@@ -39,7 +40,6 @@ from optix_torch.algorithms.off_policy import (
     polyak,
     target_copy,
 )
-from optix_torch.config import td3 as config
 from optix_torch.policies import observations as O
 from optix_torch.policies.networks import mlp
 

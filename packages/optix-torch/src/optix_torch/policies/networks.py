@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from optix_core.policies.networks import check_actor_critic_outputs
 from optix_torch.accel import mlp as accel_mlp
 from optix_torch.policies.extractors import (
     FlattenExtractor,
@@ -220,30 +221,9 @@ def check_actor_critic(
             raise ValueError(
                 f"{owner}: the networks fail on observations from {observation_space} ({exc})"
             ) from None
-    if critic is None:
-        if not (isinstance(out, tuple | list) and len(out) == 2):
-            raise ValueError(
-                f"{owner}: without a critic the actor must return (policy_output, value), "
-                f"got {type(out).__name__}; pass critic= or an actor-critic network"
-            )
-        out, value = out
-    elif value.ndim != 2 or value.shape[1] != 1:
-        raise ValueError(
-            f"{owner}: the critic outputs shape {tuple(value.shape[1:])} per observation, "
-            "expected (1,)"
-        )
-    else:
-        value = value.squeeze(-1)
-    if value.shape != (2,):
-        raise ValueError(
-            f"{owner}: the value output has shape {tuple(value.shape)} for a batch of 2, "
-            "expected (2,)"
-        )
-    if out.ndim != 2 or out.shape[1] != policy_dim:
-        raise ValueError(
-            f"{owner}: the actor outputs shape {tuple(out.shape[1:])} per observation, "
-            f"expected ({policy_dim},) for this action space"
-        )
+    check_actor_critic_outputs(
+        out, None if value is None else tuple(value.shape), policy_dim, owner
+    )
 
 
 def returns_values(network: nn.Module, observation_space: gym.Space | None) -> bool:

@@ -1,4 +1,4 @@
-"""DQN (TorchDQNAgent) hyperparameters.
+"""DQN hyperparameters (optix-torch's TorchDQNAgent).
 
 The defaults are rl-baselines3-zoo's tuned CartPole-v1 settings (which reach
 500 in 50k steps): lr 2.3e-3, batch 64, buffer 100k, learning_starts 1000,
@@ -90,7 +90,6 @@ SEARCH_SPACE = {
 ROLLOUT = {"n_envs": 1, "window_size": 256}
 SPEC = {
     "name": "dqn",
-    "factory": "optix_torch.algorithms.dqn:make_dqn",
     "action_spaces": ("discrete",),
     "on_policy": False,
     "summary": "Deep Q-network: replay (uniform or prioritized), n-step targets, target network, ε-greedy",

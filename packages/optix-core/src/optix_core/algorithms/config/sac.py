@@ -1,16 +1,17 @@
-"""TD3 (TorchTD3Agent) hyperparameters: tensor-optix's keys plus Stable-Baselines3's schedule.
+"""SAC hyperparameters: tensor-optix's keys plus Stable-Baselines3's schedule.
 
 ``learning_starts``, ``train_freq`` and ``gradient_steps`` mean what they mean
-in SB3 (see ``config/sac.py``). ``expl_noise`` is the standard deviation of
-the Gaussian exploration noise added to the actor's (−1, 1) action (SB3's
-``NormalActionNoise``); ``target_noise`` and ``noise_clip`` are SB3's
-``target_policy_noise`` and ``target_noise_clip``, in the same units.
+in SB3: uniform random actions until ``learning_starts`` transitions were
+seen, then ``gradient_steps`` updates after every ``train_freq`` vector steps.
+``ent_coef`` is the entropy temperature α: its starting value when
+``auto_ent_coef`` learns it (SB3's ``ent_coef="auto"``, or ``"auto_0.1"`` with
+``ent_coef=0.1``), the fixed value otherwise (SB3's ``ent_coef=0.1``).
 """
 
 from optix_core.hyperparams import Bound
 
 DEFAULTS = {
-    "learning_rate": 1e-3,
+    "learning_rate": 3e-4,
     "gamma": 0.99,
     "tau": 0.005,
     "batch_size": 256,
@@ -18,10 +19,8 @@ DEFAULTS = {
     "learning_starts": 100,
     "train_freq": 1,
     "gradient_steps": 1,
-    "policy_delay": 2,
-    "target_noise": 0.2,
-    "noise_clip": 0.5,
-    "expl_noise": 0.1,
+    "ent_coef": 1.0,
+    "auto_ent_coef": True,
 }
 BOUNDS = {
     "learning_rate": Bound(0.0, 1.0, open_low=True),
@@ -32,22 +31,18 @@ BOUNDS = {
     "learning_starts": Bound(0, 1 << 40, integer=True),
     "train_freq": Bound(1, 1 << 20, integer=True),
     "gradient_steps": Bound(1, 1 << 20, integer=True),
-    "policy_delay": Bound(1, 1 << 20, integer=True),
-    "target_noise": Bound(0.0, 10.0),
-    "noise_clip": Bound(0.0, 10.0),
-    "expl_noise": Bound(0.0, 10.0),
+    "ent_coef": Bound(0.0, 1e6, open_low=True),
+    "auto_ent_coef": Bound.flag(),
 }
 SEARCH_SPACE = {
     "learning_rate": ("log_float", 1e-4, 3e-3),
     "gamma": ("float", 0.95, 0.999),
     "tau": ("log_float", 1e-3, 5e-2),
-    "expl_noise": ("float", 0.05, 0.3),
 }
 ROLLOUT = {"n_envs": 1, "window_size": 256}
 SPEC = {
-    "name": "td3",
-    "factory": "optix_torch.algorithms.td3:make_td3",
+    "name": "sac",
     "action_spaces": ("continuous",),
     "on_policy": False,
-    "summary": "TD3: deterministic actor, twin critics, target smoothing, delayed actor updates",
+    "summary": "Soft actor-critic: squashed Gaussian, twin critics, learned temperature",
 }

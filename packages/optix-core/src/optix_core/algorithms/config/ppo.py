@@ -1,4 +1,4 @@
-"""PPO (TorchPPOAgent for Discrete, TorchGaussianPPOAgent for Box) hyperparameters.
+"""PPO hyperparameters (optix-torch's TorchPPOAgent and TorchGaussianPPOAgent).
 
 Defaults and tuning ranges are tensor-optix 1.10's PPO table. The other keys
 are Stable-Baselines3's: ``normalize_advantage`` (per minibatch),
@@ -86,7 +86,6 @@ PRESETS = {
 }
 SPEC = {
     "name": "ppo",
-    "factory": "optix_torch.algorithms.ppo:make_ppo",
     "action_spaces": ("discrete", "continuous", "multi_discrete", "multi_binary"),
     "on_policy": True,
     "summary": "Proximal policy optimization on every action space; MLP, CNN or Dict features",

@@ -1,4 +1,4 @@
-"""A2C / REINFORCE (TorchAgent) hyperparameters."""
+"""A2C / REINFORCE hyperparameters (optix-torch's TorchAgent)."""
 
 from optix_core.hyperparams import Bound
 
@@ -27,7 +27,7 @@ SEARCH_SPACE = {
     "entropy_coef": ("float", 0.0, 0.05),
 }
 # What the loop may tune while one run trains (the agent's ``search_space``),
-# as for PPO (see config/ppo.py): the learning rate and the entropy bonus, both
+# as for PPO (see ppo.py): the learning rate and the entropy bonus, both
 # by factors (the default entropy bonus of 0 becomes 1e-4 once tuned).
 ONLINE_SEARCH_SPACE = {
     "learning_rate": ("log_float", 1e-4, 3e-3),
@@ -36,8 +36,7 @@ ONLINE_SEARCH_SPACE = {
 ROLLOUT = {"n_envs": 8, "window_size": 5}
 SPEC = {
     "name": "a2c",
-    "factory": "optix_torch.algorithms.a2c:make_a2c",
     "action_spaces": ("discrete", "continuous", "multi_discrete", "multi_binary"),
     "on_policy": True,
-    "summary": "Advantage actor-critic (TorchAgent; REINFORCE without a critic)",
+    "summary": "Advantage actor-critic (REINFORCE without a critic)",
 }

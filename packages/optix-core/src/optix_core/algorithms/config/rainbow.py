@@ -1,4 +1,4 @@
-"""Rainbow DQN (TorchRainbowDQNAgent) hyperparameters.
+"""Rainbow DQN hyperparameters (optix-torch's TorchRainbowDQNAgent).
 
 tensor-optix 1.10's keys (learning_rate, gamma, n_step, per_alpha, per_beta,
 batch_size, target_update_freq, replay_capacity) plus optix's
@@ -68,7 +68,6 @@ SEARCH_SPACE = {
 ROLLOUT = {"n_envs": 1, "window_size": 256}
 SPEC = {
     "name": "rainbow",
-    "factory": "optix_torch.algorithms.rainbow:make_rainbow",
     "action_spaces": ("discrete",),
     "on_policy": False,
     "summary": "Rainbow DQN: double Q, dueling, prioritized replay, n-step, noisy nets, C51",

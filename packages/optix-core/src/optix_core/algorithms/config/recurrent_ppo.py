@@ -1,4 +1,4 @@
-"""Recurrent PPO (TorchRecurrentPPOAgent) hyperparameters.
+"""Recurrent PPO hyperparameters (optix-torch's TorchRecurrentPPOAgent).
 
 The first nine keys and their defaults are tensor-optix 1.10's. optix adds
 ``seq_len`` (the length of the sequences minibatches are cut into, which is
@@ -8,7 +8,7 @@ is the one stored at act time, so nothing is lost at the cut),
 divided by the running standard deviation of the discounted return before
 GAE, so that the critic's loss does not drown the policy's gradient in the
 LSTM trunk the two share), and PPO's ``target_kl`` and ``clip_range_vf``
-(Stable-Baselines3's; 0, the default, turns each off; see ``config.ppo``).
+(Stable-Baselines3's; 0, the default, turns each off; see ``ppo.py``).
 """
 
 from optix_core.hyperparams import Bound
@@ -59,9 +59,7 @@ SEARCH_SPACE = {
 ROLLOUT = {"n_envs": 8, "window_size": 128}
 SPEC = {
     "name": "recurrent-ppo",
-    "factory": "optix_torch.algorithms.recurrent_ppo:make_recurrent_ppo",
     "action_spaces": ("discrete", "continuous", "multi_discrete", "multi_binary"),
     "on_policy": True,
-    "summary": "PPO with an LSTM actor-critic, for partially observed tasks, on every "
-    "action space (TorchRecurrentPPOAgent)",
+    "summary": "PPO with an LSTM actor-critic, for partially observed tasks, on every action space",
 }

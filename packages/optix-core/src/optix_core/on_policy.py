@@ -1,0 +1,121 @@
+"""What the on-policy algorithms (PPO, A2C, recurrent PPO) share on every backend.
+
+GAE needs V(s_t) for every step, V of the observation after the window, and
+V of each truncated episode's final observation (its value is bootstrapped,
+not zeroed: only ``terminated`` ends the return). V(s_t) and log π_old were
+recorded at act time in ``policy_info``; a window collected without them (a
+deterministic pipeline, another agent's data) gets them from the current
+networks. The rest takes one forward pass, which the backend supplies.
+PPO's window then travels to the framework as one float32 table
+(``loss_table``) and is cut into minibatches (``minibatch_starts``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from optix_core.policies import observations as O
+from optix_core.policies.distributions import Distribution
+from optix_core.returns import compute_gae
+from optix_core.types import EpisodeData
+
+# The columns of PPO's window table ahead of the learn actions.
+OLD_LOG_PROB, ADVANTAGE, RETURN, OLD_VALUE = range(4)
+
+# obs batch → (distribution parameters [B, param_dim], V(s) [B]), as numpy arrays
+Forward = Callable[[Any], tuple[np.ndarray, np.ndarray]]
+# (parameters, learn actions) → log π [B], as a numpy array
+LogProb = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def rollout_values(
+    data: EpisodeData,
+    obs: Any,
+    learn_actions: np.ndarray,
+    distribution: Distribution,
+    forward: Forward,
+    log_prob: LogProb,
+    recorded: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """V(s_t) ``[T, N]``, V after the window ``[N]``, V of truncated episodes'
+    final observations ``[T, N]`` (0 elsewhere), and log π_old ``[T·N]``, for
+    the window ``data`` whose observations ``obs`` are flattened to ``[T·N, ...]``;
+    ``recorded=False`` ignores what act time recorded."""
+    steps, envs = np.shape(data.rewards)
+    n = steps * envs
+    info = data.policy_info
+    recorded = recorded and "log_probs" in info and "values" in info
+    truncated = np.asarray(data.truncated) & ~np.asarray(data.terminated)
+    parts = [] if recorded else [obs]
+    parts.append(data.next_observations)
+    if truncated.any():
+        parts.append(O.select(data.final_observations, truncated))
+    params, out = forward(O.concat(parts))
+    out = np.asarray(out, dtype=np.float32)
+    if recorded:
+        values = np.asarray(info["values"], dtype=np.float32).reshape(steps, envs)
+        old = distribution.old_log_probs(
+            np.asarray(info["log_probs"], dtype=np.float32).reshape(n), learn_actions
+        )
+    else:
+        values = out[:n].reshape(steps, envs)
+        old = np.asarray(log_prob(params[:n], learn_actions), dtype=np.float32)
+        out = out[n:]
+    final_values = np.zeros((steps, envs), dtype=np.float32)
+    final_values[truncated] = out[envs:]
+    return values, out[:envs], final_values, old
+
+
+def gae(
+    data: EpisodeData,
+    rewards: np.ndarray,
+    values: np.ndarray,
+    next_values: np.ndarray,
+    final_values: np.ndarray,
+    hp: dict[str, Any],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Advantages Â = GAE-λ(r, V) and λ-return targets R = Â + V, ``[T, N]``
+    (Schulman et al. 2016, eq. 16), with ``hp``'s ``gamma`` and ``gae_lambda``;
+    truncated episodes bootstrap from ``final_values``, terminated ones from nothing."""
+    return compute_gae(
+        rewards,
+        values,
+        data.terminated,
+        data.truncated,
+        next_values,
+        final_values,
+        gamma=hp["gamma"],
+        lam=hp["gae_lambda"],
+    )
+
+
+def explained_variance(predicted: np.ndarray, target: np.ndarray) -> float:
+    """1 − Var[target − predicted] / Var[target]: how much of the return the
+    critic explains (1 perfect, 0 useless, below 0 harmful); 0 for a constant target."""
+    var = float(np.var(target))
+    if var == 0.0:
+        return 0.0
+    return float(1.0 - np.var(target - predicted) / var)
+
+
+def loss_table(
+    old_log_probs: np.ndarray,
+    advantages: np.ndarray,
+    returns: np.ndarray,
+    values: np.ndarray,
+    learn_actions: np.ndarray,
+) -> np.ndarray:
+    """The window as PPO's loss reads it: one float32 row per sample,
+    ``[old log-prob, advantage, return, old value, learn actions...]``."""
+    n = len(learn_actions)
+    columns = [old_log_probs, advantages.reshape(n), returns.reshape(n), values.reshape(n)]
+    return np.concatenate([np.stack(columns, axis=1), learn_actions], axis=1, dtype=np.float32)
+
+
+def minibatch_starts(epochs: int, n: int, batch: int) -> list[int]:
+    """Where each minibatch of ``epochs`` passes over ``n`` samples begins (each
+    pass ends in a shorter minibatch when ``batch`` does not divide ``n``)."""
+    return [lo + start for lo in range(0, epochs * n, n) for start in range(0, n, batch)]
