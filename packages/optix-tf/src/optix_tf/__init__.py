@@ -1,1 +1,53 @@
-"""optix-tf."""
+"""optix-tf: TensorFlow agents for the optix training loop.
+
+Importing this package imports no tensorflow: the plugin registers algorithms
+by name, and classes load on first access (``from optix_tf import TFAgentBase``).
+To export a new class, add its name and module to ``_EXPORTS``, the
+``TYPE_CHECKING`` imports and ``__all__``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "TFPPOAgent": "algorithms.ppo",
+    "TFGaussianPPOAgent": "algorithms.ppo",
+    "TFAgentBase": "base",
+    "set_learning_rate": "base",
+    "TFEvaluator": "evaluator",
+    "UnsafeCheckpointError": "serialization",
+    "resolve_device": "device",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'optix_tf' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"optix_tf.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+if TYPE_CHECKING:
+    from optix_tf.algorithms.ppo import TFGaussianPPOAgent, TFPPOAgent
+    from optix_tf.base import TFAgentBase, set_learning_rate
+    from optix_tf.device import resolve_device
+    from optix_tf.evaluator import TFEvaluator
+    from optix_tf.serialization import UnsafeCheckpointError
+
+__all__ = [
+    "TFAgentBase",
+    "TFGaussianPPOAgent",
+    "TFPPOAgent",
+    "TFEvaluator",
+    "UnsafeCheckpointError",
+    "resolve_device",
+    "set_learning_rate",
+]

@@ -1,6 +1,14 @@
-"""optix-tf's plugin: registers the TensorFlow backend. Imports no tensorflow."""
+"""optix-tf's plugin: registers the TensorFlow backend and its agents. Imports no tensorflow.
+
+The agents' defaults, presets and search spaces are the ones every backend
+reads (``optix_core.algorithms.config``); this names the algorithms optix-tf
+offers so far.
+"""
 
 from optix_core import BackendSpec, hookimpl
+from optix_core.algorithms.config import agent_specs
+
+ALGORITHMS = ("ppo",)
 
 
 @hookimpl
@@ -15,3 +23,9 @@ def optix_register_backends(register):
             summary="TensorFlow 2, on the CPU or GPU",
         )
     )
+
+
+@hookimpl
+def optix_register_agents(register):
+    for spec in agent_specs("tf", "optix_tf", ALGORITHMS):
+        register(spec)

@@ -1,0 +1,1 @@
+"""optix-tf's algorithms, one readable file each over the policy layer."""

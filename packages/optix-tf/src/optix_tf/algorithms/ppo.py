@@ -1,0 +1,442 @@
+"""PPO: proximal policy optimization, on any action space, in TensorFlow.
+
+Schulman et al. (2017), "Proximal Policy Optimization Algorithms". For each
+window of experience, with π_old the policy that acted (its log-probability
+and V(s) recorded at act time in ``EpisodeData.policy_info``):
+
+    Â_t    = GAE-λ(r, V)                                   (Schulman et al. 2016, eq. 16)
+    R_t    = Â_t + V_old(s_t)                              (the critic's λ-return target)
+    r_t(θ) = π_θ(a_t|s_t) / π_old(a_t|s_t)                 (eq. 6)
+    L_clip = E[ min(r_t Â_t, clip(r_t, 1 − ε, 1 + ε) Â_t) ]  (eq. 7)
+    L_VF   = E[ (V_θ(s_t) − R_t)² ]    or, with clip_range_vf c,
+             E[ (V_old + clip(V_θ − V_old, −c, c) − R_t)² ]  (Stable-Baselines3's form)
+    L      = −L_clip + c₁ L_VF − c₂ H[π_θ(·|s_t)]           (eq. 9)
+
+minimised for ``n_epochs`` passes over the window in shuffled minibatches,
+each step's gradient clipped to a global norm of ``max_grad_norm``. With
+``target_kl`` > 0 the window's epochs stop at the first minibatch whose
+approximate KL(π_old‖π_θ) exceeds 1.5 · target_kl, before its step (SB3).
+
+The same algorithm as optix-torch's ``algorithms/ppo.py``, over the same
+shared pieces (``optix_core.on_policy``: values, GAE, the window table,
+minibatch order; ``optix_core.algorithms.config.ppo``: hyperparameters).
+The whole update of a window (every epoch and minibatch) is one
+``tf.function``: Python hands it the window once and reads the diagnostics
+back once. Acting runs the networks through a ``tf.function`` that does not
+retrace per call, and samples in numpy from the agent's generators.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import keras
+import numpy as np
+import tensorflow as tf
+
+from optix_core import on_policy
+from optix_core.algorithms.config import ppo as config
+from optix_core.normalizers import RewardNormalizer
+from optix_core.on_policy import ADVANTAGE, OLD_LOG_PROB, OLD_VALUE, RETURN
+from optix_core.types import EpisodeData, HyperparamSet
+from optix_tf.base import TFAgentBase, set_learning_rate
+from optix_tf.policies import observations as O
+from optix_tf.policies.distributions import Distribution, distribution_for
+from optix_tf.policies.networks import ActorCritic, check_actor_critic, probe_input
+
+DIAGNOSTICS = ("policy_loss", "value_loss", "approx_kl", "clip_fraction")
+
+
+class TFPPOAgent(TFAgentBase):
+    """PPO (tensor-optix's ``TFPPOAgent``) on Discrete, MultiDiscrete, MultiBinary or Box actions.
+
+    Args:
+        actor: a Keras model, observations → the distribution's parameters
+            ``[B, param_dim]``; or, with ``critic=None``, → ``(parameters,
+            values [B])``, as ``ActorCritic`` (the default network) does.
+        critic: observations → ``[B, 1]`` state values, or None (see ``actor``).
+        optimizer: a Keras optimizer over both networks; default Adam
+            (ε = 1e-5, as SB3's PPO). Its learning rate follows ``hyperparams``.
+        hyperparams: keys of ``optix_core.algorithms.config.ppo.DEFAULTS``.
+        reward_normalizer: an ``optix_core.normalizers.RewardNormalizer`` with
+            one column per environment; rewards are divided by its running
+            return std before GAE.
+        device: "auto", "cpu", "gpu", "gpu:N" ("cuda" and "cuda:N" alike).
+        seed: seeds the agent's own generators (sampling, minibatch order).
+        action_space: the actions' space; without it, Discrete with as many
+            actions as the actor has outputs.
+        observation_space: when given, the networks are checked against it.
+        distribution: a ``Distribution``, or for Box actions its name:
+            "squashed_gaussian" (default) or "gaussian".
+    """
+
+    algorithm = "ppo"
+    DEFAULTS = config.DEFAULTS
+    BOUNDS = config.BOUNDS
+    ONLINE_SEARCH_SPACE = config.ONLINE_SEARCH_SPACE
+
+    def __init__(
+        self,
+        actor: keras.Model,
+        critic: keras.Model | None = None,
+        optimizer: keras.optimizers.Optimizer | None = None,
+        hyperparams: HyperparamSet | dict[str, Any] | None = None,
+        reward_normalizer: RewardNormalizer | None = None,
+        device: str = "auto",
+        seed: int | None = None,
+        *,
+        action_space: gym.Space | None = None,
+        observation_space: gym.Space | None = None,
+        distribution: Distribution | str | None = None,
+    ) -> None:
+        super().__init__(hyperparams, device, seed)
+        self.actor, self.critic = actor, critic
+        with tf.device(self.device):
+            self.distribution = pick_distribution(
+                actor, critic, action_space, observation_space, distribution, self.algorithm
+            )
+            check_actor_critic(
+                actor, critic, observation_space, self.distribution.param_dim, self.algorithm
+            )
+            self.optimizer = optimizer or keras.optimizers.Adam(
+                learning_rate=self.hp["learning_rate"], epsilon=1e-5
+            )
+            self._build_optimizers()  # its slots exist before the first (compiled) step
+        self.reward_normalizer = reward_normalizer
+        self.env_steps = 0  # environment steps learned from: drives anneal_steps
+        self._act = tf.function(self.forward, reduce_retracing=True)
+        self._update = tf.function(self.update, reduce_retracing=True)
+        self.apply_hyperparams()
+
+    # ---- networks -------------------------------------------------------
+
+    def modules(self) -> dict[str, keras.Model]:
+        if self.critic is None:
+            return {"actor_critic": self.actor}
+        return {"actor": self.actor, "critic": self.critic}
+
+    def optimizers(self) -> dict[str, keras.optimizers.Optimizer]:
+        return {"main": self.optimizer}
+
+    @property
+    def variables(self) -> list[tf.Variable]:
+        """Every trainable variable, each once (a shared extractor is trained once)."""
+        seen: dict[int, tf.Variable] = {}
+        for model in self.modules().values():
+            for v in model.trainable_variables:
+                seen.setdefault(id(v), v)
+        return list(seen.values())
+
+    def forward(self, obs: Any) -> tuple[tf.Tensor, tf.Tensor]:
+        """``(distribution parameters [B, param_dim], V(s) [B])``."""
+        if self.critic is None:
+            params, value = self.actor(obs)
+            return params, tf.reshape(value, [-1])
+        return self.actor(obs), self.critic(obs)[:, 0]
+
+    # ---- acting -------------------------------------------------------------
+
+    def _numpy_forward(self, observation: Any) -> tuple[np.ndarray, np.ndarray]:
+        with tf.device(self.device):
+            params, values = self._act(O.to_tensor(observation))
+        return params.numpy(), values.numpy()
+
+    def act(self, observation: Any, deterministic: bool = False) -> np.ndarray:
+        params = self._numpy_forward(observation)[0]
+        if deterministic:
+            return self.distribution.mode(params)
+        return self.distribution.sample(params, self.act_rng)[0]
+
+    def act_info(
+        self, observation: Any, episode_start: np.ndarray
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        params, values = self._numpy_forward(observation)
+        actions, info = self.distribution.sample(params, self.rng)
+        return actions, {**info, "values": values}
+
+    # ---- schedules ------------------------------------------------------
+
+    def schedule_fraction(self) -> float:
+        """1 − steps/anneal_steps, floored at 0 (1 when annealing is off)."""
+        anneal = self.hp["anneal_steps"]
+        return max(0.0, 1.0 - self.env_steps / anneal) if anneal else 1.0
+
+    def apply_hyperparams(self) -> None:
+        set_learning_rate(self.optimizer, self.hp["learning_rate"] * self.schedule_fraction())
+
+    # ---- learning -------------------------------------------------------
+
+    def learn(self, episode_data: EpisodeData) -> dict[str, float]:
+        data, hp = episode_data, self.hp
+        steps, envs = np.shape(data.rewards)
+        n = steps * envs
+        self.env_steps += n
+        fraction = self.schedule_fraction()
+        learning_rate, clip = hp["learning_rate"] * fraction, hp["clip_ratio"] * fraction
+        set_learning_rate(self.optimizer, learning_rate)
+
+        obs = O.flatten_steps(data.observations, n)
+        actions = self.distribution.learn_actions(data.actions, data.policy_info, n)
+        values, next_values, final_values, old_log_probs = on_policy.rollout_values(
+            data, obs, actions, self.distribution, self._numpy_forward, self._numpy_log_prob
+        )
+        rewards = data.rewards
+        if self.reward_normalizer is not None:
+            rewards = self.reward_normalizer.normalize_window(rewards, data.dones)
+        advantages, returns = on_policy.gae(data, rewards, values, next_values, final_values, hp)
+        table = on_policy.loss_table(old_log_probs, advantages, returns, values, actions)
+
+        batch = min(int(hp["minibatch_size"]), n)
+        epochs = int(hp["n_epochs"])
+        starts = np.asarray(on_policy.minibatch_starts(epochs, n, batch), dtype=np.int32)
+        ends = np.minimum(starts + batch, (starts // n + 1) * n).astype(np.int32)
+        order = np.concatenate([self.rng.permutation(n) for _ in range(epochs)]).astype(np.int32)
+        settings = [
+            clip,
+            hp["clip_range_vf"],
+            hp["vf_coef"],
+            hp["entropy_coef"],
+            hp["max_grad_norm"],
+            hp["target_kl"],
+            float(bool(hp["normalize_advantage"]) and batch > 1),
+        ]
+        with tf.device(self.device):
+            sums, taken = self._update(
+                O.to_tensor(obs),
+                tf.convert_to_tensor(table),
+                tf.convert_to_tensor(order),
+                tf.convert_to_tensor(starts),
+                tf.convert_to_tensor(ends),
+                tf.constant(settings, tf.float32),
+            )
+            taken = int(taken)
+            stats = {"explained_variance": on_policy.explained_variance(values, returns)}
+            if taken:
+                rows = float(sums[-1])
+                stats.update(
+                    {k: float(s) / rows for k, s in zip(DIAGNOSTICS, sums[:-1], strict=False)}
+                )
+                params = self._act(O.to_tensor(obs))[0]
+                stats["entropy"] = float(tf.reduce_mean(self.distribution.entropy(params)))
+        return {
+            **stats,
+            "learning_rate": learning_rate,
+            "clip_ratio": clip,
+            "updates": float(taken),
+            "stopped_early": float(taken < len(starts)),
+        }
+
+    def _numpy_log_prob(self, params: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        return self.distribution.log_prob(tf.constant(params), tf.constant(actions)).numpy()
+
+    def update(
+        self,
+        obs: Any,
+        table: tf.Tensor,
+        order: tf.Tensor,
+        starts: tf.Tensor,
+        ends: tf.Tensor,
+        settings: tf.Tensor,
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """Every minibatch step of a window (compiled by ``tf.function``): the sums
+        of the diagnostics over the rows of the steps taken, their row count
+        last, and the number of steps taken."""
+        clip, clip_vf, vf_coef, entropy_coef, max_norm, target_kl, normalize = tf.unstack(settings)
+        sums = tf.zeros(len(DIAGNOSTICS) + 1)
+        taken = tf.constant(0)
+        variables = self.variables
+        for i in tf.range(tf.shape(starts)[0]):
+            index = order[starts[i] : ends[i]]
+            rows = tf.gather(table, index)
+            advantages = rows[:, ADVANTAGE]
+            if normalize > 0:
+                mean, var = tf.nn.moments(advantages, axes=[0])
+                count = tf.cast(tf.shape(advantages)[0], tf.float32)
+                std = tf.sqrt(var * count / (count - 1.0))  # unbiased, as torch's std
+                advantages = (advantages - mean) / (std + 1e-8)
+            with tf.GradientTape() as tape:
+                params, value = self.forward(O.gather(obs, index))
+                loss, surrogate, error, log_ratio = ppo_loss(
+                    self.distribution,
+                    params,
+                    value,
+                    rows,
+                    advantages,
+                    clip,
+                    clip_vf,
+                    vf_coef,
+                    entropy_coef,
+                )
+            kl = approx_kl(log_ratio)
+            if target_kl > 0 and kl > 1.5 * target_kl:
+                break
+            grads = tape.gradient(loss, variables)
+            grads, _ = tf.clip_by_global_norm(grads, max_norm)
+            self.optimizer.apply_gradients(zip(grads, variables, strict=True))
+            ratio = tf.exp(log_ratio)
+            clipped = tf.cast(tf.abs(ratio - 1.0) > clip, tf.float32)
+            n_rows = tf.cast(tf.shape(index)[0], tf.float32)
+            sums += tf.stack(
+                [
+                    -tf.reduce_sum(surrogate),
+                    tf.reduce_sum(tf.square(error)),
+                    kl * n_rows,
+                    tf.reduce_sum(clipped),
+                    n_rows,
+                ]
+            )
+            taken += 1
+        return sums, taken
+
+    # ---- checkpoint extras ----------------------------------------------------
+
+    def extra_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"env_steps": self.env_steps}
+        if self.reward_normalizer is not None:
+            state["reward_normalizer"] = {
+                k: np.asarray(v).tolist() for k, v in self.reward_normalizer.state_dict().items()
+            }
+        return state
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.env_steps = int(state.get("env_steps", 0))
+        saved = state.get("reward_normalizer")
+        if self.reward_normalizer is not None and saved is not None:
+            self.reward_normalizer.load_state_dict(
+                {k: v if k == "count" else np.asarray(v) for k, v in saved.items()}
+            )
+        self.apply_hyperparams()
+
+
+class TFGaussianPPOAgent(TFPPOAgent):
+    """tensor-optix's ``TFGaussianPPOAgent``: PPO on Box actions, sized by ``action_dim``.
+
+    Without ``action_space`` the actions lie in (−1, 1)^action_dim; with it,
+    in the Box's bounds (``action_dim``, if given too, must agree).
+    """
+
+    def __init__(
+        self,
+        actor: keras.Model,
+        critic: keras.Model | None = None,
+        optimizer: keras.optimizers.Optimizer | None = None,
+        action_dim: int | None = None,
+        hyperparams: HyperparamSet | dict[str, Any] | None = None,
+        reward_normalizer: RewardNormalizer | None = None,
+        device: str = "auto",
+        seed: int | None = None,
+        *,
+        action_space: gym.Space | None = None,
+        observation_space: gym.Space | None = None,
+        distribution: Distribution | str | None = None,
+    ) -> None:
+        if action_space is None:
+            if action_dim is None or int(action_dim) < 1:
+                raise ValueError("TFGaussianPPOAgent needs action_dim (>= 1) or action_space")
+            action_space = gym.spaces.Box(-1.0, 1.0, (int(action_dim),), np.float32)
+        if not isinstance(action_space, gym.spaces.Box):
+            raise ValueError(
+                f"TFGaussianPPOAgent acts on Box action spaces, got {action_space}; "
+                "use TFPPOAgent for the others"
+            )
+        if action_dim is not None and int(action_dim) != int(np.prod(action_space.shape)):
+            raise ValueError(
+                f"action_dim={action_dim} does not match the action space {action_space}"
+            )
+        super().__init__(
+            actor,
+            critic,
+            optimizer,
+            hyperparams,
+            reward_normalizer,
+            device,
+            seed,
+            action_space=action_space,
+            observation_space=observation_space,
+            distribution=distribution,
+        )
+
+
+def ppo_loss(
+    distribution: Distribution,
+    params: tf.Tensor,
+    value: tf.Tensor,
+    rows: tf.Tensor,
+    advantages: tf.Tensor,
+    clip: tf.Tensor,
+    clip_vf: tf.Tensor,
+    vf_coef: tf.Tensor,
+    entropy_coef: tf.Tensor,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+    """L (eq. 9) for one minibatch, from the networks' outputs on it and its rows
+    of the window table; also the per-row surrogate, value error and log r."""
+    log_prob = distribution.log_prob(params, rows[:, OLD_VALUE + 1 :])
+    log_ratio = log_prob - rows[:, OLD_LOG_PROB]
+    ratio = tf.exp(log_ratio)  # r_t(θ), eq. 6
+    # L_clip's samples, eq. 7: the pessimistic bound of the clipped surrogate.
+    surrogate = tf.minimum(
+        ratio * advantages, tf.clip_by_value(ratio, 1.0 - clip, 1.0 + clip) * advantages
+    )
+    old = rows[:, OLD_VALUE]
+    clipped_value = old + tf.clip_by_value(value - old, -clip_vf, clip_vf)
+    value = tf.where(clip_vf > 0, clipped_value, value)
+    error = value - rows[:, RETURN]
+    entropy = tf.reduce_mean(distribution.entropy(params))
+    loss = vf_coef * tf.reduce_mean(tf.square(error)) - tf.reduce_mean(surrogate)  # eq. 9
+    loss -= entropy_coef * entropy
+    stop = tf.stop_gradient
+    return loss, stop(surrogate), stop(error), stop(log_ratio)
+
+
+def approx_kl(log_ratio: tf.Tensor) -> tf.Tensor:
+    """KL(π_old‖π_θ) ≈ E[(r − 1) − log r] (Schulman's k3 estimator: unbiased, never negative)."""
+    return tf.reduce_mean(tf.exp(log_ratio) - 1.0 - log_ratio)
+
+
+def pick_distribution(
+    actor: keras.Model,
+    critic: keras.Model | None,
+    action_space: gym.Space | None,
+    observation_space: gym.Space | None,
+    distribution: Distribution | str | None,
+    owner: str,
+) -> Distribution:
+    """The distribution given, or the one for ``action_space``; without a space,
+    a categorical over as many actions as the actor outputs (tensor-optix's form)."""
+    if isinstance(distribution, Distribution):
+        return distribution
+    if action_space is None:
+        probe = probe_input(actor, observation_space)
+        if probe is None:
+            raise ValueError(
+                f"{owner}: give action_space (the actor's output size cannot be probed)"
+            )
+        out = actor(probe)
+        out = out[0] if critic is None and isinstance(out, tuple | list) else out
+        action_space = gym.spaces.Discrete(int(out.shape[-1]))
+    return distribution_for(action_space, distribution or "squashed_gaussian", owner)
+
+
+def make_ppo(
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    *,
+    hyperparams: HyperparamSet | None = None,
+    device: str = "auto",
+    seed: int | None = None,
+) -> TFPPOAgent:
+    """The AgentSpec factory for "ppo": ``ActorCritic`` chosen from the spaces
+    (Stable-Baselines3's PPO networks: [64, 64] tanh heads on flat features,
+    linear heads on NatureCNN's), with the action space's distribution."""
+    distribution = distribution_for(action_space, owner="ppo")
+    network = ActorCritic(observation_space, distribution.param_dim, seed=seed)
+    return TFPPOAgent(
+        network,
+        hyperparams=hyperparams,
+        device=device,
+        seed=seed,
+        action_space=action_space,
+        observation_space=observation_space,
+        distribution=distribution,
+    )

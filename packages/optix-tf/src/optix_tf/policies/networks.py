@@ -1,0 +1,119 @@
+"""The default actor-critic, built from the spaces, and the check that a user's networks fit.
+
+``ActorCritic`` is the on-policy algorithms' network: a features extractor
+(``extractors.default_extractor`` unless the user gives one), shared by
+actor and critic, then the actor's and the critic's MLP heads. On flat
+vectors it is the two MLPs Stable-Baselines3 builds for PPO ([64, 64] tanh,
+orthogonal initialisation: gain √2 in hidden layers, 0.01 for the policy
+head, 1 for the value head, zero biases); after a CNN the heads are linear.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import keras
+import numpy as np
+import tensorflow as tf
+
+from optix_core.policies.networks import check_actor_critic_outputs
+from optix_tf.policies.extractors import ImageCNN, default_extractor, features_dim, orthogonal
+from optix_tf.policies.observations import probe_batch
+
+
+def mlp_head(
+    hidden: Sequence[int],
+    out_dim: int,
+    out_gain: float,
+    activation: str,
+    seeds: np.random.Generator,
+) -> keras.Sequential:
+    """``hidden`` dense layers then a linear output, initialised orthogonally."""
+    layers = [
+        keras.layers.Dense(
+            h, activation=activation, kernel_initializer=orthogonal(math.sqrt(2), seeds)
+        )
+        for h in hidden
+    ]
+    layers.append(keras.layers.Dense(out_dim, kernel_initializer=orthogonal(out_gain, seeds)))
+    return keras.Sequential(layers)
+
+
+class ActorCritic(keras.Model):
+    """``extractor`` (shared) → actor and critic heads: ``(policy_output [B, policy_dim], value [B])``.
+
+    Args:
+        observation_space: what the network reads (probes the extractor's width
+            and builds every weight).
+        policy_dim: the action distribution's ``param_dim``.
+        extractor: any Keras layer mapping observations to ``[B, features]``;
+            default ``extractors.default_extractor(observation_space)``.
+        hidden: the heads' hidden widths; default (64, 64) on features of
+            flat vectors, none (linear heads) after a CNN, as SB3's policies.
+        activation: the heads' activation ("tanh" or "relu").
+        seed: seeds the initialisation (without touching global generators).
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        policy_dim: int,
+        extractor: keras.layers.Layer | None = None,
+        hidden: Sequence[int] | None = None,
+        activation: str = "tanh",
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        seeds = np.random.default_rng(seed)
+        self.extractor = extractor or default_extractor(observation_space, seeds)
+        self.features_dim = features_dim(self.extractor, observation_space)
+        if hidden is None:
+            hidden = () if isinstance(self.extractor, ImageCNN) else (64, 64)
+        self.actor_head = mlp_head(hidden, policy_dim, 0.01, activation, seeds)
+        self.critic_head = mlp_head(hidden, 1, 1.0, activation, seeds)
+        self(probe_batch(observation_space))  # build every weight now
+
+    def call(self, obs: Any) -> tuple[tf.Tensor, tf.Tensor]:
+        features = self.extractor(obs)
+        return self.actor_head(features), self.critic_head(features)[:, 0]
+
+
+def probe_input(network: keras.Model, observation_space: gym.Space | None) -> Any:
+    """Two observations to probe ``network`` with: from the space, else shaped by
+    its declared input; None when neither tells (the network is trusted)."""
+    if observation_space is not None:
+        return probe_batch(observation_space)
+    try:
+        shape = network.inputs[0].shape
+    except (AttributeError, IndexError, ValueError, TypeError):
+        return None
+    if shape is None or any(d is None for d in shape[1:]):
+        return None
+    return tf.zeros((2, *shape[1:]), tf.float32)
+
+
+def check_actor_critic(
+    actor: keras.Model,
+    critic: keras.Model | None,
+    observation_space: gym.Space | None,
+    policy_dim: int,
+    owner: str,
+) -> None:
+    """Run two observations through the networks and insist on the shapes the
+    distribution needs, before any work starts."""
+    probe = probe_input(actor, observation_space)
+    if probe is None:
+        return
+    try:
+        out = actor(probe)
+        value = None if critic is None else critic(probe)
+    except Exception as exc:
+        raise ValueError(
+            f"{owner}: the networks fail on observations from {observation_space} ({exc})"
+        ) from None
+    check_actor_critic_outputs(
+        out, None if value is None else tuple(value.shape), policy_dim, owner
+    )
