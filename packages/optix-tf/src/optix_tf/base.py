@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,8 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from optix_core.agent import BaseAgent
-from optix_core.hyperparams import Bound, check_hyperparams
+from optix_core.configured_agent import ConfiguredAgent
 from optix_core.types import HyperparamSet
 from optix_tf.device import resolve_device
 from optix_tf.serialization import (
@@ -38,16 +36,11 @@ from optix_tf.serialization import (
     save_tensors,
 )
 
-STATE = "state.json"
 BACKEND = "tf"
 
 
-class TFAgentBase(BaseAgent):
+class TFAgentBase(ConfiguredAgent):
     algorithm: ClassVar[str] = "tf-agent"
-    DEFAULTS: ClassVar[dict[str, Any]] = {}
-    BOUNDS: ClassVar[dict[str, Bound]] = {}
-    # What the loop may tune while training (the config module's ONLINE_SEARCH_SPACE).
-    ONLINE_SEARCH_SPACE: ClassVar[dict[str, tuple]] = {}
 
     def __init__(
         self,
@@ -56,12 +49,7 @@ class TFAgentBase(BaseAgent):
         seed: int | None = None,
     ) -> None:
         self.device = resolve_device(_device_name(device))  # "/CPU:0", "/GPU:1"
-        if isinstance(hyperparams, HyperparamSet):
-            params, episode_id = hyperparams.params, hyperparams.episode_id
-        else:
-            params, episode_id = (hyperparams or {}), 0
-        checked = check_hyperparams({**self.DEFAULTS, **params}, self.BOUNDS, self.algorithm)
-        self._hp = HyperparamSet(checked, episode_id)
+        self.init_hyperparams(hyperparams)
         # The agent owns its randomness: sampling and minibatch order never touch
         # the global generators, so a checkpoint resumes the exact same stream.
         self.rng = np.random.default_rng(seed)  # rollouts and minibatches
@@ -102,44 +90,7 @@ class TFAgentBase(BaseAgent):
             for optimizer in self.optimizers().values():
                 set_learning_rate(optimizer, lr)
 
-    def extra_state(self) -> dict[str, Any]:
-        """JSON-ready state beyond weights (counters, schedules) for exact resume."""
-        return {}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        """Restore what ``extra_state`` returned."""
-
-    def save_extra(self, path: Path) -> None:
-        """Write files beyond weights (a replay buffer) into the checkpoint."""
-
-    def load_extra(self, path: Path) -> None:
-        """Read what ``save_extra`` wrote."""
-
-    # ---- BaseAgent -----------------------------------------------------------
-
-    @property
-    def hp(self) -> dict[str, Any]:
-        return self._hp.params
-
-    def get_hyperparams(self) -> HyperparamSet:
-        return self._hp.copy()
-
-    @property
-    def search_space(self) -> dict[str, tuple]:
-        """What the loop may tune while training: ``ONLINE_SEARCH_SPACE``."""
-        return dict(self.ONLINE_SEARCH_SPACE)
-
-    @property
-    def hyperparam_bounds(self) -> dict[str, Bound]:
-        """The valid ranges ``set_hyperparams`` checks: ``BOUNDS``."""
-        return dict(self.BOUNDS)
-
-    def set_hyperparams(self, hyperparams: HyperparamSet) -> None:
-        merged = {**self._hp.params, **hyperparams.params}
-        self._hp = HyperparamSet(
-            check_hyperparams(merged, self.BOUNDS, self.algorithm), hyperparams.episode_id
-        )
-        self.apply_hyperparams()
+    # ---- checkpoints -----------------------------------------------------------
 
     def save_weights(self, path: str) -> None:
         directory = Path(path)
@@ -150,33 +101,18 @@ class TFAgentBase(BaseAgent):
             save_tensors(directory, modules)
             for name, optimizer in self.optimizers().items():
                 save_optimizer(directory, name, optimizer, modules)
-        state = {
-            "algorithm": self.algorithm,
-            "backend": BACKEND,
-            "hyperparams": self._hp.to_dict(),
-            "numpy_rng": self.rng.bit_generator.state,
-            "act_rng": self.act_rng.bit_generator.state,
-            "extra": self.extra_state(),
-        }
-        (directory / STATE).write_text(json.dumps(state))
+        self.write_state(directory, self._generators(), backend=BACKEND)
         self.save_extra(directory)
 
     def load_weights(self, path: str) -> None:
         """Restore a checkpoint; every file is checked before anything is changed."""
         directory = Path(path)
-        if not (directory / STATE).is_file():
-            raise FileNotFoundError(f"{directory} holds no {self.algorithm} checkpoint")
-        state = json.loads((directory / STATE).read_text())
-        if state.get("algorithm") != self.algorithm:
-            raise ValueError(
-                f"{directory} holds a {state.get('algorithm')!r} checkpoint, not {self.algorithm!r}"
-            )
+        state = self.read_state(directory, tuple(self._generators()))
         if state.get("backend") != BACKEND:
             raise ValueError(
                 f"{directory} was written by the {state.get('backend') or 'another'!r} backend; "
                 f"a checkpoint loads only into the backend that wrote it (this is {BACKEND!r})"
             )
-        rngs = {key: _generator_state(state, key, directory) for key in ("numpy_rng", "act_rng")}
         modules = self.modules()
         with self.device_scope():
             self._build_optimizers()
@@ -184,12 +120,7 @@ class TFAgentBase(BaseAgent):
             for name, optimizer in self.optimizers().items():
                 assignments += read_optimizer(directory, name, optimizer, modules, self.algorithm)
             assign(assignments)
-        self.rng.bit_generator.state = rngs["numpy_rng"]
-        self.act_rng.bit_generator.state = rngs["act_rng"]
-        self._hp = HyperparamSet.from_dict(state["hyperparams"])
-        self.apply_hyperparams()
-        self.load_extra_state(state.get("extra", {}))
-        self.load_extra(directory)
+        self.restore_state(state, self._generators(), directory)
 
     def teardown(self) -> None:
         """Let TensorFlow free what this agent alone holds; the agent is not used again.
@@ -224,6 +155,9 @@ class TFAgentBase(BaseAgent):
         """One host-to-device copy of a numpy batch."""
         with tf.device(self.device):
             return tf.convert_to_tensor(np.asarray(array), dtype=dtype)
+
+    def _generators(self) -> dict[str, np.random.Generator]:
+        return {"numpy_rng": self.rng, "act_rng": self.act_rng}
 
     def _build_optimizers(self) -> None:
         for name, optimizer in self.optimizers().items():
@@ -278,17 +212,3 @@ def _device_name(device: str) -> str:
     if name.startswith("/"):
         name = name.removeprefix("/").removeprefix("device:")
     return "cpu" if name in ("cpu:0", "cpu") else name
-
-
-def _generator_state(state: dict[str, Any], key: str, directory: Path) -> dict[str, Any]:
-    """A generator state from state.json, checked before anything is loaded."""
-    saved = state.get(key)
-    probe = np.random.default_rng()
-    try:
-        probe.bit_generator.state = saved
-    except (TypeError, ValueError, KeyError) as exc:
-        raise ValueError(
-            f"{directory / STATE}: {key} is not a {type(probe.bit_generator).__name__} "
-            f"state ({exc}); the checkpoint is damaged"
-        ) from None
-    return saved

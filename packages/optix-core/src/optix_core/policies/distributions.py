@@ -309,6 +309,25 @@ def distribution_for(
     )
 
 
+def gaussian_action_space(
+    action_dim: int | None, action_space: gym.Space | None, owner: str
+) -> gym.spaces.Box:
+    """tensor-optix's Gaussian PPO form: actions in (−1, 1)^action_dim without
+    ``action_space``; with it, its Box (``action_dim``, if given too, must agree)."""
+    if action_space is None:
+        if action_dim is None or int(action_dim) < 1:
+            raise ValueError(f"{owner} needs action_dim (>= 1) or action_space")
+        return gym.spaces.Box(-1.0, 1.0, (int(action_dim),), np.float32)
+    if not isinstance(action_space, gym.spaces.Box):
+        raise ValueError(
+            f"{owner} acts on Box action spaces, got {action_space}; "
+            "the plain PPO agent takes the others"
+        )
+    if action_dim is not None and int(action_dim) != int(np.prod(action_space.shape)):
+        raise ValueError(f"action_dim={action_dim} does not match the action space {action_space}")
+    return action_space
+
+
 FAMILY: dict[str, type[Distribution]] = {
     cls.name: cls
     for cls in (Categorical, MultiCategorical, Bernoulli, DiagGaussian, SquashedGaussian)

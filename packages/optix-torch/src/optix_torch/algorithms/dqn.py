@@ -57,15 +57,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from optix_core.algorithms.config import dqn as config
+from optix_core.off_policy import (
+    check_n_actions,
+    epsilon_greedy,
+    epsilon_schedule,
+    require_discrete,
+    sync_segments,
+)
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_torch.accel.mlp import SequentialMLP
-from optix_torch.algorithms.q_learning import (
-    GreedyPolicy,
-    QAgentBase,
-    check_n_actions,
-    check_q_network,
-    require_discrete,
-)
+from optix_torch.algorithms.q_learning import GreedyPolicy, QAgentBase, check_q_network
 from optix_torch.policies import observations as O
 from optix_torch.policies.extractors import (
     ImageCNN,
@@ -124,14 +125,9 @@ class TorchDQNAgent(QAgentBase):
         return self.epsilon_at(self.steps_collected)
 
     def epsilon_at(self, env_steps: int) -> float:
-        """ε after ``env_steps`` env steps: 1 until ``learning_starts``, then the schedule."""
-        hp = self.hp
-        if env_steps < hp["learning_starts"]:
-            return 1.0
-        if hp["exploration_steps"] > 0:
-            progress = min(1.0, env_steps / hp["exploration_steps"])
-            return hp["epsilon"] + progress * (hp["epsilon_min"] - hp["epsilon"])
-        return max(hp["epsilon_min"], hp["epsilon"] * hp["epsilon_decay"] ** env_steps)
+        """ε after ``env_steps`` env steps: 1 until ``learning_starts``, then the schedule
+        (optix-core's ``off_policy.epsilon_schedule``)."""
+        return epsilon_schedule(env_steps, self.hp)
 
     # ---- acting -------------------------------------------------------------
 
@@ -143,9 +139,13 @@ class TorchDQNAgent(QAgentBase):
         return GreedyPolicy(self.q_network)
 
     @torch.no_grad()
+    def greedy_actions(self, observation: Any) -> np.ndarray:
+        """argmax_a Q(s, a) for a batch of observations, on the host."""
+        return self.q_values(O.to_tensor(observation, self.device)).argmax(dim=-1).cpu().numpy()
+
+    @torch.no_grad()
     def act(self, observation: Any, deterministic: bool = False) -> np.ndarray:
-        obs = O.to_tensor(observation, self.device)
-        greedy = self.q_values(obs).argmax(dim=-1).cpu().numpy()
+        greedy = self.greedy_actions(observation)
         if deterministic:
             return greedy
         n = len(greedy)
@@ -157,12 +157,9 @@ class TorchDQNAgent(QAgentBase):
     def act_info(self, observation: Any, episode_start: np.ndarray) -> tuple[np.ndarray, dict]:
         n = O.batch_size(observation)
         # One vector step: every environment at the ε of the steps collected before it (SB3).
-        explore = self.rng.random(n) < self.epsilon
-        actions = self.rng.integers(self.n_actions, size=n)
-        if not explore.all():  # the network is only needed where a row exploits
-            obs = O.to_tensor(observation, self.device)
-            greedy = self.q_values(obs).argmax(dim=-1).cpu().numpy()
-            actions = np.where(explore, actions, greedy)
+        actions = epsilon_greedy(
+            self.rng, self.epsilon, n, self.n_actions, lambda: self.greedy_actions(observation)
+        )
         self._acting_steps += n
         return actions, {}
 
@@ -174,12 +171,9 @@ class TorchDQNAgent(QAgentBase):
             self.gradients.flat.bind()  # SequentialMLP writes into the flat gradients' views
         losses, targets = [], []
         for batch in self.replay_minibatches(episode_data):
-            count = len(batch["rewards"])
-            done = 0
-            while done < count:
-                # Gradient steps until the next target update share one target network.
-                segment = min(count - done, sync_every - self.n_updates % sync_every)
-                steps = slice(done, done + segment)
+            # Gradient steps until the next target update share one target network.
+            for steps, sync in sync_segments(len(batch["rewards"]), self.n_updates, sync_every):
+                segment = steps.stop - steps.start
                 part = {k: O.select(v, steps) for k, v in batch.items() if k != "indices"}
                 with torch.no_grad():
                     next_obs = O.map_obs(lambda t: t.flatten(0, 1), part["next_observations"])
@@ -193,8 +187,7 @@ class TorchDQNAgent(QAgentBase):
                     losses.append(loss)
                 targets.append(y.mean())
                 self.n_updates += segment
-                done += segment
-                if self.n_updates % sync_every == 0:
+                if sync:
                     self._sync_target()
             if "indices" in batch:  # prioritized: one minibatch per block, |δ| its new priority
                 self.replay.update_priorities(batch["indices"], td.abs().cpu().numpy())

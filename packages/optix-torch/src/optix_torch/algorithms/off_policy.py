@@ -8,7 +8,9 @@ from ``replay.ReplayAgent``'s memory and schedule, which DQN and Rainbow
 share. It also holds the two pieces both updates compute alike: the clipped
 double-Q target from the target critics and the critics' regression step.
 The algorithm (``sac.py``, ``td3.py``) writes its policy and the rest of its
-update.
+update. What needs no torch (scaling actions to the Box, the checks of the
+action space and of the two critics) is optix-core's
+``off_policy.actor_critic``.
 
 The networks read observations as the policy layer gives them
 (``policies.observations``: uint8 images stay uint8, Discrete indices stay
@@ -18,14 +20,13 @@ integers, a Dict is a dict of tensors). As in SB3 (``share_features_extractor
 then both Q-functions on ``[φ(s) ‖ a]``, fused in one ``TwinQ`` by default).
 Flat vectors need no φ: there the actor is the MLP itself and the critics
 read ``[s ‖ a]``, SB3's MLP-policy networks at no extra cost. Networks act in
-(−1, 1); ``ActionScaler`` maps that to the Box bounds for the environment and
-recorded actions back for learning.
+(−1, 1); ``ActionScaler`` (optix-core's) maps that to the Box bounds for the
+environment and recorded actions back for learning.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import itertools
 import math
 from collections import defaultdict
@@ -37,6 +38,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from optix_core.off_policy import (
+    ActionScaler,
+    action_size,
+    check_action_space,
+    check_twin_critics,
+)
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_torch.accel.optim import adam, optimizer_step
 from optix_torch.algorithms.replay import ReplayAgent
@@ -182,39 +189,6 @@ def target_copy(module: nn.Module) -> nn.Module:
     return target
 
 
-class ActionScaler:
-    """Maps the networks' (−1, 1) to a Box's bounds and back.
-
-    Without a Box the actions stay in (−1, 1), as tensor-optix's agents did.
-    """
-
-    def __init__(self, action_dim: int, action_space: gym.Space | None = None) -> None:
-        self.action_dim = action_dim
-        self.shape: tuple[int, ...] = (action_dim,)
-        self.dtype = np.dtype(np.float32)
-        low = -np.ones(action_dim, dtype=np.float64)
-        high = np.ones(action_dim, dtype=np.float64)
-        if action_space is not None:
-            low = np.asarray(action_space.low, dtype=np.float64).reshape(-1)
-            high = np.asarray(action_space.high, dtype=np.float64).reshape(-1)
-            self.shape = tuple(action_space.shape)
-            self.dtype = np.dtype(action_space.dtype)
-        self.low, self.high = low, high
-        self.center = (high + low) / 2
-        self.half = (high - low) / 2
-
-    def to_env(self, unit: np.ndarray) -> np.ndarray:
-        """``[N, A]`` actions in [−1, 1] → ``[N, *shape]`` actions inside the bounds."""
-        actions = np.clip(self.center + self.half * unit, self.low, self.high)
-        return actions.astype(self.dtype, copy=False).reshape(len(unit), *self.shape)
-
-    def from_env(self, actions: np.ndarray) -> np.ndarray:
-        """Recorded actions ``[..., *shape]`` → float32 ``[..., A]`` in [−1, 1]."""
-        lead = actions.shape[: actions.ndim - len(self.shape)]
-        flat = np.asarray(actions, dtype=np.float64).reshape(*lead, self.action_dim)
-        return np.clip((flat - self.center) / self.half, -1.0, 1.0).astype(np.float32)
-
-
 class DeterministicActor(nn.Module):
     """An actor's deterministic actions, scaled to the Box's bounds (what ``optix export`` writes)."""
 
@@ -248,45 +222,12 @@ class Batch(NamedTuple):
     noise: torch.Tensor  # [*noise_shape]: the algorithm's noise for this step
 
 
-def check_action_space(algorithm: str, action_space: gym.Space) -> None:
-    """Refuse an action space the (−1, 1) actions cannot be scaled to."""
-    if not isinstance(action_space, gym.spaces.Box):
-        raise ValueError(f"{algorithm} acts on Box action spaces, got {action_space}")
-    if not (np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
-        raise ValueError(
-            f"{algorithm} scales its (−1, 1) actions to the Box bounds, which must be finite; "
-            f"got {action_space} (wrap the environment with gymnasium's RescaleAction)"
-        )
-
-
 def twin_critics(
     critic1: nn.Module | None, critic2: nn.Module | None, critics: nn.Module | None, owner: str
 ) -> nn.Module:
     """One ``[B, 2]`` module from tensor-optix's two critics, or a fused one as given."""
-    if critics is not None:
-        if critic1 is not None or critic2 is not None:
-            raise ValueError(f"{owner}: give critic1 and critic2, or critics, not both")
-        return critics
-    if critic1 is None or critic2 is None:
-        raise ValueError(f"{owner}: give both critic1 and critic2 (or one fused critics module)")
-    if critic1 is critic2:
-        raise ValueError(f"{owner}: critic1 and critic2 must be two networks, got the same one")
-    return CriticPair(critic1, critic2)
-
-
-def action_size(action_dim: int | None, action_space: gym.Space | None, owner: str) -> int:
-    """The action dimension, from ``action_dim`` or the Box; they must agree when both are given."""
-    if action_space is not None:
-        check_action_space(owner, action_space)
-        size = int(np.prod(action_space.shape))
-        if action_dim is not None and int(action_dim) != size:
-            raise ValueError(
-                f"{owner}: action_dim={action_dim} does not match the action space {action_space}"
-            )
-        return size
-    if action_dim is None or int(action_dim) < 1:
-        raise ValueError(f"{owner}: give action_dim (>= 1) or action_space")
-    return int(action_dim)
+    check_twin_critics(critic1, critic2, critics, owner)
+    return critics if critics is not None else CriticPair(critic1, critic2)
 
 
 def check_optimizer(
@@ -507,7 +448,7 @@ class OffPolicyAgent(ReplayAgent):
     def act_info(self, observation: Any, episode_start: np.ndarray) -> tuple[np.ndarray, dict]:
         obs = O.to_tensor(observation, self.device)
         n = O.batch_size(obs)
-        if self.steps_collected < self.hp["learning_starts"]:
+        if self.warming_up:
             # SB3's warm-up: uniform random actions until learning starts.
             unit = torch.rand(n, self.action_dim, generator=self.generator) * 2 - 1
         else:
@@ -535,8 +476,7 @@ class OffPolicyAgent(ReplayAgent):
         Replay keeps actions as the networks make them, in [−1, 1]. Each
         block of minibatches gets its updates' noise in one draw.
         """
-        actions = self.scaler.from_env(np.asarray(data.actions))
-        for block in self.replay_minibatches(dataclasses.replace(data, actions=actions)):
+        for block in self.replay_minibatches(self.scaler.unit_window(data)):
             count = len(block["rewards"])
             noise = self.draw_noise(count, self.hp["batch_size"]).to(self.device)
             for j in range(count):

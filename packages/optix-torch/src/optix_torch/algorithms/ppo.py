@@ -54,7 +54,11 @@ from optix_torch.accel.ppo import FusedPPOStep
 from optix_torch.algorithms.on_policy import OnPolicyValues, default_agent, explained_variance, gae
 from optix_torch.base import TorchAgentBase, set_learning_rate
 from optix_torch.policies import observations as O
-from optix_torch.policies.distributions import Distribution, distribution_for
+from optix_torch.policies.distributions import (
+    Distribution,
+    distribution_for,
+    gaussian_action_space,
+)
 from optix_torch.policies.networks import (
     ActorCritic,
     TwinMLP,
@@ -346,19 +350,7 @@ class TorchGaussianPPOAgent(TorchPPOAgent):
         observation_space: gym.Space | None = None,
         distribution: Distribution | str | None = None,
     ) -> None:
-        if action_space is None:
-            if action_dim is None or int(action_dim) < 1:
-                raise ValueError("TorchGaussianPPOAgent needs action_dim (>= 1) or action_space")
-            action_space = gym.spaces.Box(-1.0, 1.0, (int(action_dim),), np.float32)
-        if not isinstance(action_space, gym.spaces.Box):
-            raise ValueError(
-                f"TorchGaussianPPOAgent acts on Box action spaces, got {action_space}; "
-                "use TorchPPOAgent for the others"
-            )
-        if action_dim is not None and int(action_dim) != int(np.prod(action_space.shape)):
-            raise ValueError(
-                f"action_dim={action_dim} does not match the action space {action_space}"
-            )
+        action_space = gaussian_action_space(action_dim, action_space, "TorchGaussianPPOAgent")
         super().__init__(
             actor,
             critic,

@@ -3,8 +3,10 @@
 ``QAgentBase``: an online Q-network and its target copy, their optimizer and
 gradients, over ``replay.ReplayAgent`` (the replay memory, the update
 schedule and the checkpoints of both). ``check_q_network``: the one check
-that a network fits the spaces. Each algorithm's file holds its network, its
-acting and its loss.
+that a network fits the spaces. What is not torch (ε-greedy exploration, when
+the target is copied, the action-space checks) is optix-core's
+``off_policy.q_learning`` and ``off_policy.schedule``. Each algorithm's file
+holds its network, its acting and its loss.
 """
 
 from __future__ import annotations
@@ -117,22 +119,6 @@ def check_q_network(
             + (f", n_atoms={expected[1]})" if len(expected) > 1 else ")")
         )
     return out
-
-
-def check_n_actions(n_actions: Any, owner: str) -> int:
-    if isinstance(n_actions, bool) or not float(n_actions).is_integer() or int(n_actions) < 1:
-        raise ValueError(f"{owner}: n_actions must be a positive integer, got {n_actions!r}")
-    return int(n_actions)
-
-
-def require_discrete(action_space: gym.Space, owner: str) -> int:
-    if not isinstance(action_space, gym.spaces.Discrete):
-        raise ValueError(f"{owner} acts on Discrete action spaces, got {action_space}")
-    if int(action_space.start) != 0:
-        raise ValueError(
-            f"{owner} needs actions numbered from 0, got {action_space} (start={action_space.start})"
-        )
-    return int(action_space.n)
 
 
 class GreedyPolicy(nn.Module):

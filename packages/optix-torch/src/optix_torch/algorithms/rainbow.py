@@ -39,7 +39,8 @@ Updates follow DQN's schedule (``gradient_steps`` after every
 then), and every ``target_update_freq`` gradient steps the target network
 becomes a copy of the online one. The networks' bookkeeping is DQN's
 (``algorithms.q_learning``); the replay memory, the schedule, checkpointing
-and the n-step writer are ``algorithms.replay``'s. The default network (``make_rainbow``) puts
+and the n-step writer are optix-core's ``off_policy`` (through
+``algorithms.replay``). The default network (``make_rainbow``) puts
 the dueling, noisy, distributional head on the policy layer's features
 extractor for the observation space: flattened vectors, NatureCNN or
 SmallCNN for uint8 images, one-hot for Discrete, combined for Dict.
@@ -57,15 +58,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from optix_core.algorithms.config import rainbow as config
+from optix_core.off_policy import check_n_actions, require_discrete, update_due
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_torch.algorithms.noisy import NoisyLinear, noisy_layers, reset_noise
-from optix_torch.algorithms.q_learning import (
-    GreedyPolicy,
-    QAgentBase,
-    check_n_actions,
-    check_q_network,
-    require_discrete,
-)
+from optix_torch.algorithms.q_learning import GreedyPolicy, QAgentBase, check_q_network
 from optix_torch.policies import observations as O
 from optix_torch.policies.extractors import (
     FlattenExtractor,
@@ -231,7 +227,7 @@ class TorchRainbowDQNAgent(QAgentBase):
     @torch.no_grad()
     def act_info(self, observation: Any, episode_start: np.ndarray) -> tuple[np.ndarray, dict]:
         n = O.batch_size(observation)
-        if self.steps_collected < self.hp["learning_starts"]:  # a uniformly random start
+        if self.warming_up:  # a uniformly random start
             actions = self.rng.integers(self.n_actions, size=n)
         else:
             reset_noise(self.noisy, self.generator)
@@ -257,7 +253,7 @@ class TorchRainbowDQNAgent(QAgentBase):
                 )
                 losses.append(loss)
                 self.n_updates += 1
-                if self.n_updates % self.hp["target_update_freq"] == 0:
+                if update_due(self.n_updates, self.hp["target_update_freq"]):
                     self._sync_target()
             if "indices" in batch:  # prioritized: one minibatch per block, its loss the priority
                 self.replay.update_priorities(batch["indices"], per_sample.cpu().numpy())

@@ -16,7 +16,8 @@ clamped to [−20, 2] as in SB3); actions live in (−1, 1) and are scaled to th
 Box bounds. The actor and the critics each read the observations (Box, image,
 Discrete or Dict) through their own features extractor φ; the critics take
 ``[φ(s) ‖ a]``. Networks, the target ``y`` and the critics' step are
-``off_policy.py``'s; replay and the update schedule ``replay.py``'s.
+``off_policy.py``'s; replay and the update schedule optix-core's
+``off_policy`` (through ``replay.py``).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ scaled to the Box bounds. The actor and the critics each read the
 observations (Box, image, Discrete or Dict) through their own features
 extractor φ; the critics take ``[φ(s) ‖ a]``. Networks, the target ``y``
 and the critics' step are ``off_policy.py``'s; replay and the update schedule
-``replay.py``'s.
+optix-core's ``off_policy`` (through ``replay.py``).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from optix_core.algorithms.config import td3 as config
+from optix_core.off_policy import update_due
 from optix_core.types import HyperparamSet
 from optix_torch.algorithms.off_policy import (
     Batch,
@@ -102,7 +103,7 @@ class TorchTD3Agent(OffPolicyAgent):
         y = self.bootstrap(batch, a_next)  # r + γ(1 − d)·minⱼ Q̄ⱼ(s′, ã)
         stats = {"critic_loss": self.critic_step(batch, y, 1.0)}  # L_Q = Σⱼ E[(Qⱼ − y)²]
 
-        if self.n_updates % hp["policy_delay"] == 0:
+        if update_due(self.n_updates, hp["policy_delay"]):
             # Delayed policy update: L_π = −E[Q₁(s, π(s))]; gradients for the actor only
             obs = batch.observations
             actor_loss = -self.critic.q1(obs, self.actor(obs)).mean()

@@ -23,6 +23,7 @@ from optix_core.policies.distributions import (
     LOG_STD_MAX,
     LOG_STD_MIN,
     RAW,
+    gaussian_action_space,
     sample_categorical,
     squash_correction,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "MultiCategorical",
     "SquashedGaussian",
     "distribution_for",
+    "gaussian_action_space",
     "sample_categorical",
     "squash_correction",
 ]
