@@ -1,7 +1,7 @@
 """optix-torch PPO against Stable-Baselines3 PPO on CartPole-v1, side by side in one run.
 
     uv run python benchmarks/ppo_cartpole_vs_sb3.py [--seeds 0 1 2] [--steps 100000]
-        [--network default|sequential]
+        [--network default|sequential] [--tf]
 
 Both sides get rl-zoo's tuned CartPole-v1 settings: 8 environments, 32 steps
 per environment per rollout, minibatch 256, 20 epochs, gae_lambda 0.8,
@@ -29,6 +29,11 @@ run, and the training wall time (and steps) to the first evaluation with a
 mean of at least 475; then the ratios optix / SB3. The final policy's score
 is reported on 20 fresh episodes (seed ``--eval-seed`` + 1), never on the
 episodes that found the 475.
+
+With ``--tf``, optix-tf's PPO (``optix_tf.algorithms.ppo.make_ppo``: the same
+default network in Keras, the whole window's update one ``tf.function``)
+runs as a third side, one TensorFlow thread as torch has one, and its ratios
+to SB3 and to optix-torch are reported too.
 
 The seeds run one after the other; within a seed the library that goes first
 alternates, so slow drift in a shared machine's load does not favour one side.
@@ -111,12 +116,18 @@ def sequential_agent(hyperparams: dict[str, Any], seed: int) -> Any:
     )
 
 
-def run_optix(seed: int, steps: int, clock: Clock, network: str = "default") -> dict[str, Any]:
+def run_optix(
+    seed: int, steps: int, clock: Clock, network: str = "default", backend: str = "torch"
+) -> dict[str, Any]:
     import gymnasium as gym
 
     from optix_core.pipeline import VectorBatchPipeline
     from optix_core.types import HyperparamSet
-    from optix_torch.algorithms.ppo import make_ppo
+
+    if backend == "tf":
+        from optix_tf.algorithms.ppo import make_ppo
+    else:
+        from optix_torch.algorithms.ppo import make_ppo
 
     probe = gym.make("CartPole-v1")
     hyperparams = {
@@ -222,7 +233,8 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=8192)
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--eval-seed", type=int, default=10_000)
-    parser.add_argument("--only", choices=["optix", "sb3"], default=None)
+    parser.add_argument("--only", choices=["optix", "sb3", "optix-tf"], default=None)
+    parser.add_argument("--tf", action="store_true", help="add optix-tf's PPO as a third side")
     parser.add_argument("--network", choices=["default", "sequential"], default="default")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
@@ -230,8 +242,20 @@ def main() -> None:
 
     from optix_core.evaluation import evaluate_policy
 
-    runners = {"optix": run_optix, "sb3": run_sb3}
+    runners = {
+        "optix": run_optix,
+        "sb3": run_sb3,
+        "optix-tf": lambda *a: run_optix(*a, backend="tf"),
+    }
     sides = [args.only] if args.only else ["sb3", "optix"]
+    if args.tf:
+        if args.network != "default":
+            parser.error("--tf runs the default network only")
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        sides.append("optix-tf")
     results: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
     print(
         f"CartPole-v1 PPO, rl-zoo settings, {args.network} network, {args.steps} steps, evaluation every "
@@ -271,12 +295,34 @@ def main() -> None:
                 else "never"
             )
             print(
-                f"seed {seed} {side:5s}: {row['steps_per_s']:7.0f} steps/s "
+                f"seed {seed} {side:8s}: {row['steps_per_s']:7.0f} steps/s "
                 f"({row['train_s']:.1f} s), first eval >= 475: {reach}, "
                 f"final policy on fresh episodes {final:.1f}, load {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
-    if len(sides) == 2:
+    if "optix-tf" in results and len(sides) == 3:
+        for base, target in (("sb3", 1.5), ("optix", 0.5)):
+            ratio = [
+                t["steps_per_s"] / b["steps_per_s"]
+                for t, b in zip(results["optix-tf"], results[base], strict=True)
+            ]
+            print(
+                f"steps/s, optix-tf / {base} per seed: "
+                + ", ".join(f"{r:.2f}" for r in ratio)
+                + f" (mean {statistics.mean(ratio):.2f}; target >= {target})"
+            )
+        reach = [
+            t["s_to_475"] / s["s_to_475"]
+            for t, s in zip(results["optix-tf"], results["sb3"], strict=True)
+            if t["s_to_475"] and s["s_to_475"]
+        ]
+        if reach:
+            print(
+                "time to 475, optix-tf / SB3 per seed: "
+                + ", ".join(f"{r:.2f}" for r in reach)
+                + f" (mean {statistics.mean(reach):.2f}; target <= 0.5)"
+            )
+    if len(sides) >= 2:
         speed = [
             o["steps_per_s"] / s["steps_per_s"]
             for o, s in zip(results["optix"], results["sb3"], strict=True)

@@ -202,3 +202,26 @@ def test_learns_cartpole() -> None:
         pipeline.close()
     result = evaluate_policy(agent, "CartPole-v1", episodes=20, seed=10_000)
     assert result.mean >= 475, str(result)
+
+
+def test_acting_in_numpy_gives_the_networks_outputs_and_follows_every_weight_change(
+    tmp_path,
+) -> None:
+    agent = make_ppo(OBS, ACT, hyperparams=HyperparamSet({"n_epochs": 2}), device="cpu", seed=0)
+    obs = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32)
+
+    def both() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        assert agent._numpy_snapshot() is not None  # the default network on the CPU
+        params, values = agent._act(tf.constant(obs))
+        return agent._numpy_forward(obs), (params.numpy(), values.numpy())
+
+    for fast, plain in [both()]:
+        np.testing.assert_allclose(fast[0], plain[0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(fast[1], plain[1], rtol=1e-5, atol=1e-6)
+    agent.save_weights(str(tmp_path / "start"))
+    agent.learn(window(agent))  # the weights move: acting must see them
+    fast, plain = both()
+    np.testing.assert_allclose(fast[0], plain[0], rtol=1e-5, atol=1e-6)
+    agent.load_weights(str(tmp_path / "start"))  # and move back
+    fast, plain = both()
+    np.testing.assert_allclose(fast[0], plain[0], rtol=1e-5, atol=1e-6)

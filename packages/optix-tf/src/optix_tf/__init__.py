@@ -12,6 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
+    "TFAgent": "algorithms.a2c",
     "TFPPOAgent": "algorithms.ppo",
     "TFGaussianPPOAgent": "algorithms.ppo",
     "TFAgentBase": "base",
@@ -36,6 +37,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from optix_tf.algorithms.a2c import TFAgent
     from optix_tf.algorithms.ppo import TFGaussianPPOAgent, TFPPOAgent
     from optix_tf.base import TFAgentBase, set_learning_rate
     from optix_tf.device import resolve_device
@@ -43,10 +45,11 @@ if TYPE_CHECKING:
     from optix_tf.serialization import UnsafeCheckpointError
 
 __all__ = [
+    "TFAgent",
     "TFAgentBase",
+    "TFEvaluator",
     "TFGaussianPPOAgent",
     "TFPPOAgent",
-    "TFEvaluator",
     "UnsafeCheckpointError",
     "resolve_device",
     "set_learning_rate",

@@ -22,8 +22,8 @@ shared pieces (``optix_core.on_policy``: values, GAE, the window table,
 minibatch order; ``optix_core.algorithms.config.ppo``: hyperparameters).
 The whole update of a window (every epoch and minibatch) is one
 ``tf.function``: Python hands it the window once and reads the diagnostics
-back once. Acting runs the networks through a ``tf.function`` that does not
-retrace per call, and samples in numpy from the agent's generators.
+back once. The networks, acting and the rollout's values are A2C's too
+(``optix_tf.algorithms.on_policy``).
 """
 
 from __future__ import annotations
@@ -39,16 +39,18 @@ from optix_core import on_policy
 from optix_core.algorithms.config import ppo as config
 from optix_core.normalizers import RewardNormalizer
 from optix_core.on_policy import ADVANTAGE, OLD_LOG_PROB, OLD_VALUE, RETURN
+from optix_core.policies.distributions import gaussian_action_space
 from optix_core.types import EpisodeData, HyperparamSet
+from optix_tf.algorithms.on_policy import OnPolicyNetworks, default_agent
 from optix_tf.base import TFAgentBase, set_learning_rate
 from optix_tf.policies import observations as O
 from optix_tf.policies.distributions import Distribution, distribution_for
-from optix_tf.policies.networks import ActorCritic, check_actor_critic, probe_input
+from optix_tf.policies.networks import check_actor_critic, probe_input
 
 DIAGNOSTICS = ("policy_loss", "value_loss", "approx_kl", "clip_fraction")
 
 
-class TFPPOAgent(TFAgentBase):
+class TFPPOAgent(OnPolicyNetworks, TFAgentBase):
     """PPO (tensor-optix's ``TFPPOAgent``) on Discrete, MultiDiscrete, MultiBinary or Box actions.
 
     Args:
@@ -92,6 +94,7 @@ class TFPPOAgent(TFAgentBase):
     ) -> None:
         super().__init__(hyperparams, device, seed)
         self.actor, self.critic = actor, critic
+        self.shared = critic is None  # the actor returns (parameters, values)
         with tf.device(self.device):
             self.distribution = pick_distribution(
                 actor, critic, action_space, observation_space, distribution, self.algorithm
@@ -109,51 +112,10 @@ class TFPPOAgent(TFAgentBase):
         self._update = tf.function(self.update, reduce_retracing=True)
         self.apply_hyperparams()
 
-    # ---- networks -------------------------------------------------------
-
-    def modules(self) -> dict[str, keras.Model]:
-        if self.critic is None:
-            return {"actor_critic": self.actor}
-        return {"actor": self.actor, "critic": self.critic}
+    # ---- networks (the rest: OnPolicyNetworks) -------------------------------
 
     def optimizers(self) -> dict[str, keras.optimizers.Optimizer]:
         return {"main": self.optimizer}
-
-    @property
-    def variables(self) -> list[tf.Variable]:
-        """Every trainable variable, each once (a shared extractor is trained once)."""
-        seen: dict[int, tf.Variable] = {}
-        for model in self.modules().values():
-            for v in model.trainable_variables:
-                seen.setdefault(id(v), v)
-        return list(seen.values())
-
-    def forward(self, obs: Any) -> tuple[tf.Tensor, tf.Tensor]:
-        """``(distribution parameters [B, param_dim], V(s) [B])``."""
-        if self.critic is None:
-            params, value = self.actor(obs)
-            return params, tf.reshape(value, [-1])
-        return self.actor(obs), self.critic(obs)[:, 0]
-
-    # ---- acting -------------------------------------------------------------
-
-    def _numpy_forward(self, observation: Any) -> tuple[np.ndarray, np.ndarray]:
-        with tf.device(self.device):
-            params, values = self._act(O.to_tensor(observation))
-        return params.numpy(), values.numpy()
-
-    def act(self, observation: Any, deterministic: bool = False) -> np.ndarray:
-        params = self._numpy_forward(observation)[0]
-        if deterministic:
-            return self.distribution.mode(params)
-        return self.distribution.sample(params, self.act_rng)[0]
-
-    def act_info(
-        self, observation: Any, episode_start: np.ndarray
-    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        params, values = self._numpy_forward(observation)
-        actions, info = self.distribution.sample(params, self.rng)
-        return actions, {**info, "values": values}
 
     # ---- schedules ------------------------------------------------------
 
@@ -178,9 +140,7 @@ class TFPPOAgent(TFAgentBase):
 
         obs = O.flatten_steps(data.observations, n)
         actions = self.distribution.learn_actions(data.actions, data.policy_info, n)
-        values, next_values, final_values, old_log_probs = on_policy.rollout_values(
-            data, obs, actions, self.distribution, self._numpy_forward, self._numpy_log_prob
-        )
+        values, next_values, final_values, old_log_probs = self.rollout_values(data, obs, actions)
         rewards = data.rewards
         if self.reward_normalizer is not None:
             rewards = self.reward_normalizer.normalize_window(rewards, data.dones)
@@ -211,6 +171,7 @@ class TFPPOAgent(TFAgentBase):
                 tf.constant(settings, tf.float32),
             )
             taken = int(taken)
+            self.weights_changed()
             stats = {"explained_variance": on_policy.explained_variance(values, returns)}
             if taken:
                 rows = float(sums[-1])
@@ -226,9 +187,6 @@ class TFPPOAgent(TFAgentBase):
             "updates": float(taken),
             "stopped_early": float(taken < len(starts)),
         }
-
-    def _numpy_log_prob(self, params: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        return self.distribution.log_prob(tf.constant(params), tf.constant(actions)).numpy()
 
     def update(
         self,
@@ -331,19 +289,7 @@ class TFGaussianPPOAgent(TFPPOAgent):
         observation_space: gym.Space | None = None,
         distribution: Distribution | str | None = None,
     ) -> None:
-        if action_space is None:
-            if action_dim is None or int(action_dim) < 1:
-                raise ValueError("TFGaussianPPOAgent needs action_dim (>= 1) or action_space")
-            action_space = gym.spaces.Box(-1.0, 1.0, (int(action_dim),), np.float32)
-        if not isinstance(action_space, gym.spaces.Box):
-            raise ValueError(
-                f"TFGaussianPPOAgent acts on Box action spaces, got {action_space}; "
-                "use TFPPOAgent for the others"
-            )
-        if action_dim is not None and int(action_dim) != int(np.prod(action_space.shape)):
-            raise ValueError(
-                f"action_dim={action_dim} does not match the action space {action_space}"
-            )
+        action_space = gaussian_action_space(action_dim, action_space, "TFGaussianPPOAgent")
         super().__init__(
             actor,
             critic,
@@ -429,14 +375,6 @@ def make_ppo(
     """The AgentSpec factory for "ppo": ``ActorCritic`` chosen from the spaces
     (Stable-Baselines3's PPO networks: [64, 64] tanh heads on flat features,
     linear heads on NatureCNN's), with the action space's distribution."""
-    distribution = distribution_for(action_space, owner="ppo")
-    network = ActorCritic(observation_space, distribution.param_dim, seed=seed)
-    return TFPPOAgent(
-        network,
-        hyperparams=hyperparams,
-        device=device,
-        seed=seed,
-        action_space=action_space,
-        observation_space=observation_space,
-        distribution=distribution,
+    return default_agent(
+        TFPPOAgent, observation_space, action_space, hyperparams, device, seed, "ppo"
     )

@@ -20,7 +20,13 @@ import numpy as np
 import tensorflow as tf
 
 from optix_core.policies.networks import check_actor_critic_outputs
-from optix_tf.policies.extractors import ImageCNN, default_extractor, features_dim, orthogonal
+from optix_tf.policies.extractors import (
+    FlattenExtractor,
+    ImageCNN,
+    default_extractor,
+    features_dim,
+    orthogonal,
+)
 from optix_tf.policies.observations import probe_batch
 
 
@@ -79,6 +85,50 @@ class ActorCritic(keras.Model):
     def call(self, obs: Any) -> tuple[tf.Tensor, tf.Tensor]:
         features = self.extractor(obs)
         return self.actor_head(features), self.critic_head(features)[:, 0]
+
+
+NUMPY_ACTIVATIONS = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0.0), "linear": lambda x: x}
+
+
+class NumpyActorCritic:
+    """A snapshot of ``ActorCritic``'s weights that runs its forward pass in numpy.
+
+    Acting works on a handful of rows, where a call into TensorFlow (a
+    ``tf.function`` included) costs several times the arithmetic; numpy's
+    matrix products on copies of the weights cost a fraction of it. A
+    snapshot is as old as its weights: take a new one after they change.
+    """
+
+    def __init__(self, heads: list[list[tuple[np.ndarray, np.ndarray, str]]]) -> None:
+        self.heads = heads
+
+    @classmethod
+    def of(cls, network: keras.Model) -> NumpyActorCritic | None:
+        """The snapshot, where ``network`` is an ``ActorCritic`` on flat observations
+        whose heads are dense layers with tanh, relu or no activation; else None."""
+        if not isinstance(network, ActorCritic) or type(network.extractor) is not FlattenExtractor:
+            return None
+        heads = []
+        for head in (network.actor_head, network.critic_head):
+            layers = []
+            for layer in head.layers:
+                name = getattr(layer.activation, "__name__", "")
+                if type(layer) is not keras.layers.Dense or name not in NUMPY_ACTIVATIONS:
+                    return None
+                layers.append((layer.kernel.numpy(), layer.bias.numpy(), name))
+            heads.append(layers)
+        return cls(heads)
+
+    def __call__(self, obs: Any) -> tuple[np.ndarray, np.ndarray]:
+        x = np.asarray(obs, dtype=np.float32)
+        x = x.reshape(len(x), -1)
+        out = []
+        for layers in self.heads:
+            h = x
+            for kernel, bias, activation in layers:
+                h = NUMPY_ACTIVATIONS[activation](h @ kernel + bias)
+            out.append(h)
+        return out[0], out[1][:, 0]
 
 
 def probe_input(network: keras.Model, observation_space: gym.Space | None) -> Any:
