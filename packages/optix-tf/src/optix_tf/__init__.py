@@ -11,10 +11,19 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from optix_core import frameworks
+
+# Before anything imports tensorflow: TensorFlow and torch's triton in one process (DESIGN.md).
+frameworks.install()
+
 _EXPORTS = {
     "TFAgent": "algorithms.a2c",
+    "TFDQNAgent": "algorithms.dqn",
     "TFPPOAgent": "algorithms.ppo",
     "TFGaussianPPOAgent": "algorithms.ppo",
+    "TFSACAgent": "algorithms.sac",
+    "TFTD3Agent": "algorithms.td3",
+    "TFTDDAgent": "algorithms.td3",
     "TFAgentBase": "base",
     "set_learning_rate": "base",
     "TFEvaluator": "evaluator",
@@ -38,7 +47,10 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from optix_tf.algorithms.a2c import TFAgent
+    from optix_tf.algorithms.dqn import TFDQNAgent
     from optix_tf.algorithms.ppo import TFGaussianPPOAgent, TFPPOAgent
+    from optix_tf.algorithms.sac import TFSACAgent
+    from optix_tf.algorithms.td3 import TFTD3Agent, TFTDDAgent
     from optix_tf.base import TFAgentBase, set_learning_rate
     from optix_tf.device import resolve_device
     from optix_tf.evaluator import TFEvaluator
@@ -47,9 +59,13 @@ if TYPE_CHECKING:
 __all__ = [
     "TFAgent",
     "TFAgentBase",
+    "TFDQNAgent",
     "TFEvaluator",
     "TFGaussianPPOAgent",
     "TFPPOAgent",
+    "TFSACAgent",
+    "TFTD3Agent",
+    "TFTDDAgent",
     "UnsafeCheckpointError",
     "resolve_device",
     "set_learning_rate",

@@ -9,6 +9,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from optix_core import frameworks
+
+# Before anything imports triton: TensorFlow and torch's triton in one process (DESIGN.md).
+frameworks.install()
+
 _EXPORTS = {
     "TorchAgent": "algorithms.a2c",
     "TorchAgentBase": "base",

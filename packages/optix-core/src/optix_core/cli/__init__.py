@@ -13,7 +13,7 @@ import argparse
 import logging
 import sys
 
-from optix_core import plugins
+from optix_core import frameworks, plugins
 from optix_core.cli import evaluate, export, info, train, tune
 from optix_core.cli.errors import EXIT_USAGE, UsageError
 
@@ -22,10 +22,12 @@ __all__ = ["EXIT_USAGE", "UsageError", "main"]
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    verbose = getattr(args, "verbose", False)
     logging.basicConfig(
-        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+        level=logging.INFO if verbose else logging.WARNING,
         format="optix: %(levelname)s: %(message)s",
     )
+    frameworks.set_verbose(verbose)  # --verbose shows TensorFlow's start-up logs too
     try:
         return args.handler(args)
     except (UsageError, plugins.PluginError) as exc:

@@ -1,0 +1,76 @@
+"""The TensorFlow layer of the replay every off-policy agent shares: DQN (Rainbow, SAC, TD3).
+
+``TFReplayAgent`` is optix-core's ``off_policy.ReplayAgentMixin`` (the replay
+memory, Stable-Baselines3's ``train_freq`` / ``gradient_steps`` /
+``learning_starts`` schedule, its counters and their checkpoint, all in
+numpy and the same on every backend) over ``TFAgentBase``. What is
+TensorFlow's own is the crossing: each block of host minibatches the
+schedule draws becomes tensors on the agent's device (``to_tensors``), one
+conversion per field, shaped ``[count, batch_size, ...]`` so that a compiled
+update can loop over the block's minibatches in one call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from optix_core.off_policy import PACK_BYTES, HostMinibatches, ReplayAgentMixin
+from optix_core.policies.observations import unpacked
+from optix_core.types import EpisodeData
+from optix_tf.base import TFAgentBase
+from optix_tf.policies import observations as O
+
+
+class TFReplayAgent(ReplayAgentMixin, TFAgentBase):
+    """optix-core's replay memory, update schedule and counters, on TensorFlow tensors.
+
+    A subclass calls the constructor (``TFAgentBase``'s arguments), sets up
+    its networks, then calls ``apply_hyperparams()``. Its ``act_info`` counts
+    the env steps it acts for (``_acting_steps``); its ``learn`` takes one
+    gradient step per minibatch ``replay_minibatches`` yields and counts them
+    in ``n_updates``. The hyperparameters read are ``ReplayAgentMixin``'s.
+    """
+
+    def replay_minibatches(self, data: EpisodeData) -> Iterator[dict[str, Any]]:
+        """Store the window and yield the minibatches of the updates it earns, in order.
+
+        The schedule and the draws are ``ReplayAgentMixin.replay_draws``'s.
+        Each yield is a block of minibatches on the device, tensors shaped
+        ``[count, batch_size, ...]``: ``observations``, ``actions`` (integers
+        as int64, floats as float32), ``rewards``, ``next_observations`` and
+        ``bootstrap`` (γ_m(1 − terminated)), observations a dict of tensors
+        for Dict spaces. Uniform replay yields up to ``PACK_BYTES`` of
+        minibatches at once (usually the whole window); prioritized replay
+        one minibatch per block, with ``weights`` and the host-side
+        ``indices``, whose priorities the caller updates before asking for
+        the next.
+        """
+        for draw in self.replay_draws(data, PACK_BYTES):
+            yield self.minibatch_tensors(draw)
+
+    def minibatch_tensors(self, draw: HostMinibatches) -> dict[str, Any]:
+        """A block of host minibatches as tensors on the device, with the
+        prioritized draw's ``indices`` kept on the host."""
+        with tf.device(self.device):
+            tensors: dict[str, Any] = to_tensors(draw.parts, draw.batch_size)
+        if draw.indices is not None:
+            tensors["indices"] = draw.indices  # stays on the host, for update_priorities
+        return tensors
+
+
+def to_tensors(blocks: list[dict[str, np.ndarray]], batch_size: int) -> dict[str, Any]:
+    """Host minibatches as tensors shaped ``[count, batch_size, ...]`` (in the current
+    device scope): each field concatenated over the blocks and converted once,
+    Dict records unpacked on the way, floats as float32, pixels and indices in
+    their own dtype (the network scales or one-hots them)."""
+    tensors = {}
+    for key in blocks[0]:
+        parts = [block[key] for block in blocks]
+        array = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        tensor = O.to_tensor(unpacked(array))
+        tensors[key] = O.map_obs(lambda t: tf.reshape(t, [-1, batch_size, *t.shape[1:]]), tensor)
+    return tensors
