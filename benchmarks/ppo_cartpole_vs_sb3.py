@@ -253,6 +253,8 @@ def main() -> None:
             parser.error("--tf runs the default network only")
         import tensorflow as tf
 
+        import optix_tf  # noqa: F401  (its import guard: TensorFlow and torch's triton in one process)
+
         tf.config.threading.set_intra_op_parallelism_threads(1)
         tf.config.threading.set_inter_op_parallelism_threads(1)
         sides.append("optix-tf")

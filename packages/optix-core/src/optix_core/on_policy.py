@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from optix_core.normalizers import RewardNormalizer
 from optix_core.policies import observations as O
 from optix_core.policies.distributions import Distribution
 from optix_core.returns import compute_gae
@@ -119,3 +120,58 @@ def minibatch_starts(epochs: int, n: int, batch: int) -> list[int]:
     """Where each minibatch of ``epochs`` passes over ``n`` samples begins (each
     pass ends in a shorter minibatch when ``batch`` does not divide ``n``)."""
     return [lo + start for lo in range(0, epochs * n, n) for start in range(0, n, batch)]
+
+
+class PPOWindow:
+    """PPO's framework-free half, mixed into a backend's PPO agent (ahead of its
+    base): the linear schedules, and a window turned into its loss table.
+
+    The agent sets ``env_steps = 0`` and ``reward_normalizer`` (or None), and has
+    ``hp``, ``distribution``, ``optimizer`` and ``rollout_values(data, obs, learn_actions)``;
+    the backend's ``set_learning_rate(optimizer, rate)`` is passed in.
+    """
+
+    env_steps: int
+    reward_normalizer: RewardNormalizer | None
+
+    def schedule_fraction(self) -> float:
+        """1 − steps/anneal_steps, floored at 0 (1 when annealing is off)."""
+        anneal = self.hp["anneal_steps"]
+        return max(0.0, 1.0 - self.env_steps / anneal) if anneal else 1.0
+
+    def window_table(
+        self, data: EpisodeData
+    ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, float]:
+        """Count the window's steps, then: its observations ``[T·N, ...]``, the loss
+        table (``loss_table``), V(s_t) and the returns ``[T, N]``, and the clip
+        range of this point of the schedule."""
+        hp = self.hp
+        steps, envs = np.shape(data.rewards)
+        n = steps * envs
+        self.env_steps += n
+        obs = O.flatten_steps(data.observations, n)
+        actions = self.distribution.learn_actions(data.actions, data.policy_info, n)
+        values, next_values, final_values, old_log_probs = self.rollout_values(data, obs, actions)
+        rewards = data.rewards
+        if self.reward_normalizer is not None:
+            rewards = self.reward_normalizer.normalize_window(rewards, data.dones)
+        advantages, returns = gae(data, rewards, values, next_values, final_values, hp)
+        table = loss_table(old_log_probs, advantages, returns, values, actions)
+        return obs, table, values, returns, hp["clip_ratio"] * self.schedule_fraction()
+
+    def extra_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"env_steps": self.env_steps}
+        if self.reward_normalizer is not None:
+            state["reward_normalizer"] = {
+                k: np.asarray(v).tolist() for k, v in self.reward_normalizer.state_dict().items()
+            }
+        return state
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.env_steps = int(state.get("env_steps", 0))
+        saved = state.get("reward_normalizer")
+        if self.reward_normalizer is not None and saved is not None:
+            self.reward_normalizer.load_state_dict(
+                {k: v if k == "count" else np.asarray(v) for k, v in saved.items()}
+            )
+        self.apply_hyperparams()

@@ -38,7 +38,7 @@ import tensorflow as tf
 from optix_core import on_policy
 from optix_core.algorithms.config import ppo as config
 from optix_core.normalizers import RewardNormalizer
-from optix_core.on_policy import ADVANTAGE, OLD_LOG_PROB, OLD_VALUE, RETURN
+from optix_core.on_policy import ADVANTAGE, OLD_LOG_PROB, OLD_VALUE, RETURN, PPOWindow
 from optix_core.policies.distributions import gaussian_action_space
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_tf.algorithms.on_policy import OnPolicyNetworks, default_agent
@@ -50,7 +50,7 @@ from optix_tf.policies.networks import check_actor_critic, probe_input
 DIAGNOSTICS = ("policy_loss", "value_loss", "approx_kl", "clip_fraction")
 
 
-class TFPPOAgent(OnPolicyNetworks, TFAgentBase):
+class TFPPOAgent(PPOWindow, OnPolicyNetworks, TFAgentBase):
     """PPO (tensor-optix's ``TFPPOAgent``) on Discrete, MultiDiscrete, MultiBinary or Box actions.
 
     Args:
@@ -119,33 +119,17 @@ class TFPPOAgent(OnPolicyNetworks, TFAgentBase):
 
     # ---- schedules ------------------------------------------------------
 
-    def schedule_fraction(self) -> float:
-        """1 − steps/anneal_steps, floored at 0 (1 when annealing is off)."""
-        anneal = self.hp["anneal_steps"]
-        return max(0.0, 1.0 - self.env_steps / anneal) if anneal else 1.0
-
     def apply_hyperparams(self) -> None:
         set_learning_rate(self.optimizer, self.hp["learning_rate"] * self.schedule_fraction())
 
     # ---- learning -------------------------------------------------------
 
     def learn(self, episode_data: EpisodeData) -> dict[str, float]:
-        data, hp = episode_data, self.hp
-        steps, envs = np.shape(data.rewards)
-        n = steps * envs
-        self.env_steps += n
-        fraction = self.schedule_fraction()
-        learning_rate, clip = hp["learning_rate"] * fraction, hp["clip_ratio"] * fraction
+        hp = self.hp
+        obs, table, values, returns, clip = self.window_table(episode_data)
+        n = len(table)
+        learning_rate = hp["learning_rate"] * self.schedule_fraction()
         set_learning_rate(self.optimizer, learning_rate)
-
-        obs = O.flatten_steps(data.observations, n)
-        actions = self.distribution.learn_actions(data.actions, data.policy_info, n)
-        values, next_values, final_values, old_log_probs = self.rollout_values(data, obs, actions)
-        rewards = data.rewards
-        if self.reward_normalizer is not None:
-            rewards = self.reward_normalizer.normalize_window(rewards, data.dones)
-        advantages, returns = on_policy.gae(data, rewards, values, next_values, final_values, hp)
-        table = on_policy.loss_table(old_log_probs, advantages, returns, values, actions)
 
         batch = min(int(hp["minibatch_size"]), n)
         epochs = int(hp["n_epochs"])
@@ -248,23 +232,6 @@ class TFPPOAgent(OnPolicyNetworks, TFAgentBase):
         return sums, taken
 
     # ---- checkpoint extras ----------------------------------------------------
-
-    def extra_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"env_steps": self.env_steps}
-        if self.reward_normalizer is not None:
-            state["reward_normalizer"] = {
-                k: np.asarray(v).tolist() for k, v in self.reward_normalizer.state_dict().items()
-            }
-        return state
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        self.env_steps = int(state.get("env_steps", 0))
-        saved = state.get("reward_normalizer")
-        if self.reward_normalizer is not None and saved is not None:
-            self.reward_normalizer.load_state_dict(
-                {k: v if k == "count" else np.asarray(v) for k, v in saved.items()}
-            )
-        self.apply_hyperparams()
 
 
 class TFGaussianPPOAgent(TFPPOAgent):

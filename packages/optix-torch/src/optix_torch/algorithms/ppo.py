@@ -45,13 +45,13 @@ from optix_core.on_policy import (
     OLD_LOG_PROB,
     OLD_VALUE,
     RETURN,
-    loss_table,
+    PPOWindow,
     minibatch_starts,
 )
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_torch.accel.optim import Gradients, adam, optimizer_step
 from optix_torch.accel.ppo import FusedPPOStep
-from optix_torch.algorithms.on_policy import OnPolicyValues, default_agent, explained_variance, gae
+from optix_torch.algorithms.on_policy import OnPolicyValues, default_agent, explained_variance
 from optix_torch.base import TorchAgentBase, set_learning_rate
 from optix_torch.policies import observations as O
 from optix_torch.policies.distributions import (
@@ -71,7 +71,7 @@ from optix_torch.policies.networks import (
 GATHER_BYTES = 64 * 2**20
 
 
-class TorchPPOAgent(OnPolicyValues, TorchAgentBase):
+class TorchPPOAgent(PPOWindow, OnPolicyValues, TorchAgentBase):
     """PPO (tensor-optix's ``TorchPPOAgent``) on Discrete, MultiDiscrete,
     MultiBinary or Box actions.
 
@@ -188,37 +188,21 @@ class TorchPPOAgent(OnPolicyValues, TorchAgentBase):
 
     # ---- schedules ------------------------------------------------------
 
-    def schedule_fraction(self) -> float:
-        """1 − steps/anneal_steps, floored at 0 (1 when annealing is off)."""
-        anneal = self.hp["anneal_steps"]
-        return max(0.0, 1.0 - self.env_steps / anneal) if anneal else 1.0
-
     def apply_hyperparams(self) -> None:
         set_learning_rate(self.optimizer, self.hp["learning_rate"] * self.schedule_fraction())
 
     # ---- learning -------------------------------------------------------
 
     def learn(self, episode_data: EpisodeData) -> dict[str, float]:
-        data, hp = episode_data, self.hp
-        steps, envs = np.shape(data.rewards)
-        n = steps * envs
-        self.env_steps += n
-        fraction = self.schedule_fraction()
-        learning_rate, clip = hp["learning_rate"] * fraction, hp["clip_ratio"] * fraction
+        hp = self.hp
+        obs, table, values, returns, clip = self.window_table(episode_data)
+        n = len(table)
+        learning_rate = hp["learning_rate"] * self.schedule_fraction()
         set_learning_rate(self.optimizer, learning_rate)
-
-        obs = O.flatten_steps(data.observations, n)
-        actions = self.distribution.learn_actions(data.actions, data.policy_info, n)
-        values, next_values, final_values, old_log_probs = self.rollout_values(data, obs, actions)
-        rewards = data.rewards
-        if self.reward_normalizer is not None:
-            rewards = self.reward_normalizer.normalize_window(rewards, data.dones)
-        advantages, returns = gae(data, rewards, values, next_values, final_values, hp)
 
         # The window goes to the device once: observations, and one float
         # matrix of [old log-prob, advantage, return, old value, actions...].
         obs_t = O.to_tensor(obs, self.device)
-        table = loss_table(old_log_probs, advantages, returns, values, actions)
         table_t = torch.as_tensor(table, device=self.device)
 
         batch = min(int(hp["minibatch_size"]), n)
@@ -305,23 +289,6 @@ class TorchPPOAgent(OnPolicyValues, TorchAgentBase):
         }
 
     # ---- checkpoint extras and teardown -------------------------------------
-
-    def extra_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"env_steps": self.env_steps}
-        if self.reward_normalizer is not None:
-            state["reward_normalizer"] = {
-                k: np.asarray(v).tolist() for k, v in self.reward_normalizer.state_dict().items()
-            }
-        return state
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        self.env_steps = int(state.get("env_steps", 0))
-        saved = state.get("reward_normalizer")
-        if self.reward_normalizer is not None and saved is not None:
-            self.reward_normalizer.load_state_dict(
-                {k: v if k == "count" else np.asarray(v) for k, v in saved.items()}
-            )
-        self.apply_hyperparams()
 
     def teardown(self) -> None:
         self.gradients.release()
