@@ -27,6 +27,11 @@ up to one window. ``--window 1`` interleaves them as SB3 does.
     uv run python benchmarks/sac_pendulum_vs_sb3.py --seeds 0 --steps 20000
     uv run python benchmarks/sac_pendulum_vs_sb3.py --seeds 1 2 --steps 5000 --json out.jsonl
     uv run python benchmarks/sac_pendulum_vs_sb3.py --algo td3 --seeds 0 --steps 10000
+    uv run python benchmarks/sac_pendulum_vs_sb3.py --backend tf          # optix-tf's SAC instead
+
+With ``--backend tf`` optix's side is optix-tf's agent (the same algorithm and
+networks in Keras, each gradient step one ``tf.function``), one TensorFlow
+thread per ``--threads``.
 """
 
 from __future__ import annotations
@@ -50,10 +55,17 @@ EVAL_EPISODES = 20
 EXPL_NOISE = 0.1
 
 
-def train_optix(algo: str, seed: int, steps: int, window: int) -> tuple[Any, float, float]:
+def train_optix(
+    algo: str, seed: int, steps: int, window: int, backend: str = "torch"
+) -> tuple[Any, float, float]:
     from optix_core.pipeline import VectorBatchPipeline
-    from optix_torch.algorithms.sac import make_sac
-    from optix_torch.algorithms.td3 import make_td3
+
+    if backend == "tf":
+        from optix_tf.algorithms.sac import make_sac
+        from optix_tf.algorithms.td3 import make_td3
+    else:
+        from optix_torch.algorithms.sac import make_sac
+        from optix_torch.algorithms.td3 import make_td3
 
     env = gym.make(ENV_ID)
     make = {"sac": make_sac, "td3": make_td3}[algo]
@@ -115,17 +127,20 @@ def train_sb3(algo: str, seed: int, steps: int) -> tuple[Any, float, float]:
     return SB3Policy(model), wall, cpu
 
 
-def run(algo: str, library: str, seed: int, steps: int, window: int) -> dict[str, Any]:
+def run(
+    algo: str, library: str, seed: int, steps: int, window: int, backend: str = "torch"
+) -> dict[str, Any]:
     from optix_core.evaluation import evaluate_policy
 
     if library == "optix":
-        policy, wall, cpu = train_optix(algo, seed, steps, window)
+        policy, wall, cpu = train_optix(algo, seed, steps, window, backend)
     else:
         policy, wall, cpu = train_sb3(algo, seed, steps)
     result = evaluate_policy(policy, ENV_ID, episodes=EVAL_EPISODES, seed=10_000 + seed)
     row = {
         "algo": algo,
         "library": library,
+        "backend": backend if library == "optix" else "torch",
         "seed": seed,
         "steps": steps,
         "window": window if library == "optix" else 1,
@@ -149,27 +164,40 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=256, help="optix's window (steps per learn)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads, for both libraries")
     parser.add_argument("--json", help="append the result rows to this JSON-lines file")
+    parser.add_argument(
+        "--backend",
+        choices=("torch", "tf"),
+        default="torch",
+        help="optix's side: optix-torch or optix-tf",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.backend == "tf":
+        import tensorflow as tf
+
+        import optix_tf  # noqa: F401  (its import guard: TensorFlow and torch's triton in one process)
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
 
     import stable_baselines3
 
     print(
         f"# {args.algo.upper()} {ENV_ID}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"torch {torch.__version__} ({args.threads} thread(s)), SB3 {stable_baselines3.__version__}, "
-        f"{time.strftime('%Y-%m-%d %H:%M')}, load {os.getloadavg()[0]:.2f}",
+        f"{time.strftime('%Y-%m-%d %H:%M')}, load {os.getloadavg()[0]:.2f}, optix backend {args.backend}",
         flush=True,
     )
     # One untimed, short run of each side first: torch imports torch._dynamo (with sympy,
     # triton, torch.onnx: about 900 modules) at the first optimizer a process builds,
     # which would otherwise land in the timing of whichever side runs first.
-    train_optix(args.algo, 0, 300, args.window)
+    train_optix(args.algo, 0, 300, args.window, args.backend)
     train_sb3(args.algo, 0, 300)
     rows = []
     for i, seed in enumerate(args.seeds):
         order = ("optix", "sb3") if i % 2 == 0 else ("sb3", "optix")
         for library in order:
-            rows.append(run(args.algo, library, seed, args.steps, args.window))
+            rows.append(run(args.algo, library, seed, args.steps, args.window, args.backend))
     if args.json:
         with open(args.json, "a") as f:
             for row in rows:
