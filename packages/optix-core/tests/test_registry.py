@@ -25,7 +25,7 @@ from optix_core.registry import (
     make_agent,
     provider,
 )
-from optix_core.specs import AgentSpec, EvaluatorSpec, load_object
+from optix_core.specs import AgentSpec, BackendSpec, EvaluatorSpec, load_object
 from optix_core.types import HyperparamSet
 
 CEM_FACTORY = "optix_core.algorithms.cem:make_cem"
@@ -308,6 +308,17 @@ def test_default_algorithm_on_a_backend_with_nothing_for_the_space_says_what_it_
     message = str(excinfo.value)
     assert "no 'jax' agent supports continuous action spaces" in message
     assert "'jax' offers: a2c (discrete), dqn (discrete)" in message
+
+
+def test_an_algorithm_an_installed_backend_does_not_offer_is_named_as_such(core_only):
+    register(core_only, BackendSpec("jax", "optix-jax", "m:f", "m:f", "m:f"), "optix-jax")
+    register(core_only, AgentSpec("dqn", "jax", CEM_FACTORY, ("discrete",)), "optix-jax")
+    register(core_only, AgentSpec("rainbow", "torch", CEM_FACTORY, ("discrete",)), "optix-torch")
+    with pytest.raises(RegistryError) as excinfo:
+        make_agent("rainbow", "CartPole-v1", backend="jax")
+    message = str(excinfo.value)
+    assert "the 'jax' backend (optix-jax) does not offer 'rainbow'" in message
+    assert "offered by: torch" in message and "Install" not in message
 
 
 def test_default_algorithm_on_a_backend_that_is_not_installed(core_only):

@@ -87,6 +87,12 @@ def find_agent(name: str, action_kind: str, backend: str | None = None) -> Agent
         named = [s for s in named if s.backend == backend]
         if not named:
             offered = ", ".join(sorted(s.backend for s in specs if s.name == name))
+            installed = next((b for b in backends() if b.name == backend), None)
+            if installed is not None:
+                raise RegistryError(
+                    f"the {backend!r} backend ({installed.distribution}) does not offer "
+                    f"{name!r}; it is offered by: {offered}. Choose one of those backends"
+                )
             raise RegistryError(
                 f"algorithm {name!r} has no {backend!r} backend installed; it is offered by: "
                 f"{offered}. Install optix-{backend} or choose another backend"
