@@ -4,7 +4,7 @@ An algorithm declares its hyperparameters once (``DEFAULTS``, ``BOUNDS``,
 ``ONLINE_SEARCH_SPACE``, from ``optix_core.algorithms.config``); this holds
 them checked, offers them to the loop's tuners, and writes and reads the
 framework-free half of a checkpoint: ``state.json`` with the algorithm's
-name, its hyperparameters, the agent's numpy generators and the algorithm's
+name, the backend that wrote it, its hyperparameters, the agent's numpy generators and the algorithm's
 own counters (``extra_state``). A backend's base (optix-torch's
 ``TorchAgentBase``, optix-tf's ``TFAgentBase``) adds devices, weights and
 optimizer state in its framework.
@@ -29,6 +29,8 @@ class ConfiguredAgent(BaseAgent):
     """Hyperparameters checked against ``BOUNDS``, and the ``state.json`` of a checkpoint."""
 
     algorithm: ClassVar[str] = "agent"
+    # The backend whose checkpoints this agent writes and reads ("torch", "tf").
+    backend: ClassVar[str] = ""
     DEFAULTS: ClassVar[dict[str, Any]] = {}
     BOUNDS: ClassVar[dict[str, Bound]] = {}
     # What the loop may tune while training (the config module's ONLINE_SEARCH_SPACE).
@@ -93,10 +95,11 @@ class ConfiguredAgent(BaseAgent):
     def write_state(
         self, directory: Path, generators: dict[str, np.random.Generator], **fields: Any
     ) -> None:
-        """``state.json``: the algorithm, its hyperparameters, the ``generators``'
-        states, ``extra_state()`` and the backend's ``fields``."""
+        """``state.json``: the algorithm, the backend, its hyperparameters, the
+        ``generators``' states, ``extra_state()`` and the backend's ``fields``."""
         state = {
             "algorithm": self.algorithm,
+            "backend": self.backend,
             **fields,
             "hyperparams": self._hp.to_dict(),
             **{name: g.bit_generator.state for name, g in generators.items()},
@@ -105,14 +108,22 @@ class ConfiguredAgent(BaseAgent):
         (directory / STATE).write_text(json.dumps(state))
 
     def read_state(self, directory: Path, generators: tuple[str, ...]) -> dict[str, Any]:
-        """``state.json`` of a checkpoint of this algorithm, its generator states
-        checked, before anything is loaded."""
+        """``state.json`` of a checkpoint of this algorithm written by this
+        backend, its generator states checked, before anything is loaded."""
         if not (directory / STATE).is_file():
             raise FileNotFoundError(f"{directory} holds no {self.algorithm} checkpoint")
         state = json.loads((directory / STATE).read_text())
         if state.get("algorithm") != self.algorithm:
             raise ValueError(
                 f"{directory} holds a {state.get('algorithm')!r} checkpoint, not {self.algorithm!r}"
+            )
+        # Checkpoints written before optix-tf existed carry no backend: optix-torch wrote them.
+        written_by = state.get("backend", "torch")
+        if written_by != self.backend:
+            raise ValueError(
+                f"{directory} holds a {self.algorithm} checkpoint written by the "
+                f"{written_by!r} backend; it loads only into that backend (this agent is "
+                f"{self.backend!r}): build the agent with backend={written_by!r}"
             )
         for key in generators:
             probe = np.random.default_rng()

@@ -36,11 +36,10 @@ from optix_tf.serialization import (
     save_tensors,
 )
 
-BACKEND = "tf"
-
 
 class TFAgentBase(ConfiguredAgent):
     algorithm: ClassVar[str] = "tf-agent"
+    backend: ClassVar[str] = "tf"
 
     def __init__(
         self,
@@ -101,18 +100,13 @@ class TFAgentBase(ConfiguredAgent):
             save_tensors(directory, modules)
             for name, optimizer in self.optimizers().items():
                 save_optimizer(directory, name, optimizer, modules)
-        self.write_state(directory, self._generators(), backend=BACKEND)
+        self.write_state(directory, self._generators())
         self.save_extra(directory)
 
     def load_weights(self, path: str) -> None:
         """Restore a checkpoint; every file is checked before anything is changed."""
         directory = Path(path)
         state = self.read_state(directory, tuple(self._generators()))
-        if state.get("backend") != BACKEND:
-            raise ValueError(
-                f"{directory} was written by the {state.get('backend') or 'another'!r} backend; "
-                f"a checkpoint loads only into the backend that wrote it (this is {BACKEND!r})"
-            )
         modules = self.modules()
         with self.device_scope():
             self._build_optimizers()

@@ -25,6 +25,7 @@ __all__ = ["STATE", "TorchAgentBase", "set_learning_rate"]
 
 class TorchAgentBase(ConfiguredAgent):
     algorithm: ClassVar[str] = "torch-agent"
+    backend: ClassVar[str] = "torch"
 
     def __init__(
         self,
