@@ -231,8 +231,6 @@ class TFPPOAgent(PPOWindow, OnPolicyNetworks, TFAgentBase):
             taken += 1
         return sums, taken
 
-    # ---- checkpoint extras ----------------------------------------------------
-
 
 class TFGaussianPPOAgent(TFPPOAgent):
     """tensor-optix's ``TFGaussianPPOAgent``: PPO on Box actions, sized by ``action_dim``.
