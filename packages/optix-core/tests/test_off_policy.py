@@ -436,6 +436,41 @@ def test_the_counters_and_the_memory_survive_a_checkpoint(tmp_path: Path) -> Non
             np.testing.assert_array_equal(a.parts[0][key], b.parts[0][key])
 
 
+@pytest.mark.parametrize("per_alpha", [0.0, 0.5])
+def test_a_checkpoint_ends_the_n_step_writers_pending_steps_as_a_truncation(
+    tmp_path: Path, per_alpha: float
+) -> None:
+    """A resumed run starts new episodes: the steps the writer still held (two per
+    column at n = 3) come back as the transitions a truncation after the window's
+    last step adds, bootstrapping from the observation after it."""
+    agent = NumpyReplayAgent(n_step=3, gradient_steps=0, per_alpha=per_alpha)
+    agent.learn(numbered_window(0, 5, 2))
+    assert list(agent.replay.writer.pending) == [2, 2]
+    agent.save_extra(tmp_path)
+    restored = NumpyReplayAgent(n_step=3, gradient_steps=0, per_alpha=per_alpha)
+    restored.load_extra(tmp_path)
+
+    truncated = numbered_window(0, 5, 2)
+    truncated.truncated[-1] = True
+    truncated = dataclasses.replace(truncated, final_observations=truncated.observations + 2)
+    cut_there = NumpyReplayAgent(n_step=3, gradient_steps=0, per_alpha=per_alpha)
+    cut_there.learn(truncated)
+
+    def by_first_observation(replay: Replay) -> dict[str, np.ndarray]:
+        stored = replay.buffer.get(np.arange(len(replay)))
+        order = np.argsort(stored["observations"][:, 0])
+        return {name: values[order] for name, values in stored.items()}
+
+    got, want = by_first_observation(restored.replay), by_first_observation(cut_there.replay)
+    assert len(restored.replay) == len(agent.replay) + 4 == len(cut_there.replay)
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    last = got["observations"][:, 0] == 8  # column 0's last step: R = r, bootstraps from 10
+    np.testing.assert_allclose(got["rewards"][last], 8.0)
+    np.testing.assert_allclose(got["next_observations"][last, 0], 10.0)
+    np.testing.assert_allclose(got["discounts"][last], 0.9)
+
+
 def test_a_checkpoint_without_counters_or_memory_starts_empty(tmp_path: Path) -> None:
     agent = NumpyReplayAgent()
     agent.learn(numbered_window(0, 4, 1))

@@ -135,8 +135,9 @@ class CompactReplayBuffer(ReplayBuffer):
 
     # -- reading -------------------------------------------------------------
 
-    def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-        out = super().get(indices)
+    def decoded(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Stored rows with their observation ids read back as observations."""
+        out = dict(rows)
         for name, key in _IDS.items():
             out[name] = self._read(out.pop(key))
         return out

@@ -82,6 +82,11 @@ class NStepWriter:
         }
         self._rewards = np.zeros((self.n_envs, self.n), dtype=np.float64)
         self._count = np.zeros(self.n_envs, dtype=np.int64)
+        # each column's last next_* fields: where a cut (``cut``) bootstraps from
+        self._last_next = {
+            name: np.zeros((self.n_envs, *stored[name].shape), stored[name].dtype)
+            for name in self._next
+        }
         self._powers = self.gamma ** np.arange(self.n + 1)
         # a compact buffer's pending rows hold observation ids: it keeps their frames
         buffer._track_holder(self)
@@ -92,15 +97,20 @@ class NStepWriter:
         return self._count.copy()
 
     def _held(self) -> dict[str, np.ndarray]:
-        """The pending steps' carried fields, which the buffer must keep valid until they are added."""
+        """The pending steps' carried fields and their columns' last ``next_*`` fields,
+        which the buffer must keep valid until they are added."""
         waiting = np.arange(self.n) < self._count[:, None]
-        return {name: self._pending[name][waiting] for name in self._carried}
+        held = {name: self._pending[name][waiting] for name in self._carried}
+        return {**held, **{name: self._last_next[name][self._count > 0] for name in self._next}}
 
     def _set_held(self, rows: dict[str, np.ndarray]) -> None:
-        """Rewrite pending steps' carried fields, given in ``_held``'s order (ids the buffer moved)."""
+        """Rewrite what ``_held`` gave, in its order (ids the buffer moved)."""
         waiting = np.arange(self.n) < self._count[:, None]
         for name, values in rows.items():
-            self._pending[name][waiting] = values
+            if name in self._last_next:
+                self._last_next[name][self._count > 0] = values
+            else:
+                self._pending[name][waiting] = values
 
     def reset(self) -> None:
         """Drop every pending step (for example after the environments were reset by hand)."""
@@ -155,27 +165,48 @@ class NStepWriter:
             self._rewards[full, :-1] = self._rewards[full, 1:]
             self._count[full] -= 1
         for c in np.flatnonzero(done):
-            m = int(self._count[c])
-            # R_j = r_j + γ R_{j+1}: every pending start gets the rest of the episode.
-            returns = np.empty(m)
-            acc = 0.0
-            for j in range(m - 1, -1, -1):
-                acc = self._rewards[c, j] + self.gamma * acc
-                returns[j] = acc
-            out.append(
-                {
-                    **{name: self._pending[name][c, :m] for name in self._carried},
-                    **{name: np.repeat(batch[name][c : c + 1], m, axis=0) for name in self._next},
-                    "rewards": returns,
-                    "terminated": np.full(m, terminated[c]),
-                    "discounts": self._powers[m - np.arange(m)],
-                }
-            )
+            out.append(self._ended(c, {name: batch[name][c] for name in self._next}, terminated[c]))
             self._count[c] = 0
+        for name in self._next:
+            self._last_next[name][cols] = batch[name]
         if not out:
             return np.empty(0, dtype=np.int64)
-        merged = {key: np.concatenate([o[key] for o in out]) for key in out[0]}
-        return self.buffer.add_stored(**merged)
+        return self.buffer.add_stored(**_merged(out))
+
+    def cut(self) -> dict[str, np.ndarray]:
+        """The pending steps as the transitions their episodes' truncation after the
+        last step would add, in the buffer's stored layout; the writer is left as it is.
+
+        What a checkpoint keeps of the writer: a resumed run starts new
+        episodes, so the ones in progress end where the checkpoint was taken,
+        bootstrapping from the observation after their last step.
+        """
+        ended = [
+            self._ended(c, {name: self._last_next[name][c] for name in self._next}, False)
+            for c in np.flatnonzero(self._count)
+        ]
+        if ended:
+            return _merged(ended)
+        stored = self.buffer.stored_fields
+        return {name: np.zeros((0, *spec.shape), spec.dtype) for name, spec in stored.items()}
+
+    def _ended(self, c: int, after: dict[str, np.ndarray], terminated: bool) -> dict[str, Any]:
+        """Column ``c``'s pending steps as transitions ending at its episode's end, whose
+        ``next_*`` fields are ``after``."""
+        m = int(self._count[c])
+        # R_j = r_j + γ R_{j+1}: every pending start gets the rest of the episode.
+        returns = np.empty(m)
+        acc = 0.0
+        for j in range(m - 1, -1, -1):
+            acc = self._rewards[c, j] + self.gamma * acc
+            returns[j] = acc
+        return {
+            **{name: self._pending[name][c, :m] for name in self._carried},
+            **{name: np.repeat(after[name][None], m, axis=0) for name in self._next},
+            "rewards": returns,
+            "terminated": np.full(m, terminated),
+            "discounts": self._powers[m - np.arange(m)],
+        }
 
     def add_window(self, data: EpisodeData) -> np.ndarray:
         """Feed a loop window step by step (columns must match ``n_envs``); return the slots written.
@@ -189,3 +220,7 @@ class NStepWriter:
             for t in range(steps["rewards"].shape[0])
         ]
         return np.concatenate(written)
+
+
+def _merged(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}

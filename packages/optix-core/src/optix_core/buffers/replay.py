@@ -356,7 +356,12 @@ class ReplayBuffer:
         """The stored transitions at ``indices``, one array per field."""
         # take() is several times faster than fancy indexing for row gathers.
         idx = np.asarray(indices, dtype=np.int64)
-        return {name: arr.take(idx, axis=0) for name, arr in self._data.items()}
+        return self.decoded({name: arr.take(idx, axis=0) for name, arr in self._data.items()})
+
+    def decoded(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Rows in the stored layout (``stored_fields``) as transitions of ``fields``,
+        which ``add`` takes; here the two layouts are one."""
+        return rows
 
     def _check_batch_size(self, batch_size: int) -> None:
         if int(batch_size) < 1:

@@ -25,6 +25,8 @@ from optix_core.policies import observations as O
 from optix_core.types import EpisodeData
 
 REPLAY_FILE = "replay.npz"  # the memory's file in a checkpoint directory
+# Beside it: the n-step writer's pending steps, as the transitions a cut adds (NStepWriter.cut).
+CUT_FILE = "replay-cut.npz"
 # Added to |δ| before it becomes a priority, so a transition fitted exactly can still be drawn.
 PRIORITY_EPS = 1e-6
 
@@ -153,12 +155,21 @@ class Replay:
     # ---- persistence --------------------------------------------------------
 
     def save(self, path: Path) -> None:
-        """Write the buffer to ``path`` (``replay.npz``: numpy arrays, no pickle); nothing when empty."""
-        if self.buffer is not None:
-            self.buffer.save(path)
+        """Write the buffer to ``path`` (``replay.npz``: numpy arrays, no pickle); nothing when empty.
+
+        Steps an n-step writer still holds go beside it (``CUT_FILE``) as the
+        transitions their episodes' truncation here would add: a run resumed
+        from the checkpoint starts new episodes, and ``load`` stores them.
+        """
+        if self.buffer is None:
+            return
+        self.buffer.save(path)
+        if self.writer is not None and self.writer.pending.any():
+            np.savez(path.with_name(CUT_FILE), **self.buffer.decoded(self.writer.cut()))
 
     def load(self, path: Path) -> None:
-        """Restore a saved buffer; a checkpoint without one leaves the memory empty.
+        """Restore a saved buffer and the cut transitions beside it; a checkpoint
+        without one leaves the memory empty.
 
         The agent's hyperparameters were restored first, so a buffer already
         built has the file's capacity and kind and takes it in place;
@@ -173,6 +184,10 @@ class Replay:
                 saved_spec(path, "observations"), saved_spec(path, "field.actions")
             )
         self.buffer.load(path)
+        cut = path.with_name(CUT_FILE)
+        if cut.is_file():
+            with np.load(cut, allow_pickle=False) as f:
+                self.buffer.add(**{name: f[name] for name in f.files})
 
     # ---- helpers --------------------------------------------------------------
 
