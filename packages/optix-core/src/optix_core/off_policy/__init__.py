@@ -4,7 +4,8 @@ Everything here is numpy: the replay memory and its checkpoint file
 (``memory``), Stable-Baselines3's update schedule, β annealing and the
 timing of target updates (``schedule``), the counters and the window's
 minibatches on the host (``agent.ReplayAgentMixin``), ε-greedy exploration
-(``q_learning``) and the actor-critics' action scaling (``actor_critic``).
+(``q_learning``), the distributional agents' atoms and output checks
+(``distributional``) and the actor-critics' action scaling (``actor_critic``).
 A backend supplies only what needs its framework: turning a
 ``HostMinibatches`` into its tensors, and one gradient step on them.
 """
@@ -16,6 +17,14 @@ from optix_core.off_policy.actor_critic import (
     check_twin_critics,
 )
 from optix_core.off_policy.agent import COUNTERS, ReplayAgentMixin
+from optix_core.off_policy.distributional import (
+    DEFAULT_ATOMS,
+    atom_support,
+    check_atoms,
+    choose_atoms,
+    returns_log_probs,
+    warn_without_noisy_layers,
+)
 from optix_core.off_policy.memory import (
     PRIORITY_EPS,
     REPLAY_FILE,
@@ -44,6 +53,7 @@ from optix_core.off_policy.schedule import (
 
 __all__ = [
     "COUNTERS",
+    "DEFAULT_ATOMS",
     "PACK_BYTES",
     "PRIORITY_EPS",
     "REPLAY_FILE",
@@ -55,17 +65,22 @@ __all__ = [
     "WindowFeed",
     "action_dtype",
     "action_size",
+    "atom_support",
     "check_action_space",
+    "check_atoms",
     "check_n_actions",
     "check_twin_critics",
+    "choose_atoms",
     "due_steps",
     "epsilon_greedy",
     "epsilon_schedule",
     "learner_fields",
     "per_beta",
     "require_discrete",
+    "returns_log_probs",
     "saved_spec",
     "sync_segments",
     "update_due",
+    "warn_without_noisy_layers",
     "window_slice",
 ]

@@ -48,7 +48,6 @@ SmallCNN for uint8 images, one-hot for Discrete, combined for Dict.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import gymnasium as gym
@@ -58,7 +57,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from optix_core.algorithms.config import rainbow as config
-from optix_core.off_policy import check_n_actions, require_discrete, update_due
+from optix_core.off_policy import (
+    atom_support,
+    check_atoms,
+    check_n_actions,
+    choose_atoms,
+    require_discrete,
+    returns_log_probs,
+    update_due,
+    warn_without_noisy_layers,
+)
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_torch.algorithms.noisy import NoisyLinear, noisy_layers, reset_noise
 from optix_torch.algorithms.q_learning import GreedyPolicy, QAgentBase, check_q_network
@@ -96,13 +104,8 @@ class RainbowQNetwork(nn.Module):
         extractor: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        if n_atoms < 2 or not v_min < v_max:
-            raise ValueError(
-                f"RainbowQNetwork needs n_atoms >= 2 and v_min < v_max, "
-                f"got n_atoms={n_atoms}, v_min={v_min}, v_max={v_max}"
-            )
         self.obs_dim, self.n_actions, self.hidden_size = int(obs_dim), int(n_actions), hidden_size
-        self.n_atoms, self.v_min, self.v_max = int(n_atoms), float(v_min), float(v_max)
+        self.n_atoms, self.v_min, self.v_max = check_atoms(n_atoms, v_min, v_max, "RainbowQNetwork")
         self.extractor = FlattenExtractor() if extractor is None else extractor
         self.observation_space: gym.Space | None = None  # set by for_space
         self.features = nn.Sequential(nn.Linear(self.obs_dim, hidden_size), nn.ReLU())
@@ -116,7 +119,7 @@ class RainbowQNetwork(nn.Module):
             nn.ReLU(),
             NoisyLinear(hidden_size, self.n_actions * self.n_atoms, sigma_0),
         )
-        support = torch.linspace(self.v_min, self.v_max, self.n_atoms)
+        support = torch.from_numpy(atom_support(self.n_atoms, self.v_min, self.v_max))
         self.register_buffer("support", support, persistent=False)
 
     @classmethod
@@ -182,19 +185,19 @@ class TorchRainbowDQNAgent(QAgentBase):
         probe = check_q_network(
             q_network, observation_space, (self.n_actions, self.n_atoms), self.algorithm
         )
-        self.log_output = _returns_log_probs(probe, self.algorithm)
+        self.log_output = returns_log_probs(
+            None if probe is None else probe.cpu().numpy(), self.algorithm
+        )
         # The default network's every parameter is reached by every loss: one gradient buffer.
         flat = isinstance(q_network, RainbowQNetwork)
         super().__init__(q_network, optimizer, hyperparams, device, seed, flat_gradients=flat)
         self.noisy = noisy_layers(self.q_network)
         self.target_noisy = noisy_layers(self.target_network)
         if not self.noisy:
-            warnings.warn(
-                "rainbow: the q_network has no NoisyLinear layer, so training actions are "
-                "greedy and nothing explores; use RainbowQNetwork or add NoisyLinear layers",
-                stacklevel=2,
-            )
-        self.support = torch.linspace(self.v_min, self.v_max, self.n_atoms, device=self.device)
+            warn_without_noisy_layers(self.algorithm)
+        self.support = torch.from_numpy(atom_support(self.n_atoms, self.v_min, self.v_max)).to(
+            self.device
+        )
         self.apply_hyperparams()
 
     # ---- acting -------------------------------------------------------------
@@ -333,37 +336,11 @@ class ExpectedQ(nn.Module):
 def _support(
     network: nn.Module, n_atoms: int | None, v_min: float | None, v_max: float | None
 ) -> tuple[int, float, float]:
-    """The atoms: the network's when it is a RainbowQNetwork, else the arguments or 51, −10, 10."""
+    """The atoms: the network's when it is a RainbowQNetwork, else the arguments or 51, −10, 10
+    (optix-core's ``choose_atoms``)."""
     inner = next((m for m in network.modules() if isinstance(m, RainbowQNetwork)), None)
-    own = (inner.n_atoms, inner.v_min, inner.v_max) if inner is not None else (51, -10.0, 10.0)
-    given = (n_atoms, v_min, v_max)
-    chosen = tuple(g if g is not None else o for g, o in zip(given, own, strict=True))
-    if inner is not None and chosen != own:
-        raise ValueError(
-            f"rainbow: n_atoms, v_min, v_max = {chosen} disagree with the RainbowQNetwork's "
-            f"{own}; leave them out to use the network's"
-        )
-    atoms, low, high = int(chosen[0]), float(chosen[1]), float(chosen[2])
-    if atoms < 2 or not low < high:
-        raise ValueError(
-            f"rainbow needs n_atoms >= 2 and v_min < v_max, got {atoms}, {low}, {high}"
-        )
-    return atoms, low, high
-
-
-def _returns_log_probs(probe: torch.Tensor | None, owner: str) -> bool:
-    """Whether the network's outputs are log-probabilities (True) or probabilities (False)."""
-    if probe is None:
-        return True  # nothing to probe with: RainbowQNetwork's convention
-    ones = torch.ones_like(probe[..., 0])
-    if torch.allclose(probe.exp().sum(-1), ones, atol=1e-4):
-        return True
-    if probe.min() >= 0 and torch.allclose(probe.sum(-1), ones, atol=1e-4):
-        return False
-    raise ValueError(
-        f"{owner}: the q_network must return, per action, log-probabilities (or probabilities) "
-        "over the atoms; end it with F.log_softmax(logits, dim=-1)"
-    )
+    own = None if inner is None else (inner.n_atoms, inner.v_min, inner.v_max)
+    return choose_atoms((n_atoms, v_min, v_max), own, "rainbow")
 
 
 def make_rainbow(
