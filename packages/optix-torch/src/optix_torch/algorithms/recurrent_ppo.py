@@ -14,10 +14,11 @@ one alone. Per window, with h_t the LSTM state entering step t:
 
 minimised for ``n_epochs`` passes over minibatches of whole sequences, each
 step's gradient clipped to a global norm of ``max_grad_norm``; ``target_kl``
-stops a window's epochs early as in PPO. The loss, its diagnostics and the
-table of the window it reads are PPO's (``algorithms/ppo.py``); the
-bootstrapped values are ``OnPolicyValues``'; the network's features extractor
-and action distribution are the policy layer's.
+stops a window's epochs early as in PPO. The loss and its diagnostics are
+PPO's (``algorithms/ppo.py``); the window it reads (the recorded states
+checked, the bootstrapped values, GAE, the loss table, seq_len) is
+``optix_core.recurrent``'s, shared with optix-tf's recurrent PPO; the
+network's features extractor and action distribution are the policy layer's.
 
 The network: observations → features extractor (chosen from the observation
 space, or the user's) → Linear + tanh → LSTM → a linear actor head (the
@@ -51,7 +52,6 @@ size changes, after ``learn`` or ``load_weights`` (the weights changed), on
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from itertools import pairwise
 from typing import Any
 
@@ -62,11 +62,19 @@ from torch import nn
 
 from optix_core.algorithms.config import recurrent_ppo as config
 from optix_core.minibatch import make_minibatches
-from optix_core.normalizers import RewardNormalizer
-from optix_core.on_policy import ADVANTAGE, loss_table
+from optix_core.on_policy import ADVANTAGE
+from optix_core.recurrent import (
+    RecurrentPPOWindow,
+    check_batch,
+    check_sequence_network,
+    fit_seq_len,
+    flat_space,
+    pick_space,
+    start_flags,
+)
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_torch.accel.optim import Gradients, adam, optimizer_step
-from optix_torch.algorithms.on_policy import OnPolicyValues, explained_variance, gae
+from optix_torch.algorithms.on_policy import explained_variance
 from optix_torch.algorithms.ppo import approx_kl, loss_diagnostics, ppo_loss
 from optix_torch.base import TorchAgentBase
 from optix_torch.policies import observations as O
@@ -75,7 +83,7 @@ from optix_torch.policies.extractors import default_extractor, features_dim, ort
 from optix_torch.policies.networks import seeded
 
 State = tuple[torch.Tensor, torch.Tensor]
-INFO_KEYS = ("h", "c", "log_probs", "values")
+__all__ = ["LSTMActorCritic", "TorchRecurrentPPOAgent", "fit_seq_len", "make_recurrent_ppo"]
 
 
 class LSTMActorCritic(nn.Module):
@@ -163,7 +171,7 @@ class LSTMActorCritic(nn.Module):
         return self.actor(out), self.critic(out).squeeze(-1), (h, c)
 
 
-class TorchRecurrentPPOAgent(TorchAgentBase):
+class TorchRecurrentPPOAgent(RecurrentPPOWindow, TorchAgentBase):
     """Recurrent PPO on Discrete, MultiDiscrete, MultiBinary or Box actions,
     with tensor-optix 1.10's constructor.
 
@@ -204,8 +212,13 @@ class TorchRecurrentPPOAgent(TorchAgentBase):
         distribution: Distribution | str | None = None,
     ) -> None:
         super().__init__(hyperparams, device, seed)
-        self.observation_space = pick_space(obs_dim, observation_space, "obs_dim", flat_space)
-        self.action_space = pick_space(n_actions, action_space, "n_actions", gym.spaces.Discrete)
+        owner = type(self).__name__
+        self.observation_space = pick_space(
+            obs_dim, observation_space, "obs_dim", flat_space, owner
+        )
+        self.action_space = pick_space(
+            n_actions, action_space, "n_actions", gym.spaces.Discrete, owner
+        )
         if isinstance(distribution, Distribution):
             self.distribution = distribution
         else:
@@ -236,7 +249,6 @@ class TorchRecurrentPPOAgent(TorchAgentBase):
         self.apply_hyperparams()
         self._rollout_state: State | None = None  # rows stepped by act_info
         self._act_state: State | None = None  # act()'s own memory, never read by learn
-        self.reward_normalizer: RewardNormalizer | None = None  # made by the first learn
 
     def modules(self) -> dict[str, nn.Module]:
         return {"network": self.network}
@@ -298,35 +310,22 @@ class TorchRecurrentPPOAgent(TorchAgentBase):
 
     def learn(self, episode_data: EpisodeData) -> dict[str, float]:
         data, hp = episode_data, self.hp
-        info = self._policy_info(data)
+        # The recorded states checked, V, Â, R and the loss table (optix_core.recurrent).
+        window = self.recurrent_window(data, self.network.hidden_size, self._numpy_step)
         steps, envs = np.shape(data.rewards)
         n = steps * envs
         obs = O.to_tensor(data.observations, self.device)  # [T, N, ...]
-        h, c = self.to_tensor(info["h"]), self.to_tensor(info["c"])  # h_t, c_t: [T, N, hidden]
-        actions = self.distribution.learn_actions(data.actions, info, n)
-        values, next_values, final_values, old_log_probs = self._rollout_values(
-            data, obs, (h, c), actions
-        )
-        rewards = data.rewards
-        if hp["normalize_reward"]:
-            rewards = self._normalizer(envs).normalize_window(rewards, data.dones)
-        advantages, returns = gae(data, rewards, values, next_values, final_values, hp)
-        # starts[t]: an episode begins at step t (the previous step ended one).
-        # Step 0's state was recorded already reset, so its flag is not needed.
-        dones = np.asarray(data.dones, dtype=bool).reshape(steps, envs)
-        starts = np.zeros_like(dones)
-        starts[1:] = dones[:-1]
+        h, c = self.to_tensor(window.info["h"]), self.to_tensor(window.info["c"])  # [T, N, hidden]
 
         # Flat [T·N, ...] rows, indexed by make_minibatches' [L, B] sequences;
         # the window crosses to the device once.
         flat_obs = O.map_obs(lambda t: t.reshape(n, *t.shape[2:]), obs)
         flat_h, flat_c = h.reshape(n, -1), c.reshape(n, -1)
-        starts_t = torch.as_tensor(starts, device=self.device)
+        starts_t = torch.as_tensor(window.starts, device=self.device)
         flat_starts = starts_t.reshape(n)
-        table = loss_table(old_log_probs, advantages, returns, values, actions)
-        table_t = torch.as_tensor(table, device=self.device)
+        table_t = torch.as_tensor(window.table, device=self.device)
 
-        seq_len = fit_seq_len(steps, hp["seq_len"])
+        seq_len = window.seq_len
         batch = max(int(hp["minibatch_size"]), seq_len)
         clip, target_kl = float(hp["clip_ratio"]), float(hp["target_kl"])
         step = optimizer_step(self.optimizer)
@@ -370,7 +369,7 @@ class TorchRecurrentPPOAgent(TorchAgentBase):
             step()
         self._act_state = None  # act()'s memory was built by the old weights
 
-        summary = {"explained_variance": explained_variance(values, returns)}
+        summary = {"explained_variance": explained_variance(window.values, window.returns)}
         if stats:
             with torch.no_grad():  # the updated policy's entropy on the window's histories
                 params, _, _ = self.network(obs, (h[0], c[0]), starts_t)
@@ -383,66 +382,17 @@ class TorchRecurrentPPOAgent(TorchAgentBase):
             "stopped_early": float(stopped),
         }
 
-    def _rollout_values(
-        self, data: EpisodeData, obs: O.ObsTensor, state: State, learn_actions: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """``OnPolicyValues.rollout_values`` with each observation it bootstraps
-        from stepped from the state its history left: one LSTM step from the
-        recorded state of every column's last step (zeroed where that step
-        ended an episode) and of each truncated step."""
-        if data.next_observations is None:
-            raise ValueError(
-                f"{self.algorithm} bootstraps from EpisodeData.next_observations, which is "
-                "missing; collect windows with an optix pipeline"
-            )
-        h, c = state
-        steps, envs = h.shape[:2]
-        truncated = np.asarray(data.truncated, bool) & ~np.asarray(data.terminated, bool)
-        # The rows in rollout_values' order: next_observations, then the truncated steps.
-        t_idx = np.concatenate([np.full(envs, steps - 1), np.nonzero(truncated)[0]])
-        e_idx = np.concatenate([np.arange(envs), np.nonzero(truncated)[1]])
-        t_idx, e_idx = (torch.as_tensor(i, device=self.device) for i in (t_idx, e_idx))
-        with torch.no_grad():
-            _, _, after = self.network(
-                O.map_obs(lambda t: t[t_idx, e_idx].unsqueeze(0), obs),
-                (h[t_idx, e_idx], c[t_idx, e_idx]),
-            )
-        # After the window, a column whose last step ended an episode starts a new one.
-        ended = np.zeros(len(t_idx), dtype=bool)
-        ended[:envs] = np.asarray(data.dones, dtype=bool)[-1]
-        after = reset_rows(after, torch.as_tensor(ended, device=self.device))
-        # No window observations: only a window without recorded values would
-        # need them, and _policy_info refuses those.
-        return SteppedFrom(self.network, after, self.distribution, self.device).rollout_values(
-            data, None, learn_actions
-        )
-
-    def _normalizer(self, envs: int) -> RewardNormalizer:
-        """The reward normalizer, one running return per env column; its
-        statistics survive a change in the number of columns."""
-        old = self.reward_normalizer
-        if old is None or old.returns.shape != (envs,):
-            self.reward_normalizer = RewardNormalizer(self.hp["gamma"], n_envs=envs)
-            if old is not None:
-                self.reward_normalizer.rms = old.rms
-        self.reward_normalizer.gamma = float(self.hp["gamma"])
-        return self.reward_normalizer
+    @torch.no_grad()
+    def _numpy_step(
+        self, obs: Any, state: tuple[np.ndarray, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """``_step`` numpy in and out: ``optix_core.recurrent``'s ``Step``, which
+        steps the observations the window bootstraps from."""
+        h, c = (self.to_tensor(s) for s in state)
+        params, values, (h, c) = self._step(O.to_tensor(obs, self.device), (h, c))
+        return params, values, (h.cpu().numpy(), c.cpu().numpy())
 
     # ---- checkpoints ------------------------------------------------------
-
-    def extra_state(self) -> dict[str, Any]:
-        if self.reward_normalizer is None:
-            return {}
-        state = self.reward_normalizer.state_dict()
-        return {"reward_normalizer": {k: np.asarray(v).tolist() for k, v in state.items()}}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        saved = state.get("reward_normalizer")
-        self.reward_normalizer = None
-        if saved is not None:
-            normalizer = RewardNormalizer(self.hp["gamma"], n_envs=len(saved["returns"]))
-            normalizer.load_state_dict({k: np.asarray(v) for k, v in saved.items()})
-            self.reward_normalizer = normalizer
 
     def load_weights(self, path: str) -> None:
         super().load_weights(path)
@@ -451,12 +401,7 @@ class TorchRecurrentPPOAgent(TorchAgentBase):
     # ---- helpers ---------------------------------------------------------
 
     def _batch(self, observation: Any) -> O.ObsTensor:
-        if not is_batch(observation, self.observation_space):
-            raise ValueError(
-                f"{self.algorithm} acts on batched observations "
-                f"{batch_shape(self.observation_space)}, got shape "
-                f"{O.map_obs(np.shape, observation)}"
-            )
+        check_batch(observation, self.observation_space, self.algorithm)
         return O.to_tensor(observation, self.device)
 
     def _fit(self, state: State | None, n: int) -> State:
@@ -466,43 +411,7 @@ class TorchRecurrentPPOAgent(TorchAgentBase):
         return state
 
     def _flags(self, flags: Any, n: int) -> torch.Tensor:
-        flags = np.asarray(flags, dtype=bool).reshape(-1)
-        if len(flags) != n:
-            raise ValueError(f"{self.algorithm}: {len(flags)} episode-start flags for {n} rows")
-        return torch.as_tensor(flags, device=self.device)
-
-    def _policy_info(self, data: EpisodeData) -> dict[str, np.ndarray]:
-        missing = [k for k in INFO_KEYS if k not in data.policy_info]
-        if missing:
-            raise ValueError(
-                f"{self.algorithm} learns from the hidden states, log-probabilities and "
-                f"values its act_info recorded, but policy_info lacks {missing}: collect "
-                "its windows with a training pipeline (deterministic=False), which calls "
-                "agent.act_info"
-            )
-        expected = (*np.shape(data.rewards), self.network.hidden_size)
-        for key in ("h", "c"):
-            if np.shape(data.policy_info[key]) != expected:
-                raise ValueError(
-                    f"{self.algorithm}: policy_info[{key!r}] has shape "
-                    f"{np.shape(data.policy_info[key])}, expected {expected}"
-                )
-        return data.policy_info
-
-
-class SteppedFrom(OnPolicyValues):
-    """The network one step on from given states, as ``OnPolicyValues`` reads a
-    network: ``forward(obs [R, ...]) -> (parameters [R, policy_dim], values [R])``."""
-
-    def __init__(
-        self, network: nn.Module, state: State, distribution: Distribution, device: torch.device
-    ) -> None:
-        self.network, self.state = network, state
-        self.distribution, self.device = distribution, device
-
-    def forward(self, obs: O.ObsTensor) -> tuple[torch.Tensor, torch.Tensor]:
-        params, values, _ = self.network(O.map_obs(lambda t: t.unsqueeze(0), obs), self.state)
-        return params[0], values[0]
+        return torch.as_tensor(start_flags(flags, n, self.algorithm), device=self.device)
 
 
 def reset_rows(state: State, starts: torch.Tensor) -> State:
@@ -511,69 +420,15 @@ def reset_rows(state: State, starts: torch.Tensor) -> State:
     return state[0] * keep, state[1] * keep
 
 
-def fit_seq_len(n_steps: int, seq_len: int) -> int:
-    """The longest sequence length ≤ ``seq_len`` that divides a window of ``n_steps``."""
-    for length in range(min(int(seq_len), int(n_steps)), 0, -1):
-        if n_steps % length == 0:
-            return length
-    return 1
-
-
-def flat_space(obs_dim: int) -> gym.spaces.Box:
-    """tensor-optix's observations: flat vectors of ``obs_dim`` floats."""
-    if int(obs_dim) < 1:
-        raise ValueError(f"obs_dim must be at least 1, got {obs_dim}")
-    return gym.spaces.Box(-np.inf, np.inf, (int(obs_dim),), np.float32)
-
-
-def pick_space(
-    size: int | None, space: gym.Space | None, name: str, make: Callable[[int], gym.Space]
-) -> gym.Space:
-    """``space``, or the space tensor-optix's ``size`` stands for; exactly one of them."""
-    if (size is None) == (space is None):
-        kind = "observation" if name == "obs_dim" else "action"
-        raise ValueError(
-            f"TorchRecurrentPPOAgent needs {name} or {kind}_space (exactly one), "
-            f"got {name}={size} and {kind}_space={space}"
-        )
-    return space if space is not None else make(int(size))
-
-
-def is_batch(obs: Any, space: gym.Space) -> bool:
-    """Whether ``obs`` is a batch ``[N, ...]`` of observations from ``space``."""
-    if isinstance(space, gym.spaces.Dict):
-        return isinstance(obs, dict) and all(
-            key in obs and is_batch(obs[key], sub) for key, sub in space.spaces.items()
-        )
-    shape = np.shape(obs)
-    return len(shape) == len(space.shape) + 1 and tuple(shape[1:]) == tuple(space.shape)
-
-
-def batch_shape(space: gym.Space) -> Any:
-    """How a batch from ``space`` is shaped, for error messages: ``[N, 4]``."""
-    if isinstance(space, gym.spaces.Dict):
-        return {key: batch_shape(sub) for key, sub in space.spaces.items()}
-    return "[" + ", ".join(["N", *map(str, space.shape)]) + "]"
-
-
 def check_network(
     network: nn.Module, space: gym.Space, policy_dim: int, device: torch.device, owner: str
 ) -> None:
     """Run a one-step sequence of two observations from ``space`` through the
     network and insist on the shapes the distribution needs, before any work starts."""
     probe = O.map_obs(lambda t: t.unsqueeze(0), O.probe_batch(space, device))
-    try:
-        with torch.no_grad():
-            params, values, _ = network(probe, network.initial_state(2, device))
-    except Exception as exc:
-        raise ValueError(
-            f"{owner}: the network fails on observations from {space} ({exc})"
-        ) from None
-    if tuple(params.shape) != (1, 2, policy_dim) or tuple(values.shape) != (1, 2):
-        raise ValueError(
-            f"{owner}: on a [1, 2] sequence of observations the network returns "
-            f"parameters {tuple(params.shape)} and values {tuple(values.shape)}, expected "
-            f"(1, 2, {policy_dim}) for this action space and (1, 2)"
+    with torch.no_grad():
+        check_sequence_network(
+            lambda: network(probe, network.initial_state(2, device))[:2], space, policy_dim, owner
         )
 
 
