@@ -21,6 +21,8 @@ _EXPORTS = {
     "TFDQNAgent": "algorithms.dqn",
     "TFPPOAgent": "algorithms.ppo",
     "TFGaussianPPOAgent": "algorithms.ppo",
+    "TFRainbowDQNAgent": "algorithms.rainbow",
+    "TFRecurrentPPOAgent": "algorithms.recurrent_ppo",
     "TFSACAgent": "algorithms.sac",
     "TFTD3Agent": "algorithms.td3",
     "TFTDDAgent": "algorithms.td3",
@@ -49,6 +51,8 @@ if TYPE_CHECKING:
     from optix_tf.algorithms.a2c import TFAgent
     from optix_tf.algorithms.dqn import TFDQNAgent
     from optix_tf.algorithms.ppo import TFGaussianPPOAgent, TFPPOAgent
+    from optix_tf.algorithms.rainbow import TFRainbowDQNAgent
+    from optix_tf.algorithms.recurrent_ppo import TFRecurrentPPOAgent
     from optix_tf.algorithms.sac import TFSACAgent
     from optix_tf.algorithms.td3 import TFTD3Agent, TFTDDAgent
     from optix_tf.base import TFAgentBase, set_learning_rate
@@ -63,6 +67,8 @@ __all__ = [
     "TFEvaluator",
     "TFGaussianPPOAgent",
     "TFPPOAgent",
+    "TFRainbowDQNAgent",
+    "TFRecurrentPPOAgent",
     "TFSACAgent",
     "TFTD3Agent",
     "TFTDDAgent",

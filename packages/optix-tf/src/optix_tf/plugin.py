@@ -8,7 +8,7 @@ offers so far.
 from optix_core import BackendSpec, hookimpl
 from optix_core.algorithms.config import agent_specs
 
-ALGORITHMS = ("a2c", "dqn", "ppo", "sac", "td3")
+ALGORITHMS = ("a2c", "dqn", "ppo", "rainbow", "recurrent-ppo", "sac", "td3")
 
 
 @hookimpl
