@@ -8,12 +8,14 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-import toy_envs  # noqa: F401 - registers the optix-tests/ environments
-from learning_runs import collect_windows
 
 from optix_core import make_agent
 from optix_core.registry import RegistryError
-from optix_core.testing import AgentConformance
+from optix_core.testing import (
+    AgentConformance,
+    toy_envs,  # noqa: F401 - registers the optix-tests/ environments
+)
+from optix_core.testing.learning_runs import collect_windows
 from optix_core.types import EpisodeData
 
 CATCH, CATCH_LARGE, DICT_GOAL = (

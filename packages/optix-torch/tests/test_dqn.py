@@ -12,8 +12,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-import toy_envs  # noqa: F401 - registers the optix-tests/ environments
-from learning_runs import learn_and_evaluate, learn_with_evaluations
 from q_learning_helpers import (
     CATCH,
     CATCH_LARGE,
@@ -33,6 +31,8 @@ from optix_core import HyperparamSet, make_agent
 from optix_core.buffers import PrioritizedReplayBuffer, window_transitions
 from optix_core.evaluation import evaluate_policy
 from optix_core.hyperparams import HyperparamError
+from optix_core.testing import toy_envs  # noqa: F401 - registers the optix-tests/ environments
+from optix_core.testing.learning_runs import learn_and_evaluate, learn_with_evaluations
 from optix_core.types import EpisodeData
 from optix_torch import accel
 from optix_torch.algorithms.dqn import QNetwork, TorchDQNAgent, make_dqn
@@ -621,6 +621,8 @@ def test_a_checkpoint_taken_while_acting_keeps_epsilon_exact(tmp_path: Path) -> 
 
 
 def test_resume_keeps_a_prioritized_n_step_buffer(tmp_path) -> None:
+    """The stored n-step transitions and their priorities come back, followed by
+    the n-step writer's pending tail (optix-core's ``Replay``)."""
     agent = cartpole_agent(per_alpha=0.6, n_step=3, **FAST)
     for data in windows(agent, 2):
         agent.learn(data)
@@ -628,9 +630,17 @@ def test_resume_keeps_a_prioritized_n_step_buffer(tmp_path) -> None:
     restored = cartpole_agent(seed=5, per_alpha=0.6, n_step=3, **FAST)
     restored.load_weights(str(tmp_path / "ckpt"))
     expected, got = buffer_arrays(agent), buffer_arrays(restored)
+    saved, cut = len(agent.replay), int(agent.replay.writer.pending.sum())
+    assert cut > 0 and len(restored.replay) == saved + cut
+    capacity = agent.replay.buffer.capacity
+    assert int(got.pop("__position")) == (int(expected.pop("__position")) + cut) % capacity
     for key in expected:
-        np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+        np.testing.assert_array_equal(got[key][:saved], expected[key], err_msg=key)
     assert restored.replay.buffer.max_priority == agent.replay.buffer.max_priority
+    # Then the steps the writer held, as transitions a truncation at the checkpoint
+    # adds (a resumed run starts new episodes): shorter spans, bootstrapped.
+    assert (got["discounts"][saved:] > agent.hp["gamma"] ** 3).all()
+    assert not got["terminated"][saved:].any()
 
 
 def test_a_checkpoint_saved_before_any_experience_loads_with_an_empty_buffer(tmp_path) -> None:

@@ -18,7 +18,6 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-import toy_envs  # noqa: F401  (registers the optix-tests/ environments)
 from torch import nn
 
 from optix_core import make_agent
@@ -27,6 +26,7 @@ from optix_core.cli.args import build_agent, restore_checkpoint
 from optix_core.registry import backends
 from optix_core.runs import TrainConfig
 from optix_core.specs import load_object
+from optix_core.testing import toy_envs  # noqa: F401 - registers the optix-tests/ environments
 from optix_torch import export
 from optix_torch.export import export_policy
 from optix_torch.policies import observations as O

@@ -8,14 +8,16 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-import toy_envs  # noqa: F401 - registers the optix-tests/ environments
 from torch import nn
 from torch.distributions import Bernoulli as TorchBernoulli
 from torch.distributions import Categorical as TorchCategorical
 
 from optix_core import VectorBatchPipeline, make_agent
 from optix_core.evaluation import evaluate_policy
-from optix_core.testing import AgentConformance
+from optix_core.testing import (
+    AgentConformance,
+    toy_envs,  # noqa: F401 - registers the optix-tests/ environments
+)
 from optix_core.types import HyperparamSet
 from optix_torch.algorithms.a2c import TorchAgent
 from optix_torch.algorithms.ppo import TorchPPOAgent

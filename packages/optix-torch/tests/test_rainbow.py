@@ -9,8 +9,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-import toy_envs  # noqa: F401 - registers the optix-tests/ environments
-from learning_runs import learn_with_evaluations
 from q_learning_helpers import (
     FAST,
     QLearningConformance,
@@ -25,6 +23,8 @@ from torch import nn
 
 from optix_core import HyperparamSet, make_agent
 from optix_core.buffers import PrioritizedReplayBuffer
+from optix_core.testing import toy_envs  # noqa: F401 - registers the optix-tests/ environments
+from optix_core.testing.learning_runs import learn_with_evaluations
 from optix_torch.algorithms.noisy import NoisyLinear, noisy_layers, reset_noise
 from optix_torch.algorithms.rainbow import (
     RainbowQNetwork,

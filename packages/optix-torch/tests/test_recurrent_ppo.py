@@ -2,13 +2,15 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-import toy_envs  # noqa: F401 - registers the optix-tests/ environments
 from torch import nn
 
 from optix_core import HyperparamSet, make_agent
 from optix_core.evaluation import evaluate_policy
 from optix_core.pipeline import VectorBatchPipeline
-from optix_core.testing import AgentConformance
+from optix_core.testing import (
+    AgentConformance,
+    toy_envs,  # noqa: F401 - registers the optix-tests/ environments
+)
 from optix_torch.algorithms.recurrent_ppo import (
     LSTMActorCritic,
     TorchRecurrentPPOAgent,

@@ -5,17 +5,6 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch  # before SB3, so nothing can import tensorflow first (see DESIGN.md)
-import toy_envs  # registers the optix-tests/ environments
-from actor_critic_helpers import (
-    ACT,
-    OBS,
-    PointerConformance,
-    collect,
-    learn_pendulum,
-    learn_to_point,
-    resume,
-)
-from learning_runs import collect_windows
 from sb3_side_by_side import (
     assert_equal_critics,
     assert_equal_parameters,
@@ -38,7 +27,20 @@ from optix_core.buffers import CompactReplayBuffer
 from optix_core.hyperparams import HyperparamError
 from optix_core.pipeline import VectorBatchPipeline
 from optix_core.registry import RegistryError
-from optix_core.testing import AgentConformance
+from optix_core.testing import (
+    AgentConformance,
+    toy_envs,  # registers the optix-tests/ environments
+)
+from optix_core.testing.actor_critic import (
+    ACT,
+    OBS,
+    PointerConformance,
+    collect,
+    learn_pendulum,
+    learn_to_point,
+    resume,
+)
+from optix_core.testing.learning_runs import collect_windows
 from optix_torch.algorithms import replay
 from optix_torch.algorithms.off_policy import ActionScaler, TwinQ
 from optix_torch.algorithms.sac import TorchSACAgent, make_sac

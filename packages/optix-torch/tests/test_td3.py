@@ -4,17 +4,6 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch  # before SB3, so nothing can import tensorflow first (see DESIGN.md)
-import toy_envs  # registers the optix-tests/ environments
-from actor_critic_helpers import (
-    ACT,
-    OBS,
-    PointerConformance,
-    collect,
-    learn_pendulum,
-    learn_to_point,
-    resume,
-)
-from learning_runs import collect_windows, learn_and_evaluate
 from sb3_side_by_side import (
     assert_equal_critics,
     assert_equal_parameters,
@@ -28,7 +17,20 @@ from torch import nn
 from optix_core import EpisodeData, HyperparamSet, make_agent
 from optix_core.hyperparams import HyperparamError
 from optix_core.registry import RegistryError
-from optix_core.testing import AgentConformance
+from optix_core.testing import (
+    AgentConformance,
+    toy_envs,  # registers the optix-tests/ environments
+)
+from optix_core.testing.actor_critic import (
+    ACT,
+    OBS,
+    PointerConformance,
+    collect,
+    learn_pendulum,
+    learn_to_point,
+    resume,
+)
+from optix_core.testing.learning_runs import collect_windows, learn_and_evaluate
 from optix_torch.algorithms.off_policy import TwinQ
 from optix_torch.algorithms.td3 import TorchTD3Agent, make_td3
 from optix_torch.policies.networks import mlp
@@ -300,10 +302,12 @@ def test_learns_pendulum() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("env_id", toy_envs.POINTER_ENVS)
 def test_learns_to_point_at_a_target_shown_as_an_image_a_dict_or_an_index(env_id: str) -> None:
-    """TD3, ReLU [64, 64] after the default extractor, lr 1e-3, batch 64: 1,280 steps
+    """TD3, ReLU [64, 64] after the default extractor, lr 3e-4, batch 64: 1,920 steps
     in windows of 64 bring the return from about −6 (random; −4.8 for the best
-    pointer blind to the target) to ≥ −1.5."""
-    result = learn_to_point(make_td3, env_id, windows=20)
+    pointer blind to the target) to ≥ −1.5. (At lr 1e-3 the tanh actor saturates
+    at a bound on the image within a window on two seeds of three, on either
+    backend, and stays there: −8.4. At 3e-4, seeds 0–2 reach −0.2 to −1.0.)"""
+    result = learn_to_point(make_td3, env_id, windows=30, learning_rate=3e-4)
     assert result.mean >= -1.5, str(result)
 
 

@@ -1,6 +1,10 @@
-"""What test_sac.py and test_td3.py share besides the comparison with Stable-Baselines3
-(sb3_side_by_side.py): Pendulum's spaces and windows, the conformance suite on the
-pointer environments, a checkpoint round trip, and learning Pendulum and to point."""
+"""What every backend's SAC and TD3 tests share: Pendulum's spaces and windows, the
+conformance suite on the pointer environments, a checkpoint round trip with the
+replay, and learning Pendulum and to point (``make`` is a backend's ``make_sac`` or
+``make_td3``: ``make(observation_space, action_space, *, hyperparams, device, seed,
+hidden)``)."""
+
+from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
@@ -8,11 +12,13 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import toy_envs  # registers the optix-tests/ environments
-from learning_runs import collect_windows, learn_and_evaluate
 
 from optix_core.evaluation import PolicyEvaluation
-from optix_core.testing import AgentConformance
+from optix_core.testing import (
+    AgentConformance,
+    toy_envs,  # registers the optix-tests/ environments
+)
+from optix_core.testing.learning_runs import collect_windows, learn_and_evaluate
 from optix_core.types import EpisodeData
 
 PENDULUM = gym.make("Pendulum-v1")
@@ -58,15 +64,17 @@ def learn_pendulum(make: Callable[..., Any], windows: int) -> PolicyEvaluation:
     return learn_and_evaluate(agent, "Pendulum-v1", windows=windows, window_size=200)
 
 
-def learn_to_point(make: Callable[..., Any], env_id: str, windows: int) -> PolicyEvaluation:
+def learn_to_point(
+    make: Callable[..., Any], env_id: str, windows: int, learning_rate: float = 1e-3
+) -> PolicyEvaluation:
     """The agent ``make`` (``make_sac`` or ``make_td3``) builds for ``env_id``: ReLU
-    [64, 64] after the default extractor, lr 1e-3, batch 64, seed 0; its evaluation
-    after ``windows`` windows of 64 steps (``learn_and_evaluate``)."""
+    [64, 64] after the default extractor, ``learning_rate``, batch 64, seed 0; its
+    evaluation after ``windows`` windows of 64 steps (``learn_and_evaluate``)."""
     env = gym.make(env_id)
     agent = make(
         env.observation_space,
         env.action_space,
-        hyperparams={"learning_rate": 1e-3, "batch_size": 64},
+        hyperparams={"learning_rate": learning_rate, "batch_size": 64},
         device="cpu",
         seed=0,
         hidden=(64, 64),

@@ -1,5 +1,5 @@
-"""Windows collected with ``VectorBatchPipeline`` and learning runs over one, shared by
-the off-policy agents' tests (test_sac.py, test_td3.py, test_dqn.py, test_rainbow.py)."""
+"""Windows collected with ``VectorBatchPipeline`` and learning runs over one: what an
+agent's tests (every backend's, a plugin's) use to check that it learns an env."""
 
 import numpy as np
 

@@ -1,7 +1,9 @@
 """Small environments for every observation and action space the policy layer serves.
 
-Each is solvable in seconds of CPU by a policy that reads its observation,
-and scores far above random only then:
+Importing this module registers them with gymnasium, under ``optix-tests/``,
+so that every backend's tests (and a third party's) check their agents on the
+same spaces. Each is solvable in seconds of CPU by a policy that reads its
+observation, and scores far above random only then:
 
 - ``optix-tests/Catch-v0``: bsuite's Catch as 10×5 uint8 pixels (MinAtar-sized,
   the default network is ``SmallCNN``); ``CatchLarge-v0`` the same at 40×40
@@ -14,6 +16,9 @@ and scores far above random only then:
   reward the fraction copied, 8 steps. Random: 4.
 - ``optix-tests/DictGoal-v0``: a Dict observation (a Discrete goal, a Box of
   noise); reward 1 for the action equal to the goal, 8 steps. Random: 8/3.
+
+For continuous actions, ``POINTER_ENVS`` (``PointAt`` below) show a target
+as an image, a Dict or a Discrete index.
 """
 
 from __future__ import annotations
