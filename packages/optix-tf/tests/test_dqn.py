@@ -5,7 +5,6 @@ steps that do not retrace, and learning CartPole-v1."""
 from __future__ import annotations
 
 import copy
-import time
 from pathlib import Path
 
 import gymnasium as gym
@@ -21,6 +20,7 @@ from optix_core.hyperparams import HyperparamError
 from optix_core.pipeline import VectorBatchPipeline
 from optix_core.registry import RegistryError
 from optix_core.testing import AgentConformance
+from optix_core.testing.learning_runs import learn_with_evaluations
 from optix_core.types import EpisodeData
 from optix_tf.algorithms.dqn import QNetwork, TFDQNAgent, make_dqn
 from optix_tf.policies.extractors import CombinedExtractor, OneHotExtractor, SmallCNN
@@ -398,10 +398,8 @@ def test_resume_keeps_the_replay_buffer_and_continues_exactly(tmp_path: Path, hp
 
 
 def test_resume_keeps_a_prioritized_n_step_buffer(tmp_path: Path) -> None:
-    """The stored n-step transitions and their priorities come back. (The n-step
-    writer's pending tail, the last n - 1 steps of each env not yet folded into a
-    transition, is not in the checkpoint: optix-core's ``Replay.load`` starts a new
-    writer, on every backend, so the next window stores a few transitions fewer.)"""
+    """The stored n-step transitions and their priorities come back, followed by
+    the n-step writer's pending tail (optix-core's ``Replay``)."""
     agent = cartpole_agent(per_alpha=0.6, n_step=3, **FAST)
     for data in windows(cartpole_agent(seed=7), 2):
         agent.learn(data)
@@ -409,9 +407,17 @@ def test_resume_keeps_a_prioritized_n_step_buffer(tmp_path: Path) -> None:
     restored = cartpole_agent(seed=5, per_alpha=0.6, n_step=3, **FAST)
     restored.load_weights(str(tmp_path / "ckpt"))
     expected, got = buffer_arrays(agent), buffer_arrays(restored)
+    saved, cut = len(agent.replay), int(agent.replay.writer.pending.sum())
+    assert cut > 0 and len(restored.replay) == saved + cut
+    capacity = agent.replay.buffer.capacity
+    assert int(got.pop("__position")) == (int(expected.pop("__position")) + cut) % capacity
     for key in expected:
-        np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+        np.testing.assert_array_equal(got[key][:saved], expected[key], err_msg=key)
     assert restored.replay.buffer.max_priority == agent.replay.buffer.max_priority
+    # Then the steps the writer held, as transitions a truncation at the checkpoint
+    # adds (a resumed run starts new episodes): shorter spans, bootstrapped.
+    assert (got["discounts"][saved:] > agent.hp["gamma"] ** 3).all()
+    assert not got["terminated"][saved:].any()
 
 
 def test_a_checkpoint_taken_while_acting_keeps_epsilon_exact(tmp_path: Path) -> None:
@@ -441,26 +447,9 @@ def test_dqn_learns_cartpole_to_475() -> None:
     the first to reach 475 within 51,200 env steps ending the run; then 475 again on
     the 20 episodes seeded from 10,000 and on 20 other episodes. Measured: 500 after
     30,720 env steps, about 30 s of one shared CPU core."""
-    start = time.perf_counter()
     agent = make_agent("dqn", "CartPole-v1", backend="tf", device="cpu", seed=0)
-    pipeline = VectorBatchPipeline(
-        env_id="CartPole-v1", n_envs=1, window_size=256, seed=0, agent=agent
-    )
-    scores: list[float] = []
-    try:
-        while pipeline.env_steps < 51_200:
-            stats = agent.learn(pipeline.collect())
-            assert all(np.isfinite(v) for v in stats.values())
-            if pipeline.env_steps % 2560 == 0:
-                scores.append(
-                    evaluate_policy(agent, "CartPole-v1", 20, seed=10_000 + len(scores)).mean
-                )
-                if scores[-1] >= 475:
-                    break
-    finally:
-        pipeline.close()
+    scores = learn_with_evaluations(agent, "CartPole-v1", 51_200, stop_at=475)
     assert scores[-1] >= 475, scores
     assert evaluate_policy(agent, "CartPole-v1", episodes=20, seed=10_000).mean >= 475
     fresh = evaluate_policy(agent, "CartPole-v1", episodes=20, seed=999_999)
     assert fresh.mean >= 475, (scores, str(fresh))
-    assert time.perf_counter() - start < 120, scores
