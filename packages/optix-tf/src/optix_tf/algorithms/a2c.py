@@ -34,6 +34,7 @@ from optix_core.types import EpisodeData, HyperparamSet
 from optix_tf.algorithms.on_policy import OnPolicyNetworks, default_agent, returns_values
 from optix_tf.algorithms.ppo import pick_distribution
 from optix_tf.base import TFAgentBase
+from optix_tf.optimizers import apply_gradients
 from optix_tf.policies import observations as O
 from optix_tf.policies.distributions import Distribution
 from optix_tf.policies.networks import check_actor_critic
@@ -168,7 +169,7 @@ class TFAgent(OnPolicyNetworks, TFAgentBase):
             )
         grads = tape.gradient(loss, variables)
         grads, _ = tf.clip_by_global_norm(grads, max_norm)
-        self.optimizer.apply_gradients(zip(grads, variables, strict=True))
+        apply_gradients(self.optimizer, grads, variables)
         return tf.stack([policy_loss, value_loss, entropy])
 
 

@@ -52,6 +52,7 @@ from optix_core.off_policy import (
 )
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_tf.algorithms.q_learning import QAgentBase, check_q_network, clone_network
+from optix_tf.optimizers import apply_gradients
 from optix_tf.policies import observations as O
 from optix_tf.policies.extractors import ImageCNN, default_extractor, features_dim
 from optix_tf.policies.observations import probe_batch
@@ -200,7 +201,7 @@ class TFDQNAgent(QAgentBase):
                 loss, td = td_loss(self.q_network(step), actions[j], y, weights[j], huber)
             grads = tape.gradient(loss, variables)
             grads, _ = tf.clip_by_global_norm(grads, max_norm)
-            self.optimizer.apply_gradients(zip(grads, variables, strict=True))
+            apply_gradients(self.optimizer, grads, variables)
             if (n_updates + tf.cast(j, tf.int64) + 1) % sync_every == 0:
                 self._sync_target()
             loss_sum += loss

@@ -53,6 +53,7 @@ from optix_core.off_policy import (
 from optix_core.off_policy.acting import uniform_actions
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_tf.algorithms.replay import TFReplayAgent
+from optix_tf.optimizers import apply_gradients
 from optix_tf.policies import observations as O
 from optix_tf.policies.extractors import default_extractor, features_dim
 from optix_tf.policies.networks import probe_input
@@ -582,7 +583,7 @@ class OffPolicyAgent(TFReplayAgent):
             q = self.critic(batch["observations"], batch["actions"])  # [B, 2]
             loss = tf.reduce_mean(tf.square(q - target[:, None])) * (scale * 2.0)
         grads = tape.gradient(loss, self.critic_variables)
-        self.critic_optimizer.apply_gradients(zip(grads, self.critic_variables, strict=True))
+        apply_gradients(self.critic_optimizer, grads, self.critic_variables)
         return loss
 
 

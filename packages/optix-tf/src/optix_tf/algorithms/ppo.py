@@ -43,6 +43,7 @@ from optix_core.policies.distributions import gaussian_action_space
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_tf.algorithms.on_policy import OnPolicyNetworks, default_agent
 from optix_tf.base import TFAgentBase, set_learning_rate
+from optix_tf.optimizers import apply_gradients
 from optix_tf.policies import observations as O
 from optix_tf.policies.distributions import Distribution, distribution_for
 from optix_tf.policies.networks import check_actor_critic, probe_input
@@ -215,7 +216,7 @@ class TFPPOAgent(PPOWindow, OnPolicyNetworks, TFAgentBase):
                 break
             grads = tape.gradient(loss, variables)
             grads, _ = tf.clip_by_global_norm(grads, max_norm)
-            self.optimizer.apply_gradients(zip(grads, variables, strict=True))
+            apply_gradients(self.optimizer, grads, variables)
             ratio = tf.exp(log_ratio)
             clipped = tf.cast(tf.abs(ratio - 1.0) > clip, tf.float32)
             n_rows = tf.cast(tf.shape(index)[0], tf.float32)

@@ -76,6 +76,7 @@ from optix_core.types import EpisodeData, HyperparamSet
 from optix_tf.algorithms.dqn import torch_dense
 from optix_tf.algorithms.noisy import NoisyLinear, draw_noise, noise_size, noisy_layers, set_noise
 from optix_tf.algorithms.q_learning import QAgentBase, check_q_network, clone_network
+from optix_tf.optimizers import apply_gradients
 from optix_tf.policies import observations as O
 from optix_tf.policies.extractors import FlattenExtractor, default_extractor, features_dim
 from optix_tf.policies.networks import NUMPY_ACTIVATIONS
@@ -401,7 +402,7 @@ class TFRainbowDQNAgent(QAgentBase):
                 loss = tf.reduce_mean(weights[j] * per_sample)
             grads = tape.gradient(loss, variables)
             grads, _ = tf.clip_by_global_norm(grads, settings[0])
-            self.optimizer.apply_gradients(zip(grads, variables, strict=True))
+            apply_gradients(self.optimizer, grads, variables)
             if (n_updates + tf.cast(j, tf.int64) + 1) % sync_every == 0:
                 self._sync_target()
             loss_sum += loss

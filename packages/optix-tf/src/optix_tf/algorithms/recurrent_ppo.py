@@ -85,6 +85,7 @@ from optix_core.recurrent import (
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_tf.algorithms.ppo import approx_kl, ppo_loss
 from optix_tf.base import TFAgentBase
+from optix_tf.optimizers import apply_gradients
 from optix_tf.policies import observations as O
 from optix_tf.policies.distributions import Distribution, distribution_for
 from optix_tf.policies.extractors import (
@@ -531,7 +532,7 @@ class TFRecurrentPPOAgent(RecurrentPPOWindow, TFAgentBase):
                 break  # never step on a broken loss: the loop sees it and rolls back
             grads = tape.gradient(loss, variables)
             grads, _ = tf.clip_by_global_norm(grads, max_norm)
-            self.optimizer.apply_gradients(zip(grads, variables, strict=True))
+            apply_gradients(self.optimizer, grads, variables)
         # The updated policy's entropy on the window's histories, from its first states.
         params, _, _ = self.network(obs, (h[0], c[0]), starts)
         entropy = self.distribution.entropy(tf.reshape(params, [-1, self.distribution.param_dim]))

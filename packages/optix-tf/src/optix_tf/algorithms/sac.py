@@ -39,6 +39,7 @@ from optix_core.off_policy.acting import (
 )
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_tf.algorithms.off_policy import OffPolicyAgent, adam, default_agent, mlp, polyak, select
+from optix_tf.optimizers import apply_gradients
 
 
 class Temperature(keras.layers.Layer):
@@ -188,7 +189,7 @@ class TFSACAgent(OffPolicyAgent):
             # J(α) = E[−α·(log π(a|s) + H̄)], taken as SB3 does on log α: its gradient,
             # −E[log π(a|s) + H̄], is given directly.
             grad = -(tf.reduce_mean(tf.stop_gradient(log_pi)) + self.target_entropy)
-            self.alpha_optimizer.apply_gradients([(tf.reshape(grad, [1]), log_alpha)])
+            apply_gradients(self.alpha_optimizer, [tf.reshape(grad, [1])], [log_alpha])
 
         a_next, log_next = self.squash(self.actor(batch["next_observations"]), eps[1])
         # y = r + γ(1 − d)·(minⱼ Q̄ⱼ(s′, a′) − α log π(a′|s′))
@@ -200,7 +201,7 @@ class TFSACAgent(OffPolicyAgent):
             q_pi = tf.reduce_min(self.critic(obs, a_pi), axis=1)
             actor_loss = tf.reduce_mean(tf.stop_gradient(alpha) * log_pi - q_pi)
         grads = actor_tape.gradient(actor_loss, self.actor_variables)
-        self.actor_optimizer.apply_gradients(zip(grads, self.actor_variables, strict=True))
+        apply_gradients(self.actor_optimizer, grads, self.actor_variables)
 
         polyak(self.critic_target.copies, self.critic_target.online, tau)
         return tf.stack([critic_loss, actor_loss, -tf.reduce_mean(log_pi)])

@@ -42,6 +42,7 @@ from optix_tf.algorithms.off_policy import (
     polyak,
     select,
 )
+from optix_tf.optimizers import apply_gradients
 
 
 class TFTD3Agent(OffPolicyAgent):
@@ -119,7 +120,7 @@ class TFTD3Agent(OffPolicyAgent):
             with tf.GradientTape() as tape:
                 actor_loss = -tf.reduce_mean(self.critic.q1(obs, self.actor(obs)))
             grads = tape.gradient(actor_loss, self.actor_variables)
-            self.actor_optimizer.apply_gradients(zip(grads, self.actor_variables, strict=True))
+            apply_gradients(self.actor_optimizer, grads, self.actor_variables)
             polyak(self.target_variables, self.online_variables, tau)
         return tf.stack([critic_loss, actor_loss])
 
