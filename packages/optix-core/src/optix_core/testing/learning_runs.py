@@ -40,19 +40,30 @@ def learn_and_evaluate(
 
 
 def learn_with_evaluations(
-    agent, env_id: str, env_steps: int, stop_at: float | None = None
+    agent,
+    env_id: str,
+    env_steps: int,
+    stop_at: float | None = None,
+    *,
+    n_envs: int = 1,
+    window_size: int = 256,
+    every: int = 2560,
+    seed: int = 0,
 ) -> list[float]:
-    """Learn from windows of 256 steps of one environment (seed 0) for ``env_steps``
-    env steps, every update's stats finite; every 2,560 env steps a deterministic
-    20-episode evaluation (the i-th seeded from 10,000 + i), stopping after the first
-    that scores ``stop_at`` or more. Returns the evaluations' mean returns."""
-    pipeline = VectorBatchPipeline(env_id=env_id, n_envs=1, window_size=256, seed=0, agent=agent)
+    """Learn from windows of ``n_envs`` × ``window_size`` steps (environments seeded
+    from ``seed``) for ``env_steps`` env steps, every update's stats finite; every
+    ``every`` env steps a deterministic 20-episode evaluation (the i-th seeded from
+    10,000 + i), stopping after the first that scores ``stop_at`` or more. Returns
+    the evaluations' mean returns."""
+    pipeline = VectorBatchPipeline(
+        env_id=env_id, n_envs=n_envs, window_size=window_size, seed=seed, agent=agent
+    )
     scores: list[float] = []
     try:
         while pipeline.env_steps < env_steps:
             stats = agent.learn(pipeline.collect())
             assert all(np.isfinite(v) for v in stats.values())
-            if pipeline.env_steps % 2560 == 0:
+            if pipeline.env_steps % every == 0:
                 scores.append(evaluate_policy(agent, env_id, 20, seed=10_000 + len(scores)).mean)
                 if stop_at is not None and scores[-1] >= stop_at:
                     break

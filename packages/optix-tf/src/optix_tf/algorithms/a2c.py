@@ -31,7 +31,12 @@ import tensorflow as tf
 from optix_core.algorithms.config import a2c as config
 from optix_core.on_policy import explained_variance, gae
 from optix_core.types import EpisodeData, HyperparamSet
-from optix_tf.algorithms.on_policy import OnPolicyNetworks, default_agent, returns_values
+from optix_tf.algorithms.on_policy import (
+    OnPolicyNetworks,
+    default_agent,
+    normalized_advantages,
+    returns_values,
+)
 from optix_tf.algorithms.ppo import pick_distribution
 from optix_tf.base import TFAgentBase
 from optix_tf.optimizers import apply_gradients
@@ -98,8 +103,9 @@ class TFAgent(OnPolicyNetworks, TFAgentBase):
                 learning_rate=self.hp["learning_rate"], epsilon=1e-8
             )
             self._build_optimizers()  # its slots exist before the first (compiled) step
-        self._act = tf.function(self.forward, reduce_retracing=True)
-        self._update = tf.function(self.update, reduce_retracing=True)
+        # No autograph: nothing here branches on a tensor, and it traces faster.
+        self._act = tf.function(self.forward, reduce_retracing=True, autograph=False)
+        self._update = tf.function(self.update, reduce_retracing=True, autograph=False)
         self.apply_hyperparams()
 
     def optimizers(self) -> dict[str, keras.optimizers.Optimizer]:
@@ -149,11 +155,7 @@ class TFAgent(OnPolicyNetworks, TFAgentBase):
         """One gradient step on the window (compiled by ``tf.function``); returns
         ``[policy_loss, value_loss, entropy]`` before the step."""
         vf_coef, entropy_coef, max_norm, normalize = tf.unstack(settings)
-        if normalize > 0:
-            mean, var = tf.nn.moments(advantages, axes=[0])
-            count = tf.cast(tf.shape(advantages)[0], tf.float32)
-            std = tf.sqrt(var * count / (count - 1.0))  # unbiased, as torch's std
-            advantages = (advantages - mean) / (std + 1e-8)
+        advantages = normalized_advantages(advantages, normalize)
         variables = self.variables
         with tf.GradientTape() as tape:
             params, value = self.forward(obs)

@@ -124,6 +124,15 @@ class OnPolicyNetworks:
         )
 
 
+def normalized_advantages(advantages: tf.Tensor, normalize: tf.Tensor) -> tf.Tensor:
+    """(Â − mean Â) / (std Â + 1e-8) where ``normalize`` > 0, else Â (std unbiased, as
+    torch's; a single row is never normalized: its callers pass 0)."""
+    mean, var = tf.nn.moments(advantages, axes=[0])
+    count = tf.cast(tf.shape(advantages)[0], tf.float32)
+    std = tf.sqrt(var * count / (count - 1.0))
+    return tf.where(normalize > 0, (advantages - mean) / (std + 1e-8), advantages)
+
+
 def returns_values(network: keras.Model, observation_space: gym.Space | None) -> bool:
     """Whether ``network`` returns ``(policy_output, value)`` rather than the policy
     output alone (probed on two observations; False when it cannot be probed)."""
