@@ -31,6 +31,7 @@ import tensorflow as tf
 from optix_core.algorithms.config import a2c as config
 from optix_core.on_policy import explained_variance, gae
 from optix_core.types import EpisodeData, HyperparamSet
+from optix_tf.accel.adam import apply_gradients
 from optix_tf.algorithms.on_policy import (
     OnPolicyNetworks,
     default_agent,
@@ -39,7 +40,6 @@ from optix_tf.algorithms.on_policy import (
 )
 from optix_tf.algorithms.ppo import pick_distribution
 from optix_tf.base import TFAgentBase
-from optix_tf.optimizers import apply_gradients
 from optix_tf.policies import observations as O
 from optix_tf.policies.distributions import Distribution
 from optix_tf.policies.networks import check_actor_critic

@@ -51,8 +51,8 @@ from optix_core.off_policy import (
     require_discrete,
 )
 from optix_core.types import EpisodeData, HyperparamSet
+from optix_tf.accel.adam import apply_gradients
 from optix_tf.algorithms.q_learning import QAgentBase, check_q_network, clone_network
-from optix_tf.optimizers import apply_gradients
 from optix_tf.policies import observations as O
 from optix_tf.policies.extractors import ImageCNN, default_extractor, features_dim
 from optix_tf.policies.observations import probe_batch

@@ -52,8 +52,8 @@ from optix_core.off_policy import (
 )
 from optix_core.off_policy.acting import uniform_actions
 from optix_core.types import EpisodeData, HyperparamSet
+from optix_tf.accel.adam import apply_gradients
 from optix_tf.algorithms.replay import TFReplayAgent
-from optix_tf.optimizers import apply_gradients
 from optix_tf.policies import observations as O
 from optix_tf.policies.extractors import default_extractor, features_dim
 from optix_tf.policies.networks import probe_input

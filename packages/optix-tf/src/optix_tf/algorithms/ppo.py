@@ -41,9 +41,9 @@ from optix_core.normalizers import RewardNormalizer
 from optix_core.on_policy import ADVANTAGE, OLD_LOG_PROB, OLD_VALUE, RETURN, PPOWindow
 from optix_core.policies.distributions import gaussian_action_space
 from optix_core.types import EpisodeData, HyperparamSet
+from optix_tf.accel.adam import apply_gradients
 from optix_tf.algorithms.on_policy import OnPolicyNetworks, default_agent, normalized_advantages
 from optix_tf.base import TFAgentBase, set_learning_rate
-from optix_tf.optimizers import apply_gradients
 from optix_tf.policies import observations as O
 from optix_tf.policies.distributions import Distribution, distribution_for
 from optix_tf.policies.networks import check_actor_critic, probe_input

@@ -73,10 +73,10 @@ from optix_core.off_policy import (
     warn_without_noisy_layers,
 )
 from optix_core.types import EpisodeData, HyperparamSet
+from optix_tf.accel.adam import apply_gradients
 from optix_tf.algorithms.dqn import torch_dense
 from optix_tf.algorithms.noisy import NoisyLinear, draw_noise, noise_size, noisy_layers, set_noise
 from optix_tf.algorithms.q_learning import QAgentBase, check_q_network, clone_network
-from optix_tf.optimizers import apply_gradients
 from optix_tf.policies import observations as O
 from optix_tf.policies.extractors import FlattenExtractor, default_extractor, features_dim
 from optix_tf.policies.networks import NUMPY_ACTIVATIONS

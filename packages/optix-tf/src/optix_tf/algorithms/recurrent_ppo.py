@@ -83,9 +83,9 @@ from optix_core.recurrent import (
     start_flags,
 )
 from optix_core.types import EpisodeData, HyperparamSet
+from optix_tf.accel.adam import apply_gradients
 from optix_tf.algorithms.ppo import approx_kl, ppo_loss
 from optix_tf.base import TFAgentBase
-from optix_tf.optimizers import apply_gradients
 from optix_tf.policies import observations as O
 from optix_tf.policies.distributions import Distribution, distribution_for
 from optix_tf.policies.extractors import (

@@ -38,8 +38,8 @@ from optix_core.off_policy.acting import (
     squashed_gaussian_actions,
 )
 from optix_core.types import EpisodeData, HyperparamSet
+from optix_tf.accel.adam import apply_gradients
 from optix_tf.algorithms.off_policy import OffPolicyAgent, adam, default_agent, mlp, polyak, select
-from optix_tf.optimizers import apply_gradients
 
 
 class Temperature(keras.layers.Layer):

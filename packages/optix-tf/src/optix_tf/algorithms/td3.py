@@ -34,6 +34,7 @@ from optix_core.algorithms.config import td3 as config
 from optix_core.off_policy import update_due
 from optix_core.off_policy.acting import noisy_actions
 from optix_core.types import HyperparamSet
+from optix_tf.accel.adam import apply_gradients
 from optix_tf.algorithms.off_policy import (
     OffPolicyAgent,
     TargetNetwork,
@@ -42,7 +43,6 @@ from optix_tf.algorithms.off_policy import (
     polyak,
     select,
 )
-from optix_tf.optimizers import apply_gradients
 
 
 class TFTD3Agent(OffPolicyAgent):

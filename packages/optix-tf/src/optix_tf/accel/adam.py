@@ -16,7 +16,8 @@ on the optimizer's own slots, learning rate and iteration count, so its
 state, its checkpoint and ``set_learning_rate`` are what they were. Any other
 optimizer, or an Adam with an option the kernel does not have (AMSGrad,
 weight decay, gradient clipping, EMA, loss scaling, accumulation), one not
-built yet, or variables not float32, step through ``optimizer.apply_gradients``.
+built yet, variables not float32, or a Keras without the internals read here
+(``KERAS_INTERNALS``) step through ``optimizer.apply_gradients``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ from typing import Any
 
 import keras
 import tensorflow as tf
+
+# What of Keras 3's Adam the fused step reads beyond its public API: where a Keras
+# release lacks one, every step goes through ``apply_gradients``.
+KERAS_INTERNALS = ("_get_variable_index", "_momentums", "_velocities")
 
 
 def apply_gradients(
@@ -62,6 +67,7 @@ def fusable(optimizer: keras.optimizers.Optimizer, variables: Sequence[Any]) -> 
     """Whether ``ResourceApplyAdam`` takes ``optimizer``'s step on ``variables`` exactly."""
     return (
         type(optimizer) is keras.optimizers.Adam
+        and all(hasattr(optimizer, name) for name in KERAS_INTERNALS)
         and all(tf.as_dtype(variable.dtype) == tf.float32 for variable in variables)
         and optimizer.built
         and not optimizer.amsgrad

@@ -1,4 +1,4 @@
-"""optix_tf.optimizers.apply_gradients: Adam's step fused per variable equals Keras's Adam."""
+"""optix_tf.accel.adam.apply_gradients: Adam's step fused per variable equals Keras's Adam."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from optix_tf.optimizers import apply_gradients, fusable
+from optix_tf.accel.adam import apply_gradients, fusable
 
 
 def network(seed: int = 0) -> keras.Sequential:
@@ -96,3 +96,15 @@ def test_an_optimizer_not_built_yet_builds_through_keras() -> None:
     apply_gradients(optimizer, grads, model.trainable_variables)
     assert optimizer.built and int(optimizer.iterations.numpy()) == 1
     assert fusable(optimizer, model.trainable_variables)
+
+
+def test_a_keras_without_the_internals_read_steps_through_keras(monkeypatch) -> None:
+    """DESIGN.md's rule for accelerators: where the framework internals they read
+    are missing, the plain path runs."""
+    model = network()
+    optimizer = keras.optimizers.Adam()
+    optimizer.build(model.trainable_variables)
+    assert fusable(optimizer, model.trainable_variables)
+    owner = next(c for c in type(optimizer).__mro__ if "_get_variable_index" in vars(c))
+    monkeypatch.delattr(owner, "_get_variable_index")
+    assert not fusable(optimizer, model.trainable_variables)
