@@ -295,6 +295,31 @@ def test_a_second_ctrl_c_while_the_first_is_handled_prints_a_line_and_the_run_re
     assert "at window 4" in result.stdout
 
 
+def test_a_run_stopped_by_ctrl_c_resumes_without_a_new_budget(monkeypatch, capsys, tmp_path):
+    from optix_core import loop as loop_module
+    from optix_core.cli import main
+
+    step = loop_module.RLOptimizer._step
+
+    def interrupted_at_window_4(self, *args):
+        if self.episode == 3:
+            raise KeyboardInterrupt
+        return step(self, *args)
+
+    monkeypatch.setattr(loop_module.RLOptimizer, "_step", interrupted_at_window_4)
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "CartPole-v1", *CEM_ARGS, "--seed", "3", "--max-windows", "6"]
+    assert main([*args, "--run-dir", "out"]) == 0
+    capsys.readouterr()
+    run_dir = run_dir_of(tmp_path)
+    assert json.loads((run_dir / "report.json").read_text())["stop_reason"] == "interrupted"
+    result = optix("train", "--resume", str(run_dir), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "at window 4" in result.stdout
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["windows"] == 6 or report["stop_reason"].startswith("converged")
+
+
 def test_eval_of_a_run_still_training_does_not_disturb_it(tmp_path):
     proc = start_training(tmp_path, "--max-windows", "40")
     try:

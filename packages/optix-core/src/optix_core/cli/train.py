@@ -214,7 +214,8 @@ def _was_given(value: Any) -> bool:
 
 
 def _check_resumable(run_dir: Path, args: argparse.Namespace) -> None:
-    """A finished run continues only when given a budget beyond where it stopped."""
+    """A run stopped by Ctrl-C continues as it is; one that finished, only when given
+    a budget beyond where it stopped."""
     from optix_core.runs import REPORT
 
     path = run_dir / REPORT
@@ -225,6 +226,8 @@ def _check_resumable(run_dir: Path, args: argparse.Namespace) -> None:
         stopped, windows, steps = report["stop_reason"], report["windows"], report["env_steps"]
     except (ValueError, KeyError, TypeError):
         return  # a damaged report is rewritten when the run ends again
+    if stopped.startswith("interrupted"):
+        return
     more_windows = args.max_windows is not None and args.max_windows > windows
     more_steps = args.max_steps is not None and args.max_steps > steps
     if stopped.startswith("converged"):
