@@ -14,6 +14,7 @@ from optix_core.pipeline import VectorBatchPipeline
 from optix_core.policies.observations import stack
 from optix_core.recurrent import bootstrap_values, fit_seq_len
 from optix_core.testing import AgentConformance
+from optix_core.testing.toy_envs import masked_cartpole
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_tf.algorithms.recurrent_ppo import (
     MAX_UNROLL,
@@ -465,24 +466,6 @@ def test_loading_into_a_different_hidden_size_is_refused(tmp_path) -> None:
 
 
 # ---- partial observability ---------------------------------------------------------
-
-
-class MaskVelocity(gym.ObservationWrapper):
-    """CartPole with the two velocities hidden: cart position and pole angle only."""
-
-    def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
-        space = env.observation_space
-        self.observation_space = gym.spaces.Box(
-            space.low[[0, 2]], space.high[[0, 2]], dtype=space.dtype
-        )
-
-    def observation(self, observation: np.ndarray) -> np.ndarray:
-        return observation[[0, 2]]
-
-
-def masked_cartpole() -> gym.Env:
-    return MaskVelocity(gym.make("CartPole-v1"))
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ from optix_core.testing import (
     AgentConformance,
     toy_envs,  # noqa: F401 - registers the optix-tests/ environments
 )
+from optix_core.testing.toy_envs import masked_cartpole
 from optix_torch.algorithms.recurrent_ppo import (
     LSTMActorCritic,
     TorchRecurrentPPOAgent,
@@ -358,24 +359,6 @@ def test_loading_into_a_different_hidden_size_is_refused(tmp_path) -> None:
 
 
 # ---- partial observability ---------------------------------------------------------
-
-
-class MaskVelocity(gym.ObservationWrapper):
-    """CartPole with the two velocities hidden: cart position and pole angle only."""
-
-    def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
-        space = env.observation_space
-        self.observation_space = gym.spaces.Box(
-            space.low[[0, 2]], space.high[[0, 2]], dtype=space.dtype
-        )
-
-    def observation(self, observation: np.ndarray) -> np.ndarray:
-        return observation[[0, 2]]
-
-
-def masked_cartpole() -> gym.Env:
-    return MaskVelocity(gym.make("CartPole-v1"))
 
 
 @pytest.mark.slow

@@ -18,7 +18,8 @@ observation, and scores far above random only then:
   noise); reward 1 for the action equal to the goal, 8 steps. Random: 8/3.
 
 For continuous actions, ``POINTER_ENVS`` (``PointAt`` below) show a target
-as an image, a Dict or a Discrete index.
+as an image, a Dict or a Discrete index. ``masked_cartpole()`` is CartPole-v1
+without its velocities, for recurrent policies.
 """
 
 from __future__ import annotations
@@ -211,3 +212,26 @@ POINTER_ENVS = {
 for env_id, cls in POINTER_ENVS.items():
     if env_id not in gym.registry:
         gym.register(env_id, entry_point=cls)
+
+
+# ---- partial observability (recurrent policies) ----------------------------------
+
+
+class MaskVelocity(gym.ObservationWrapper):
+    """CartPole with the two velocities hidden: cart position and pole angle only."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        space = env.observation_space
+        self.observation_space = gym.spaces.Box(
+            space.low[[0, 2]], space.high[[0, 2]], dtype=space.dtype
+        )
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        return observation[[0, 2]]
+
+
+def masked_cartpole() -> gym.Env:
+    """CartPole-v1 without its velocities: a memoryless policy scores about 45, one
+    that remembers its last observations can recover them and solve it."""
+    return MaskVelocity(gym.make("CartPole-v1"))
