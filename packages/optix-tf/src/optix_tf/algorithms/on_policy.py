@@ -125,12 +125,13 @@ class OnPolicyNetworks:
 
 
 def normalized_advantages(advantages: tf.Tensor, normalize: tf.Tensor) -> tf.Tensor:
-    """(Â − mean Â) / (std Â + 1e-8) where ``normalize`` > 0, else Â (std unbiased, as
-    torch's; a single row is never normalized: its callers pass 0)."""
+    """(Â − mean Â) / (std Â + 1e-8) where ``normalize`` > 0 and there is more than one
+    row, else Â (std unbiased, as torch's)."""
     mean, var = tf.nn.moments(advantages, axes=[0])
     count = tf.cast(tf.shape(advantages)[0], tf.float32)
     std = tf.sqrt(var * count / (count - 1.0))
-    return tf.where(normalize > 0, (advantages - mean) / (std + 1e-8), advantages)
+    wanted = tf.logical_and(normalize > 0, count > 1)
+    return tf.where(wanted, (advantages - mean) / (std + 1e-8), advantages)
 
 
 def returns_values(network: keras.Model, observation_space: gym.Space | None) -> bool:

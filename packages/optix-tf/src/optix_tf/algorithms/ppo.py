@@ -216,18 +216,7 @@ class TFPPOAgent(PPOWindow, OnPolicyNetworks, TFAgentBase):
             stop = tf.logical_and(target_kl > 0, kl > 1.5 * target_kl)
             grads = tape.gradient(loss, variables)
             grads, _ = tf.clip_by_global_norm(grads, max_norm)
-            ratio = tf.exp(log_ratio)
-            clipped = tf.cast(tf.abs(ratio - 1.0) > clip, tf.float32)
-            n_rows = tf.cast(tf.shape(index)[0], tf.float32)
-            stats = tf.stack(
-                [
-                    -tf.reduce_sum(surrogate),
-                    tf.reduce_sum(tf.square(error)),
-                    kl * n_rows,
-                    tf.reduce_sum(clipped),
-                    n_rows,
-                ]
-            )
+            stats = diagnostic_sums(surrogate, error, kl, log_ratio, clip)
 
             def step() -> tuple[tf.Tensor, tf.Tensor]:
                 apply_gradients(self.optimizer, grads, variables)
@@ -310,6 +299,23 @@ def ppo_loss(
     loss -= entropy_coef * entropy
     stop = tf.stop_gradient
     return loss, stop(surrogate), stop(error), stop(log_ratio)
+
+
+def diagnostic_sums(
+    surrogate: tf.Tensor, error: tf.Tensor, kl: tf.Tensor, log_ratio: tf.Tensor, clip: tf.Tensor
+) -> tf.Tensor:
+    """One minibatch's ``DIAGNOSTICS`` summed over its rows, its row count last."""
+    n_rows = tf.cast(tf.shape(surrogate)[0], tf.float32)
+    clipped = tf.cast(tf.abs(tf.exp(log_ratio) - 1.0) > clip, tf.float32)
+    return tf.stack(
+        [
+            -tf.reduce_sum(surrogate),
+            tf.reduce_sum(tf.square(error)),
+            kl * n_rows,
+            tf.reduce_sum(clipped),
+            n_rows,
+        ]
+    )
 
 
 def approx_kl(log_ratio: tf.Tensor) -> tf.Tensor:

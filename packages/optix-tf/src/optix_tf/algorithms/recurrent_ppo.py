@@ -84,7 +84,8 @@ from optix_core.recurrent import (
 )
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_tf.accel.adam import apply_gradients
-from optix_tf.algorithms.ppo import approx_kl, ppo_loss
+from optix_tf.algorithms.on_policy import normalized_advantages
+from optix_tf.algorithms.ppo import approx_kl, diagnostic_sums, ppo_loss
 from optix_tf.base import TFAgentBase
 from optix_tf.policies import observations as O
 from optix_tf.policies.distributions import Distribution, distribution_for
@@ -493,7 +494,7 @@ class TFRecurrentPPOAgent(RecurrentPPOWindow, TFAgentBase):
         for i in tf.range(tf.shape(lo)[0]):
             sequences = index[:, lo[i] : hi[i]]  # [L, B]
             rows = tf.gather(table, tf.reshape(sequences, [-1]))
-            advantages = normalized(rows[:, ADVANTAGE], normalize)
+            advantages = normalized_advantages(rows[:, ADVANTAGE], normalize)
             first = sequences[0]  # each sequence starts from the state stored at its first step
             with tf.GradientTape() as tape:
                 params, value, _ = self.network(
@@ -516,17 +517,7 @@ class TFRecurrentPPOAgent(RecurrentPPOWindow, TFAgentBase):
             if target_kl > 0 and kl > 1.5 * target_kl:
                 stopped = tf.constant(True)
                 break
-            n_rows = tf.cast(tf.shape(rows)[0], tf.float32)
-            clipped = tf.cast(tf.abs(tf.exp(log_ratio) - 1.0) > clip, tf.float32)
-            sums += tf.stack(
-                [
-                    -tf.reduce_sum(surrogate),
-                    tf.reduce_sum(tf.square(error)),
-                    kl * n_rows,
-                    tf.reduce_sum(clipped),
-                    n_rows,
-                ]
-            )
+            sums += diagnostic_sums(surrogate, error, kl, log_ratio, clip)
             taken += 1
             if not tf.math.is_finite(loss):
                 break  # never step on a broken loss: the loop sees it and rolls back
@@ -537,17 +528,6 @@ class TFRecurrentPPOAgent(RecurrentPPOWindow, TFAgentBase):
         params, _, _ = self.network(obs, (h[0], c[0]), starts)
         entropy = self.distribution.entropy(tf.reshape(params, [-1, self.distribution.param_dim]))
         return sums, taken, stopped, tf.reduce_mean(entropy)
-
-
-def normalized(advantages: tf.Tensor, normalize: tf.Tensor) -> tf.Tensor:
-    """(Â − mean) / (std + 1e-8) over a minibatch when ``normalize`` and it has
-    more than one row (unbiased std, as torch's)."""
-    count = tf.cast(tf.shape(advantages)[0], tf.float32)
-    if normalize > 0 and count > 1:
-        mean, var = tf.nn.moments(advantages, axes=[0])
-        std = tf.sqrt(var * count / (count - 1.0))
-        return (advantages - mean) / (std + 1e-8)
-    return advantages
 
 
 def check_network(network: keras.Model, space: gym.Space, policy_dim: int, owner: str) -> None:
