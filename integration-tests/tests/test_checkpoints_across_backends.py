@@ -1,10 +1,10 @@
-"""A TF PPO and a torch PPO checkpoint of the same env, each loaded after a restart.
+"""A JAX, a TF and a torch PPO checkpoint of the same env, each loaded after a restart.
 
 Each side trains two windows and saves in one interpreter; a fresh interpreter
 builds the agent from another seed, loads the checkpoint and must act exactly
 as the saved agent would have: the same values, log-probabilities and sampled
 actions, which needs the weights and the acting generator back. Handing one
-backend's checkpoint to the other is a clear error naming the backend that
+backend's checkpoint to another is a clear error naming the backend that
 wrote it, before anything is loaded.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-BACKENDS = ("tf", "torch")
+BACKENDS = ("jax", "tf", "torch")
 
 # argv: backend, checkpoint directory, output .npz
 TRAIN_AND_SAVE = """
@@ -43,7 +43,7 @@ actions, info = agent.act_info(observations, np.zeros(32, bool))
 np.savez(out, observations=observations, actions=actions, **info)
 """
 
-# argv: backend, its own checkpoint, the other backend's checkpoint, output .npz,
+# argv: backend, its own checkpoint, another backend's checkpoint, output .npz,
 # what TRAIN_AND_SAVE wrote
 RESTART_AND_LOAD = """
 import sys
@@ -91,7 +91,7 @@ def saved(tmp_path_factory) -> Path:
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_checkpoint_loads_into_its_own_backend_after_a_restart(saved, backend) -> None:
-    other = next(b for b in BACKENDS if b != backend)
+    other = BACKENDS[(BACKENDS.index(backend) + 1) % len(BACKENDS)]
     expected = saved / f"{backend}.npz"
     result = checked(
         run_python(

@@ -36,6 +36,7 @@ _EXPORTS = {
     "RegistryError": "registry",
     "agents": "registry",
     "backends": "registry",
+    "environments": "registry",
     "make_agent": "registry",
     "LoopReport": "report",
     "BackoffScheduler": "scheduler",
@@ -48,6 +49,7 @@ _EXPORTS = {
     "AgentSpec": "specs",
     "BackendSpec": "specs",
     "CallbackSpec": "specs",
+    "EnvironmentSpec": "specs",
     "EvaluatorSpec": "specs",
     "EpisodeData": "types",
     "EvalMetrics": "types",
@@ -149,7 +151,7 @@ if TYPE_CHECKING:
         SPSAOptimizer,
     )
     from optix_core.pipeline import BasePipeline, BatchPipeline, LivePipeline, VectorBatchPipeline
-    from optix_core.registry import RegistryError, agents, backends, make_agent
+    from optix_core.registry import RegistryError, agents, backends, environments, make_agent
     from optix_core.report import LoopReport
     from optix_core.returns import (
         compute_gae,
@@ -165,7 +167,13 @@ if TYPE_CHECKING:
         ScoreFunctionSelection,
         TrainingScoreSelection,
     )
-    from optix_core.specs import AgentSpec, BackendSpec, CallbackSpec, EvaluatorSpec
+    from optix_core.specs import (
+        AgentSpec,
+        BackendSpec,
+        CallbackSpec,
+        EnvironmentSpec,
+        EvaluatorSpec,
+    )
     from optix_core.trials import (
         StorageError,
         Sweep,
@@ -194,6 +202,7 @@ __all__ = [
     "CorruptCheckpointError",
     "DiagnosticController",
     "EnsembleAgent",
+    "EnvironmentSpec",
     "EpisodeData",
     "EpisodeReturnEvaluator",
     "EvalMetrics",
@@ -241,6 +250,7 @@ __all__ = [
     "compute_gae",
     "compute_vtrace_targets",
     "discounted_returns",
+    "environments",
     "evaluate_policy",
     "hookimpl",
     "make_agent",

@@ -66,7 +66,7 @@ def evaluate_policy(
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     if isinstance(env_id, str):
         make_env(env_id, **(env_kwargs or {})).close()  # a clear error for a bad id
-        env_fn = lambda: gym.make(env_id, **(env_kwargs or {}))  # noqa: E731
+        env_fn = lambda: make_env(env_id, **(env_kwargs or {}))  # noqa: E731
     else:
         env_fn = env_id
     n_envs = min(n_envs, episodes)

@@ -24,3 +24,9 @@ def optix_register_callbacks(register):
 @hookspec
 def optix_register_backends(register):
     """Register a framework backend: call ``register(BackendSpec(...))``."""
+
+
+@hookspec
+def optix_register_environments(register):
+    """Register an environment family: call ``register(EnvironmentSpec(...))``, whose
+    ids ``prefix:Name`` then work wherever an environment id is taken."""

@@ -23,7 +23,7 @@ from typing import Any
 import pluggy
 
 from optix_core import hookspecs
-from optix_core.specs import AgentSpec, BackendSpec, CallbackSpec, EvaluatorSpec
+from optix_core.specs import AgentSpec, BackendSpec, CallbackSpec, EnvironmentSpec, EvaluatorSpec
 
 log = logging.getLogger("optix")
 
@@ -34,6 +34,7 @@ HOOK_KINDS = {
     "optix_register_evaluators": EvaluatorSpec,
     "optix_register_callbacks": CallbackSpec,
     "optix_register_backends": BackendSpec,
+    "optix_register_environments": EnvironmentSpec,
 }
 
 
@@ -217,6 +218,8 @@ def _empty_tables() -> Tables:
 def _key(spec: Any) -> tuple[str, ...]:
     if isinstance(spec, AgentSpec):
         return (spec.name, spec.backend)
+    if isinstance(spec, EnvironmentSpec):
+        return (spec.prefix,)
     return (spec.name,)
 
 

@@ -1,11 +1,18 @@
-"""The registry's public face: what is installed, and building agents from it."""
+"""The registry's public face: what is installed, and building agents and environments from it."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from optix_core.plugins import get_registry
-from optix_core.specs import AgentSpec, BackendSpec, CallbackSpec, EvaluatorSpec
+from optix_core.specs import (
+    AgentSpec,
+    BackendSpec,
+    CallbackSpec,
+    EnvironmentSpec,
+    EvaluatorSpec,
+    load_object,
+)
 
 if TYPE_CHECKING:
     import gymnasium as gym
@@ -39,6 +46,33 @@ def evaluators() -> list[EvaluatorSpec]:
 
 def callbacks() -> list[CallbackSpec]:
     return [r.spec for r in get_registry().registered(CallbackSpec)]
+
+
+def environments() -> list[EnvironmentSpec]:
+    """Every registered environment family, by prefix."""
+    specs = [r.spec for r in get_registry().registered(EnvironmentSpec)]
+    return sorted(specs, key=lambda s: s.prefix)
+
+
+def environment_family(env_id: str) -> EnvironmentSpec | None:
+    """The family that serves ``env_id`` (``gymnax:CartPole-v1``), or None for an id
+    gymnasium makes itself."""
+    prefix, sep, _ = env_id.partition(":")
+    if not sep:
+        return None
+    return next((s for s in environments() if s.prefix == prefix), None)
+
+
+def window_pipeline(env_id: str, n_envs: int, window_size: int, seed: int | None) -> Any:
+    """The pipeline that collects training windows on ``env_id``: its family's own
+    (optix-jax's compiled pipeline for ``gymnax:`` ids) where it has one, else
+    gymnasium's vector environments stepped from Python (``VectorBatchPipeline``)."""
+    family = environment_family(env_id)
+    if family is None or family.pipeline is None:
+        from optix_core.pipeline import VectorBatchPipeline
+
+        return VectorBatchPipeline(env_id=env_id, n_envs=n_envs, window_size=window_size, seed=seed)
+    return load_object(family.pipeline)(env_id, n_envs, window_size, seed)
 
 
 def provider(spec: Any) -> str:
@@ -188,12 +222,45 @@ def env_spaces(env: Any) -> tuple[gym.Space, gym.Space]:
 
 
 def make_env(env_id: str, **kwargs: Any) -> gym.Env:
-    """``gymnasium.make`` with an error that says what went wrong."""
+    """The environment ``env_id`` names, with an error that says what went wrong.
+
+    ``prefix:Name`` ids go to the registered family of that prefix
+    (``gymnax:CartPole-v1`` to optix-jax's); any other id, gymnasium's own
+    ``module:Name`` form included, to ``gymnasium.make``.
+    """
+    family = environment_family(env_id)
+    if family is not None:
+        return _make_family_env(family, env_id, kwargs)
     import gymnasium as gym
 
     try:
         return gym.make(env_id, **kwargs)
     except gym.error.Error as exc:
+        raise RegistryError(f"unknown environment {env_id!r}: {exc}") from None
+    except ModuleNotFoundError as exc:
+        # gymnasium imports the prefix of "module:Name" ids, re-raising a failure anew.
+        prefix, sep, _ = env_id.partition(":")
+        missing = getattr(exc.__cause__, "name", None) or exc.name or ""
+        if not sep or not missing or not (prefix + ".").startswith(missing + "."):
+            raise
+        installed = ", ".join(f"{s.prefix} ({s.distribution})" for s in environments())
+        raise RegistryError(
+            f"unknown environment family {prefix!r} in {env_id!r}; installed families: "
+            f"{installed or 'none'} (nor is {prefix!r} a module that registers gymnasium "
+            "environments)"
+        ) from None
+
+
+def _make_family_env(family: EnvironmentSpec, env_id: str, kwargs: dict[str, Any]) -> gym.Env:
+    name = env_id.partition(":")[2]
+    try:
+        return load_object(family.make)(name, **kwargs)
+    except ModuleNotFoundError as exc:
+        extra = family.extra or family.distribution
+        raise RegistryError(
+            f"{env_id!r} needs {exc.name}, which is not installed: pip install '{extra}'"
+        ) from None
+    except ValueError as exc:
         raise RegistryError(f"unknown environment {env_id!r}: {exc}") from None
 
 

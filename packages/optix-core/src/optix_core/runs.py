@@ -73,7 +73,8 @@ def new_run_dir(root: Path, env_id: str, algo: str) -> Path:
     if root.exists() and not root.is_dir():
         raise RunError(f"--run-dir {root} is a file, not a directory")
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = f"{env_id.replace('/', '_')}-{algo}-{stamp}"
+    # "/" (gymnasium namespaces) and ":" (environment families) stay out of file names.
+    base = f"{env_id.replace('/', '_').replace(':', '-')}-{algo}-{stamp}"
     for n in range(1000):
         candidate = root / (base if n == 0 else f"{base}-{n}")
         try:

@@ -1,4 +1,5 @@
-"""What plugins register: descriptions of agents, evaluators, callbacks and backends.
+"""What plugins register: descriptions of agents, evaluators, callbacks, backends and
+environment families.
 
 Every callable is named by a ``"module:attribute"`` string and imported only
 when used, so listing what is installed never imports a framework.
@@ -136,3 +137,42 @@ class BackendSpec:
     def __post_init__(self) -> None:
         if self.export is not None and ":" not in self.export:
             raise ValueError(f"BackendSpec {self.name!r}: export must be 'module:callable'")
+
+
+@dataclass(frozen=True)
+class EnvironmentSpec:
+    """A family of environments outside gymnasium's registry, reached by ids
+    ``prefix:Name`` (``gymnax:CartPole-v1``), so that every command and pipeline
+    that takes an environment id takes these too.
+
+    ``make`` is called as ``make(name, **kwargs)`` with the id's name part and
+    returns a ``gymnasium.Env``; it raises ``ValueError`` with a one-line reason
+    for a name the family does not have. ``pipeline``, optional, builds the
+    family's own window pipeline (a compiled one, say) as ``pipeline(env_id,
+    n_envs, window_size, seed)``; ``optix train`` uses it instead of stepping
+    the environments from Python. ``extra`` is what to install when the
+    family's library is missing (``optix-jax[gymnax]``). ``backend`` is the
+    backend whose agents that pipeline drives; ``optix train`` and ``optix
+    tune`` pick it when no ``--backend`` is given. Both callables are
+    ``"module:callable"`` strings, imported only when used.
+    """
+
+    prefix: str
+    distribution: str
+    make: str
+    pipeline: str | None = None
+    extra: str = ""
+    summary: str = ""
+    backend: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.prefix or ":" in self.prefix:
+            raise ValueError(
+                f"EnvironmentSpec prefix must be a non-empty name without ':', got {self.prefix!r}"
+            )
+        for name in ("make", "pipeline"):
+            reference = getattr(self, name)
+            if reference is not None and ":" not in reference:
+                raise ValueError(
+                    f"EnvironmentSpec {self.prefix!r}: {name} must be 'module:callable'"
+                )

@@ -1,1 +1,59 @@
-"""optix-jax."""
+"""optix-jax: JAX (Flax NNX + optax) agents for the optix training loop.
+
+Importing this package imports no jax: the plugin registers algorithms by
+name, and classes load on first access (``from optix_jax import FlaxPPOAgent``).
+To export a new class, add its name and module to ``_EXPORTS``, the
+``TYPE_CHECKING`` imports and ``__all__``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "FlaxAgent": "algorithms.a2c",
+    "FlaxPPOAgent": "algorithms.ppo",
+    "FlaxGaussianPPOAgent": "algorithms.ppo",
+    "CompiledPipeline": "pipelines.compiled",
+    "JaxAgentBase": "base",
+    "set_learning_rate": "base",
+    "FlaxEvaluator": "evaluator",
+    "UnsafeCheckpointError": "serialization",
+    "resolve_device": "device",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'optix_jax' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"optix_jax.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+if TYPE_CHECKING:
+    from optix_jax.algorithms.a2c import FlaxAgent
+    from optix_jax.algorithms.ppo import FlaxGaussianPPOAgent, FlaxPPOAgent
+    from optix_jax.base import JaxAgentBase, set_learning_rate
+    from optix_jax.device import resolve_device
+    from optix_jax.evaluator import FlaxEvaluator
+    from optix_jax.pipelines.compiled import CompiledPipeline
+    from optix_jax.serialization import UnsafeCheckpointError
+
+__all__ = [
+    "CompiledPipeline",
+    "FlaxAgent",
+    "FlaxEvaluator",
+    "FlaxGaussianPPOAgent",
+    "FlaxPPOAgent",
+    "JaxAgentBase",
+    "UnsafeCheckpointError",
+    "resolve_device",
+    "set_learning_rate",
+]

@@ -64,15 +64,26 @@ def check_at_least(flag: str, value: int | None, minimum: int) -> None:
 
 
 def resolve_spec(env_id: str, algo: str | None, backend: str | None) -> AgentSpec:
-    """The AgentSpec that ``--algo``/``--backend`` ask for on ``env_id``'s action space."""
+    """The AgentSpec that ``--algo``/``--backend`` ask for on ``env_id``'s action space;
+    without ``--backend``, the backend of ``env_id``'s family first where it names one
+    and offers the algorithm (the agents its own pipeline drives: jax for ``gymnax:``)."""
     try:
-        _, action_space = registry.env_spaces(env_id)
-        kind = registry.action_space_kind(action_space)
-        if algo is None:
-            return registry.default_algorithm(kind, backend=backend)
-        return registry.find_agent(algo, kind, backend)
+        kind = registry.action_space_kind(registry.env_spaces(env_id)[1])
+        family = registry.environment_family(env_id)
+        if backend is None and family is not None and family.backend:
+            try:
+                return _find(kind, algo, family.backend)
+            except registry.RegistryError:
+                pass  # the family's backend does not offer it; another may
+        return _find(kind, algo, backend)
     except registry.RegistryError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _find(kind: str, algo: str | None, backend: str | None) -> AgentSpec:
+    if algo is None:
+        return registry.default_algorithm(kind, backend=backend)
+    return registry.find_agent(algo, kind, backend)
 
 
 def parse_hyperparams(pairs: list[str]) -> dict[str, Any]:

@@ -48,7 +48,20 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_plugins(args: argparse.Namespace) -> int:
     reg = plugins.get_registry()
     reg.ensure_loaded()
-    print(json.dumps([p.to_dict() for p in reg.plugins], indent=2))
+    families: dict[str, list[dict[str, Any]]] = {}
+    for spec in registry.environments():  # which ids, beyond gymnasium's, each plugin serves
+        families.setdefault(registry.provider(spec), []).append(
+            {
+                "prefix": spec.prefix,
+                "summary": spec.summary,
+                "extra": spec.extra,
+                "pipeline": spec.pipeline,
+            }
+        )
+    listed = [
+        {**p.to_dict(), "environments": families.get(p.distribution, [])} for p in reg.plugins
+    ]
+    print(json.dumps(listed, indent=2))
     return 0
 
 

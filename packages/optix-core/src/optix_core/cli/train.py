@@ -139,6 +139,7 @@ def _start(args: argparse.Namespace) -> int:
         selection_episodes=args.selection_episodes or SELECTION_EPISODES,
     )
     agent = _agent(config)  # bad hyperparameters or devices fail before anything is written
+    pipeline = _pipeline(config, agent)  # so does an agent the pipeline cannot drive
     if args.tune:  # what the agent says is safe to move while it trains
         config.online_tuning = dict(agent.search_space)
         if not config.online_tuning:
@@ -152,7 +153,7 @@ def _start(args: argparse.Namespace) -> int:
         f"seed {config.seed}, run directory {run_dir}",
         flush=True,
     )
-    return _train(config, agent, run_dir)
+    return _train(config, agent, run_dir, pipeline)
 
 
 def _hp_file(args: argparse.Namespace) -> dict[str, Any]:
@@ -206,7 +207,8 @@ def _resume(args: argparse.Namespace) -> int:
     if args.device is not None:
         config.device = args.device
     config.save(run_dir)
-    return _train(config, _agent(config), run_dir, resuming=True)
+    agent = _agent(config)
+    return _train(config, agent, run_dir, _pipeline(config, agent), resuming=True)
 
 
 def _was_given(value: Any) -> bool:
@@ -247,17 +249,28 @@ def _agent(config: Any) -> Any:
     )
 
 
-def _train(config: Any, agent: Any, run_dir: Path, resuming: bool = False) -> int:
+def _pipeline(config: Any, agent: Any) -> Any:
+    """The windows to train on (``registry.window_pipeline``), bound to ``agent`` here,
+    so an agent the pipeline cannot drive is one line of bad input before the loop
+    starts (and, for a new run, before its directory is made)."""
+    from optix_core.registry import window_pipeline
+
+    pipeline = window_pipeline(config.env_id, config.n_envs, config.window_size, config.seed)
+    try:
+        pipeline.bind(agent)
+    except ValueError as exc:
+        pipeline.close()
+        raise UsageError(str(exc)) from None
+    return pipeline
+
+
+def _train(config: Any, agent: Any, run_dir: Path, pipeline: Any, resuming: bool = False) -> int:
     from optix_core.checkpoints import CheckpointError
     from optix_core.loop import RLOptimizer, TrainingDivergedError
     from optix_core.optimizers import SPSAOptimizer
-    from optix_core.pipeline import VectorBatchPipeline
     from optix_core.runs import CHECKPOINTS, METRICS, REPORT, MetricsFile
     from optix_core.selection import EvaluationSelection
 
-    pipeline = VectorBatchPipeline(
-        env_id=config.env_id, n_envs=config.n_envs, window_size=config.window_size, seed=config.seed
-    )
     loop = RLOptimizer(
         agent,
         pipeline,

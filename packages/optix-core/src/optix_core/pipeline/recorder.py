@@ -35,15 +35,23 @@ class EpisodeStats:
     def step(self, rewards: np.ndarray, dones: np.ndarray) -> None:
         self.running_return += rewards
         self.running_length += 1
-        for i in np.flatnonzero(dones):
-            self.ended_returns.append(float(self.running_return[i]))
-            self.ended_lengths.append(int(self.running_length[i]))
-            self.ended_starts.append(int(self.running_start[i]))
-            self.recent.append(float(self.running_return[i]))
+        ended = np.flatnonzero(dones)
+        if ended.size:
+            self.add_ended(
+                self.running_return[ended], self.running_length[ended], self.running_start[ended]
+            )
         self.steps += self.n_envs
         self.running_return[dones] = 0.0
         self.running_length[dones] = 0
         self.running_start[dones] = self.steps
+
+    def add_ended(self, returns: np.ndarray, lengths: np.ndarray, starts: np.ndarray) -> None:
+        """Episodes that ended, in the order they ended. A pipeline that follows its
+        episodes itself (on an accelerator, not step by step here) reports them so."""
+        self.ended_returns.extend(np.asarray(returns, dtype=np.float64).tolist())
+        self.ended_lengths.extend(np.asarray(lengths, dtype=np.int64).tolist())
+        self.ended_starts.extend(np.asarray(starts, dtype=np.int64).tolist())
+        self.recent.extend(np.asarray(returns, dtype=np.float64).tolist())
 
     def cut(self, column: int) -> None:
         """An episode interrupted without an end from the environment (a reconnect)."""

@@ -149,7 +149,7 @@ def _build_envs(
         return envs
     if env_id is not None:
         make_env(env_id, **env_kwargs).close()  # fail early, with a clear error
-        env_fns = [lambda: gym.make(env_id, **env_kwargs)] * (n_envs or 1)
+        env_fns = [lambda: make_env(env_id, **env_kwargs)] * (n_envs or 1)
     if not env_fns:
         raise ValueError("env_fns is empty: give at least one environment factory")
     vector_cls = AsyncVectorEnv if async_envs else SyncVectorEnv

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from optix_core.agent import BaseAgent
-from optix_core.pipeline import VectorBatchPipeline
-from optix_core.registry import make_agent
+from optix_core.pipeline import BasePipeline
+from optix_core.registry import make_agent, window_pipeline
 from optix_core.types import HyperparamSet
 
 
@@ -38,13 +38,12 @@ class RegisteredAgentFactory:
 
 @dataclass(frozen=True)
 class VectorPipelineFactory:
-    """A ``VectorBatchPipeline`` of ``n_envs`` copies of ``env_id``."""
+    """The training pipeline of ``n_envs`` copies of ``env_id`` (``registry.window_pipeline``:
+    a ``VectorBatchPipeline``, or the environment family's own, compiled one)."""
 
     env_id: str
     n_envs: int
     window_size: int
 
-    def __call__(self, seed: int | None = None) -> VectorBatchPipeline:
-        return VectorBatchPipeline(
-            env_id=self.env_id, n_envs=self.n_envs, window_size=self.window_size, seed=seed
-        )
+    def __call__(self, seed: int | None = None) -> BasePipeline:
+        return window_pipeline(self.env_id, self.n_envs, self.window_size, seed)

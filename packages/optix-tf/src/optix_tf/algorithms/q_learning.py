@@ -20,10 +20,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from optix_core.policies.numpy_networks import NUMPY_ACTIVATIONS, dense_forward
 from optix_core.types import HyperparamSet
 from optix_tf.algorithms.replay import TFReplayAgent
 from optix_tf.policies import observations as O
-from optix_tf.policies.networks import NUMPY_ACTIVATIONS, probe_input
+from optix_tf.policies.networks import probe_input
 
 
 class QAgentBase(TFReplayAgent):
@@ -201,8 +202,4 @@ class NumpyQ:
         return cls(layers)
 
     def __call__(self, obs: Any) -> np.ndarray:
-        x = np.asarray(obs, dtype=np.float32)
-        x = x.reshape(len(x), -1)
-        for kernel, bias, activation in self.layers:
-            x = NUMPY_ACTIVATIONS[activation](x @ kernel + bias)
-        return x
+        return dense_forward(obs, self.layers)

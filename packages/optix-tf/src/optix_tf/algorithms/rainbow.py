@@ -72,6 +72,7 @@ from optix_core.off_policy import (
     returns_log_probs,
     warn_without_noisy_layers,
 )
+from optix_core.policies.numpy_networks import NUMPY_ACTIVATIONS
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_tf.accel.adam import apply_gradients
 from optix_tf.algorithms.dqn import torch_dense
@@ -79,7 +80,6 @@ from optix_tf.algorithms.noisy import NoisyLinear, draw_noise, noise_size, noisy
 from optix_tf.algorithms.q_learning import QAgentBase, check_q_network, clone_network
 from optix_tf.policies import observations as O
 from optix_tf.policies.extractors import FlattenExtractor, default_extractor, features_dim
-from optix_tf.policies.networks import NUMPY_ACTIVATIONS
 from optix_tf.policies.observations import probe_batch
 
 

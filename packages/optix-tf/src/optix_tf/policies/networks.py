@@ -19,7 +19,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from optix_core.policies import numpy_networks
 from optix_core.policies.networks import check_actor_critic_outputs
+from optix_core.policies.numpy_networks import NUMPY_ACTIVATIONS
 from optix_tf.policies.extractors import (
     FlattenExtractor,
     ImageCNN,
@@ -87,20 +89,9 @@ class ActorCritic(keras.Model):
         return self.actor_head(features), self.critic_head(features)[:, 0]
 
 
-NUMPY_ACTIVATIONS = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0.0), "linear": lambda x: x}
-
-
-class NumpyActorCritic:
-    """A snapshot of ``ActorCritic``'s weights that runs its forward pass in numpy.
-
-    Acting works on a handful of rows, where a call into TensorFlow (a
-    ``tf.function`` included) costs several times the arithmetic; numpy's
-    matrix products on copies of the weights cost a fraction of it. A
-    snapshot is as old as its weights: take a new one after they change.
-    """
-
-    def __init__(self, heads: list[list[tuple[np.ndarray, np.ndarray, str]]]) -> None:
-        self.heads = heads
+class NumpyActorCritic(numpy_networks.NumpyActorCritic):
+    """A snapshot of ``ActorCritic``'s weights that runs its forward pass in numpy
+    (``optix_core.policies.numpy_networks``): take a new one after the weights change."""
 
     @classmethod
     def of(cls, network: keras.Model) -> NumpyActorCritic | None:
@@ -118,17 +109,6 @@ class NumpyActorCritic:
                 layers.append((layer.kernel.numpy(), layer.bias.numpy(), name))
             heads.append(layers)
         return cls(heads)
-
-    def __call__(self, obs: Any) -> tuple[np.ndarray, np.ndarray]:
-        x = np.asarray(obs, dtype=np.float32)
-        x = x.reshape(len(x), -1)
-        out = []
-        for layers in self.heads:
-            h = x
-            for kernel, bias, activation in layers:
-                h = NUMPY_ACTIVATIONS[activation](h @ kernel + bias)
-            out.append(h)
-        return out[0], out[1][:, 0]
 
 
 def probe_input(network: keras.Model, observation_space: gym.Space | None) -> Any:

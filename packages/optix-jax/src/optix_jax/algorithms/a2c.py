@@ -1,0 +1,180 @@
+"""A2C: advantage actor-critic, or REINFORCE without a critic, on any action space, in JAX.
+
+Mnih et al. (2016), "Asynchronous Methods for Deep Reinforcement Learning",
+in its synchronous form. One gradient step per window:
+
+    A_t   = GAE-λ(r, V)              (λ = 1: the discounted return minus V(s_t))
+    L_π   = −E[ log π(a_t|s_t) · A_t ]          (the policy gradient theorem)
+    L_V   = E[ (V(s_t) − R_t)² ]                 (R_t = A_t + V(s_t))
+    L     = L_π + vf_coef · L_V − entropy_coef · H[π(·|s_t)]
+
+the gradient clipped to a global norm of ``max_grad_norm``. Without a critic
+the baseline is zero and this is REINFORCE on λ-returns: ``FlaxAgent``,
+tensor-optix's base for any ``flax.nnx.Module`` policy.
+
+The same algorithm as optix-torch's and optix-tf's ``algorithms/a2c.py``,
+over the same shared pieces (``optix_core.on_policy``: values, GAE,
+explained variance; ``optix_core.algorithms.config.a2c``: hyperparameters),
+with PPO's networks and acting (``optix_jax.algorithms.on_policy``). The
+step is one jitted function: windows of one shape never retrace it.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from optix_core.algorithms.config import a2c as config
+from optix_core.on_policy import explained_variance, gae
+from optix_core.types import EpisodeData, HyperparamSet
+from optix_jax.algorithms import on_policy as P
+from optix_jax.base import JaxAgentBase, adam
+from optix_jax.policies import observations as O
+from optix_jax.policies.distributions import Distribution
+from optix_jax.policies.networks import check_actor_critic
+
+DIAGNOSTICS = ("policy_loss", "value_loss", "entropy")
+
+
+class FlaxAgent(P.OnPolicyNetworks, JaxAgentBase):
+    """A2C / REINFORCE (tensor-optix's ``FlaxAgent``) on Discrete, MultiDiscrete,
+    MultiBinary or Box actions, over any ``flax.nnx.Module``.
+
+    Args:
+        actor: an ``nnx.Module``, observations → the distribution's parameters
+            ``[B, param_dim]``, or → ``(parameters, values [B])`` (an
+            actor-critic, as ``ActorCritic``). Parameters alone and no critic
+            is REINFORCE.
+        optimizer: an optax transformation with its learning rate injected
+            (``optax.inject_hyperparams``); default Adam (ε = 1e-8). Stepped
+            through an ``nnx.Optimizer`` over the parameters (``nnx.Param``).
+        hyperparams: keys of ``optix_core.algorithms.config.a2c.DEFAULTS``.
+        device: "auto", "cpu", "gpu", "gpu:N" ("cuda" and "cuda:N" alike).
+        seed: seeds the agent's own generators (sampling).
+        critic: observations → ``[B, 1]`` state values, or None.
+        action_space: the actions' space; without it, Discrete with as many
+            actions as the actor has outputs.
+        observation_space: when given, the networks are checked against it.
+        distribution: a ``Distribution``, or for Box actions its name.
+    """
+
+    algorithm = "a2c"
+    DEFAULTS = config.DEFAULTS
+    BOUNDS = config.BOUNDS
+    ONLINE_SEARCH_SPACE = config.ONLINE_SEARCH_SPACE
+
+    def __init__(
+        self,
+        actor: nnx.Module,
+        optimizer: Any = None,
+        hyperparams: HyperparamSet | dict[str, Any] | None = None,
+        device: str = "auto",
+        seed: int | None = None,
+        *,
+        critic: nnx.Module | None = None,
+        action_space: gym.Space | None = None,
+        observation_space: gym.Space | None = None,
+        distribution: Distribution | str | None = None,
+    ) -> None:
+        super().__init__(hyperparams, device, seed)
+        shared = critic is None and P.returns_values(actor, observation_space)
+        with self.on_device():
+            self.distribution = P.pick_distribution(
+                actor, action_space, observation_space, distribution, shared, self.algorithm
+            )
+            if shared or critic is not None:
+                check_actor_critic(
+                    actor, critic, observation_space, self.distribution.param_dim, self.algorithm
+                )
+            self.networks = P.PolicyNetworks(actor, critic, shared=shared)
+            tx = optimizer or adam(self.hp["learning_rate"], eps=1e-8)
+            self.optimizer = nnx.Optimizer(self.networks, tx, wrt=nnx.Param)
+        self.init_networks()
+        graphdef, _ = nnx.split((self.networks, self.optimizer))
+        self._update = jax.jit(partial(a2c_update, graphdef, self.distribution))
+        self.apply_hyperparams()
+
+    def learn(self, episode_data: EpisodeData) -> dict[str, float]:
+        data, hp = episode_data, self.hp
+        steps, envs = np.shape(data.rewards)
+        n = steps * envs
+        obs = O.flatten_steps(data.observations, n)
+        actions = self.distribution.learn_actions(data.actions, data.policy_info, n)
+        # V from the networks that learn, not from whoever collected the window.
+        values, next_values, final_values, _ = self.rollout_values(
+            data, obs, actions, recorded=False
+        )
+        advantages, returns = gae(data, data.rewards, values, next_values, final_values, hp)
+        settings = [
+            hp["vf_coef"],
+            hp["entropy_coef"],
+            hp["max_grad_norm"],
+            float(bool(hp["normalize_advantage"]) and n > 1),
+        ]
+        with self.on_device():
+            state = nnx.state((self.networks, self.optimizer))
+            state, losses = self._update(
+                state,
+                O.to_jax(obs),
+                jnp.asarray(actions),
+                jnp.asarray(advantages.reshape(n), jnp.float32),
+                jnp.asarray(returns.reshape(n), jnp.float32),
+                jnp.asarray(settings, jnp.float32),
+            )
+            nnx.update((self.networks, self.optimizer), state)
+        self.weights_changed()
+        return {
+            **{k: float(v) for k, v in zip(DIAGNOSTICS, np.asarray(losses), strict=True)},
+            "explained_variance": explained_variance(values.reshape(-1), returns.reshape(-1)),
+        }
+
+
+def a2c_update(
+    graphdef: nnx.GraphDef,
+    distribution: Distribution,
+    state: nnx.State,
+    obs: Any,
+    actions: jax.Array,
+    advantages: jax.Array,
+    returns: jax.Array,
+    settings: jax.Array,
+) -> tuple[nnx.State, jax.Array]:
+    """One gradient step on the window; returns the new state and
+    ``[policy_loss, value_loss, entropy]`` before the step."""
+    vf_coef, entropy_coef, max_norm, normalize = settings
+    networks, optimizer = nnx.merge(graphdef, state)
+    advantages = P.normalized_advantages(advantages, jnp.ones_like(advantages), normalize)
+
+    def loss_fn(networks: nnx.Module) -> tuple[jax.Array, jax.Array]:
+        params, value = networks(obs)
+        log_prob = distribution.log_prob(params, actions)
+        policy_loss = -jnp.mean(log_prob * advantages)  # the policy gradient theorem
+        value_loss = jnp.mean(jnp.square(value - returns))
+        entropy = jnp.mean(distribution.entropy(params))
+        loss = policy_loss + vf_coef * value_loss - entropy_coef * entropy
+        return loss, jax.lax.stop_gradient(jnp.stack([policy_loss, value_loss, entropy]))
+
+    (_, losses), grads = nnx.value_and_grad(loss_fn, has_aux=True)(networks)
+    optimizer.update(networks, P.clip_by_global_norm(grads, max_norm))
+    return nnx.state((networks, optimizer)), losses
+
+
+def make_a2c(
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    *,
+    hyperparams: HyperparamSet | None = None,
+    device: str = "auto",
+    seed: int | None = None,
+) -> FlaxAgent:
+    """The AgentSpec factory for "a2c": ``ActorCritic`` chosen from the spaces
+    ([64, 64] tanh heads on flat features, as Stable-Baselines3's A2C)."""
+    return P.default_agent(
+        FlaxAgent, observation_space, action_space, hyperparams, device, seed, "a2c"
+    )

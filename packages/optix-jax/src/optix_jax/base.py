@@ -1,0 +1,168 @@
+"""JaxAgentBase: the plumbing every JAX agent shares.
+
+Device placement, hyperparameter validation, the agent's own random
+generators, checkpoints (safetensors for network and optimizer state, never
+pickle) and teardown. An algorithm subclass builds its Flax NNX networks and
+``nnx.Optimizer``s (inside ``self.on_device()``), declares them in
+``modules()`` and ``optimizers()``, and writes ``act``, ``act_info`` and
+``learn``.
+
+Randomness on the Python route lives in numpy, owned by the agent:
+``self.rng`` orders minibatches and samples rollout actions, ``self.act_rng``
+samples ``act()``'s actions, so an evaluation never moves the training
+stream, and a checkpoint resumes both exactly. A compiled pipeline draws its
+actions from its own ``jax.random`` key, which it checkpoints.
+
+Optimizers are optax transformations wrapped by ``optax.inject_hyperparams``
+so that the learning rate is part of their state: the loop moves it without
+a retrace, and a checkpoint keeps it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+from pathlib import Path
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from optix_core.configured_agent import ConfiguredAgent
+from optix_core.types import HyperparamSet
+from optix_jax.device import resolve_device
+from optix_jax.serialization import WEIGHTS, apply, optimizer_file, read_state, save_state
+
+
+def adam(learning_rate: float, eps: float = 1e-8) -> optax.GradientTransformation:
+    """Adam whose learning rate lives in its state (``set_learning_rate``)."""
+    return optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate, eps=eps)
+
+
+class JaxAgentBase(ConfiguredAgent):
+    algorithm: ClassVar[str] = "jax-agent"
+    backend: ClassVar[str] = "jax"
+
+    def __init__(
+        self,
+        hyperparams: HyperparamSet | dict[str, Any] | None = None,
+        device: str = "auto",
+        seed: int | None = None,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.init_hyperparams(hyperparams)
+        # The agent owns its randomness: sampling and minibatch order never touch
+        # the global generators, so a checkpoint resumes the exact same stream.
+        self.rng = np.random.default_rng(seed)  # rollouts and minibatches
+        self.act_rng = np.random.default_rng(int(self.rng.integers(2**63 - 1)))  # act() only
+
+    # ---- what subclasses declare ------------------------------------------
+
+    def modules(self) -> dict[str, nnx.Module]:
+        """The networks whose state makes up the policy."""
+        raise NotImplementedError
+
+    def optimizers(self) -> dict[str, nnx.Optimizer]:
+        """The ``nnx.Optimizer``s whose state a checkpoint keeps."""
+        return {}
+
+    def apply_hyperparams(self) -> None:
+        """Push hyperparameters into the optimizers; called after every change."""
+        lr = self._hp.params.get("learning_rate")
+        if lr is not None:
+            for optimizer in self.optimizers().values():
+                set_learning_rate(optimizer, lr)
+
+    def weights_changed(self) -> None:
+        """The networks' state moved (``learn``, ``load_weights``): drop what was cached of it."""
+
+    # ---- checkpoints -----------------------------------------------------------
+
+    def save_weights(self, path: str) -> None:
+        directory = Path(path)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_state(directory / WEIGHTS, self.modules(), "weights")
+        for name, optimizer in self.optimizers().items():
+            save_state(directory / optimizer_file(name), {name: optimizer}, "optimizer")
+        self.write_state(directory, self._generators())
+        self.save_extra(directory)
+
+    def load_weights(self, path: str) -> None:
+        """Restore a checkpoint; every file is checked before anything is changed."""
+        directory = Path(path)
+        state = self.read_state(directory, tuple(self._generators()))
+        updates = read_state(directory / WEIGHTS, self.modules(), "weights", self.algorithm)
+        for name, optimizer in self.optimizers().items():
+            updates += read_state(
+                directory / optimizer_file(name), {name: optimizer}, "optimizer", self.algorithm
+            )
+        with self.on_device():
+            apply(updates)
+        self.restore_state(state, self._generators(), directory)
+        self.weights_changed()
+
+    def teardown(self) -> None:
+        """Let JAX free what this agent alone holds; the agent is not used again.
+
+        Drops the agent's references to its networks, optimizers and compiled
+        functions, then runs the garbage collector once, so their device
+        buffers are freed unless someone else still holds them (a user-built
+        module passed in stays intact). Using the agent afterwards raises a
+        clear RuntimeError. Subclasses that hold such objects in containers
+        release them and call ``super().teardown()``; calling it twice is harmless.
+        """
+        for attribute, value in list(vars(self).items()):
+            if isinstance(value, nnx.Module | nnx.Optimizer | jax.Array) or _is_compiled(value):
+                setattr(self, attribute, _Released(self.algorithm, attribute))
+        gc.collect()
+
+    # ---- helpers ---------------------------------------------------------
+
+    def on_device(self) -> contextlib.AbstractContextManager:
+        """``jax.default_device(self.device)``: build networks, act and learn inside it."""
+        return jax.default_device(self.device)
+
+    def _generators(self) -> dict[str, np.random.Generator]:
+        return {"numpy_rng": self.rng, "act_rng": self.act_rng}
+
+
+def set_learning_rate(optimizer: nnx.Optimizer, learning_rate: float) -> None:
+    """Make a new learning rate take effect at the next step (jitted steps included:
+    the rate is optimizer state they read, so nothing retraces)."""
+    hyperparams = getattr(optimizer.opt_state, "hyperparams", None)
+    if hyperparams is None or "learning_rate" not in hyperparams:
+        raise ValueError(
+            "the optimizer's learning rate is not in its state, so it cannot be set: build "
+            "it with optax.inject_hyperparams (optix_jax.base.adam does), or leave "
+            "learning_rate out of the agent's hyperparameters"
+        )
+    rate = hyperparams["learning_rate"]
+    rate.set_value(jnp.asarray(learning_rate, dtype=rate.get_value().dtype))
+
+
+class _Released:
+    """What a torn-down agent holds in place of a network or an optimizer."""
+
+    def __init__(self, algorithm: str, attribute: str) -> None:
+        self._message = (
+            f"this {algorithm} agent was torn down: its {attribute!r} was released; "
+            "build a new agent (and load_weights) to use it again"
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise RuntimeError(self._message)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(self._message)
+
+    def __repr__(self) -> str:
+        return f"<released: {self._message}>"
+
+
+def _is_compiled(value: Any) -> bool:
+    return hasattr(value, "lower") and hasattr(value, "trace")  # a jax.jit-wrapped function

@@ -1,0 +1,179 @@
+"""Features extractors: observations → one feature vector per observation (Flax NNX modules).
+
+The default is chosen from the observation space, as in optix-torch and optix-tf:
+
+- flat Box: ``FlattenExtractor`` (no weights: the MLP heads read the vector);
+- image Box (uint8 or bool planes, ``[H, W, C]`` or ``[C, H, W]``):
+  ``NatureCNN`` (Mnih et al. 2015) from 36 pixels a side up, ``SmallCNN``
+  (Young & Tian 2019, MinAtar's network) below; both scale pixels to [0, 1]
+  inside the network, so images travel and are stored in their own dtype;
+- Discrete: ``OneHotExtractor``;
+- Dict: ``CombinedExtractor``, each key's default extractor, concatenated.
+
+Any ``nnx.Module`` that maps a batch of observations (as
+``observations.to_jax`` makes them) to ``[B, features]`` serves as an extractor.
+"""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from optix_jax.policies.observations import check_observation_space, probe_batch
+
+NATURE_CNN_MIN_SIDE = 36  # NatureCNN's three convolutions need 36 pixels a side
+
+
+def is_image_space(space: gym.Space) -> bool:
+    """Planes of pixels: a uint8 or bool Box of rank 3. A float Box is a flat vector."""
+    return (
+        isinstance(space, gym.spaces.Box)
+        and space.dtype in (np.uint8, np.bool_)
+        and len(space.shape) == 3
+    )
+
+
+def channels_last(shape: tuple[int, ...]) -> bool:
+    """``[H, W, C]`` (gymnasium's layout) unless the first axis is the smallest."""
+    return not (shape[0] < shape[1] and shape[0] < shape[2] and shape[0] < shape[-1])
+
+
+def dense(in_dim: int, out_dim: int, gain: float, rngs: nnx.Rngs, bias: bool = True) -> nnx.Linear:
+    """A linear layer with Stable-Baselines3's initialisation: orthogonal weights
+    scaled by ``gain``, zero biases."""
+    return nnx.Linear(
+        in_dim,
+        out_dim,
+        use_bias=bias,
+        kernel_init=nnx.initializers.orthogonal(gain),
+        bias_init=nnx.initializers.zeros_init(),
+        rngs=rngs,
+    )
+
+
+class FlattenExtractor(nnx.Module):
+    """``[B, ...]`` → ``[B, prod(...)]`` as float32."""
+
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        return obs.reshape(obs.shape[0], -1).astype(jnp.float32)
+
+
+class OneHotExtractor(nnx.Module):
+    """Discrete indices ``[B]`` → one-hot ``[B, n]``."""
+
+    def __init__(self, space: gym.spaces.Discrete) -> None:
+        self.n, self.start = int(space.n), int(space.start)
+
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        return jax.nn.one_hot(obs.reshape(-1) - self.start, self.n, dtype=jnp.float32)
+
+
+class ImageCNN(nnx.Module):
+    """uint8 images → features: scale to [0, 1], channels last, convolutions, a dense layer."""
+
+    def __init__(
+        self,
+        space: gym.spaces.Box,
+        convs: list[tuple[int, int, int]],
+        features_dim: int,
+        rngs: nnx.Rngs,
+    ) -> None:
+        shape = tuple(space.shape)
+        self.channels_last = channels_last(shape)
+        high = float(np.max(space.high))
+        self.scale = 1.0 / high if high > 0 else 1.0
+        h, w, c = shape if self.channels_last else (shape[1], shape[2], shape[0])
+        layers = []
+        for filters, kernel, stride in convs:
+            layers.append(
+                nnx.Conv(
+                    c,
+                    filters,
+                    (kernel, kernel),
+                    strides=stride,
+                    padding="VALID",
+                    kernel_init=nnx.initializers.orthogonal(math.sqrt(2)),
+                    bias_init=nnx.initializers.zeros_init(),
+                    rngs=rngs,
+                )
+            )
+            h, w, c = (h - kernel) // stride + 1, (w - kernel) // stride + 1, filters
+        self.convs = nnx.List(layers)
+        self.linear = dense(h * w * c, features_dim, math.sqrt(2), rngs)
+        self.features_dim = features_dim
+
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        x = obs.astype(jnp.float32) * (self.scale if obs.dtype == jnp.uint8 else 1.0)
+        if not self.channels_last:
+            x = jnp.transpose(x, (0, 2, 3, 1))
+        for conv in self.convs:
+            x = jax.nn.relu(conv(x))
+        return jax.nn.relu(self.linear(x.reshape(x.shape[0], -1)))
+
+
+class NatureCNN(ImageCNN):
+    """Mnih et al. (2015): conv 32×8×8/4, 64×4×4/2, 64×3×3/1, dense ``features_dim`` (512), ReLUs."""
+
+    def __init__(self, space: gym.spaces.Box, rngs: nnx.Rngs, features_dim: int = 512) -> None:
+        super().__init__(space, [(32, 8, 4), (64, 4, 2), (64, 3, 1)], features_dim, rngs)
+
+
+class SmallCNN(ImageCNN):
+    """Young & Tian (2019), MinAtar's network: conv 16×3×3/1, dense ``features_dim`` (128), ReLUs."""
+
+    def __init__(self, space: gym.spaces.Box, rngs: nnx.Rngs, features_dim: int = 128) -> None:
+        super().__init__(space, [(16, 3, 1)], features_dim, rngs)
+
+
+class CombinedExtractor(nnx.Module):
+    """Dict observations: each key through its own extractor, features concatenated (sorted keys)."""
+
+    def __init__(
+        self,
+        space: gym.spaces.Dict,
+        rngs: nnx.Rngs,
+        extractors: dict[str, nnx.Module] | None = None,
+    ) -> None:
+        self.keys = tuple(sorted(space.spaces))
+        given = extractors or {}
+        self.extractors = nnx.Dict(
+            {k: given.get(k) or default_extractor(space.spaces[k], rngs) for k in self.keys}
+        )
+
+    def __call__(self, obs: dict[str, jax.Array]) -> jax.Array:
+        return jnp.concatenate([self.extractors[k](obs[k]) for k in self.keys], axis=1)
+
+
+def default_extractor(space: gym.Space, rngs: nnx.Rngs) -> nnx.Module:
+    """The extractor optix builds for ``space`` when the user gives none."""
+    check_observation_space(space, "the default network")
+    if isinstance(space, gym.spaces.Dict):
+        return CombinedExtractor(space, rngs)
+    if isinstance(space, gym.spaces.Discrete):
+        return OneHotExtractor(space)
+    if is_image_space(space):
+        side = min(space.shape[:2] if channels_last(tuple(space.shape)) else space.shape[1:])
+        return NatureCNN(space, rngs) if side >= NATURE_CNN_MIN_SIDE else SmallCNN(space, rngs)
+    return FlattenExtractor()
+
+
+def features_dim(extractor: nnx.Module, space: gym.Space) -> int:
+    """The width of ``extractor``'s output on observations from ``space`` (probed once)."""
+    try:
+        out = extractor(probe_batch(space))
+    except Exception as exc:
+        raise ValueError(
+            f"the features extractor {type(extractor).__name__} fails on observations "
+            f"from {space} ({exc})"
+        ) from None
+    if out.ndim != 2:
+        raise ValueError(
+            f"the features extractor {type(extractor).__name__} must return [batch, features], "
+            f"got shape {tuple(out.shape)}"
+        )
+    return int(out.shape[1])
