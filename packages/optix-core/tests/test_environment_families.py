@@ -19,7 +19,7 @@ import pytest
 import optix_core
 from optix_core import hookimpl, plugins
 from optix_core.cli import main
-from optix_core.evaluation import evaluate_policy
+from optix_core.evaluation import PolicyEvaluation, evaluate_policy
 from optix_core.pipeline import VectorBatchPipeline
 from optix_core.plugins import PluginConflictError, get_registry, reset_registry
 from optix_core.registry import (
@@ -51,6 +51,9 @@ class ToyFamily:
         self.module.make = self.make
         self.module.make_pipeline = self.make_pipeline
         self.module.make_refusing_pipeline = self.make_refusing_pipeline
+        self.evaluations: list[tuple] = []
+        self.module.evaluate = self.evaluate
+        self.module.evaluate_refusing = self.evaluate_refusing
 
     def make(self, name: str, **kwargs) -> gym.Env:
         if name != "CartPole":
@@ -61,6 +64,14 @@ class ToyFamily:
     def make_pipeline(self, env_id: str, n_envs: int, window_size: int, seed: int):
         self.pipelines.append((env_id, n_envs, window_size, seed))
         return VectorBatchPipeline(env_id=env_id, n_envs=n_envs, window_size=window_size, seed=seed)
+
+    def evaluate(self, agent, env_id: str, episodes: int, seed: int, deterministic: bool):
+        self.evaluations.append((agent, env_id, episodes, seed, deterministic))
+        return PolicyEvaluation(np.full(episodes, 123.0), np.full(episodes, 7))
+
+    def evaluate_refusing(self, agent, env_id: str, episodes: int, seed: int, deterministic: bool):
+        self.evaluations.append((agent, env_id, episodes, seed, deterministic))
+        return None
 
     def make_refusing_pipeline(self, env_id: str, n_envs: int, window_size: int, seed: int):
         return RefusingPipeline(env_id=env_id, n_envs=n_envs, window_size=window_size, seed=seed)
@@ -160,6 +171,55 @@ def test_agents_evaluation_and_pipelines_take_family_ids(toy):
     assert len(toy.made) >= 5  # a probe for the spaces, then every environment built
 
 
+def family_with_evaluate(registry: plugins.PluginRegistry, evaluate: str) -> EnvironmentSpec:
+    registry.items[EnvironmentSpec].clear()
+    spec = EnvironmentSpec("toy", "optix-toy", "optix_toy_envs:make", evaluate=evaluate)
+    register(registry, spec, "optix-toy")
+    return spec
+
+
+def test_evaluation_goes_to_the_familys_evaluate(toy, core_only):
+    family_with_evaluate(core_only, "optix_toy_envs:evaluate")
+    agent = make_agent("cem", "toy:CartPole", seed=0)
+    made = len(toy.made)
+    result = evaluate_policy(agent, "toy:CartPole", episodes=3, seed=5, deterministic=False)
+    assert toy.evaluations == [(agent, "toy:CartPole", 3, 5, False)]
+    assert result.returns.tolist() == [123.0] * 3 and result.env_steps == 21
+    assert len(toy.made) == made  # no environment was built: nothing stepped from Python
+    with pytest.raises(ValueError, match="episodes must be >= 1"):
+        evaluate_policy(agent, "toy:CartPole", episodes=0)
+    assert len(toy.evaluations) == 1
+
+
+def test_evaluation_with_env_kwargs_or_a_callable_is_stepped_from_python(toy, core_only):
+    family_with_evaluate(core_only, "optix_toy_envs:evaluate")
+    agent = make_agent("cem", "toy:CartPole", seed=0)
+    result = evaluate_policy(
+        agent, "toy:CartPole", episodes=2, n_envs=2, env_kwargs={"max_episode_steps": 5}
+    )
+    assert (result.lengths <= 5).all()
+    evaluate_policy(agent, lambda: make_env("toy:CartPole"), episodes=2, n_envs=2)
+    assert toy.evaluations == []
+
+
+def test_a_family_evaluate_returning_none_falls_back_to_python(toy, core_only):
+    family_with_evaluate(core_only, "optix_toy_envs:evaluate_refusing")
+    agent = make_agent("cem", "toy:CartPole", seed=0)
+    result = evaluate_policy(agent, "toy:CartPole", episodes=2, n_envs=2, seed=0)
+    assert toy.evaluations == [(agent, "toy:CartPole", 2, 0, True)]
+    assert len(result.returns) == 2 and (result.returns >= 8).all()
+    assert ("CartPole", {}) in toy.made  # played on the family's environments, from Python
+
+
+def test_a_family_evaluate_whose_library_is_missing_falls_back_to_make_env(core_only):
+    spec = EnvironmentSpec(
+        "sim", "optix-sim", "optix_sim_not_installed:make", evaluate="optix_sim_not_installed:ev"
+    )
+    register(core_only, spec, "optix-sim")
+    with pytest.raises(RegistryError, match="needs optix_sim_not_installed"):
+        evaluate_policy(object(), "sim:World", episodes=1)
+
+
 def test_two_distributions_registering_one_prefix_is_an_error_naming_both(monkeypatch):
     def plugin(module_name: str) -> types.ModuleType:
         module = types.ModuleType(module_name)
@@ -200,6 +260,7 @@ def test_two_distributions_registering_one_prefix_is_an_error_naming_both(monkey
         ({"prefix": "a:b"}, "non-empty name without ':'"),
         ({"make": "no_colon"}, "make must be 'module:callable'"),
         ({"pipeline": "no_colon"}, "pipeline must be 'module:callable'"),
+        ({"evaluate": "no_colon"}, "evaluate must be 'module:callable'"),
     ],
 )
 def test_environment_spec_validation(kwargs, message):

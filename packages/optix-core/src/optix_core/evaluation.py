@@ -11,7 +11,8 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from optix_core.agent import BaseAgent
-from optix_core.registry import make_env
+from optix_core.registry import environment_family, make_env
+from optix_core.specs import load_object
 
 
 @dataclass
@@ -61,9 +62,19 @@ def evaluate_policy(
     N to finish would bias the mean toward failures). The agent's
     ``reset_state`` is called at every episode end, so a recurrent policy starts
     each episode afresh.
+
+    A ``prefix:Name`` id whose environment family offers its own ``evaluate``
+    (``EnvironmentSpec.evaluate``; optix-jax's plays gymnax episodes in one
+    compiled program) is played by it when no ``env_kwargs`` are given, and
+    ``n_envs`` is then the family's business; where it returns None (an agent it
+    cannot play) the environments are stepped from Python as for any other id.
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if isinstance(env_id, str) and not env_kwargs:
+        result = _family_evaluation(agent, env_id, episodes, seed, deterministic)
+        if result is not None:
+            return result
     if isinstance(env_id, str):
         make_env(env_id, **(env_kwargs or {})).close()  # a clear error for a bad id
         env_fn = lambda: make_env(env_id, **(env_kwargs or {}))  # noqa: E731
@@ -101,3 +112,19 @@ def evaluate_policy(
     finally:
         envs.close()
     return PolicyEvaluation(np.asarray(returns), np.asarray(lengths))
+
+
+def _family_evaluation(
+    agent: BaseAgent, env_id: str, episodes: int, seed: int, deterministic: bool
+) -> PolicyEvaluation | None:
+    """The episodes played by ``env_id``'s family's own ``evaluate``, or None where
+    the family has none, its library is missing (``make_env`` then says what to
+    install) or it cannot play this agent."""
+    family = environment_family(env_id)
+    if family is None or family.evaluate is None:
+        return None
+    try:
+        evaluate = load_object(family.evaluate)
+    except ModuleNotFoundError:
+        return None
+    return evaluate(agent, env_id, episodes, seed, deterministic)

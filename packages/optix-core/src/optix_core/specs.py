@@ -153,8 +153,14 @@ class EnvironmentSpec:
     the environments from Python. ``extra`` is what to install when the
     family's library is missing (``optix-jax[gymnax]``). ``backend`` is the
     backend whose agents that pipeline drives; ``optix train`` and ``optix
-    tune`` pick it when no ``--backend`` is given. Both callables are
-    ``"module:callable"`` strings, imported only when used.
+    tune`` pick it when no ``--backend`` is given. ``evaluate``, optional,
+    plays evaluation episodes the family's own way (compiled, say) as
+    ``evaluate(agent, env_id, episodes, seed, deterministic)``, returning an
+    ``optix_core.evaluation.PolicyEvaluation``, or None for an agent it cannot
+    play (``evaluate_policy`` then steps the environments from Python);
+    ``evaluate_policy`` asks it first for the family's ids given without
+    ``env_kwargs``. The callables are ``"module:callable"`` strings, imported
+    only when used.
     """
 
     prefix: str
@@ -164,13 +170,14 @@ class EnvironmentSpec:
     extra: str = ""
     summary: str = ""
     backend: str = ""
+    evaluate: str | None = None
 
     def __post_init__(self) -> None:
         if not self.prefix or ":" in self.prefix:
             raise ValueError(
                 f"EnvironmentSpec prefix must be a non-empty name without ':', got {self.prefix!r}"
             )
-        for name in ("make", "pipeline"):
+        for name in ("make", "pipeline", "evaluate"):
             reference = getattr(self, name)
             if reference is not None and ":" not in reference:
                 raise ValueError(

@@ -33,8 +33,11 @@ from flax import nnx
 
 from optix_core.configured_agent import ConfiguredAgent
 from optix_core.types import HyperparamSet
+from optix_jax import compilation_cache
 from optix_jax.device import resolve_device
 from optix_jax.serialization import WEIGHTS, apply, optimizer_file, read_state, save_state
+
+compilation_cache.enable()  # seconds of XLA compile per process, paid once instead
 
 
 def adam(learning_rate: float, eps: float = 1e-8) -> optax.GradientTransformation:

@@ -39,6 +39,7 @@ def optix_register_environments(register):
             distribution="optix-jax",
             make="optix_jax.envs.gymnax:make_env",
             pipeline="optix_jax.pipelines.compiled:make_pipeline",
+            evaluate="optix_jax.pipelines.evaluation:evaluate",
             extra="optix-jax[gymnax]",
             backend="jax",
             summary="JAX environments from gymnax (gymnax:CartPole-v1), collected by a compiled pipeline",

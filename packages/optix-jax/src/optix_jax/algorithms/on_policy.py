@@ -88,11 +88,15 @@ class OnPolicyNetworks:
             actions, info = self.distribution.sample_jax(params, key)
             return actions, {**info, "values": values}
 
+        def mode(state: Any, obs: Any, key: jax.Array) -> tuple[jax.Array, dict]:
+            return self.distribution.mode_jax(forward(state, obs)[0]), {}
+
         self._forward = jax.jit(forward)
         # Acting passes the state's leaves: flattening an nnx.State on every call costs
         # more than the arithmetic of a small network on a handful of rows.
         self._forward_leaves = jax.jit(forward_leaves)
-        self._policy = policy  # one object for the agent's life: a compiled pipeline caches on it
+        # One object each for the agent's life: compiled pipelines cache on them.
+        self._policy, self._mode = policy, mode
         self.weights_changed()
 
     def modules(self) -> dict[str, nnx.Module]:
@@ -131,12 +135,13 @@ class OnPolicyNetworks:
         actions, info = self.distribution.sample(params, self.rng)
         return actions, {**info, "values": values}
 
-    def compiled_policy(self) -> tuple[Callable, Any]:
+    def compiled_policy(self, deterministic: bool = False) -> tuple[Callable, Any]:
         """``(policy, state)`` for a compiled pipeline: ``policy(state, obs, key) ->
         (env_actions, {"log_probs", "values"[, "raw_actions"]})``, pure and jittable,
-        with ``log_probs`` in the terms the update's ratio reads. Ask again after
-        each ``learn`` (the state moves; the function stays the same object)."""
-        return self._policy, self._state
+        with ``log_probs`` in the terms the update's ratio reads; ``deterministic``:
+        the distribution's mode, and no info. Ask again after each ``learn`` (the
+        state moves; the function stays the same object)."""
+        return (self._mode if deterministic else self._policy), self._state
 
     # ---- learning -------------------------------------------------------
 
