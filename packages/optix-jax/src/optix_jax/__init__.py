@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
     "FlaxAgent": "algorithms.a2c",
+    "FlaxDQNAgent": "algorithms.dqn",
     "FlaxPPOAgent": "algorithms.ppo",
     "FlaxGaussianPPOAgent": "algorithms.ppo",
     "CompiledPipeline": "pipelines.compiled",
@@ -39,6 +40,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from optix_jax.algorithms.a2c import FlaxAgent
+    from optix_jax.algorithms.dqn import FlaxDQNAgent
     from optix_jax.algorithms.ppo import FlaxGaussianPPOAgent, FlaxPPOAgent
     from optix_jax.base import JaxAgentBase, set_learning_rate
     from optix_jax.device import resolve_device
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CompiledPipeline",
     "FlaxAgent",
+    "FlaxDQNAgent",
     "FlaxEvaluator",
     "FlaxGaussianPPOAgent",
     "FlaxPPOAgent",
