@@ -308,3 +308,46 @@ def test_acting_in_numpy_gives_the_networks_outputs_and_follows_every_weight_cha
     check()
     agent.load_weights(str(tmp_path / "start"))  # and move back
     check()
+
+
+def test_a_compiled_window_learns_as_the_same_window_on_the_host() -> None:
+    """The device path (values of the next and final observations, GAE and the table
+    in JAX) gives the parameters the host path (optix-core's table) gives on the
+    same window, truncations included."""
+    from dataclasses import replace
+
+    from optix_core.registry import make_agent
+    from optix_jax.pipelines.compiled import CompiledPipeline
+
+    hp = HyperparamSet({"n_epochs": 2, "minibatch_size": 256})
+    device = make_agent("ppo", "gymnax:CartPole-v1", backend="jax", hyperparams=hp, seed=0)
+    host = make_agent("ppo", "gymnax:CartPole-v1", backend="jax", hyperparams=hp, seed=0)
+    pipeline = CompiledPipeline("gymnax:CartPole-v1", 4, 160, seed=0, agent=device)
+    data = pipeline.collect()
+    # Untrained, no episode lasts to the time limit: cut a few, as a truncation does.
+    rng = np.random.default_rng(0)
+    cut = (rng.random(data.rewards.shape) < 0.02) & ~np.asarray(data.terminated)
+    finals = np.where(cut[..., None], rng.normal(size=data.final_observations.shape), 0.0)
+    data = replace(
+        data,
+        truncated=data.truncated | jnp.asarray(cut),
+        final_observations=data.final_observations + jnp.asarray(finals, jnp.float32),
+    )
+    assert bool(data.terminated.any()) and cut.sum() > 5
+    as_numpy = replace(
+        data,
+        **{
+            k: np.asarray(getattr(data, k))
+            for k in ("observations", "actions", "rewards", "terminated", "truncated")
+        },
+        next_observations=np.asarray(data.next_observations),
+        final_observations=np.asarray(data.final_observations),
+        policy_info={k: np.asarray(v) for k, v in data.policy_info.items()},
+    )
+    device_stats, host_stats = device.learn(data), host.learn(as_numpy)
+    assert device_stats["updates"] == host_stats["updates"] == 6  # 640 rows, 256 a batch, 2 epochs
+    for a, b in zip(parameters(device), parameters(host), strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+    assert device_stats["explained_variance"] == pytest.approx(
+        host_stats["explained_variance"], abs=1e-4
+    )

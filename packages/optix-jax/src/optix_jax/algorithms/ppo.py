@@ -71,7 +71,8 @@ class FlaxPPOAgent(PPOWindow, P.OnPolicyNetworks, JaxAgentBase):
             PPO). Its learning rate follows ``hyperparams``.
         hyperparams: keys of ``optix_core.algorithms.config.ppo.DEFAULTS``.
         reward_normalizer: an ``optix_core.normalizers.RewardNormalizer`` with
-            one column per environment (Python pipelines only).
+            one column per environment (Python pipelines only: a compiled
+            pipeline's window is refused with it).
         device: "auto", "cpu", "gpu", "gpu:N" ("cuda" and "cuda:N" alike).
         seed: seeds the agent's own generators (sampling, minibatch order).
         action_space: the actions' space; without it, Discrete with as many
@@ -180,6 +181,11 @@ class FlaxPPOAgent(PPOWindow, P.OnPolicyNetworks, JaxAgentBase):
 
     def _learn_on_device(self, data: EpisodeData) -> tuple[dict[str, float], float]:
         """A compiled pipeline's window: values, GAE and the update in one jitted call."""
+        if self.reward_normalizer is not None:
+            raise ValueError(
+                "reward_normalizer rescales windows on the host; a compiled pipeline's "
+                "window stays on the device: build the agent without it"
+            )
         steps, envs = data.rewards.shape
         n = steps * envs
         self.env_steps += n

@@ -42,6 +42,7 @@ from optix_jax.pipelines.compiled import PolicyFn
 
 # fold_in data of the policy's key stream, apart from the environments' keys.
 _POLICY_STREAM = 0x706F6C
+EPISODE_BLOCK = 32  # episodes one compiled evaluation plays at least
 
 
 def evaluate(
@@ -64,11 +65,14 @@ def evaluate(
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     policy, state = compiled_policy(deterministic=deterministic)
-    seeds = np.asarray([(seed + i) % 2**32 for i in range(episodes)], dtype=np.uint32)
-    play = _program(name, episodes, deterministic)
+    # One program per block of EPISODE_BLOCK episodes: the loop's selection (a few
+    # episodes) and its final evaluation (20) share one compile; extra episodes are dropped.
+    size = -(-episodes // EPISODE_BLOCK) * EPISODE_BLOCK
+    seeds = np.asarray([(seed + i) % 2**32 for i in range(size)], dtype=np.uint32)
+    play = _program(name, size, deterministic)
     with _device_of(agent):
         returns, lengths = play(policy, state, params, seeds)
-    returns, lengths = jax.device_get((returns, lengths))
+    returns, lengths = (a[:episodes] for a in jax.device_get((returns, lengths)))
     return PolicyEvaluation(
         np.asarray(returns, dtype=np.float64), np.asarray(lengths, dtype=np.int64)
     )
