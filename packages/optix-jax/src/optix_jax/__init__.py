@@ -16,6 +16,8 @@ _EXPORTS = {
     "FlaxDQNAgent": "algorithms.dqn",
     "FlaxPPOAgent": "algorithms.ppo",
     "FlaxGaussianPPOAgent": "algorithms.ppo",
+    "FlaxSACAgent": "algorithms.sac",
+    "FlaxTD3Agent": "algorithms.td3",
     "CompiledPipeline": "pipelines.compiled",
     "JaxAgentBase": "base",
     "set_learning_rate": "base",
@@ -42,6 +44,8 @@ if TYPE_CHECKING:
     from optix_jax.algorithms.a2c import FlaxAgent
     from optix_jax.algorithms.dqn import FlaxDQNAgent
     from optix_jax.algorithms.ppo import FlaxGaussianPPOAgent, FlaxPPOAgent
+    from optix_jax.algorithms.sac import FlaxSACAgent
+    from optix_jax.algorithms.td3 import FlaxTD3Agent
     from optix_jax.base import JaxAgentBase, set_learning_rate
     from optix_jax.device import resolve_device
     from optix_jax.evaluator import FlaxEvaluator
@@ -55,6 +59,8 @@ __all__ = [
     "FlaxEvaluator",
     "FlaxGaussianPPOAgent",
     "FlaxPPOAgent",
+    "FlaxSACAgent",
+    "FlaxTD3Agent",
     "JaxAgentBase",
     "UnsafeCheckpointError",
     "resolve_device",

@@ -8,7 +8,7 @@ offers.
 from optix_core import BackendSpec, EnvironmentSpec, hookimpl
 from optix_core.algorithms.config import agent_specs
 
-ALGORITHMS = ("a2c", "dqn", "ppo")
+ALGORITHMS = ("a2c", "dqn", "ppo", "sac", "td3")
 
 
 @hookimpl
