@@ -242,10 +242,24 @@ def test_acting_does_not_retrace_per_call() -> None:
     """A user's network acts through one jitted forward pass, traced once per batch shape."""
     agent = FlaxPPOAgent(mlp(4, 2), mlp(4, 1), observation_space=OBS, device="cpu", seed=0)
     assert agent._snapshot is None
+    agent.act(np.zeros((8, 4), np.float32))
+    traced = agent._forward_leaves._cache_size()
     for _ in range(5):
         agent.act(np.zeros((8, 4), np.float32))
         agent.act_info(np.zeros((8, 4), np.float32), np.zeros(8, bool))
-    assert agent._forward_leaves._cache_size() == 1
+    assert agent._forward_leaves._cache_size() == traced
+
+
+def test_agents_built_alike_share_their_compiled_functions() -> None:
+    """Another seed or learning rate: the same update, forward pass and policy function
+    (XLA compiles each once per process, seconds apiece on a CPU)."""
+    a = make_ppo(OBS, ACT, device="cpu", seed=0)
+    b = make_ppo(OBS, ACT, hyperparams=HyperparamSet({"learning_rate": 1e-3}), device="cpu", seed=1)
+    assert a._update is b._update and a._device_update is b._device_update
+    assert a._forward is b._forward and a.compiled_policy()[0] is b.compiled_policy()[0]
+    assert a.compiled_policy(deterministic=True)[0] is b.compiled_policy(deterministic=True)[0]
+    c = make_ppo(OBS, gym.spaces.Discrete(3), device="cpu", seed=0)
+    assert c._update is not a._update
 
 
 def test_the_compiled_policy_samples_as_the_distribution_says() -> None:
@@ -351,3 +365,14 @@ def test_a_compiled_window_learns_as_the_same_window_on_the_host() -> None:
     assert device_stats["explained_variance"] == pytest.approx(
         host_stats["explained_variance"], abs=1e-4
     )
+
+
+def test_teardown_releases_the_networks_and_acting_after_it_is_a_clear_error() -> None:
+    agent = make_ppo(OBS, ACT, device="cpu", seed=0)
+    agent.act(np.zeros((2, 4), np.float32))
+    agent.teardown()
+    agent.teardown()  # harmless twice
+    with pytest.raises(RuntimeError, match="torn down"):
+        agent.act(np.zeros((2, 4), np.float32))
+    with pytest.raises(RuntimeError, match="torn down"):
+        agent.learn(window(make_ppo(OBS, ACT, device="cpu", seed=1)))

@@ -21,7 +21,9 @@ a retrace, and a checkpoint keeps it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -43,6 +45,32 @@ compilation_cache.enable()  # seconds of XLA compile per process, paid once inst
 def adam(learning_rate: float, eps: float = 1e-8) -> optax.GradientTransformation:
     """Adam whose learning rate lives in its state (``set_learning_rate``)."""
     return optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate, eps=eps)
+
+
+@functools.lru_cache(maxsize=8)
+def default_adam(eps: float) -> optax.GradientTransformation:
+    """The default optimizer, ``adam`` with ε ``eps``, one object for every agent: a
+    transformation is part of an optimizer's graphdef, so agents built alike have equal
+    graphdefs and share their compiled updates (``compiled``). Each agent's learning
+    rate lives in its own optimizer's state (``apply_hyperparams`` sets it)."""
+    return adam(1e-3, eps=eps)
+
+
+def compiled(function: Callable, *static: Any) -> Callable:
+    """``jax.jit(partial(function, *static))``, one per distinct ``static`` (graphdefs,
+    distributions, flags) in the process: agents built alike (another seed, another
+    learning rate) share its compilations, which take seconds each on a CPU. Static
+    arguments that cannot be hashed (a user's network with such an attribute) get a
+    function of their own."""
+    try:
+        return _shared_jit(function, *static)
+    except TypeError:
+        return jax.jit(functools.partial(function, *static))
+
+
+@functools.lru_cache(maxsize=64)
+def _shared_jit(function: Callable, *static: Any) -> Callable:
+    return jax.jit(functools.partial(function, *static))
 
 
 class JaxAgentBase(ConfiguredAgent):
@@ -117,8 +145,11 @@ class JaxAgentBase(ConfiguredAgent):
         clear RuntimeError. Subclasses that hold such objects in containers
         release them and call ``super().teardown()``; calling it twice is harmless.
         """
+        releasable = (nnx.Module, nnx.Optimizer, nnx.State, jax.Array)
         for attribute, value in list(vars(self).items()):
-            if isinstance(value, nnx.Module | nnx.Optimizer | jax.Array) or _is_compiled(value):
+            if isinstance(value, _Released):
+                continue
+            if isinstance(value, releasable) or _is_compiled(value) or _holds_arrays(value):
                 setattr(self, attribute, _Released(self.algorithm, attribute))
         gc.collect()
 
@@ -165,6 +196,11 @@ class _Released:
 
     def __repr__(self) -> str:
         return f"<released: {self._message}>"
+
+
+def _holds_arrays(value: Any) -> bool:
+    """A list or tuple of device arrays (a state's leaves, cached for acting)."""
+    return isinstance(value, list | tuple) and any(isinstance(v, jax.Array) for v in value)
 
 
 def _is_compiled(value: Any) -> bool:

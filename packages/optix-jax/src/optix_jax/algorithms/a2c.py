@@ -21,7 +21,6 @@ step is one jitted function: windows of one shape never retrace it.
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import gymnasium as gym
@@ -34,7 +33,7 @@ from optix_core.algorithms.config import a2c as config
 from optix_core.on_policy import explained_variance, gae
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_jax.algorithms import on_policy as P
-from optix_jax.base import JaxAgentBase, adam
+from optix_jax.base import JaxAgentBase, compiled, default_adam
 from optix_jax.policies import observations as O
 from optix_jax.policies.distributions import Distribution
 from optix_jax.policies.networks import check_actor_critic
@@ -93,11 +92,11 @@ class FlaxAgent(P.OnPolicyNetworks, JaxAgentBase):
                     actor, critic, observation_space, self.distribution.param_dim, self.algorithm
                 )
             self.networks = P.PolicyNetworks(actor, critic, shared=shared)
-            tx = optimizer or adam(self.hp["learning_rate"], eps=1e-8)
+            tx = optimizer or default_adam(1e-8)
             self.optimizer = nnx.Optimizer(self.networks, tx, wrt=nnx.Param)
         self.init_networks()
         graphdef, _ = nnx.split((self.networks, self.optimizer))
-        self._update = jax.jit(partial(a2c_update, graphdef, self.distribution))
+        self._update = compiled(a2c_update, graphdef, self.distribution)
         self.apply_hyperparams()
 
     def learn(self, episode_data: EpisodeData) -> dict[str, float]:

@@ -46,9 +46,7 @@ rate) share their compiled functions (``compiled``).
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
-from functools import lru_cache, partial
+from collections.abc import Sequence
 from itertools import pairwise
 from typing import Any
 
@@ -56,7 +54,6 @@ import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 from optix_core.algorithms.config import dqn as config
@@ -69,10 +66,15 @@ from optix_core.off_policy import (
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_jax.algorithms.on_policy import clip_by_global_norm
 from optix_jax.algorithms.replay import JaxReplayAgent
-from optix_jax.base import adam
+from optix_jax.base import compiled, default_adam
 from optix_jax.device import resolve_device
 from optix_jax.policies import observations as O
-from optix_jax.policies.extractors import ImageCNN, default_extractor, features_dim
+from optix_jax.policies.extractors import (
+    ImageCNN,
+    default_extractor,
+    features_dim,
+    torch_linear,
+)
 
 # The minibatch fields a block of the jitted update reads, in its argument order.
 FIELDS = ("observations", "actions", "rewards", "next_observations", "bootstrap", "weights")
@@ -124,7 +126,7 @@ class FlaxDQNAgent(JaxReplayAgent):
             check_q_network(q_network, observation_space, self.n_actions, self.algorithm)
             self.q_network = q_network
             self.target_network = nnx.clone(q_network)
-            tx = optimizer or default_optimizer(self.adam_eps)
+            tx = optimizer or default_adam(self.adam_eps)
             self.optimizer = nnx.Optimizer(self.q_network, tx, wrt=nnx.Param)
         self.double_q = bool(double_q)
         graphdef, _ = nnx.split(self._trained())
@@ -229,29 +231,6 @@ class FlaxDQNAgent(JaxReplayAgent):
 # ---- the jitted functions: pure functions of the networks' and optimizer's state ----
 
 
-def compiled(function: Callable, *static: Any) -> Callable:
-    """``jax.jit(partial(function, *static))``, one per architecture in the process:
-    agents whose graphs are equal (same network, same optimizer, another seed) share
-    its compilations. Graphs that cannot be hashed get a function of their own."""
-    try:
-        return _shared_jit(function, *static)
-    except TypeError:  # a static attribute of the user's network is not hashable
-        return jax.jit(partial(function, *static))
-
-
-@lru_cache(maxsize=64)
-def _shared_jit(function: Callable, *static: Any) -> Callable:
-    return jax.jit(partial(function, *static))
-
-
-@lru_cache(maxsize=8)
-def default_optimizer(eps: float) -> optax.GradientTransformation:
-    """The default Adam, one transformation for every agent: its functions are pure and
-    each agent's learning rate lives in its own optimizer's state (``apply_hyperparams``
-    sets it), so agents of one architecture have equal graphs and share ``compiled``."""
-    return adam(config.DEFAULTS["learning_rate"], eps=eps)
-
-
 def greedy(graphdef: nnx.GraphDef, state: nnx.State, obs: Any) -> jax.Array:
     """argmax_a Q(s, a) for a batch of observations."""
     return jnp.argmax(nnx.merge(graphdef, state)(obs), axis=-1)
@@ -349,23 +328,6 @@ def check_q_network(
             f"{owner}: the q_network outputs shape {shape[1:]} per observation, "
             f"expected ({n_actions},) (n_actions={n_actions})"
         )
-
-
-def torch_linear(in_dim: int, out_dim: int, rngs: nnx.Rngs) -> nnx.Linear:
-    """A linear layer initialised as torch's ``nn.Linear`` (optix-torch's and optix-tf's
-    default Q-networks): kernel and bias uniform in ±1/√fan_in."""
-    bound = 1.0 / math.sqrt(in_dim)
-
-    def bias_init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
-        return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-    return nnx.Linear(
-        in_dim,
-        out_dim,
-        kernel_init=nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"),
-        bias_init=bias_init,
-        rngs=rngs,
-    )
 
 
 class QNetwork(nnx.Module):

@@ -40,7 +40,6 @@ as every backend draws it.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import itertools
 import math
@@ -62,31 +61,14 @@ from optix_core.off_policy import (
 from optix_core.off_policy.acting import uniform_actions
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_jax.algorithms.replay import JaxReplayAgent
-from optix_jax.base import adam
+from optix_jax.base import default_adam
 from optix_jax.device import resolve_device
 from optix_jax.policies import observations as O
-from optix_jax.policies.extractors import default_extractor, features_dim
+from optix_jax.policies.extractors import UniformInit, default_extractor, features_dim
+from optix_jax.policies.extractors import torch_linear as linear
 from optix_jax.policies.networks import ACTIVATIONS
 
 # ---- networks ---------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class UniformInit:
-    """An initializer uniform in ±``bound``; a value, not a closure, so that two
-    networks built alike have equal graphdefs (and share their compiled updates)."""
-
-    bound: float
-
-    def __call__(self, key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
-        return jax.random.uniform(key, shape, dtype, -self.bound, self.bound)
-
-
-def linear(in_dim: int, out_dim: int, rngs: nnx.Rngs) -> nnx.Linear:
-    """A dense layer initialised as torch's ``nn.Linear`` (kernel and bias uniform in
-    ±1/√fan_in), so the default networks start as optix-torch's and SB3's do."""
-    init = UniformInit(1.0 / math.sqrt(in_dim))
-    return nnx.Linear(in_dim, out_dim, kernel_init=init, bias_init=init, rngs=rngs)
 
 
 class Head(nnx.Module):
@@ -331,15 +313,6 @@ def default_agent(
 # ---- the agent ----------------------------------------------------------------
 
 
-@functools.cache
-def default_adam() -> Any:
-    """``base.adam`` (ε = 1e-8, as torch's and SB3's), one object for every agent: the
-    transformation is part of an optimizer's graphdef, so agents built alike have equal
-    graphdefs and share their compiled updates. Its learning rate is the agent's
-    (``apply_hyperparams`` sets it in each optimizer's state)."""
-    return adam(1e-3)
-
-
 def actor_forward(graphdef: nnx.GraphDef, state: nnx.State, obs: Any) -> jax.Array:
     """The actor's outputs on a batch of observations."""
     return nnx.merge(graphdef, state)(obs)
@@ -406,10 +379,10 @@ class OffPolicyAgent(JaxReplayAgent):
             self.check_networks(observation_space)
             self.critic_target = nnx.clone(self.critic)
             self.actor_optimizer = nnx.Optimizer(
-                self.actor, actor_optimizer or default_adam(), wrt=nnx.Param
+                self.actor, actor_optimizer or default_adam(1e-8), wrt=nnx.Param
             )
             self.critic_optimizer = nnx.Optimizer(
-                self.critic, critic_optimizer or default_adam(), wrt=nnx.Param
+                self.critic, critic_optimizer or default_adam(1e-8), wrt=nnx.Param
             )
             # The update's own randomness: a raw jax.random key (uint32[2]) from the seed.
             entropy = np.random.SeedSequence(seed, spawn_key=(0x0FF,))

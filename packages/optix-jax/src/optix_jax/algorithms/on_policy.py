@@ -13,6 +13,7 @@ device, and masked minibatch statistics for jitted updates of fixed shape.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,7 @@ from flax import nnx
 from optix_core import on_policy
 from optix_core.policies.numpy_networks import NumpyActorCritic
 from optix_core.types import EpisodeData, HyperparamSet
+from optix_jax.base import compiled
 from optix_jax.policies import observations as O
 from optix_jax.policies.distributions import Distribution, distribution_for
 from optix_jax.policies.extractors import FlattenExtractor
@@ -76,27 +78,13 @@ class OnPolicyNetworks:
         graphdef, self._state = nnx.split(self.networks)
         self._snapshot: NumpyActorCritic | None = None
         self._leaves, treedef = jax.tree_util.tree_flatten(self._state)
-
-        def forward(state: Any, obs: Any) -> tuple[jax.Array, jax.Array]:
-            return nnx.merge(graphdef, state)(obs)
-
-        def forward_leaves(leaves: list[jax.Array], obs: Any) -> tuple[jax.Array, jax.Array]:
-            return forward(jax.tree_util.tree_unflatten(treedef, leaves), obs)
-
-        def policy(state: Any, obs: Any, key: jax.Array) -> tuple[jax.Array, dict]:
-            params, values = forward(state, obs)
-            actions, info = self.distribution.sample_jax(params, key)
-            return actions, {**info, "values": values}
-
-        def mode(state: Any, obs: Any, key: jax.Array) -> tuple[jax.Array, dict]:
-            return self.distribution.mode_jax(forward(state, obs)[0]), {}
-
-        self._forward = jax.jit(forward)
+        self._forward = compiled(forward, graphdef)
         # Acting passes the state's leaves: flattening an nnx.State on every call costs
         # more than the arithmetic of a small network on a handful of rows.
-        self._forward_leaves = jax.jit(forward_leaves)
-        # One object each for the agent's life: compiled pipelines cache on them.
-        self._policy, self._mode = policy, mode
+        self._forward_leaves = compiled(forward_leaves, graphdef, treedef)
+        # The same objects for every agent built alike: compiled pipelines cache on them.
+        self._policy = pure_policy(graphdef, self.distribution, deterministic=False)
+        self._mode = pure_policy(graphdef, self.distribution, deterministic=True)
         self.weights_changed()
 
     def modules(self) -> dict[str, nnx.Module]:
@@ -112,6 +100,10 @@ class OnPolicyNetworks:
         self._leaves = jax.tree_util.tree_leaves(self._state)
         on_cpu = self.device.platform == "cpu"
         self._snapshot = numpy_snapshot(self.networks) if on_cpu else None
+
+    def teardown(self) -> None:
+        self._snapshot = None  # the numpy copy of the weights goes with them
+        super().teardown()
 
     # ---- acting -------------------------------------------------------------
 
@@ -161,6 +153,44 @@ class OnPolicyNetworks:
 
     def _numpy_log_prob(self, params: np.ndarray, actions: np.ndarray) -> np.ndarray:
         return np.asarray(self.distribution.log_prob(jnp.asarray(params), jnp.asarray(actions)))
+
+
+def forward(graphdef: nnx.GraphDef, state: nnx.State, obs: Any) -> tuple[jax.Array, jax.Array]:
+    """The networks' ``(distribution parameters, V)`` on a batch of observations."""
+    return nnx.merge(graphdef, state)(obs)
+
+
+def forward_leaves(
+    graphdef: nnx.GraphDef, treedef: Any, leaves: list[jax.Array], obs: Any
+) -> tuple[jax.Array, jax.Array]:
+    """``forward`` from the state's leaves."""
+    return forward(graphdef, jax.tree_util.tree_unflatten(treedef, leaves), obs)
+
+
+def pure_policy(
+    graphdef: nnx.GraphDef, distribution: Distribution, deterministic: bool
+) -> Callable:
+    """The policy a compiled pipeline acts with (``compiled_policy``), one function object
+    for equal arguments: ``policy(state, obs, key) -> (env_actions, info)``."""
+    try:
+        return _pure_policy(graphdef, distribution, deterministic)
+    except TypeError:  # a user's network with an attribute that cannot be hashed
+        return _pure_policy.__wrapped__(graphdef, distribution, deterministic)
+
+
+@functools.lru_cache(maxsize=64)
+def _pure_policy(
+    graphdef: nnx.GraphDef, distribution: Distribution, deterministic: bool
+) -> Callable:
+    def policy(state: Any, obs: Any, key: jax.Array) -> tuple[jax.Array, dict]:
+        params, values = forward(graphdef, state, obs)
+        actions, info = distribution.sample_jax(params, key)
+        return actions, {**info, "values": values}
+
+    def mode(state: Any, obs: Any, key: jax.Array) -> tuple[jax.Array, dict]:
+        return distribution.mode_jax(forward(graphdef, state, obs)[0]), {}
+
+    return mode if deterministic else policy
 
 
 def numpy_snapshot(networks: PolicyNetworks) -> NumpyActorCritic | None:

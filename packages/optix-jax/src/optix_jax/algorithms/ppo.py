@@ -28,7 +28,6 @@ computed in that same function, so it never crosses to the host.
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import gymnasium as gym
@@ -50,7 +49,7 @@ from optix_core.on_policy import (
 from optix_core.policies.distributions import RAW, gaussian_action_space
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_jax.algorithms import on_policy as P
-from optix_jax.base import JaxAgentBase, adam, set_learning_rate
+from optix_jax.base import JaxAgentBase, compiled, default_adam, set_learning_rate
 from optix_jax.policies import observations as O
 from optix_jax.policies.distributions import Distribution
 from optix_jax.policies.networks import check_actor_critic
@@ -110,7 +109,7 @@ class FlaxPPOAgent(PPOWindow, P.OnPolicyNetworks, JaxAgentBase):
                 actor, critic, observation_space, self.distribution.param_dim, self.algorithm
             )
             self.networks = P.PolicyNetworks(actor, critic, shared=critic is None)
-            tx = optimizer or adam(self.hp["learning_rate"], eps=1e-5)
+            tx = optimizer or default_adam(1e-5)
             self.optimizer = nnx.Optimizer(self.networks, tx, wrt=nnx.Param)
         self.reward_normalizer = reward_normalizer
         self.env_steps = 0  # environment steps learned from: drives anneal_steps
@@ -120,9 +119,8 @@ class FlaxPPOAgent(PPOWindow, P.OnPolicyNetworks, JaxAgentBase):
 
     def _build_updates(self) -> None:
         graphdef, _ = nnx.split((self.networks, self.optimizer))
-        update = partial(ppo_update, graphdef, self.distribution)
-        self._update = jax.jit(update)
-        self._device_update = jax.jit(partial(device_window_update, graphdef, self.distribution))
+        self._update = compiled(ppo_update, graphdef, self.distribution)
+        self._device_update = compiled(device_window_update, graphdef, self.distribution)
 
     # ---- schedules ------------------------------------------------------
 

@@ -110,7 +110,7 @@ class FlaxSACAgent(OffPolicyAgent):
         self.temperature = Temperature(self.hp["ent_coef"])
         given = self._target_entropy
         self.target_entropy = -float(self.action_dim) if given is None else float(given)
-        tx = self._alpha_optimizer or default_adam()
+        tx = self._alpha_optimizer or default_adam(1e-8)
         self.alpha_optimizer = nnx.Optimizer(self.temperature, tx, wrt=nnx.Param)
         del self._alpha_optimizer, self._target_entropy
         self._steps = partial(SAC_STEPS, nnx.graphdef(self.trained()), self.action_dim)

@@ -13,13 +13,32 @@ from __future__ import annotations
 import gymnasium as gym
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from optix_core.policies import distributions as core
 from optix_core.policies.distributions import HALF_LOG_2PI, LOG_2, RAW
 
 
 class Distribution(core.Distribution):
-    """optix-core's interface, plus learning's half and pure sampling in JAX."""
+    """optix-core's interface, plus learning's half and pure sampling in JAX.
+
+    Two distributions of the same class over equal spaces are equal (and hash
+    alike): a distribution is a static argument of the jitted updates, so
+    agents built alike share their compilations."""
+
+    def _identity(self) -> tuple:
+        def frozen(v: object) -> object:
+            if isinstance(v, np.ndarray):
+                return (v.dtype.str, v.shape, v.tobytes())
+            return tuple(v) if isinstance(v, list) else v
+
+        return tuple((k, frozen(v)) for k, v in sorted(vars(self).items()))
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other._identity() == self._identity()
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._identity()))
 
     def log_prob(self, params: jax.Array, actions: jax.Array) -> jax.Array:
         """log π(a|s) per row of learn actions ``[B, action_dim]``."""

@@ -16,7 +16,10 @@ Any ``nnx.Module`` that maps a batch of observations (as
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import gymnasium as gym
 import jax
@@ -43,17 +46,46 @@ def channels_last(shape: tuple[int, ...]) -> bool:
     return not (shape[0] < shape[1] and shape[0] < shape[2] and shape[0] < shape[-1])
 
 
-def dense(in_dim: int, out_dim: int, gain: float, rngs: nnx.Rngs, bias: bool = True) -> nnx.Linear:
+# Initialisers are values (frozen dataclasses, one shared zeros function), not fresh
+# closures: two networks built alike then have equal graphdefs, and agents share
+# their compiled updates (``base.compiled``).
+
+
+@dataclasses.dataclass(frozen=True)
+class OrthogonalInit:
+    """Orthogonal weights scaled by ``gain`` (Stable-Baselines3's initialisation)."""
+
+    gain: float
+
+    def __call__(self, key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
+        return nnx.initializers.orthogonal(self.gain)(key, shape, dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class UniformInit:
+    """Uniform in ±``bound`` (torch's ``nn.Linear``: ±1/√fan_in for kernel and bias)."""
+
+    bound: float
+
+    def __call__(self, key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
+        return jax.random.uniform(key, shape, dtype, -self.bound, self.bound)
+
+
+ZEROS = nnx.initializers.zeros_init()
+
+
+def dense(in_dim: int, out_dim: int, gain: float, rngs: nnx.Rngs) -> nnx.Linear:
     """A linear layer with Stable-Baselines3's initialisation: orthogonal weights
     scaled by ``gain``, zero biases."""
-    return nnx.Linear(
-        in_dim,
-        out_dim,
-        use_bias=bias,
-        kernel_init=nnx.initializers.orthogonal(gain),
-        bias_init=nnx.initializers.zeros_init(),
-        rngs=rngs,
-    )
+    return nnx.Linear(in_dim, out_dim, kernel_init=OrthogonalInit(gain), bias_init=ZEROS, rngs=rngs)
+
+
+def torch_linear(in_dim: int, out_dim: int, rngs: nnx.Rngs) -> nnx.Linear:
+    """A linear layer initialised as torch's ``nn.Linear`` (kernel and bias uniform in
+    ±1/√fan_in), so the off-policy algorithms' default networks start as optix-torch's,
+    optix-tf's and SB3's do."""
+    init = UniformInit(1.0 / math.sqrt(in_dim))
+    return nnx.Linear(in_dim, out_dim, kernel_init=init, bias_init=init, rngs=rngs)
 
 
 class FlattenExtractor(nnx.Module):
@@ -97,8 +129,8 @@ class ImageCNN(nnx.Module):
                     (kernel, kernel),
                     strides=stride,
                     padding="VALID",
-                    kernel_init=nnx.initializers.orthogonal(math.sqrt(2)),
-                    bias_init=nnx.initializers.zeros_init(),
+                    kernel_init=OrthogonalInit(math.sqrt(2)),
+                    bias_init=ZEROS,
                     rngs=rngs,
                 )
             )
