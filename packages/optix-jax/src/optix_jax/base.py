@@ -73,6 +73,25 @@ def _shared_jit(function: Callable, *static: Any) -> Callable:
     return jax.jit(functools.partial(function, *static))
 
 
+def new_optimizer(model: nnx.Module, tx: optax.GradientTransformation) -> nnx.Optimizer:
+    """``nnx.Optimizer`` over ``model``'s Params, its state (the moments' zeros) made
+    by one compiled program: made eagerly, each parameter shape compiles a program of
+    its own. A transformation that cannot be hashed is applied eagerly."""
+    try:
+        optimizer = _compiled_optimizer(model, tx)
+    except TypeError:
+        return _optimizer(model, tx)
+    optimizer.tx = tx  # nnx.jit returns a copy of its static arguments: keep the caller's own
+    return optimizer
+
+
+def _optimizer(model: nnx.Module, tx: optax.GradientTransformation) -> nnx.Optimizer:
+    return nnx.Optimizer(model, tx, wrt=nnx.Param)
+
+
+_compiled_optimizer = nnx.jit(_optimizer, static_argnums=1)
+
+
 class JaxAgentBase(ConfiguredAgent):
     algorithm: ClassVar[str] = "jax-agent"
     backend: ClassVar[str] = "jax"

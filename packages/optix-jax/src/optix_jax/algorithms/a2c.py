@@ -33,7 +33,7 @@ from optix_core.algorithms.config import a2c as config
 from optix_core.on_policy import explained_variance, gae
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_jax.algorithms import on_policy as P
-from optix_jax.base import JaxAgentBase, compiled, default_adam
+from optix_jax.base import JaxAgentBase, compiled, default_adam, new_optimizer
 from optix_jax.policies import observations as O
 from optix_jax.policies.distributions import Distribution
 from optix_jax.policies.networks import check_actor_critic
@@ -93,7 +93,7 @@ class FlaxAgent(P.OnPolicyNetworks, JaxAgentBase):
                 )
             self.networks = P.PolicyNetworks(actor, critic, shared=shared)
             tx = optimizer or default_adam(1e-8)
-            self.optimizer = nnx.Optimizer(self.networks, tx, wrt=nnx.Param)
+            self.optimizer = new_optimizer(self.networks, tx)
         self.init_networks()
         graphdef, _ = nnx.split((self.networks, self.optimizer))
         self._update = compiled(a2c_update, graphdef, self.distribution)

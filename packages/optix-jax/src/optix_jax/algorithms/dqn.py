@@ -66,7 +66,7 @@ from optix_core.off_policy import (
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_jax.algorithms.on_policy import clip_by_global_norm
 from optix_jax.algorithms.replay import JaxReplayAgent
-from optix_jax.base import compiled, default_adam
+from optix_jax.base import compiled, default_adam, new_optimizer
 from optix_jax.device import resolve_device
 from optix_jax.policies import observations as O
 from optix_jax.policies.extractors import (
@@ -127,7 +127,7 @@ class FlaxDQNAgent(JaxReplayAgent):
             self.q_network = q_network
             self.target_network = nnx.clone(q_network)
             tx = optimizer or default_adam(self.adam_eps)
-            self.optimizer = nnx.Optimizer(self.q_network, tx, wrt=nnx.Param)
+            self.optimizer = new_optimizer(self.q_network, tx)
         self.double_q = bool(double_q)
         graphdef, _ = nnx.split(self._trained())
         self._train = compiled(train_block, graphdef, self.double_q)
@@ -317,7 +317,7 @@ def check_q_network(
     if observation_space is None:
         return
     try:
-        out = network(O.probe_batch(observation_space))
+        out = O.probe(network, O.probe_batch(observation_space))
     except Exception as exc:
         raise ValueError(
             f"{owner}: the q_network fails on observations from {observation_space} ({exc})"

@@ -61,7 +61,7 @@ from optix_core.off_policy import (
 from optix_core.off_policy.acting import uniform_actions
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_jax.algorithms.replay import JaxReplayAgent
-from optix_jax.base import default_adam
+from optix_jax.base import default_adam, new_optimizer
 from optix_jax.device import resolve_device
 from optix_jax.policies import observations as O
 from optix_jax.policies.extractors import UniformInit, default_extractor, features_dim
@@ -378,11 +378,9 @@ class OffPolicyAgent(JaxReplayAgent):
             self.critic = Critic(critic_extractor, heads)
             self.check_networks(observation_space)
             self.critic_target = nnx.clone(self.critic)
-            self.actor_optimizer = nnx.Optimizer(
-                self.actor, actor_optimizer or default_adam(1e-8), wrt=nnx.Param
-            )
-            self.critic_optimizer = nnx.Optimizer(
-                self.critic, critic_optimizer or default_adam(1e-8), wrt=nnx.Param
+            self.actor_optimizer = new_optimizer(self.actor, actor_optimizer or default_adam(1e-8))
+            self.critic_optimizer = new_optimizer(
+                self.critic, critic_optimizer or default_adam(1e-8)
             )
             # The update's own randomness: a raw jax.random key (uint32[2]) from the seed.
             entropy = np.random.SeedSequence(seed, spawn_key=(0x0FF,))
@@ -442,9 +440,9 @@ class OffPolicyAgent(JaxReplayAgent):
         q = self._probe("twin critic", self.critic.heads, (inputs,), f"inputs of width {width}")
         self._expect_width("twin critic", q, 2)
 
-    def _probe(self, role: str, network: Any, inputs: tuple, given: str) -> jax.Array:
+    def _probe(self, role: str, network: Any, inputs: tuple, given: str) -> Any:
         try:
-            return network(*inputs)
+            return O.probe(network, *inputs)
         except Exception as exc:
             message = str(exc).strip().splitlines()
             raise ValueError(

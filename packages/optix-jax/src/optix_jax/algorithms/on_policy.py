@@ -62,7 +62,7 @@ def returns_values(actor: nnx.Module, observation_space: gym.Space | None) -> bo
         return True
     if observation_space is None:
         return False
-    return isinstance(actor(O.probe_batch(observation_space)), tuple | list)
+    return isinstance(O.probe(actor, O.probe_batch(observation_space)), tuple | list)
 
 
 class OnPolicyNetworks:
@@ -307,7 +307,7 @@ def pick_distribution(
             raise ValueError(
                 f"{owner}: give action_space (or observation_space to probe the actor)"
             )
-        out = actor(O.probe_batch(observation_space))
+        out = O.probe(actor, O.probe_batch(observation_space))
         out = out[0] if shared else out
         action_space = gym.spaces.Discrete(int(out.shape[-1]))
     return distribution_for(action_space, distribution or "squashed_gaussian", owner)

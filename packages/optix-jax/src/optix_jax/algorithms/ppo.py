@@ -49,7 +49,7 @@ from optix_core.on_policy import (
 from optix_core.policies.distributions import RAW, gaussian_action_space
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_jax.algorithms import on_policy as P
-from optix_jax.base import JaxAgentBase, compiled, default_adam, set_learning_rate
+from optix_jax.base import JaxAgentBase, compiled, default_adam, new_optimizer, set_learning_rate
 from optix_jax.policies import observations as O
 from optix_jax.policies.distributions import Distribution
 from optix_jax.policies.networks import check_actor_critic
@@ -110,7 +110,7 @@ class FlaxPPOAgent(PPOWindow, P.OnPolicyNetworks, JaxAgentBase):
             )
             self.networks = P.PolicyNetworks(actor, critic, shared=critic is None)
             tx = optimizer or default_adam(1e-5)
-            self.optimizer = nnx.Optimizer(self.networks, tx, wrt=nnx.Param)
+            self.optimizer = new_optimizer(self.networks, tx)
         self.reward_normalizer = reward_normalizer
         self.env_steps = 0  # environment steps learned from: drives anneal_steps
         self.init_networks()

@@ -43,11 +43,11 @@ from optix_jax.algorithms.off_policy import (
     OffPolicyAgent,
     bootstrap,
     critic_step,
-    default_adam,
     default_agent,
     polyak,
     scan_steps,
 )
+from optix_jax.base import default_adam, new_optimizer
 from optix_jax.policies.distributions import squash_correction
 
 
@@ -111,7 +111,7 @@ class FlaxSACAgent(OffPolicyAgent):
         given = self._target_entropy
         self.target_entropy = -float(self.action_dim) if given is None else float(given)
         tx = self._alpha_optimizer or default_adam(1e-8)
-        self.alpha_optimizer = nnx.Optimizer(self.temperature, tx, wrt=nnx.Param)
+        self.alpha_optimizer = new_optimizer(self.temperature, tx)
         del self._alpha_optimizer, self._target_entropy
         self._steps = partial(SAC_STEPS, nnx.graphdef(self.trained()), self.action_dim)
 

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from optix_jax.policies.observations import check_observation_space, probe_batch
+from optix_jax.policies.observations import check_observation_space, probe, probe_batch
 
 NATURE_CNN_MIN_SIDE = 36  # NatureCNN's three convolutions need 36 pixels a side
 
@@ -51,14 +51,27 @@ def channels_last(shape: tuple[int, ...]) -> bool:
 # their compiled updates (``base.compiled``).
 
 
+def host_generator(key: jax.Array) -> np.random.Generator:
+    """A numpy generator seeded from a JAX key: initialisers draw on the host, because
+    every eager JAX draw or QR compiles a program per layer shape (0.1–0.3 s each on
+    a CPU), which made building a small network take seconds."""
+    return np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel())
+
+
 @dataclasses.dataclass(frozen=True)
 class OrthogonalInit:
-    """Orthogonal weights scaled by ``gain`` (Stable-Baselines3's initialisation)."""
+    """Orthogonal weights scaled by ``gain`` (Stable-Baselines3's initialisation; Saxe
+    et al. 2014): the Q of a Gaussian matrix's QR, its columns' signs fixed by R's diagonal."""
 
     gain: float
 
     def __call__(self, key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
-        return nnx.initializers.orthogonal(self.gain)(key, shape, dtype)
+        rows, cols = math.prod(shape[:-1]), shape[-1]
+        gaussian = host_generator(key).standard_normal((max(rows, cols), min(rows, cols)))
+        q, r = np.linalg.qr(gaussian)
+        q *= np.sign(np.diag(r))
+        q = q if rows >= cols else q.T
+        return on_device(self.gain * q.reshape(shape), dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,16 +81,23 @@ class UniformInit:
     bound: float
 
     def __call__(self, key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
-        return jax.random.uniform(key, shape, dtype, -self.bound, self.bound)
+        return on_device(host_generator(key).uniform(-self.bound, self.bound, shape), dtype)
 
 
-ZEROS = nnx.initializers.zeros_init()
+def zeros(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
+    """Zeros (biases), made on the host for the same reason."""
+    return on_device(np.zeros(shape), dtype)
+
+
+def on_device(array: np.ndarray, dtype: Any) -> jax.Array:
+    """Cast on the host, then transfer (``jnp.asarray`` would compile a program per shape)."""
+    return jax.device_put(array.astype(np.dtype(dtype)))
 
 
 def dense(in_dim: int, out_dim: int, gain: float, rngs: nnx.Rngs) -> nnx.Linear:
     """A linear layer with Stable-Baselines3's initialisation: orthogonal weights
     scaled by ``gain``, zero biases."""
-    return nnx.Linear(in_dim, out_dim, kernel_init=OrthogonalInit(gain), bias_init=ZEROS, rngs=rngs)
+    return nnx.Linear(in_dim, out_dim, kernel_init=OrthogonalInit(gain), bias_init=zeros, rngs=rngs)
 
 
 def torch_linear(in_dim: int, out_dim: int, rngs: nnx.Rngs) -> nnx.Linear:
@@ -130,7 +150,7 @@ class ImageCNN(nnx.Module):
                     strides=stride,
                     padding="VALID",
                     kernel_init=OrthogonalInit(math.sqrt(2)),
-                    bias_init=ZEROS,
+                    bias_init=zeros,
                     rngs=rngs,
                 )
             )
@@ -197,7 +217,7 @@ def default_extractor(space: gym.Space, rngs: nnx.Rngs) -> nnx.Module:
 def features_dim(extractor: nnx.Module, space: gym.Space) -> int:
     """The width of ``extractor``'s output on observations from ``space`` (probed once)."""
     try:
-        out = extractor(probe_batch(space))
+        out = probe(extractor, probe_batch(space))
     except Exception as exc:
         raise ValueError(
             f"the features extractor {type(extractor).__name__} fails on observations "

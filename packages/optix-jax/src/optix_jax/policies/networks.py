@@ -21,7 +21,7 @@ from flax import nnx
 
 from optix_core.policies.networks import check_actor_critic_outputs
 from optix_jax.policies.extractors import ImageCNN, default_extractor, dense, features_dim
-from optix_jax.policies.observations import probe_batch
+from optix_jax.policies.observations import probe, probe_batch
 
 ACTIVATIONS = {"tanh": jax.nn.tanh, "relu": jax.nn.relu}
 
@@ -102,10 +102,10 @@ def check_actor_critic(
     distribution needs, before any work starts (without a space the networks are trusted)."""
     if observation_space is None:
         return
-    probe = probe_batch(observation_space)
+    batch = probe_batch(observation_space)
     try:
-        out = actor(probe)
-        value = None if critic is None else critic(probe)
+        out = probe(actor, batch)
+        value = None if critic is None else probe(critic, batch)
     except Exception as exc:
         raise ValueError(
             f"{owner}: the networks fail on observations from {observation_space} ({exc})"

@@ -14,6 +14,7 @@ import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from optix_core.policies.observations import (
     batch_size,
@@ -31,6 +32,7 @@ __all__ = [
     "concat",
     "flatten_steps",
     "map_obs",
+    "probe",
     "probe_batch",
     "select",
     "take",
@@ -67,3 +69,9 @@ def take(obs: Any, index: jax.Array) -> Any:
 def probe_batch(space: gym.Space, n: int = 2) -> Any:
     """``n`` observations from ``space`` (seeded, so probing is repeatable) as JAX arrays."""
     return to_jax(probe_samples(space, n))
+
+
+def probe(module: Any, *inputs: Any) -> Any:
+    """``module``'s outputs on ``inputs`` as shapes and dtypes (``jax.ShapeDtypeStruct``):
+    checking a network's widths is an abstract evaluation and compiles nothing."""
+    return nnx.eval_shape(lambda m, *xs: m(*xs), module, *inputs)
