@@ -637,6 +637,7 @@ class RLOptimizer:
             generalization_gap=gap,
             best_snapshot=best,
             final_eval=final,
+            pipeline=self.pipeline.summary(),
         )
 
 

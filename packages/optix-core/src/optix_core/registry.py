@@ -63,10 +63,23 @@ def environment_family(env_id: str) -> EnvironmentSpec | None:
     return next((s for s in environments() if s.prefix == prefix), None)
 
 
-def window_pipeline(env_id: str, n_envs: int, window_size: int, seed: int | None) -> Any:
-    """The pipeline that collects training windows on ``env_id``: its family's own
-    (optix-jax's compiled pipeline for ``gymnax:`` ids) where it has one, else
-    gymnasium's vector environments stepped from Python (``VectorBatchPipeline``)."""
+def window_pipeline(
+    env_id: str,
+    n_envs: int,
+    window_size: int,
+    seed: int | None,
+    pipeline: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> Any:
+    """The pipeline that collects training windows on ``env_id``: the algorithm's own
+    where its AgentSpec names one (``pipeline``, given ``options``: optix-distributed's
+    actors for impala), else the environment family's own (optix-jax's compiled
+    pipeline for ``gymnax:`` ids), else gymnasium's vector environments stepped from
+    Python (``VectorBatchPipeline``)."""
+    if pipeline is not None:
+        return load_object(pipeline)(env_id, n_envs, window_size, seed, **(options or {}))
+    if options:
+        raise RegistryError(f"pipeline options {sorted(options)} need an algorithm's own pipeline")
     family = environment_family(env_id)
     if family is None or family.pipeline is None:
         from optix_core.pipeline import VectorBatchPipeline
@@ -101,6 +114,14 @@ def action_space_kind(space: gym.Space) -> str:
         f"action space {space} is not supported: optix agents act on Discrete, Box, "
         "MultiDiscrete or MultiBinary spaces"
     )
+
+
+def registered_agent(name: str, backend: str) -> AgentSpec:
+    """The spec registered as ``name`` on ``backend`` (any action space)."""
+    for spec in agents():
+        if spec.name == name and spec.backend == backend:
+            return spec
+    raise RegistryError(f"no agent {name!r} on backend {backend!r} is installed")
 
 
 def find_agent(name: str, action_kind: str, backend: str | None = None) -> AgentSpec:

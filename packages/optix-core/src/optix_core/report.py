@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from optix_core.types import LoopState, PolicySnapshot, finite_or_none
@@ -33,6 +33,7 @@ class LoopReport:
     generalization_gap: float | None = None
     best_snapshot: PolicySnapshot | None = None
     final_eval: PolicyEvaluation | None = None
+    pipeline: dict[str, Any] = field(default_factory=dict)  # the pipeline's summary()
 
     def to_dict(self) -> dict[str, Any]:
         final = self.final_eval
@@ -51,6 +52,7 @@ class LoopReport:
             "generalization_gap": finite_or_none(self.generalization_gap),
             "best_snapshot": self.best_snapshot.snapshot_id if self.best_snapshot else None,
             "final_eval": None if final is None else final.to_dict(),
+            **({"pipeline": self.pipeline} if self.pipeline else {}),
         }
 
     def format(self, title: str = "Training Complete", extra: dict[str, str] | None = None) -> str:
@@ -67,6 +69,7 @@ class LoopReport:
                 else ""
             ),
             "Wall time": f"{self.wall_time:.1f} s",
+            **{k.replace("_", " ").capitalize(): str(v) for k, v in self.pipeline.items()},
             **(extra or {}),
         }
         if self.final_eval is not None:

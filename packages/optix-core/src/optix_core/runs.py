@@ -47,6 +47,7 @@ class TrainConfig:
     loop: dict[str, Any] = field(default_factory=dict)
     online_tuning: dict[str, tuple] = field(default_factory=dict)
     selection_episodes: int = 5
+    pipeline_options: dict[str, Any] = field(default_factory=dict)  # --actors, --ray
 
     def save(self, run_dir: Path) -> None:
         """Written atomically: a kill mid-write leaves no half a config."""

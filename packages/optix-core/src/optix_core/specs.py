@@ -41,6 +41,11 @@ class AgentSpec:
     rl-baselines3-zoo keeps them: ``{"Pendulum-v1": {"hyperparams": {...},
     "rollout": {...}}}``, each overriding ``defaults`` and ``rollout`` for that
     environment id (``settings``); ``optix train`` and ``optix tune`` use them.
+    ``pipeline``, optional, is the algorithm's own window pipeline (an
+    actor-learner's actors), ``"module:callable"`` called as ``pipeline(env_id,
+    n_envs, window_size, seed, **options)`` with the options ``optix train``'s
+    ``--actors`` and ``--ray`` give (``n_actors``, ``executor``, ``address``);
+    ``rollout`` may then hold ``n_actors``.
     """
 
     name: str
@@ -53,6 +58,7 @@ class AgentSpec:
     summary: str = ""
     rollout: dict[str, int] = field(default_factory=dict)
     presets: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    pipeline: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "action_spaces", tuple(self.action_spaces))
@@ -62,8 +68,10 @@ class AgentSpec:
                 f"AgentSpec {self.name!r}: action_spaces must be a non-empty subset of "
                 f"{ACTION_SPACES}, got {self.action_spaces}"
             )
-        if ":" not in self.factory:
-            raise ValueError(f"AgentSpec {self.name!r}: factory must be 'module:callable'")
+        for name in ("factory", "pipeline"):
+            reference = getattr(self, name)
+            if reference is not None and ":" not in reference:
+                raise ValueError(f"AgentSpec {self.name!r}: {name} must be 'module:callable'")
         for env_id, preset in self.presets.items():
             unknown = set(preset) - {"hyperparams", "rollout"}
             if unknown:

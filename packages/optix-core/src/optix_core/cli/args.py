@@ -58,6 +58,48 @@ def add_checkpoint_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_actor_args(parser: argparse.ArgumentParser) -> None:
+    """--actors and --ray: where an actor-learner algorithm's actors run."""
+    parser.add_argument(
+        "--actors",
+        type=int,
+        metavar="N",
+        help="actor processes collecting at once (actor-learner algorithms: impala)",
+    )
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="auto",
+        metavar="ADDRESS",
+        help="run the actors on Ray: join the cluster at ADDRESS, or with no ADDRESS "
+        "(auto) the running cluster, starting a local one if there is none",
+    )
+
+
+def pipeline_options(
+    spec: AgentSpec, rollout: dict[str, int], actors: int | None = None, ray: str | None = None
+) -> dict[str, Any]:
+    """The options of the algorithm's own pipeline (AgentSpec.pipeline): its rollout's
+    keys beyond ``n_envs`` and ``window_size`` (``n_actors``, ...), the number of
+    actors ``--actors`` overriding, and the executor (``--ray``); none for an
+    algorithm without one, which refuses ``--actors`` and ``--ray``."""
+    if spec.pipeline is None:
+        if actors is not None or ray is not None:
+            raise UsageError(
+                f"--actors and --ray are for actor-learner algorithms (impala); "
+                f"{spec.name} ({spec.backend}) trains in one process"
+            )
+        return {}
+    check_at_least("--actors", actors, 1)
+    options = {k: v for k, v in rollout.items() if k not in ("n_envs", "window_size")}
+    if actors is not None:
+        options["n_actors"] = actors
+    if ray is not None:
+        options["executor"] = "ray"
+        options["address"] = ray
+    return options
+
+
 def check_at_least(flag: str, value: int | None, minimum: int) -> None:
     if value is not None and value < minimum:
         raise UsageError(f"{flag} must be >= {minimum}, got {value}")

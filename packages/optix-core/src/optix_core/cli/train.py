@@ -13,10 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from optix_core.cli.args import (
+    add_actor_args,
     add_algorithm_args,
     add_run_dir_arg,
     add_seed_arg,
@@ -24,6 +28,7 @@ from optix_core.cli.args import (
     build_agent,
     check_at_least,
     parse_hyperparams,
+    pipeline_options,
     resolve_spec,
 )
 from optix_core.cli.errors import UsageError
@@ -53,12 +58,15 @@ FIXED_ON_RESUME = {
     "hp_file": "--hp-file",
     "tune": "--tune",
     "selection_episodes": "--selection-episodes",
+    "actors": "--actors",
+    "ray": "--ray",
 }
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("train", help="train on an environment until converged")
     add_algorithm_args(p)
+    add_actor_args(p)
     add_seed_arg(p)
     p.add_argument(
         "--max-windows",
@@ -137,6 +145,7 @@ def _start(args: argparse.Namespace) -> int:
         max_env_steps=args.max_steps,
         loop=dict(LOOP_DEFAULTS),
         selection_episodes=args.selection_episodes or SELECTION_EPISODES,
+        pipeline_options=pipeline_options(spec, rollout, args.actors, args.ray),
     )
     agent = _agent(config)  # bad hyperparameters or devices fail before anything is written
     pipeline = _pipeline(config, agent)  # so does an agent the pipeline cannot drive
@@ -253,15 +262,42 @@ def _pipeline(config: Any, agent: Any) -> Any:
     """The windows to train on (``registry.window_pipeline``), bound to ``agent`` here,
     so an agent the pipeline cannot drive is one line of bad input before the loop
     starts (and, for a new run, before its directory is made)."""
-    from optix_core.registry import window_pipeline
+    from optix_core.registry import registered_agent, window_pipeline
 
-    pipeline = window_pipeline(config.env_id, config.n_envs, config.window_size, config.seed)
+    own = registered_agent(config.algo, config.backend).pipeline
+    try:
+        pipeline = window_pipeline(
+            config.env_id,
+            config.n_envs,
+            config.window_size,
+            config.seed,
+            own,
+            config.pipeline_options,
+        )
+    except (ValueError, ModuleNotFoundError, ConnectionError) as exc:
+        raise UsageError(str(exc)) from None
     try:
         pipeline.bind(agent)
     except ValueError as exc:
         pipeline.close()
         raise UsageError(str(exc)) from None
     return pipeline
+
+
+@contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM (``kill``, a container stopping) ends the run as Ctrl-C does: the loop
+    reports and stays resumable, and the pipeline stops its workers (an actor-learner's
+    actors) instead of leaving them to notice on their own."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _train(config: Any, agent: Any, run_dir: Path, pipeline: Any, resuming: bool = False) -> int:
@@ -292,7 +328,8 @@ def _train(config: Any, agent: Any, run_dir: Path, pipeline: Any, resuming: bool
             raise UsageError(str(exc)) from None
         if resuming:
             print(f"optix: resuming {run_dir} at window {loop.episode + 1}", flush=True)
-        report = loop.run()
+        with _sigterm_as_ctrl_c():
+            report = loop.run()
     except TrainingDivergedError as exc:
         print(f"optix: error: {exc}")
         return 1

@@ -47,6 +47,7 @@ from optix_core.cli.args import (
     add_verbose_arg,
     check_at_least,
     parse_hyperparams,
+    pipeline_options,
     resolve_spec,
 )
 from optix_core.cli.errors import UsageError
@@ -249,7 +250,9 @@ def _tune(args: argparse.Namespace, state: dict[str, Any]) -> int:
     try:
         orchestrator = TrialOrchestrator(
             agent_factory,
-            VectorPipelineFactory(args.env, n_envs, window_size),
+            VectorPipelineFactory(
+                args.env, n_envs, window_size, spec.pipeline, pipeline_options(spec, rollout)
+            ),
             space,
             n_trials=args.trials,
             trial_steps=args.trial_steps,

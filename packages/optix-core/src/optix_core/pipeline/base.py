@@ -55,6 +55,11 @@ class BasePipeline(ABC):
     def close(self) -> None:
         """Release environments and connections."""
 
+    def summary(self) -> dict[str, Any]:
+        """What this pipeline adds to the run's report, JSON-ready (an actor-learner's
+        actors and how many were replaced); nothing by default."""
+        return {}
+
     def state_dict(self) -> dict[str, Any]:
         """JSON-ready counters, for an exact resume."""
         return {}

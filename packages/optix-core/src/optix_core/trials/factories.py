@@ -44,6 +44,10 @@ class VectorPipelineFactory:
     env_id: str
     n_envs: int
     window_size: int
+    pipeline: str | None = None  # the algorithm's own (AgentSpec.pipeline), with its options
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __call__(self, seed: int | None = None) -> BasePipeline:
-        return window_pipeline(self.env_id, self.n_envs, self.window_size, seed)
+        return window_pipeline(
+            self.env_id, self.n_envs, self.window_size, seed, self.pipeline, self.options
+        )

@@ -232,11 +232,13 @@ def fail_trials_of(study: optuna.Study, owner: str, reason: str) -> list[int]:
 
 
 def _fail(study: optuna.Study, trial: FrozenTrial, reason: str) -> None:
+    # The pool and a worker may fail the same orphan at once; the second finds it
+    # finished, even between its two writes (UpdateFinishedTrialError is a RuntimeError).
     try:
         study._storage.set_trial_user_attr(trial._trial_id, STOPPED, reason)
-    except RuntimeError:  # finished meanwhile
+        study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+    except RuntimeError:
         return
-    study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
 
 
 def fail_orphaned_trials(study: optuna.Study) -> list[int]:

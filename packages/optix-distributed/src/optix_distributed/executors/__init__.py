@@ -1,0 +1,1 @@
+"""Where actors run: local processes (``local``) or Ray actors (``ray``)."""
