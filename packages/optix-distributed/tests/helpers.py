@@ -56,3 +56,19 @@ class BrokenCartPole(gym.Wrapper):
         if self.steps == 50:
             raise RuntimeError("the simulator lost its state")
         return self.env.step(action)
+
+
+class OnlyInTheLearner:
+    """An environment factory that works in the process that made it (the learner's
+    probe) and, in any other (an actor), raises or kills its process."""
+
+    def __init__(self, raise_in_actors: bool) -> None:
+        self.home = os.getpid()
+        self.raise_in_actors = raise_in_actors
+
+    def __call__(self) -> gym.Env:
+        if os.getpid() != self.home:
+            if self.raise_in_actors:
+                raise OSError("this environment cannot be built in an actor")
+            os._exit(3)
+        return gym.make("CartPole-v1")

@@ -10,11 +10,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from helpers import BrokenCartPole, wait_gone
+from helpers import BrokenCartPole, OnlyInTheLearner, wait_gone
 from torch import nn
 
 from optix_core.evaluation import evaluate_policy
 from optix_core.loop import RLOptimizer
+from optix_core.optimizers import SPSAOptimizer
 from optix_core.pipeline import VectorBatchPipeline
 from optix_core.registry import env_spaces, make_env
 from optix_core.selection import EvaluationSelection
@@ -156,6 +157,7 @@ def test_actors_learn_cartpole_under_the_loop_and_leave_nothing_behind(tmp_path)
         dormant_threshold=10,
         plateau_threshold=5,
         score_smoothing=2,
+        optimizer=SPSAOptimizer.from_search_space({}, seed=0),  # as optix train, without --tune
     )
     learned = []
     original = agent.learn
@@ -221,6 +223,25 @@ def test_an_actor_whose_environment_raises_stops_the_learner_with_its_error():
     finally:
         pipeline.close()
     assert pipeline.executor.replaced == 0
+
+
+@pytest.mark.parametrize(
+    ("factory", "message"),
+    [
+        (OnlyInTheLearner(raise_in_actors=True), "cannot be built in an actor"),
+        (OnlyInTheLearner(raise_in_actors=False), "died 3 times in a row"),
+    ],
+)
+def test_actors_that_cannot_start_stop_the_learner_instead_of_restarting_forever(factory, message):
+    """An environment that raises while an actor builds it, or an actor process that
+    dies before its first trajectory (three times in a row)."""
+    pipeline = ActorLearnerPipeline(env_factory=factory, n_envs=1, window_size=8, n_actors=1)
+    pipeline.bind(impala())
+    try:
+        with pytest.raises(ActorFailed, match=message):
+            pipeline.collect()
+    finally:
+        pipeline.close()
 
 
 def test_bad_pipeline_arguments_are_refused_before_any_actor_starts():

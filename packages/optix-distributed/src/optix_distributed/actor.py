@@ -33,8 +33,10 @@ ACTOR_SEED_STRIDE, INCARNATION_SEED_STRIDE = 10_007, 7_919
 @dataclass
 class ActorSpec:
     """Everything an actor builds itself from; picklable, so it travels to spawned
-    processes and Ray actors (``env_factory`` and the policy's class must then be
-    importable there: module-level, not defined in ``__main__`` of a notebook)."""
+    processes and Ray actors. ``env_factory`` and the policy's class must then be
+    importable there: module-level functions and classes of an installed module
+    (Ray sends those of ``__main__`` by value, but not those of a module its
+    workers cannot import)."""
 
     policy: nn.Module  # observations → the distribution's parameters, or (parameters, values)
     distribution: Distribution

@@ -83,8 +83,8 @@ class ActorLearnerPipeline(EnvPipeline):
         if address is not None and executor != "ray":
             raise ValueError("address= names a Ray cluster: give it with executor='ray'")
         if env_id is not None:
-            make_env(env_id).close()  # an unknown id fails here, before any actor starts
             env_factory = partial(make_env, env_id)
+        env_factory().close()  # an environment that cannot be built fails here, before any actor
         self.env_factory = env_factory
         self.n_envs, self.window_size, self.n_actors = n_envs, window_size, n_actors
         self.rounds = rounds
@@ -121,9 +121,8 @@ class ActorLearnerPipeline(EnvPipeline):
                 self.window_size,
                 self.seed,
             )
-            self.executor.start(spec, weights)
+            version = self.executor.start(spec, weights)
             self._started = True
-            version = 1
         else:
             version = self.executor.publish(weights)
         batches, lags = [], []
@@ -180,6 +179,7 @@ class ActorLearnerPipeline(EnvPipeline):
     def close(self) -> None:
         self.executor.close()
         self._started = False
+        self._incarnations = [0] * self.n_actors  # a restarted executor counts afresh
 
     def summary(self) -> dict[str, Any]:
         where = self.executor.name

@@ -40,9 +40,10 @@ def flatten(module: nn.Module) -> np.ndarray:
 def load_flat(module: nn.Module, vector: np.ndarray) -> None:
     """Copy a vector made by ``flatten`` on a module built alike into ``module``."""
     offset = 0
+    vector = np.asarray(vector, dtype=np.float32)
     for tensor in float_state(module).values():
         size = tensor.numel()
-        chunk = torch.from_numpy(vector[offset : offset + size]).view_as(tensor)
+        chunk = torch.tensor(vector[offset : offset + size]).view_as(tensor)
         tensor.copy_(chunk.to(tensor.dtype))
         offset += size
     if offset != len(vector):

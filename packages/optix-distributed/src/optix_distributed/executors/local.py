@@ -28,10 +28,12 @@ import numpy as np
 from optix_distributed.actor import Actor, ActorFailed, ActorSpec, Trajectory
 from optix_distributed.weights import SharedWeights
 
-START_METHODS = ("fork", "forkserver", "spawn")
 CREDITS = 2  # trajectories an actor may have ahead: one being received, one being collected
 POLL_S = 0.2  # how often a waiting process looks whether the other side is still there
 STOP_GRACE_S = 3.0  # how long a stopping actor may take before it is killed
+# An actor that dies this many times in a row before delivering a trajectory dies of
+# its own making (it cannot start, or crashes its process): replacing it cannot help.
+MAX_DEATHS_IN_A_ROW = 3
 
 
 def default_start_method() -> str:
@@ -48,6 +50,7 @@ class _Slot:
     conn: Connection
     credits: Any
     incarnation: int
+    deaths: int = 0  # deaths in a row without a trajectory delivered
 
 
 class LocalExecutor:
@@ -74,13 +77,14 @@ class LocalExecutor:
         self._slots: list[_Slot] = []
         self._spec: ActorSpec | None = None
 
-    def start(self, spec: ActorSpec, weights: np.ndarray) -> None:
-        """Publish ``weights`` as version 1 and start every actor."""
+    def start(self, spec: ActorSpec, weights: np.ndarray) -> int:
+        """Start every actor; ``weights`` are the first version, returned."""
         self._spec = spec
         self.weights = SharedWeights(len(weights), self.context)
-        self.weights.publish(weights)
+        version = self.weights.publish(weights)
         self._stop = self.context.Event()
         self._slots = [self._launch(i, 0) for i in range(self.n_actors)]
+        return version
 
     def publish(self, weights: np.ndarray) -> int:
         """Make ``weights`` the version actors pick up at their next trajectory."""
@@ -99,6 +103,7 @@ class LocalExecutor:
                 if isinstance(trajectory, ActorFailed):
                     raise trajectory
                 slot.credits.release()
+                slot.deaths = 0
                 return trajectory
             if not slot.process.is_alive():
                 self._replace(actor_id)
@@ -143,8 +148,14 @@ class LocalExecutor:
             old.process.kill()
             old.process.join()
         old.conn.close()
+        if old.deaths + 1 >= MAX_DEATHS_IN_A_ROW:
+            raise ActorFailed(
+                f"actor {actor_id} died {old.deaths + 1} times in a row before delivering "
+                f"a trajectory (last exit code {old.process.exitcode})"
+            )
         self.replaced += 1
         self._slots[actor_id] = self._launch(actor_id, old.incarnation + 1)
+        self._slots[actor_id].deaths = old.deaths + 1
 
 
 def run_actor(
@@ -161,8 +172,9 @@ def run_actor(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the learner's handler, if forked
     parent = os.getppid()  # the learner, or the forkserver that exits with it
-    actor = Actor(spec, actor_id, incarnation)
+    actor = None
     try:
+        actor = Actor(spec, actor_id, incarnation)  # environments that fail to build say so
         while _take_credit(credits, stop, parent):
             update = weights.read(actor.version)
             if update is not None:
@@ -174,7 +186,8 @@ def run_actor(
         message = f"actor {actor_id} failed: {type(exc).__name__}: {exc}"
         conn.send(ActorFailed(message, traceback.format_exc()))
     finally:
-        actor.close()
+        if actor is not None:
+            actor.close()
         conn.close()
 
 
