@@ -104,3 +104,36 @@ def test_bad_actor_flags_get_one_clear_line_before_any_work(tmp_path, args, need
     assert result.returncode == 2
     assert needle in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_a_learner_killed_mid_run_leaves_no_actor_and_resumes_from_its_last_checkpoint(
+    tmp_path,
+) -> None:
+    """SIGKILL gives the learner no chance to stop anything: its actors notice and exit,
+    and ``--resume`` continues from the latest snapshot to a converged run."""
+    process = subprocess.Popen(
+        [*OPTIX, "train", "CartPole-v1", "--algo", "impala", "--seed", "3", "--run-dir", "out"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        windows = 0
+        for line in process.stdout:
+            windows += line.startswith("[loop]")
+            if windows == 5:
+                break
+        actors = children(process.pid)
+        assert len(actors) == 2
+        process.kill()
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert wait_gone(actors, timeout=10.0) == []
+    (run_dir,) = (tmp_path / "out").iterdir()
+    assert not (run_dir / "report.json").exists()
+    resumed = optix("train", "--resume", str(run_dir), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    window = int(re.search(r"at window (\d+)", resumed.stdout).group(1))
+    assert window >= 5
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["stop_reason"].startswith("converged") and report["final_eval"]["mean"] >= 475
