@@ -1,4 +1,5 @@
-"""How long `optix list` takes with every workspace package installed (target: < 0.5 s).
+"""How long `optix list` and `optix plot --help` take with every workspace package
+installed (targets: < 0.5 s for `optix list`, < 0.3 s for both since optix-callbacks).
 
     uv run python benchmarks/cli_startup.py [--repeats 20]
 
@@ -23,11 +24,17 @@ def main() -> None:
     optix = shutil.which("optix")
     if optix is None:
         sys.exit("the optix command is not on PATH: run this with `uv run`")
-    times = []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        subprocess.run([optix, "list"], check=True, capture_output=True)
-        times.append(time.perf_counter() - start)
+    for words in (["plot", "--help"], ["list"]):
+        times = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            subprocess.run([optix, *words], check=True, capture_output=True)
+            times.append(time.perf_counter() - start)
+        times.sort()
+        print(
+            f"optix {' '.join(words)}: median {statistics.median(times) * 1000:.0f} ms, "
+            f"min {times[0] * 1000:.0f} ms, max {times[-1] * 1000:.0f} ms over {args.repeats} runs"
+        )
     probe = subprocess.run(
         [
             sys.executable,
@@ -38,11 +45,6 @@ def main() -> None:
         capture_output=True,
         text=True,
         check=True,
-    )
-    times.sort()
-    print(
-        f"optix list: median {statistics.median(times) * 1000:.0f} ms, "
-        f"min {times[0] * 1000:.0f} ms, max {times[-1] * 1000:.0f} ms over {args.repeats} runs"
     )
     print(
         f"modules imported among torch/tensorflow/jax/numpy: {probe.stderr.strip().splitlines()[-1]}"

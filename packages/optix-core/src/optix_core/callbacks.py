@@ -8,11 +8,10 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from optix_core.types import EvalMetrics, HyperparamSet, PolicySnapshot
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # numpy stays out of what `optix runs` and `optix plot` import
     from optix_core.loop import RLOptimizer
     from optix_core.report import LoopReport
+    from optix_core.types import EvalMetrics, HyperparamSet, PolicySnapshot
 
 log = logging.getLogger("optix")
 

@@ -43,7 +43,7 @@ from optix_core.evaluator import BaseEvaluator, EpisodeReturnEvaluator
 from optix_core.optimizer import BaseOptimizer
 from optix_core.optimizers import SPSAOptimizer
 from optix_core.pipeline.base import BasePipeline
-from optix_core.report import LoopReport
+from optix_core.report import LoopReport, progress_line
 from optix_core.scheduler import BackoffScheduler, ScheduleDecision
 from optix_core.selection import (
     Candidate,
@@ -195,6 +195,7 @@ class RLOptimizer:
         self.resume = resume
         self.checkpoint_extra = checkpoint_extra or {}
         self.episode = 0  # windows learned so far (tensor-optix's name)
+        self.rollbacks = 0  # times the best checkpoint was restored mid-run
         self.scheduler: BackoffScheduler | None = None
         self.registry: CheckpointRegistry | None = None
         self.best: Candidate | None = None
@@ -407,8 +408,9 @@ class RLOptimizer:
             for hook, args in events:
                 self.callbacks.fire(hook, *args)
             return
+        metrics.metrics["rollbacks"] = float(self.rollbacks)  # marked on plots
         if self.verbose:
-            print(self._line(metrics, decision), flush=True)
+            print(progress_line(metrics, decision.state), flush=True)
         self.callbacks.fire(Hook.ON_EPISODE_END, self.episode, metrics)
         for hook, args in events:
             self.callbacks.fire(hook, *args)
@@ -445,16 +447,6 @@ class RLOptimizer:
         self._roll_back(agent)
         if self.last_metrics is not None:
             self.callbacks.fire(Hook.ON_DEGRADATION, self.episode, self.last_metrics)
-
-    def _line(self, metrics: EvalMetrics, decision: ScheduleDecision) -> str:
-        selection = metrics.metrics.get("selection_score")
-        best = "" if self.best is None else f"{self.best.score:.1f} (window {self.best.window})"
-        return (
-            f"[loop] window={self.episode:>5}  env_steps={self.pipeline.env_steps:>10,}  "
-            f"train={metrics.primary_score:>8.1f}  smoothed={decision.smoothed:>8.1f}  "
-            f"selection={'-' if selection is None else f'{selection:.1f}':>7}  "
-            f"best={best}  state={decision.state.value}  interval={decision.interval}"
-        )
 
     # ---- checkpoints -------------------------------------------------------
 
@@ -500,6 +492,7 @@ class RLOptimizer:
         assert self.scheduler is not None
         return {
             "episode": self.episode,
+            "rollbacks": self.rollbacks,
             "wall_time": self._elapsed_before + time.monotonic() - self._started,
             "best": None if self.best is None else asdict(self.best),
             "scheduler": self.scheduler.state_dict(),
@@ -519,6 +512,7 @@ class RLOptimizer:
 
     def _roll_back(self, agent: BaseAgent) -> None:
         self._restore_best(agent)
+        self.rollbacks += 1
         self.evidence.restart()  # other weights, perhaps other hyperparameters
 
     # ---- setup, resume, teardown ----------------------------------------
@@ -583,6 +577,7 @@ class RLOptimizer:
             )
         state = manifest["loop_state"]
         self.episode = int(state["episode"])
+        self.rollbacks = int(state.get("rollbacks", 0))
         self._elapsed_before = float(state.get("wall_time", 0.0))
         self.best = None if state.get("best") is None else Candidate(**state["best"])
         self.scheduler.load_state_dict(state["scheduler"])

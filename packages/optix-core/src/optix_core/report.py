@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from optix_core.types import LoopState, PolicySnapshot, finite_or_none
+from optix_core.types import EvalMetrics, LoopState, PolicySnapshot, finite_or_none
 
 if TYPE_CHECKING:
     from optix_core.evaluation import PolicyEvaluation
 
 RULE = "━" * 56
+
+
+def progress_line(metrics: EvalMetrics, state: LoopState) -> str:
+    """The one line a verbose loop prints per evaluation, from the evaluation's
+    metrics as the loop completes them (env steps, smoothed, selection and best)."""
+    numbers = metrics.metrics
+    selection = numbers.get("selection_score")
+    best = numbers.get("best_score")
+    best_text = "" if best is None else f"{best:.1f} (window {int(numbers['best_window'])})"
+    env_steps = int(numbers.get("env_steps", 0))
+    smoothed = numbers.get("smoothed_score", math.nan)
+    return (
+        f"[loop] window={metrics.episode_id:>5}  env_steps={env_steps:>10,}  "
+        f"train={metrics.primary_score:>8.1f}  smoothed={smoothed:>8.1f}  "
+        f"selection={'-' if selection is None else f'{selection:.1f}':>7}  "
+        f"best={best_text}  state={state.value}  interval={int(numbers.get('interval', 0))}"
+    )
 
 
 @dataclass

@@ -3,7 +3,7 @@
 runs/<env>-<algo>-<time>/
     config.json      what was asked for: env, algorithm, backend, seed, hyperparameters, loop
     checkpoints/     the CheckpointRegistry (best-* and latest-* snapshots)
-    metrics.jsonl    one line per evaluation
+    metrics.jsonl    one line per evaluation (``read_metrics``)
     report.json      why it stopped, best score, env steps, wall time, final evaluation
 """
 
@@ -15,10 +15,12 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from optix_core.callbacks import LoopCallback
-from optix_core.types import EvalMetrics
+
+if TYPE_CHECKING:  # read by `optix runs` and `optix plot`, which import no numpy
+    from optix_core.types import EvalMetrics, HyperparamSet
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -48,6 +50,7 @@ class TrainConfig:
     online_tuning: dict[str, tuple] = field(default_factory=dict)
     selection_episodes: int = 5
     pipeline_options: dict[str, Any] = field(default_factory=dict)  # --actors, --ray
+    callbacks: dict[str, str | None] = field(default_factory=dict)  # --dashboard, --callback ...
 
     def save(self, run_dir: Path) -> None:
         """Written atomically: a kill mid-write leaves no half a config."""
@@ -106,9 +109,11 @@ class MetricsFile(LoopCallback):
         self._elapsed_before = 0.0
         self._start = time.monotonic()
         self._loop: Any = None
+        self._in_force: dict[str, float] = {}
 
     def on_loop_start(self, loop: Any) -> None:
         self._loop = loop
+        self._in_force = _numbers(loop.agent.get_hyperparams().params)
         self._start = time.monotonic()
         self._drop_replayed(loop.episode)
 
@@ -143,11 +148,16 @@ class MetricsFile(LoopCallback):
         if self._loop is not None and self._loop.scheduler is not None:
             line["state"] = self._loop.scheduler.state.value
         line["interval"] = _int_or_none(numbers.get("interval"))
-        line["metrics"] = numbers
         line = {k: _finite_or_none(v) for k, v in line.items()}
         line["metrics"] = {k: v for k, v in numbers.items() if _finite(v)}
+        line["hyperparams"] = dict(self._in_force)
         with open(self.path, "a") as handle:
             handle.write(json.dumps(line) + "\n")
+
+    def on_hyperparam_update(self, old: HyperparamSet, new: HyperparamSet) -> None:
+        # The loop tunes before it reports a window, so this comes after the
+        # window's on_episode_end: the line holds what the window trained with.
+        self._in_force = _numbers(new.params)
 
     def _elapsed(self) -> float:
         return self._elapsed_before + time.monotonic() - self._start
@@ -158,6 +168,31 @@ class MetricsFile(LoopCallback):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._elapsed_before = float(state.get("elapsed", 0.0))
         self._start = time.monotonic()
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The evaluations of a run, oldest first, as ``MetricsFile`` wrote them; a line
+    cut short by a kill is skipped."""
+    path = run_dir / METRICS
+    if not path.is_file():
+        return []
+    lines = []
+    for raw in path.read_text().splitlines():
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(line, dict) and "window" in line:
+            lines.append(line)
+    return lines
+
+
+def _numbers(params: dict[str, Any]) -> dict[str, float]:
+    return {
+        k: float(v)
+        for k, v in params.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and _finite(v)
+    }
 
 
 def _finite(value: Any) -> bool:

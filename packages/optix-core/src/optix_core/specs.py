@@ -110,11 +110,26 @@ class EvaluatorSpec:
 
 @dataclass(frozen=True)
 class CallbackSpec:
-    """A loop callback; ``factory`` builds a ``LoopCallback`` from keyword options."""
+    """A loop callback that ``optix train`` offers by name.
+
+    ``factory`` builds the ``LoopCallback``; ``optix train`` calls it as
+    ``factory(run_dir=RUN_DIR)``, adding ``{option: VALUE}`` when the user gives
+    a value. ``optix train --callback NAME[=VALUE]`` reaches every registered
+    callback; with ``flag`` it is also ``--NAME`` (``--dashboard``), and with
+    ``option`` that flag takes the value (``--wandb PROJECT``; optional where
+    ``option_required`` is false: ``--tensorboard [DIR]``). ``requires`` names
+    the modules the callback imports when it is built and ``extra`` what to
+    install for them, so a missing one is one line before the run starts.
+    """
 
     name: str
     factory: str
     summary: str = ""
+    flag: bool = False
+    option: str | None = None
+    option_required: bool = True
+    requires: tuple[str, ...] = ()
+    extra: str = ""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import logging
 import sys
 
 from optix_core import frameworks, plugins
-from optix_core.cli import evaluate, export, info, train, tune
+from optix_core.cli import evaluate, export, info, plot, train, tune
 from optix_core.cli.errors import EXIT_USAGE, UsageError
 
 __all__ = ["EXIT_USAGE", "UsageError", "main"]
@@ -45,4 +45,5 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_parser(sub)
     export.add_parser(sub)
     tune.add_parser(sub)
+    plot.add_parsers(sub)
     return parser

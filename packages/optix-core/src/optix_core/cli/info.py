@@ -58,8 +58,18 @@ def cmd_plugins(args: argparse.Namespace) -> int:
                 "pipeline": spec.pipeline,
             }
         )
+    watchers: dict[str, list[dict[str, Any]]] = {}
+    for spec in registry.callbacks():  # what optix train --NAME / --callback NAME offers
+        watchers.setdefault(registry.provider(spec), []).append(
+            {"name": spec.name, "summary": spec.summary, "flag": spec.flag, "extra": spec.extra}
+        )
     listed = [
-        {**p.to_dict(), "environments": families.get(p.distribution, [])} for p in reg.plugins
+        {
+            **p.to_dict(),
+            "environments": families.get(p.distribution, []),
+            "callbacks": watchers.get(p.distribution, []),
+        }
+        for p in reg.plugins
     ]
     print(json.dumps(listed, indent=2))
     return 0

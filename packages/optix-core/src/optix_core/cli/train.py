@@ -13,12 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from optix_core.cli import callbacks
 from optix_core.cli.args import (
     add_actor_args,
     add_algorithm_args,
@@ -99,6 +101,7 @@ def add_parser(sub: Any) -> None:
         help="tune hyperparameters online with SPSA over what the agent declares safe to move",
     )
     add_verbose_arg(p)
+    callbacks.add_callback_args(p)
     p.set_defaults(handler=cmd_train)
 
 
@@ -146,6 +149,7 @@ def _start(args: argparse.Namespace) -> int:
         loop=dict(LOOP_DEFAULTS),
         selection_episodes=args.selection_episodes or SELECTION_EPISODES,
         pipeline_options=pipeline_options(spec, rollout, args.actors, args.ray),
+        callbacks=callbacks.requested(args),
     )
     agent = _agent(config)  # bad hyperparameters or devices fail before anything is written
     pipeline = _pipeline(config, agent)  # so does an agent the pipeline cannot drive
@@ -154,6 +158,12 @@ def _start(args: argparse.Namespace) -> int:
         if not config.online_tuning:
             raise UsageError(f"{spec.name} ({spec.backend}) declares nothing to tune online")
     run_dir = new_run_dir(Path(args.run_dir), config.env_id, config.algo)
+    try:
+        watchers = callbacks.build(config.callbacks, run_dir)
+    except UsageError:
+        pipeline.close()
+        shutil.rmtree(run_dir, ignore_errors=True)  # nothing was written but the directory
+        raise
     config.save(run_dir)
     if args.env in spec.presets:
         print(f"optix: {spec.name} uses its tuned settings for {args.env}")
@@ -162,7 +172,7 @@ def _start(args: argparse.Namespace) -> int:
         f"seed {config.seed}, run directory {run_dir}",
         flush=True,
     )
-    return _train(config, agent, run_dir, pipeline)
+    return _train(config, agent, run_dir, pipeline, watchers)
 
 
 def _hp_file(args: argparse.Namespace) -> dict[str, Any]:
@@ -215,9 +225,11 @@ def _resume(args: argparse.Namespace) -> int:
         config.max_env_steps = args.max_steps
     if args.device is not None:
         config.device = args.device
+    config.callbacks = {**config.callbacks, **callbacks.requested(args)}  # watched as before
+    watchers = callbacks.build(config.callbacks, run_dir)
     config.save(run_dir)
     agent = _agent(config)
-    return _train(config, agent, run_dir, _pipeline(config, agent), resuming=True)
+    return _train(config, agent, run_dir, _pipeline(config, agent), watchers, resuming=True)
 
 
 def _was_given(value: Any) -> bool:
@@ -300,7 +312,14 @@ def _sigterm_as_ctrl_c() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _train(config: Any, agent: Any, run_dir: Path, pipeline: Any, resuming: bool = False) -> int:
+def _train(
+    config: Any,
+    agent: Any,
+    run_dir: Path,
+    pipeline: Any,
+    watchers: list[Any],
+    resuming: bool = False,
+) -> int:
     from optix_core.checkpoints import CheckpointError
     from optix_core.loop import RLOptimizer, TrainingDivergedError
     from optix_core.optimizers import SPSAOptimizer
@@ -316,7 +335,7 @@ def _train(config: Any, agent: Any, run_dir: Path, pipeline: Any, resuming: bool
         optimizer=SPSAOptimizer.from_search_space(config.online_tuning, seed=config.seed),
         max_episodes=config.max_windows,
         max_env_steps=config.max_env_steps,
-        callbacks=[MetricsFile(run_dir / METRICS)],
+        callbacks=[MetricsFile(run_dir / METRICS), *watchers],
         verbose=True,
         resume=True,  # a new run's directory is empty: "resume" starts it
         **config.loop,
