@@ -1,0 +1,115 @@
+"""RichDashboardCallback: the panel in a real pseudo-terminal, plain lines when piped,
+and a dashboard that breaks never takes the run down."""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import os
+import pty
+import subprocess
+import sys
+
+import pytest
+from rich.console import Console
+
+from optix_callbacks import RichDashboardCallback
+from optix_callbacks.dashboard import BLOCKS, sparkline
+
+TRAIN = [sys.executable, "-m", "optix_core.cli", "train", "CartPole-v1", "--algo", "cem"]
+
+
+def test_the_sparkline_scales_scores_from_lowest_to_highest():
+    assert sparkline([1.0, 2.0, 3.0]) == "▁▅█"
+    assert sparkline([-200.0, -100.0]) == "▁█"
+    assert sparkline([5.0, 5.0]) == "▄▄"
+    assert sparkline([1.0, math.nan, 3.0]) == "▁ █"
+
+
+def test_the_panel_shows_state_scores_progress_and_hyperparameters(short_run):
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=110, color_system=None)
+    loop, _ = short_run([RichDashboardCallback(refresh_rate=20, console=console)])
+    panel = out.getvalue().split("╭")[-1]  # the last drawing: the run as it ended
+    assert loop.scheduler.state.value in panel
+    assert "toward DORMANT" in panel
+    assert f"{loop.pipeline.env_steps:,}" in panel
+    assert "steps/s" in panel
+    line = next(row for row in panel.splitlines() if "scores" in row)
+    assert sum(ch in BLOCKS for ch in line) == loop.scheduler.n_evaluations  # one per evaluation
+    assert "noise_std" in panel  # the hyperparameters in force, tuned online here
+    assert "moved by online tuning" in panel
+
+
+def test_not_a_terminal_and_a_quiet_loop_get_the_plain_lines(short_run, capsys):
+    console = Console(file=io.StringIO(), force_terminal=False)
+    loop, _ = short_run([RichDashboardCallback(console=console)])
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("[loop]")]
+    assert len(lines) == loop.scheduler.n_evaluations
+    assert console.file.getvalue() == ""  # no panel drawn into a file
+
+
+def test_a_dashboard_whose_terminal_breaks_is_disabled_and_the_run_goes_on(short_run, caplog):
+    class Hangup(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError(5, "Input/output error")  # the terminal went away
+
+    console = Console(file=Hangup(), force_terminal=True, width=100)
+    with caplog.at_level(logging.ERROR, logger="optix"):
+        _, report = short_run([RichDashboardCallback(console=console)], windows=6)
+    assert report.episodes == 6 and report.best_score is not None
+    reported = [r for r in caplog.records if "RichDashboardCallback failed" in r.getMessage()]
+    assert len(reported) == 1
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="refresh_rate"):
+        RichDashboardCallback(refresh_rate=0)
+    with pytest.raises(ValueError, match="history"):
+        RichDashboardCallback(history=1)
+
+
+def test_optix_train_dashboard_in_a_real_terminal(tmp_path):
+    output = _run_in_pty(
+        [*TRAIN, "--max-windows", "10", "--seed", "0", "--run-dir", str(tmp_path), "--dashboard"]
+    )
+    assert "optix · CartPole-v1 · cem (numpy)" in output  # the panel's title, from the run
+    assert "toward DORMANT" in output
+    assert any(ch in output for ch in BLOCKS[1:-1])  # a sparkline drawn
+    assert "[loop] window=" in output  # the loop's lines scroll above the panel
+    assert "Final eval" in output  # and the report follows it
+
+
+def test_optix_train_dashboard_piped_prints_plain_lines(tmp_path):
+    done = subprocess.run(
+        [*TRAIN, "--max-windows", "6", "--seed", "0", "--run-dir", str(tmp_path), "--dashboard"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "[loop] window=" in done.stdout
+    assert "╭" not in done.stdout and "\x1b[" not in done.stdout
+    assert "toward DORMANT" not in done.stdout
+
+
+def _run_in_pty(argv: list[str]) -> str:
+    """Everything ``argv`` wrote to a real pseudo-terminal, as text."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: its stdout is the terminal
+        os.environ.update(COLUMNS="120", LINES="40", TERM="xterm-256color")
+        os.execv(argv[0], argv)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0, b"".join(chunks).decode(errors="replace")
+    return b"".join(chunks).decode(errors="replace")
