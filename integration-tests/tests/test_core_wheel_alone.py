@@ -67,3 +67,11 @@ def test_optix_train_cartpole_reaches_475_and_stops_by_itself(venv, tmp_path):
     assert report["stop_reason"].startswith("converged")
     assert report["final_eval"]["mean"] >= 475
     assert json.loads((run_dir / "config.json").read_text())["algo"] == "cem"
+
+    # Looking at the run needs no framework; drawing it names the extra to install.
+    listed = run(venv, venv / "bin" / "optix", "runs", cwd=tmp_path)
+    assert listed.returncode == 0 and run_dir.name in listed.stdout
+    plotted = run(venv, venv / "bin" / "optix", "plot", run_dir)
+    assert plotted.returncode == 2
+    assert "pip install 'optix-callbacks[plot]'" in plotted.stderr
+    assert len(plotted.stderr.strip().splitlines()) == 1
