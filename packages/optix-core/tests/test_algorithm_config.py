@@ -54,3 +54,14 @@ def test_importing_the_configs_imports_no_framework():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("module_name", MODULES)
+def test_every_preset_is_a_valid_setting_of_its_algorithm(module_name):
+    from optix_core.hyperparams import check_hyperparams
+
+    module = importlib.import_module(f"optix_core.algorithms.config.{module_name}")
+    for env_id, preset in getattr(module, "PRESETS", {}).items():
+        params = {**module.DEFAULTS, **preset.get("hyperparams", {})}
+        check_hyperparams(params, module.BOUNDS, f"{module_name} on {env_id}")  # raises if bad
+        assert set(preset.get("rollout", {})) <= {"n_envs", "window_size"}, env_id

@@ -118,6 +118,15 @@ def test_eval_with_a_negative_seed_or_no_episodes_is_a_usage_error(finished_run)
     assert_usage_error(optix("eval", str(finished_run), "--episodes", "0"), "--episodes must be")
 
 
+def test_eval_json_is_the_evaluation_for_scripts(finished_run):
+    result = optix("eval", str(finished_run), "--episodes", "3", "--seed", "7", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["episodes"] == len(data["returns"]) == 3 and data["seed"] == 7
+    assert data["mean"] == pytest.approx(sum(data["returns"]) / 3)
+    assert data["snapshot"].startswith("best-")
+
+
 def test_a_finished_run_resumes_only_with_a_larger_budget(finished_run, tmp_path):
     assert_usage_error(
         optix("train", "--resume", str(finished_run), cwd=tmp_path),

@@ -7,6 +7,7 @@ neither locks nor deletes anything of it.
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from optix_core.cli.args import build_agent, check_at_least
@@ -21,6 +22,9 @@ def add_parser(sub: Any) -> None:
         "--seed", type=int, help="seed of the first episode (default: the report's seeds)"
     )
     p.add_argument("--device", help="where to run the policy (default: the run's device)")
+    p.add_argument(
+        "--json", action="store_true", help="print the result as one JSON object (for scripts)"
+    )
     p.set_defaults(handler=cmd_eval)
 
 
@@ -46,6 +50,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UsageError(f"{run_dir} has no usable checkpoint to evaluate yet")
     seed = REPORT_SEED if args.seed is None else args.seed
     result = evaluate_policy(agent, config.env_id, episodes=args.episodes, seed=seed)
+    if args.json:
+        snapshot = {"snapshot": manifest["snapshot_id"], "window": manifest["episode_id"]}
+        print(json.dumps({**snapshot, "seed": seed, **result.to_dict()}))
+        return 0
     print(
         f"{config.env_id} {config.algo} ({config.backend}) {manifest['snapshot_id']} "
         f"(window {manifest['episode_id']}): {result}"

@@ -88,6 +88,27 @@ SEARCH_SPACE = {
     "gradient_steps": ("int", 16, 256),
 }
 ROLLOUT = {"n_envs": 1, "window_size": 256}
+# rl-baselines3-zoo's tuned settings for the classic-control and Box2D tasks it
+# trains DQN on with 1e5 env steps (its net_arch [256, 256] is the default
+# network): one gradient step per env step every 4 steps (gradient_steps -1),
+# the target copied every 250 env steps (= 250 gradient steps here), ε linear
+# from 1.0 to 0.1 over 12% of the budget.
+_ZOO_CONTROL = {
+    "learning_rate": 6.3e-4,
+    "batch_size": 128,
+    "replay_capacity": 50_000,
+    "learning_starts": 0,
+    "gamma": 0.99,
+    "target_update_freq": 250,
+    "train_freq": 4,
+    "gradient_steps": 4,
+    "exploration_steps": 12_000,
+    "epsilon_min": 0.1,
+}
+PRESETS = {
+    "Acrobot-v1": {"hyperparams": dict(_ZOO_CONTROL)},
+    "LunarLander-v3": {"hyperparams": dict(_ZOO_CONTROL)},
+}
 SPEC = {
     "name": "dqn",
     "action_spaces": ("discrete",),

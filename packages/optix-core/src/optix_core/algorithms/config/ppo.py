@@ -83,6 +83,18 @@ PRESETS = {
         },
         "rollout": {"n_envs": 4, "window_size": 1024},
     },
+    # rl-baselines3-zoo's LunarLander settings (also its LunarLanderContinuous):
+    # 16 environments x 1024 steps, 4 epochs of minibatches of 64, γ 0.999.
+    "LunarLander-v3": {
+        "hyperparams": {
+            "gamma": 0.999,
+            "gae_lambda": 0.98,
+            "n_epochs": 4,
+            "minibatch_size": 64,
+            "entropy_coef": 0.01,
+        },
+        "rollout": {"n_envs": 16, "window_size": 1024},
+    },
     # gymnax's CartPole through optix-jax's compiled pipeline: a window costs
     # milliseconds, so it is wide (32 envs × 128 steps, PureJaxRL's rollout length)
     # and the update takes few, large minibatches at a higher rate. Seeds 0–2 reach

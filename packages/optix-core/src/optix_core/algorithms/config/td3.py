@@ -44,6 +44,22 @@ SEARCH_SPACE = {
     "expl_noise": ("float", 0.05, 0.3),
 }
 ROLLOUT = {"n_envs": 1, "window_size": 256}
+# rl-baselines3-zoo's settings for Pendulum (its Pendulum-v0 entry): train once
+# per episode (200 steps) with as many gradient steps, Gaussian exploration
+# noise 0.1; its [400, 300] networks are [256, 256] here.
+PRESETS = {
+    "Pendulum-v1": {
+        "hyperparams": {
+            "learning_rate": 1e-3,
+            "gamma": 0.98,
+            "replay_capacity": 200_000,
+            "learning_starts": 10_000,
+            "expl_noise": 0.1,
+            "train_freq": 200,
+            "gradient_steps": 200,
+        }
+    },
+}
 SPEC = {
     "name": "td3",
     "action_spaces": ("continuous",),
