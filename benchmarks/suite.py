@@ -220,30 +220,11 @@ def optix_run(row: Row, seed: int, side: str, args: argparse.Namespace) -> Resul
     with tempfile.TemporaryDirectory() as root:
         words = [row.env_id, "--algo", row.algo, "--seed", str(seed), "--run-dir", root]
         started = time.perf_counter()
-        done = subprocess.run(
-            [optix, "train", *words, "--max-steps", str(cap)],
-            capture_output=True,
-            text=True,
-            timeout=args.timeout,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"optix train {' '.join(words)} failed:\n{done.stderr[-2000:]}")
+        _optix(optix, "train", *words, "--max-steps", str(cap), timeout=args.timeout)
         (run_dir,) = Path(root).iterdir()
         report = json.loads((run_dir / "report.json").read_text())
-        evaluated = subprocess.run(
-            [
-                optix,
-                "eval",
-                str(run_dir),
-                "--json",
-                *("--episodes", str(args.eval_episodes)),
-                *("--seed", str(EVAL_SEED)),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    final = json.loads(evaluated.stdout)
+        episodes = ("--episodes", str(args.eval_episodes), "--seed", str(EVAL_SEED))
+        final = json.loads(_optix(optix, "eval", str(run_dir), "--json", *episodes))
     reason = report["stop_reason"]
     if side == "auto" and reason.startswith("max_env_steps"):
         reason = f"safety cap ({args.auto_cap:g}x the zoo's budget) reached: still improving"
@@ -260,6 +241,14 @@ def optix_run(row: Row, seed: int, side: str, args: argparse.Namespace) -> Resul
         final["episodes"],
         reason,
     )
+
+
+def _optix(*command: str, timeout: float | None = None) -> str:
+    """Run an optix command; its standard output, or its error in full."""
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[1:])} failed:\n{done.stderr[-3000:]}")
+    return done.stdout
 
 
 def sb3_run(row: Row, seed: int, args: argparse.Namespace) -> Result:

@@ -10,27 +10,18 @@ loads on first access, and its library when it is built.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from optix_core.lazy import lazy_exports
 
 _EXPORTS = {
-    "WandbCallback": "wandb",
-    "TensorBoardCallback": "tensorboard",
-    "RichDashboardCallback": "dashboard",
+    "WandbCallback": ".wandb",
+    "TensorBoardCallback": ".tensorboard",
+    "RichDashboardCallback": ".dashboard",
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'optix_callbacks' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"optix_callbacks.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:

@@ -6,89 +6,90 @@ load the first time the registry is used (``agents()``, ``make_agent()``).
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from optix_core.lazy import lazy_exports
 
 # Public names and the modules that define them. Attributes load on first
 # access, so ``import optix_core`` (and ``optix list``) stays cheap: numpy and
 # gymnasium are imported only by what needs them.
 _EXPORTS = {
-    "BaseAgent": "agent",
-    "LoopCallback": "callbacks",
-    "CheckpointError": "checkpoints",
-    "CheckpointLockedError": "checkpoints",
-    "CheckpointRegistry": "checkpoints",
-    "CorruptCheckpointError": "checkpoints",
-    "BaseEvaluator": "evaluator",
-    "EpisodeReturnEvaluator": "evaluator",
-    "hookimpl": "hookspecs",
-    "Bound": "hyperparams",
-    "HyperparamError": "hyperparams",
-    "check_hyperparams": "hyperparams",
-    "RLOptimizer": "loop",
-    "TrainingDivergedError": "loop",
-    "BaseOptimizer": "optimizer",
-    "BasePipeline": "pipeline",
-    "BatchPipeline": "pipeline",
-    "LivePipeline": "pipeline",
-    "VectorBatchPipeline": "pipeline",
-    "RegistryError": "registry",
-    "agents": "registry",
-    "backends": "registry",
-    "environments": "registry",
-    "make_agent": "registry",
-    "LoopReport": "report",
-    "BackoffScheduler": "scheduler",
-    "CheckpointSelection": "selection",
-    "EvaluationSelection": "selection",
-    "ScoreFunctionSelection": "selection",
-    "TrainingScoreSelection": "selection",
-    "evaluate_policy": "evaluation",
-    "Hook": "callbacks",
-    "AgentSpec": "specs",
-    "BackendSpec": "specs",
-    "CallbackSpec": "specs",
-    "EnvironmentSpec": "specs",
-    "EvaluatorSpec": "specs",
-    "EpisodeData": "types",
-    "EvalMetrics": "types",
-    "HyperparamSet": "types",
-    "LoopState": "types",
-    "PolicySnapshot": "types",
-    "PolicyManager": "evolution",
-    "PolicyManagerCallback": "evolution",
-    "MetaController": "evolution",
-    "MetaAction": "evolution",
-    "EnsembleAgent": "evolution",
-    "SPSAOptimizer": "optimizers",
-    "BackoffOptimizer": "optimizers",
-    "MomentumOptimizer": "optimizers",
-    "PBTOptimizer": "optimizers",
-    "compute_gae": "returns",
-    "compute_vtrace_targets": "returns",
-    "discounted_returns": "returns",
-    "nstep_returns": "returns",
-    "make_minibatches": "minibatch",
-    "HERReplayBuffer": "buffers",
-    "NStepWriter": "buffers",
-    "PrioritizedReplayBuffer": "buffers",
-    "ReplayBuffer": "buffers",
-    "SumTree": "buffers",
-    "transition_fields": "buffers",
-    "window_transitions": "buffers",
-    "ObsNormalizer": "normalizers",
-    "RewardNormalizer": "normalizers",
-    "RunningMeanStd": "normalizers",
-    "DiagnosticController": "analysis",
-    "RegimeDetector": "analysis",
-    "TrialOrchestrator": "trials",
-    "Sweep": "trials",
-    "TrialContext": "trials",
-    "SweepError": "trials",
-    "StorageError": "trials",
-    "SearchSpaceError": "search_space",
-    "parse_search_space": "search_space",
+    "BaseAgent": ".agent",
+    "LoopCallback": ".callbacks",
+    "CheckpointError": ".checkpoints",
+    "CheckpointLockedError": ".checkpoints",
+    "CheckpointRegistry": ".checkpoints",
+    "CorruptCheckpointError": ".checkpoints",
+    "BaseEvaluator": ".evaluator",
+    "EpisodeReturnEvaluator": ".evaluator",
+    "hookimpl": ".hookspecs",
+    "Bound": ".hyperparams",
+    "HyperparamError": ".hyperparams",
+    "check_hyperparams": ".hyperparams",
+    "RLOptimizer": ".loop",
+    "TrainingDivergedError": ".loop",
+    "BaseOptimizer": ".optimizer",
+    "BasePipeline": ".pipeline",
+    "BatchPipeline": ".pipeline",
+    "LivePipeline": ".pipeline",
+    "VectorBatchPipeline": ".pipeline",
+    "RegistryError": ".registry",
+    "agents": ".registry",
+    "backends": ".registry",
+    "environments": ".registry",
+    "make_agent": ".registry",
+    "LoopReport": ".report",
+    "BackoffScheduler": ".scheduler",
+    "CheckpointSelection": ".selection",
+    "EvaluationSelection": ".selection",
+    "ScoreFunctionSelection": ".selection",
+    "TrainingScoreSelection": ".selection",
+    "evaluate_policy": ".evaluation",
+    "Hook": ".callbacks",
+    "AgentSpec": ".specs",
+    "BackendSpec": ".specs",
+    "CallbackSpec": ".specs",
+    "EnvironmentSpec": ".specs",
+    "EvaluatorSpec": ".specs",
+    "EpisodeData": ".types",
+    "EvalMetrics": ".types",
+    "HyperparamSet": ".types",
+    "LoopState": ".types",
+    "PolicySnapshot": ".types",
+    "PolicyManager": ".evolution",
+    "PolicyManagerCallback": ".evolution",
+    "MetaController": ".evolution",
+    "MetaAction": ".evolution",
+    "EnsembleAgent": ".evolution",
+    "SPSAOptimizer": ".optimizers",
+    "BackoffOptimizer": ".optimizers",
+    "MomentumOptimizer": ".optimizers",
+    "PBTOptimizer": ".optimizers",
+    "compute_gae": ".returns",
+    "compute_vtrace_targets": ".returns",
+    "discounted_returns": ".returns",
+    "nstep_returns": ".returns",
+    "make_minibatches": ".minibatch",
+    "HERReplayBuffer": ".buffers",
+    "NStepWriter": ".buffers",
+    "PrioritizedReplayBuffer": ".buffers",
+    "ReplayBuffer": ".buffers",
+    "SumTree": ".buffers",
+    "transition_fields": ".buffers",
+    "window_transitions": ".buffers",
+    "ObsNormalizer": ".normalizers",
+    "RewardNormalizer": ".normalizers",
+    "RunningMeanStd": ".normalizers",
+    "DiagnosticController": ".analysis",
+    "RegimeDetector": ".analysis",
+    "TrialOrchestrator": ".trials",
+    "Sweep": ".trials",
+    "TrialContext": ".trials",
+    "SweepError": ".trials",
+    "StorageError": ".trials",
+    "SearchSpaceError": ".search_space",
+    "parse_search_space": ".search_space",
 }
 
 try:
@@ -97,17 +98,7 @@ except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0"
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'optix_core' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"optix_core.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:

@@ -8,33 +8,21 @@ Importing this package imports neither torch nor ray: the plugin registers
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from optix_core.lazy import lazy_exports
 
 _EXPORTS = {
-    "AsyncActorLearner": "learner",
-    "ActorLearnerPipeline": "pipeline",
-    "ImpalaAgent": "impala",
-    "ActorFailed": "actor",
-    "LocalExecutor": "executors.local",
+    "AsyncActorLearner": ".learner",
+    "ActorLearnerPipeline": ".pipeline",
+    "ImpalaAgent": ".impala",
+    "ActorFailed": ".actor",
+    "LocalExecutor": ".executors.local",
+    "compute_vtrace_targets": "optix_core.returns",  # tensor-optix exported it from here
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name == "compute_vtrace_targets":  # tensor-optix exported it from here
-        from optix_core.returns import compute_vtrace_targets
-
-        return compute_vtrace_targets
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'optix_distributed' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"optix_distributed.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS, "compute_vtrace_targets"])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:

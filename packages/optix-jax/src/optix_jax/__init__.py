@@ -8,36 +8,27 @@ To export a new class, add its name and module to ``_EXPORTS``, the
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from optix_core.lazy import lazy_exports
 
 _EXPORTS = {
-    "FlaxAgent": "algorithms.a2c",
-    "FlaxDQNAgent": "algorithms.dqn",
-    "FlaxPPOAgent": "algorithms.ppo",
-    "FlaxGaussianPPOAgent": "algorithms.ppo",
-    "FlaxSACAgent": "algorithms.sac",
-    "FlaxTD3Agent": "algorithms.td3",
-    "CompiledPipeline": "pipelines.compiled",
-    "JaxAgentBase": "base",
-    "set_learning_rate": "base",
-    "FlaxEvaluator": "evaluator",
-    "UnsafeCheckpointError": "serialization",
-    "resolve_device": "device",
+    "FlaxAgent": ".algorithms.a2c",
+    "FlaxDQNAgent": ".algorithms.dqn",
+    "FlaxPPOAgent": ".algorithms.ppo",
+    "FlaxGaussianPPOAgent": ".algorithms.ppo",
+    "FlaxSACAgent": ".algorithms.sac",
+    "FlaxTD3Agent": ".algorithms.td3",
+    "CompiledPipeline": ".pipelines.compiled",
+    "JaxAgentBase": ".base",
+    "set_learning_rate": ".base",
+    "FlaxEvaluator": ".evaluator",
+    "UnsafeCheckpointError": ".serialization",
+    "resolve_device": ".device",
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'optix_jax' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"optix_jax.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:

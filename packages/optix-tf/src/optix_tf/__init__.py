@@ -8,43 +8,33 @@ To export a new class, add its name and module to ``_EXPORTS``, the
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from optix_core import frameworks
+from optix_core.lazy import lazy_exports
 
 # Before anything imports tensorflow: TensorFlow and torch's triton in one process (DESIGN.md).
 frameworks.install()
 
 _EXPORTS = {
-    "TFAgent": "algorithms.a2c",
-    "TFDQNAgent": "algorithms.dqn",
-    "TFPPOAgent": "algorithms.ppo",
-    "TFGaussianPPOAgent": "algorithms.ppo",
-    "TFRainbowDQNAgent": "algorithms.rainbow",
-    "TFRecurrentPPOAgent": "algorithms.recurrent_ppo",
-    "TFSACAgent": "algorithms.sac",
-    "TFTD3Agent": "algorithms.td3",
-    "TFTDDAgent": "algorithms.td3",
-    "TFAgentBase": "base",
-    "set_learning_rate": "base",
-    "TFEvaluator": "evaluator",
-    "UnsafeCheckpointError": "serialization",
-    "resolve_device": "device",
+    "TFAgent": ".algorithms.a2c",
+    "TFDQNAgent": ".algorithms.dqn",
+    "TFPPOAgent": ".algorithms.ppo",
+    "TFGaussianPPOAgent": ".algorithms.ppo",
+    "TFRainbowDQNAgent": ".algorithms.rainbow",
+    "TFRecurrentPPOAgent": ".algorithms.recurrent_ppo",
+    "TFSACAgent": ".algorithms.sac",
+    "TFTD3Agent": ".algorithms.td3",
+    "TFTDDAgent": ".algorithms.td3",
+    "TFAgentBase": ".base",
+    "set_learning_rate": ".base",
+    "TFEvaluator": ".evaluator",
+    "UnsafeCheckpointError": ".serialization",
+    "resolve_device": ".device",
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'optix_tf' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"optix_tf.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:

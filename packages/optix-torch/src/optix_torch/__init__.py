@@ -6,44 +6,34 @@ name, and classes load on first access (``from optix_torch import TorchPPOAgent`
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from optix_core import frameworks
+from optix_core.lazy import lazy_exports
 
 # Before anything imports triton: TensorFlow and torch's triton in one process (DESIGN.md).
 frameworks.install()
 
 _EXPORTS = {
-    "TorchAgent": "algorithms.a2c",
-    "TorchAgentBase": "base",
-    "TorchEvaluator": "evaluator",
-    "TorchPPOAgent": "algorithms.ppo",
-    "TorchGaussianPPOAgent": "algorithms.ppo",
-    "TorchDQNAgent": "algorithms.dqn",
-    "QNetwork": "algorithms.dqn",
-    "TorchRainbowDQNAgent": "algorithms.rainbow",
-    "RainbowQNetwork": "algorithms.rainbow",
-    "NoisyLinear": "algorithms.noisy",
-    "TorchSACAgent": "algorithms.sac",
-    "TorchTD3Agent": "algorithms.td3",
-    "TorchRecurrentPPOAgent": "algorithms.recurrent_ppo",
-    "LSTMActorCritic": "algorithms.recurrent_ppo",
-    "resolve_device": "device",
+    "TorchAgent": ".algorithms.a2c",
+    "TorchAgentBase": ".base",
+    "TorchEvaluator": ".evaluator",
+    "TorchPPOAgent": ".algorithms.ppo",
+    "TorchGaussianPPOAgent": ".algorithms.ppo",
+    "TorchDQNAgent": ".algorithms.dqn",
+    "QNetwork": ".algorithms.dqn",
+    "TorchRainbowDQNAgent": ".algorithms.rainbow",
+    "RainbowQNetwork": ".algorithms.rainbow",
+    "NoisyLinear": ".algorithms.noisy",
+    "TorchSACAgent": ".algorithms.sac",
+    "TorchTD3Agent": ".algorithms.td3",
+    "TorchRecurrentPPOAgent": ".algorithms.recurrent_ppo",
+    "LSTMActorCritic": ".algorithms.recurrent_ppo",
+    "resolve_device": ".device",
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'optix_torch' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"optix_torch.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:
