@@ -375,3 +375,25 @@ def test_tune_adapts_hyperparameters_online_and_records_it(tmp_path):
     latest = max((run_dir / "checkpoints").glob("latest-*"), key=lambda p: p.name)
     tuned = json.loads((latest / "manifest.json").read_text())["hyperparams"]["params"]
     assert tuned != config["hyperparams"], "SPSA's probes reach the agent's hyperparameters"
+
+
+def test_sigterm_repeated_while_the_run_reports_still_leaves_its_report(tmp_path):
+    # A TERM to the process group, and the copy a wrapper (uv run) forwards after it.
+    train = [sys.executable, "-m", "optix_core.cli", "train", "CartPole-v1", *CEM_ARGS]
+    process = subprocess.Popen(
+        [*train, "--seed", "0", "--run-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    while not process.stdout.readline().startswith("[loop]"):
+        pass
+    while process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.02)
+    out, err = process.communicate()
+    assert process.returncode == 0, out + err
+    (run_dir,) = tmp_path.iterdir()
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["stop_reason"] == "interrupted"

@@ -300,16 +300,24 @@ def _pipeline(config: Any, agent: Any) -> Any:
 def _sigterm_as_ctrl_c() -> Iterator[None]:
     """SIGTERM (``kill``, a container stopping) ends the run as Ctrl-C does: the loop
     reports and stays resumable, and the pipeline stops its workers (an actor-learner's
-    actors) instead of leaving them to notice on their own."""
+    actors) instead of leaving them to notice on their own. One stop, one report: later
+    TERMs are ignored while the command finishes (a TERM to the process group reaches
+    the run twice when a wrapper such as ``uv run`` forwards its own copy a moment
+    later); a second Ctrl-C still cuts the report short, and SIGKILL always works."""
+    stopping = False
 
     def interrupt(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if not stopping:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _train(
