@@ -98,6 +98,38 @@ def test_not_dormant_before_min_episodes_before_dormant_evaluations():
     assert scheduler.n_evaluations == 10
 
 
+def test_relative_patience_waits_in_proportion_to_the_windows_to_the_record():
+    """A run that took 20 windows to its record waits 10 more (ratio 0.5) before
+    DORMANT, however early its 3 evaluations without improvement were counted."""
+    options = dict(plateau_threshold=2, dormant_threshold=3, max_interval_episodes=1)
+    climb_then_flat = [float(s) for s in range(1, 21)] + [20.0] * 15
+    plain = [d.state for d in feed(exact(**options), climb_then_flat)]
+    assert plain.index(LoopState.DORMANT) + 1 == 23
+    patient = feed(exact(relative_patience=0.5, **options), climb_then_flat)
+    states = [d.state for d in patient]
+    assert states.index(LoopState.DORMANT) + 1 == 30  # 20 + 0.5 * 20
+    assert set(states[22:29]) == {LoopState.COOLING}
+    assert patient[29].entered_dormant
+
+
+def test_records_inside_the_noise_margin_postpone_dormant():
+    """A curve creeping up by less than the margin is credited nothing, but each
+    record moves the patience on; once flat, DORMANT follows."""
+    options = dict(
+        plateau_threshold=2,
+        dormant_threshold=3,
+        max_interval_episodes=1,
+        improvement_margin=5.0,
+        relative_patience=0.5,
+    )
+    creeping = [10.0 + 0.05 * i for i in range(60)]
+    decisions = feed(exact(**options), creeping + [creeping[-1]] * 40)
+    states = [d.state for d in decisions]
+    assert not any(d.improved for d in decisions[1:])  # never past the margin
+    assert LoopState.DORMANT not in states[:60]
+    assert states.index(LoopState.DORMANT) + 1 == 90  # record at 60, then 0.5 * 60
+
+
 def test_smoothed_score_is_the_mean_of_the_last_score_smoothing_raw_scores():
     scheduler = BackoffScheduler(score_smoothing=3, noise_k=0.0, plateau_threshold=10)
     raw = [10.0, 40.0, 10.0, 70.0, 0.0]
@@ -217,6 +249,7 @@ def test_state_dict_round_trip_gives_identical_future_decisions():
         "plateau_threshold": 3,
         "dormant_threshold": 9,
         "max_interval_episodes": 16,
+        "relative_patience": 0.5,
     }
     rng = np.random.default_rng(2)
     past = np.cumsum(rng.normal(1.0, 3.0, size=15))
@@ -254,6 +287,7 @@ def test_state_dict_of_a_fresh_scheduler_round_trips():
         {"improvement_margin": -1.0},
         {"noise_k": -0.1},
         {"score_window": 1},
+        {"relative_patience": -0.1},
     ],
 )
 def test_invalid_arguments_raise_value_error(kwargs):

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import math
 
+import gymnasium as gym
+
+from optix_core.algorithms.cem import CEMAgent
+from optix_core.scheduler import BackoffScheduler
 from optix_core.selection import Candidate, EvaluationSelection, TrainingScoreSelection
+from optix_core.types import EvalMetrics
 
 
 def test_a_higher_score_wins_and_a_lower_one_outside_the_noise_loses():
@@ -49,3 +54,32 @@ def test_training_score_selection_needs_a_strictly_higher_score():
     best = Candidate(1, 5.0, 5.0)
     assert selection.beats(best, None)
     assert not selection.beats(Candidate(2, 5.0, 5.0), best)
+
+
+def test_judging_stays_within_its_share_of_the_training_env_steps():
+    """Every window of a plateau is a candidate; with max_share 0.25, judging
+    (real episodes) is spread out so that it never runs ahead of a quarter of
+    training by more than the one judgment that crossed the line."""
+    agent = CEMAgent(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2), seed=0)
+    selection = EvaluationSelection("CartPole-v1", 5, max_share=0.25, n_envs=5)
+    scheduler = BackoffScheduler(max_interval_episodes=1)
+    judged, costs = [], []
+    for window in range(1, 41):
+        steps = 64 * window
+        decision = scheduler.record(window, 100.0)  # flat: every window a candidate
+        before = selection.env_steps
+        candidate = selection.judge(
+            agent, window, EvalMetrics(100.0, {"env_steps": steps}), decision
+        )
+        if candidate is not None:
+            judged.append(window)
+            costs.append(selection.env_steps - before)
+            assert before <= 0.25 * steps  # judged only while within the share
+        else:
+            assert selection.env_steps > 0.25 * steps  # skipped only when over it
+    assert judged[0] == 1 and 1 < len(judged) < 40
+    assert selection.env_steps <= 0.25 * 64 * 40 + max(costs)
+    unlimited = EvaluationSelection("CartPole-v1", 5, n_envs=5)
+    decision = BackoffScheduler().record(1, 100.0)
+    for window in range(1, 4):
+        assert unlimited.judge(agent, window, EvalMetrics(100.0, {"env_steps": 1.0}), decision)

@@ -73,7 +73,9 @@ class RLOptimizer:
     (where it says "episode", read "window": one batch of experience the
     pipeline yields). ``dormant_threshold=None`` means 20, or 15 for
     off-policy agents; a zero ``min_episodes_before_dormant`` takes the
-    agent's ``loop_hints``. Give ``agent_factory`` (called with the
+    agent's ``loop_hints``. ``relative_patience`` is optix's addition
+    to the DORMANT test (``optix_core.scheduler``; 0, tensor-optix's test, by
+    default). Give ``agent_factory`` (called with the
     ``hyperparams`` dict when ``run()`` starts) instead of ``agent`` to build
     the agent late. ``optimizer=None`` is SPSA over the agent's
     ``search_space`` (none unless the agent declares one).
@@ -124,6 +126,7 @@ class RLOptimizer:
         rollback_on_degradation: bool = False,
         degradation_threshold: float = 0.95,
         min_episodes_before_dormant: int = 0,
+        relative_patience: float = 0.0,
         min_episodes_before_degradation: int = 5,
         callbacks: list[LoopCallback] | None = None,
         verbose: bool = False,
@@ -184,6 +187,7 @@ class RLOptimizer:
             "improvement_margin": improvement_margin,
             "noise_k": noise_k,
             "score_window": score_window,
+            "relative_patience": relative_patience,
         }
         self.dormant_threshold = dormant_threshold
         self.min_episodes_before_dormant = min_episodes_before_dormant
@@ -427,10 +431,16 @@ class RLOptimizer:
         if self.callbacks.handles_dormant:
             self.scheduler.resume_after_dormant(self.episode)
         else:
+            scheduler = self.scheduler
             self._stop_reason = (
-                f"converged: DORMANT after {self.scheduler.consecutive_no_improvement} "
+                f"converged: DORMANT after {scheduler.consecutive_no_improvement} "
                 "evaluations without improvement"
             )
+            if scheduler.relative_patience:
+                self._stop_reason += (
+                    f", {self.episode - scheduler.record_episode} windows since the "
+                    f"last record (window {scheduler.record_episode})"
+                )
 
     def _recover_from_divergence(self, agent: BaseAgent, keys: list[str]) -> None:
         if self.best_snapshot is None:

@@ -49,6 +49,7 @@ class TrainConfig:
     loop: dict[str, Any] = field(default_factory=dict)
     online_tuning: dict[str, tuple] = field(default_factory=dict)
     selection_episodes: int = 5
+    selection_share: float | None = None  # None (runs before it existed): judge every candidate
     pipeline_options: dict[str, Any] = field(default_factory=dict)  # --actors, --ray
     callbacks: dict[str, str | None] = field(default_factory=dict)  # --dashboard, --callback ...
 

@@ -15,6 +15,16 @@ around their least-squares line. tensor-optix took the plain standard
 deviation, which counts a steadily rising score as noise and so refuses to
 credit the fast learning it is meant to track; the residuals keep the noise
 floor and drop the trend.
+
+``relative_patience`` (optix's; its default 0 keeps tensor-optix's test)
+makes DORMANT also wait until the windows since the smoothed score last set a
+record number at least this fraction of the windows the run took to that
+record. A record counts by any amount: within the noise margin, records keep
+coming while a noisy curve creeps up a plateau, and ever more rarely once it
+is flat. Confirmation then costs in proportion to the learning it confirms: a
+run that peaked at window 20 is not held 70 windows more by a backed-off
+evaluation count, and one still setting records at window 400 is not
+stopped after 10 evaluations.
 """
 
 from __future__ import annotations
@@ -57,6 +67,7 @@ class BackoffScheduler:
         noise_k: float = 2.0,
         score_window: int = 20,
         min_episodes_before_dormant: int = 0,
+        relative_patience: float = 0.0,
     ) -> None:
         _check(base_interval >= 1, "base_interval must be >= 1", base_interval)
         _check(backoff_factor >= 1.0, "backoff_factor must be >= 1", backoff_factor)
@@ -75,6 +86,7 @@ class BackoffScheduler:
         _check(improvement_margin >= 0, "improvement_margin must be >= 0", improvement_margin)
         _check(noise_k >= 0, "noise_k must be >= 0", noise_k)
         _check(score_window >= 2, "score_window must be >= 2", score_window)
+        _check(relative_patience >= 0, "relative_patience must be >= 0", relative_patience)
         self.base_interval = base_interval
         self.backoff_factor = backoff_factor
         self.max_interval_episodes = max_interval_episodes
@@ -85,6 +97,9 @@ class BackoffScheduler:
         self.noise_k = noise_k
         self.score_window = score_window
         self.min_episodes_before_dormant = min_episodes_before_dormant
+        self.relative_patience = relative_patience
+        self.record_episode = 0  # when the smoothed score last set a record
+        self.record_smoothed = -np.inf
         self.state = LoopState.ACTIVE
         self.interval = base_interval
         self.next_eval_episode = base_interval
@@ -113,6 +128,15 @@ class BackoffScheduler:
         residuals = scores - (slope * t + intercept)
         return float(np.sqrt(np.sum(residuals**2) / (scores.size - 2)))
 
+    def converged(self, episode: int) -> bool:
+        """The DORMANT test, once the score has not improved at this evaluation."""
+        patience = self.relative_patience * self.record_episode
+        return (
+            self.consecutive_no_improvement >= self.dormant_threshold
+            and self.n_evaluations >= self.min_episodes_before_dormant
+            and episode - self.record_episode >= patience
+        )
+
     def effective_margin(self) -> float:
         return max(self.improvement_margin, self.noise_k * self.noise())
 
@@ -132,6 +156,8 @@ class BackoffScheduler:
         recent = list(self._raw)[-self.score_smoothing :]
         smoothed = float(np.mean(recent)) if finite else math.nan
         improved = finite and smoothed > self.best_smoothed + margin
+        if finite and smoothed > self.record_smoothed:
+            self.record_smoothed, self.record_episode = smoothed, episode
         before = self.state
         if improved:
             self.best_smoothed = smoothed
@@ -144,10 +170,7 @@ class BackoffScheduler:
             self.interval = min(
                 math.ceil(self.interval * self.backoff_factor), self.max_interval_episodes
             )
-            if (
-                self.consecutive_no_improvement >= self.dormant_threshold
-                and self.n_evaluations >= self.min_episodes_before_dormant
-            ):
+            if self.converged(episode):
                 self.state = LoopState.DORMANT
             elif self.consecutive_no_improvement >= self.plateau_threshold:
                 self.state = LoopState.COOLING
@@ -171,6 +194,10 @@ class BackoffScheduler:
             "next_eval_episode": self.next_eval_episode,
             "consecutive_no_improvement": self.consecutive_no_improvement,
             "n_evaluations": self.n_evaluations,
+            "record_episode": self.record_episode,
+            "record_smoothed": None
+            if not np.isfinite(self.record_smoothed)
+            else self.record_smoothed,
             "best_smoothed": None if not np.isfinite(self.best_smoothed) else self.best_smoothed,
             "raw": list(self._raw),
         }
@@ -181,6 +208,9 @@ class BackoffScheduler:
         self.next_eval_episode = int(state["next_eval_episode"])
         self.consecutive_no_improvement = int(state["consecutive_no_improvement"])
         self.n_evaluations = int(state["n_evaluations"])
+        self.record_episode = int(state.get("record_episode", 0))
+        record = state.get("record_smoothed")
+        self.record_smoothed = -np.inf if record is None else float(record)
         best = state["best_smoothed"]
         self.best_smoothed = -np.inf if best is None else float(best)
         self._raw = deque(

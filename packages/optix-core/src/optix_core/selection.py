@@ -136,6 +136,13 @@ class EvaluationSelection(CheckpointSelection):
     are judged too, not only the first to reach it; far-below windows cost
     nothing. Episode seeds are ``seed + 1000 * window``; ``report`` plays the
     chosen policy on episodes seeded from ``report_seed``, which never chose it.
+
+    ``max_share`` caps what judging costs: a candidate is judged only while the
+    env steps judging took so far are at most this share of the env steps
+    training took (the evaluation's ``env_steps``), so candidates are spread
+    over the run instead of spent at every window of a plateau. On CartPole,
+    where every window of the 500-plateau is a candidate, judging them all
+    cost more env steps than training did. None judges every candidate.
     """
 
     def __init__(
@@ -147,15 +154,19 @@ class EvaluationSelection(CheckpointSelection):
         report_seed: int = REPORT_SEED,
         n_envs: int = 8,
         env_kwargs: dict[str, Any] | None = None,
+        max_share: float | None = None,
     ) -> None:
         if episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {episodes}")
+        if max_share is not None and not max_share > 0:
+            raise ValueError(f"max_share must be > 0 or None, got {max_share}")
         self.env = env
         self.episodes = episodes
         self.seed = seed
         self.report_seed = report_seed
         self.n_envs = n_envs
         self.env_kwargs = env_kwargs
+        self.max_share = max_share
 
     def is_candidate(self, decision: ScheduleDecision) -> bool:
         if decision.improved:
@@ -167,7 +178,7 @@ class EvaluationSelection(CheckpointSelection):
     def judge(
         self, agent: BaseAgent, window: int, metrics: EvalMetrics, decision: ScheduleDecision
     ) -> Candidate | None:
-        if not self.is_candidate(decision):
+        if not self.is_candidate(decision) or not self.affordable(metrics):
             return None
         result = evaluate_policy(
             agent,
@@ -180,6 +191,12 @@ class EvaluationSelection(CheckpointSelection):
         self.env_steps += result.env_steps
         sem = result.std / math.sqrt(self.episodes)
         return Candidate(window, result.mean, decision.smoothed, self.episodes, sem)
+
+    def affordable(self, metrics: EvalMetrics) -> bool:
+        """Whether judging is within ``max_share`` of the training env steps."""
+        if self.max_share is None:
+            return True
+        return self.env_steps <= self.max_share * metrics.metrics.get("env_steps", 0.0)
 
     def report(self, agent: BaseAgent, episodes: int = 20) -> PolicyEvaluation:
         """The chosen policy on ``episodes`` deterministic episodes that chose nothing."""
