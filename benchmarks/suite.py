@@ -12,7 +12,8 @@ and seed, up to three runs:
   stops when the scheduler declares the run DORMANT. A safety cap of
   ``--auto-cap`` times the zoo's budget ends a run that never settles (its
   stop reason then says so).
-- ``budget``: the same command with ``--max-steps BUDGET``, the zoo's budget.
+- ``budget``: the same command with ``--max-steps BUDGET --no-early-stop``:
+  the zoo's whole budget, DORMANT or not, as SB3 trains.
 - ``sb3``: Stable-Baselines3 with the zoo's settings for BUDGET env steps,
   where BUDGET is at most ``--sb3-max-steps`` (the machine's time); otherwise
   the zoo's published score, marked ``published`` (one run, its own
@@ -219,6 +220,8 @@ def optix_run(row: Row, seed: int, side: str, args: argparse.Namespace) -> Resul
     cap = row.budget if side == "budget" else int(row.budget * args.auto_cap)
     with tempfile.TemporaryDirectory() as root:
         words = [row.env_id, "--algo", row.algo, "--seed", str(seed), "--run-dir", root]
+        if side == "budget":
+            words.append("--no-early-stop")  # the whole budget, as SB3 trains
         started = time.perf_counter()
         _optix(optix, "train", *words, "--max-steps", str(cap), timeout=args.timeout)
         (run_dir,) = Path(root).iterdir()

@@ -44,6 +44,8 @@ def optix(
         (["train", "CartPole-v1", "--max-episodes", "0"], "--max-windows must be >= 1"),
         (["train", "CartPole-v1", "--max-steps", "0"], "--max-steps must be >= 1"),
         (["train", "CartPole-v1", "--seed", "-1"], "--seed must be >= 0"),
+        (["train", "CartPole-v1", "--selection-share", "0"], "--selection-share must be > 0"),
+        (["train", "CartPole-v1", "--no-early-stop"], "--no-early-stop needs --max-steps"),
         (["train", "--resume", "no/such/run"], "run directory no/such/run does not exist"),
         (["eval", "no/such/run"], "run directory no/such/run does not exist"),
         (["train"], "train needs an environment id"),

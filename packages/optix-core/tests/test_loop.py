@@ -235,6 +235,25 @@ def test_stops_on_dormant_by_itself_holding_the_best_weights():
     assert recorder.hooks()[-1] == "on_loop_stop"
 
 
+def test_a_fixed_budget_run_trains_through_dormant_and_holds_the_best_weights():
+    agent = ScriptedAgent(script(1, 2, 3, 10, then=2))
+    recorder = Recorder()
+    report = loop(
+        agent,
+        plateau_threshold=2,
+        dormant_threshold=4,
+        max_episodes=30,
+        stop_on_dormant=False,
+        callbacks=[recorder],
+    ).run()
+    assert report.stop_reason == "max_episodes (30 windows) reached"
+    assert report.episodes == 30
+    assert [args for args in recorder.of("on_dormant")] == [(8,), (12,), (16,), (20,), (24,), (28,)]
+    assert agent.skill == 10 and report.best_episode == 4
+    with pytest.raises(ValueError, match="stop_on_dormant=False needs"):
+        loop(ScriptedAgent(script(1)), stop_on_dormant=False)
+
+
 def test_best_weights_after_max_episodes():
     agent = ScriptedAgent(script(1, 2, 5, 3, 0, then=-1))
     report = loop(agent, max_episodes=8).run()

@@ -75,7 +75,9 @@ class RLOptimizer:
     off-policy agents; a zero ``min_episodes_before_dormant`` takes the
     agent's ``loop_hints``. ``relative_patience`` is optix's addition
     to the DORMANT test (``optix_core.scheduler``; 0, tensor-optix's test, by
-    default). Give ``agent_factory`` (called with the
+    default). ``stop_on_dormant=False`` trains through DORMANT (the scheduler
+    starts over) until ``max_episodes`` or ``max_env_steps``: a fixed-budget
+    run, as Stable-Baselines3 trains. Give ``agent_factory`` (called with the
     ``hyperparams`` dict when ``run()`` starts) instead of ``agent`` to build
     the agent late. ``optimizer=None`` is SPSA over the agent's
     ``search_space`` (none unless the agent declares one).
@@ -127,6 +129,7 @@ class RLOptimizer:
         degradation_threshold: float = 0.95,
         min_episodes_before_dormant: int = 0,
         relative_patience: float = 0.0,
+        stop_on_dormant: bool = True,
         min_episodes_before_degradation: int = 5,
         callbacks: list[LoopCallback] | None = None,
         verbose: bool = False,
@@ -146,6 +149,8 @@ class RLOptimizer:
             raise ValueError(
                 f"degradation_threshold must be in (0, 1], got {degradation_threshold}"
             )
+        if not stop_on_dormant and max_episodes is None and max_env_steps is None:
+            raise ValueError("stop_on_dormant=False needs max_episodes or max_env_steps")
         if resume and checkpoint_dir is None:
             raise ValueError("resume=True needs the checkpoint_dir of the run to continue")
         if selection is not None and checkpoint_score_fn is not None:
@@ -191,6 +196,7 @@ class RLOptimizer:
         }
         self.dormant_threshold = dormant_threshold
         self.min_episodes_before_dormant = min_episodes_before_dormant
+        self.stop_on_dormant = stop_on_dormant
         self.rollback_on_degradation = rollback_on_degradation
         self.degradation_threshold = degradation_threshold
         self.min_episodes_before_degradation = min_episodes_before_degradation
@@ -428,7 +434,7 @@ class RLOptimizer:
         if self._stop_reason is not None:
             return
         assert self.scheduler is not None
-        if self.callbacks.handles_dormant:
+        if self.callbacks.handles_dormant or not self.stop_on_dormant:
             self.scheduler.resume_after_dormant(self.episode)
         else:
             scheduler = self.scheduler

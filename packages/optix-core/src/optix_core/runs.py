@@ -50,6 +50,7 @@ class TrainConfig:
     online_tuning: dict[str, tuple] = field(default_factory=dict)
     selection_episodes: int = 5
     selection_share: float | None = None  # None (runs before it existed): judge every candidate
+    stop_on_dormant: bool = True  # False: --no-early-stop, train the whole budget
     pipeline_options: dict[str, Any] = field(default_factory=dict)  # --actors, --ray
     callbacks: dict[str, str | None] = field(default_factory=dict)  # --dashboard, --callback ...
 

@@ -69,6 +69,7 @@ FIXED_ON_RESUME = {
     "tune": "--tune",
     "selection_episodes": "--selection-episodes",
     "selection_share": "--selection-share",
+    "no_early_stop": "--no-early-stop",
     "actors": "--actors",
     "ray": "--ray",
 }
@@ -88,6 +89,12 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--max-steps", type=int, help="stop after this many environment steps (total_timesteps)"
+    )
+    p.add_argument(
+        "--no-early-stop",
+        action="store_true",
+        help="train for the whole --max-steps or --max-windows: DORMANT is shown, not "
+        "obeyed (a fixed-budget run, as Stable-Baselines3 trains)",
     )
     p.add_argument(
         "--selection-episodes",
@@ -135,6 +142,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_at_least("--max-steps", args.max_steps, 1)
     check_at_least("--seed", args.seed, 0)
     check_at_least("--selection-episodes", args.selection_episodes, 1)
+    if args.no_early_stop and not args.resume and not (args.max_steps or args.max_windows):
+        raise UsageError(
+            "--no-early-stop needs --max-steps or --max-windows: a budget to train for"
+        )
     if args.selection_share is not None and not args.selection_share > 0:
         raise UsageError(f"--selection-share must be > 0, got {args.selection_share}")
     try:
@@ -167,6 +178,7 @@ def _start(args: argparse.Namespace) -> int:
         loop=dict(LOOP_DEFAULTS),
         selection_episodes=args.selection_episodes or SELECTION_EPISODES,
         selection_share=args.selection_share or SELECTION_SHARE,
+        stop_on_dormant=not args.no_early_stop,
         pipeline_options=pipeline_options(spec, rollout, args.actors, args.ray),
         callbacks=callbacks.requested(args),
     )
@@ -364,6 +376,7 @@ def _train(
         optimizer=SPSAOptimizer.from_search_space(config.online_tuning, seed=config.seed),
         max_episodes=config.max_windows,
         max_env_steps=config.max_env_steps,
+        stop_on_dormant=config.stop_on_dormant,
         callbacks=[MetricsFile(run_dir / METRICS), *watchers],
         verbose=True,
         resume=True,  # a new run's directory is empty: "resume" starts it
