@@ -23,6 +23,7 @@ def run_loop(
     checkpoint_dir: Path | None = None,
     resume: bool = False,
     seed: int = 0,
+    **loop_options: Any,
 ) -> tuple[RLOptimizer, LoopReport]:
     agent = make_agent("cem", "CartPole-v1", seed=seed)
     loop = RLOptimizer(
@@ -34,6 +35,7 @@ def run_loop(
         resume=resume,
         max_episodes=windows,
         callbacks=callbacks,
+        **loop_options,
     )
     report = loop.run()
     return loop, report

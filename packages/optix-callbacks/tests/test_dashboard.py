@@ -40,6 +40,22 @@ def test_the_panel_shows_state_scores_progress_and_hyperparameters(short_run):
     assert sum(ch in BLOCKS for ch in line) == loop.scheduler.n_evaluations  # one per evaluation
     assert "noise_std" in panel  # the hyperparameters in force, tuned online here
     assert "moved by online tuning" in panel
+    assert "since the last record" not in panel  # no relative patience asked for
+
+
+def test_the_panel_shows_the_relative_patience_when_the_loop_has_one(short_run):
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=110, color_system=None)
+    loop, _ = short_run(
+        [RichDashboardCallback(refresh_rate=20, console=console)], relative_patience=0.5
+    )
+    panel = out.getvalue().split("╭")[-1]
+    record = loop.scheduler.record_episode
+    needed = max(1, math.ceil(0.5 * record))
+    expected = (
+        f"{loop.episode - record} of {needed} windows since the last record (window {record})"
+    )
+    assert expected in panel
 
 
 def test_not_a_terminal_and_a_quiet_loop_get_the_plain_lines(short_run, capsys):

@@ -1,0 +1,251 @@
+"""When to stop: optix's DORMANT test against its peers, on the same learning curves.
+
+    uv run python benchmarks/stopping_rules.py record CartPole-v1 --algo ppo --seeds 0 1 2 \
+        --max-steps 200000 --out benchmarks/results/curves-cartpole.json
+    uv run python benchmarks/stopping_rules.py replay benchmarks/results/curves-cartpole.json
+
+``record`` trains with ``optix train`` as a user runs it, but with every
+window evaluated, every window's policy judged on the deterministic episodes
+that choose checkpoints (seeds ``1_000_000 + 1000 * window``), and no stop
+before ``--max-steps``. Training never depends on the judging, so the curve
+is the one any stopping rule would have seen up to the moment it stopped.
+
+``replay`` runs each rule over each curve and reports where it stopped (env
+steps, counting every evaluation episode the rule needed), which policy it
+hands back and that policy's judged score:
+
+- ``optix``: ``optix train``'s scheduler and checkpoint selection as shipped
+  (``LOOP_DEFAULTS``, ``SELECTION_SHARE``).
+- ``optix 0.x``: the settings before relative patience: evaluations backing
+  off to every 8 windows, DORMANT after 10 without improvement, every
+  candidate judged.
+- ``SB3``: Stable-Baselines3's ``EvalCallback`` (5 deterministic episodes at
+  every window, the best kept) with ``StopTrainingOnNoModelImprovement``
+  (``max_no_improvement_evals=3, min_evals=5``, its documentation's example),
+  the real class driven by a stand-in for its parent.
+- ``Ray Tune``: ``TrialPlateauStopper`` on the training score (its defaults:
+  stop once the last 4 results' standard deviation is below 0.01, after a
+  grace period of 4), rewritten here from Ray's documented rule because
+  ``ray[tune]`` is not in the workspace; Tune hands back the last policy.
+
+The judged score of the policy a rule returns is the mean of its 5 judging
+episodes; for rules that pick the best of many judgments it is optimistic in
+the same way for each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+JUDGE_EPISODES = 5
+
+RECORDER = """
+import sys
+import optix_core.cli.train as train
+from optix_core import selection
+
+train.LOOP_DEFAULTS.update(base_interval=1, backoff_factor=1.0, max_interval_episodes=1,
+                           plateau_threshold=10**9, dormant_threshold=10**9)
+judge = selection.EvaluationSelection.judge
+
+def judge_every_window(self, agent, window, metrics, decision):
+    self.max_share = None
+    before = self.env_steps
+    candidate = judge(self, agent, window, metrics, decision)
+    metrics.metrics["judge_steps"] = float(self.env_steps - before)
+    return candidate
+
+selection.EvaluationSelection.is_candidate = lambda self, decision: True
+selection.EvaluationSelection.judge = judge_every_window
+from optix_core.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@dataclass
+class Point:
+    window: int
+    env_steps: int  # training env steps after this window
+    train: float  # the window's training score
+    judged: float  # its policy's mean over the judging episodes
+    judge_steps: int  # env steps those episodes took
+
+
+Curve = list[Point]
+
+
+def record(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    curves = json.loads(out.read_text()) if out.exists() else {}
+    for seed in args.seeds:
+        with tempfile.TemporaryDirectory() as root:
+            command = [sys.executable, "-c", RECORDER, "train", args.env, "--algo", args.algo]
+            command += ["--seed", str(seed), "--max-steps", str(args.max_steps), "--run-dir", root]
+            print(f"recording {args.env} {args.algo} seed {seed}", flush=True)
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=os.environ)
+            (run_dir,) = Path(root).iterdir()
+            lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+        points = []
+        for line in map(json.loads, lines):
+            m = line["metrics"]
+            points.append(
+                [
+                    line["window"],
+                    line["env_steps"],
+                    line["raw"],
+                    m["selection_score"],
+                    int(m["judge_steps"]),
+                ]
+            )
+        curves[f"{args.env} {args.algo} seed {seed}"] = points
+        out.write_text(json.dumps(curves))
+    print(f"wrote {out}")
+
+
+@dataclass
+class Outcome:
+    stopped_at: int | None  # the window it stopped after; None: never within the curve
+    env_steps: int  # training plus every evaluation episode it used
+    returned: int | None  # the window whose policy it hands back
+    score: float  # that policy's judged score
+
+
+def optix_rule(
+    loop: dict[str, Any], share: float | None, min_dormant: int
+) -> Callable[[Curve], Outcome]:
+    from optix_core.scheduler import BackoffScheduler
+    from optix_core.selection import Candidate, EvaluationSelection
+
+    def run(curve: Curve) -> Outcome:
+        scheduler = BackoffScheduler(**loop, min_episodes_before_dormant=min_dormant)
+        selection = EvaluationSelection("unused", JUDGE_EPISODES, max_share=share)
+        best: Candidate | None = None
+        judging = 0
+        for p in curve:
+            if not scheduler.should_evaluate(p.window):
+                continue
+            decision = scheduler.record(p.window, p.train)
+            affordable = share is None or judging <= share * p.env_steps
+            if selection.is_candidate(decision) and affordable:
+                judging += p.judge_steps
+                candidate = Candidate(p.window, p.judged, decision.smoothed, JUDGE_EPISODES)
+                if selection.beats(candidate, best):
+                    best = candidate
+            if decision.entered_dormant:
+                return Outcome(
+                    p.window,
+                    p.env_steps + judging,
+                    best and best.window,
+                    best.score if best else math.nan,
+                )
+        last = curve[-1]
+        return Outcome(
+            None, last.env_steps + judging, best and best.window, best.score if best else math.nan
+        )
+
+    return run
+
+
+def sb3_rule(curve: Curve) -> Outcome:
+    from stable_baselines3.common.callbacks import StopTrainingOnNoModelImprovement
+
+    class EvalCallbackStandIn:  # what StopTrainingOnNoModelImprovement reads of its parent
+        best_mean_reward = -math.inf
+
+    parent = EvalCallbackStandIn()
+    stopper = StopTrainingOnNoModelImprovement(max_no_improvement_evals=3, min_evals=5)
+    stopper.parent = parent
+    best_window, evaluating = None, 0
+    for p in curve:
+        evaluating += p.judge_steps
+        if p.judged > parent.best_mean_reward:  # EvalCallback keeps the new best model
+            parent.best_mean_reward, best_window = p.judged, p.window
+        stopper.n_calls += 1
+        if not stopper._on_step():
+            return Outcome(p.window, p.env_steps + evaluating, best_window, parent.best_mean_reward)
+    return Outcome(None, curve[-1].env_steps + evaluating, best_window, parent.best_mean_reward)
+
+
+def ray_rule(
+    curve: Curve, std: float = 0.01, num_results: int = 4, grace_period: int = 4
+) -> Outcome:
+    window: deque[float] = deque(maxlen=num_results)
+    for i, p in enumerate(curve, start=1):
+        window.append(p.train)
+        if i >= grace_period and len(window) == num_results and _std(window) < std:
+            return Outcome(p.window, p.env_steps, p.window, p.judged)
+    last = curve[-1]
+    return Outcome(None, last.env_steps, last.window, last.judged)
+
+
+def _std(values: deque[float]) -> float:
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))  # numpy's np.std
+
+
+def replay(args: argparse.Namespace) -> None:
+    from optix_core.cli.train import LOOP_DEFAULTS, SELECTION_SHARE
+
+    old = {
+        **LOOP_DEFAULTS,
+        "backoff_factor": 2.0,
+        "max_interval_episodes": 8,
+        "relative_patience": 0.0,
+    }
+    curves = {
+        name: [Point(*row) for row in rows]
+        for name, rows in json.loads(Path(args.curves).read_text()).items()
+    }
+    rules: dict[str, Callable[[str, Curve], Outcome]] = {
+        "optix": lambda name, c: optix_rule(LOOP_DEFAULTS, SELECTION_SHARE, _min_dormant(name))(c),
+        "optix 0.x": lambda name, c: optix_rule(old, None, _min_dormant(name))(c),
+        "SB3": lambda name, c: sb3_rule(c),
+        "Ray Tune": lambda name, c: ray_rule(c),
+    }
+    print(
+        "| curve | rule | stopped after (window) | env steps | returns (window) | its judged score |"
+    )
+    print("|---|---|---|---|---|---|")
+    for name, curve in curves.items():
+        for rule, run in rules.items():
+            o = run(name, curve)
+            stop = "never" if o.stopped_at is None else str(o.stopped_at)
+            more = "+" if o.stopped_at is None else ""
+            print(
+                f"| {name} | {rule} | {stop} | {o.env_steps:,}{more} | {o.returned} | {o.score:.1f} |"
+            )
+
+
+def _min_dormant(name: str) -> int:
+    """The agent's loop hint: off-policy learners wait 30 evaluations."""
+    return 30 if any(f" {algo} " in name for algo in ("dqn", "sac", "td3", "rainbow")) else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    rec = sub.add_parser("record")
+    rec.add_argument("env")
+    rec.add_argument("--algo", default="ppo")
+    rec.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    rec.add_argument("--max-steps", type=int, required=True)
+    rec.add_argument("--out", required=True)
+    rep = sub.add_parser("replay")
+    rep.add_argument("curves")
+    args = parser.parse_args()
+    record(args) if args.command == "record" else replay(args)
+
+
+if __name__ == "__main__":
+    main()
