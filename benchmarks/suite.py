@@ -231,13 +231,18 @@ def optix_run(row: Row, seed: int, side: str, args: argparse.Namespace) -> Resul
     reason = report["stop_reason"]
     if side == "auto" and reason.startswith("max_env_steps"):
         reason = f"safety cap ({args.auto_cap:g}x the zoo's budget) reached: still improving"
-    print(f"  optix {side}: {time.perf_counter() - started:.0f} s, {reason}", flush=True)
+    steps = report["env_steps"] + report["selection_env_steps"]
+    print(
+        f"  optix {side}: {final['mean']:.1f} ± {final['std']:.1f} after {steps:,} env steps, "
+        f"{time.perf_counter() - started:.0f} s; {reason}",
+        flush=True,
+    )
     return Result(
         row.env_id,
         row.algo,
         seed,
         side,
-        report["env_steps"] + report["selection_env_steps"],
+        steps,
         report["wall_time"],
         final["mean"],
         final["std"],
@@ -285,7 +290,7 @@ def sb3_run(row: Row, seed: int, args: argparse.Namespace) -> Result:
         env.training = False
         policy = _Normalized(model, env)
     final = evaluate_policy(policy, row.env_id, args.eval_episodes, seed=EVAL_SEED)
-    print(f"  sb3: {wall:.0f} s", flush=True)
+    print(f"  sb3: {final.mean:.1f} ± {final.std:.1f}, {wall:.0f} s", flush=True)
     return Result(
         row.env_id,
         row.algo,

@@ -41,7 +41,8 @@ from optix_core.cli.errors import UsageError
 # judging candidates has a budget of its own (SELECTION_SHARE), so backing off
 # would only stretch the confirmation. DORMANT takes 10 evaluations without a
 # credited improvement and half as many windows again as the run took to its
-# last record (BackoffScheduler's relative_patience). Replayed on recorded
+# last record (BackoffScheduler's relative_patience; off-policy agents ask for
+# as many again, in their loop_hints). Replayed on recorded
 # CartPole curves: PPO stops 8-24 windows after its 500 instead of 60, and DQN
 # holds through the 60-window plateau below 150 that 10 plain evaluations end.
 LOOP_DEFAULTS: dict[str, Any] = {
@@ -183,6 +184,8 @@ def _start(args: argparse.Namespace) -> int:
         callbacks=callbacks.requested(args),
     )
     agent = _agent(config)  # bad hyperparameters or devices fail before anything is written
+    if "relative_patience" in agent.loop_hints:  # off-policy learners plateau longer
+        config.loop["relative_patience"] = agent.loop_hints["relative_patience"]
     pipeline = _pipeline(config, agent)  # so does an agent the pipeline cannot drive
     if args.tune:  # what the agent says is safe to move while it trains
         config.online_tuning = dict(agent.search_space)
