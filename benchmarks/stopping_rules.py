@@ -121,14 +121,12 @@ class Outcome:
     score: float  # that policy's judged score
 
 
-def optix_rule(
-    loop: dict[str, Any], share: float | None, min_dormant: int
-) -> Callable[[Curve], Outcome]:
+def optix_rule(loop: dict[str, Any], share: float | None) -> Callable[[Curve], Outcome]:
     from optix_core.scheduler import BackoffScheduler
     from optix_core.selection import Candidate, EvaluationSelection
 
     def run(curve: Curve) -> Outcome:
-        scheduler = BackoffScheduler(**loop, min_episodes_before_dormant=min_dormant)
+        scheduler = BackoffScheduler(**loop)
         selection = EvaluationSelection("unused", JUDGE_EPISODES, max_share=share)
         best: Candidate | None = None
         judging = 0
@@ -208,8 +206,14 @@ def replay(args: argparse.Namespace) -> None:
         for name, rows in json.loads(Path(args.curves).read_text()).items()
     }
     rules: dict[str, Callable[[str, Curve], Outcome]] = {
-        "optix": lambda name, c: optix_rule(LOOP_DEFAULTS, SELECTION_SHARE, _min_dormant(name))(c),
-        "optix 0.x": lambda name, c: optix_rule(old, None, _min_dormant(name))(c),
+        "optix": lambda name, c: optix_rule({**LOOP_DEFAULTS, **_hints(name)}, SELECTION_SHARE)(c),
+        "optix 0.x": lambda name, c: optix_rule(
+            {
+                **old,
+                "min_episodes_before_dormant": _hints(name).get("min_episodes_before_dormant", 0),
+            },
+            None,
+        )(c),
         "SB3": lambda name, c: sb3_rule(c),
         "Ray Tune": lambda name, c: ray_rule(c),
     }
@@ -227,9 +231,10 @@ def replay(args: argparse.Namespace) -> None:
             )
 
 
-def _min_dormant(name: str) -> int:
-    """The agent's loop hint: off-policy learners wait 30 evaluations."""
-    return 30 if any(f" {algo} " in name for algo in ("dqn", "sac", "td3", "rainbow")) else 0
+def _hints(name: str) -> dict[str, Any]:
+    """The agent's loop_hints (``BaseAgent.loop_hints``) for the curve's algorithm."""
+    off_policy = any(f" {algo} " in name for algo in ("dqn", "sac", "td3", "rainbow"))
+    return {"min_episodes_before_dormant": 30, "relative_patience": 1.0} if off_policy else {}
 
 
 def main() -> None:
