@@ -130,6 +130,23 @@ def test_records_inside_the_noise_margin_postpone_dormant():
     assert states.index(LoopState.DORMANT) + 1 == 90  # record at 60, then 0.5 * 60
 
 
+def test_a_record_must_add_its_share_of_what_the_run_has_learned():
+    """From 0 to 100 in 10 windows, then creeping by 0.1 a window: every creep is
+    a record and holds DORMANT off, unless a record must add 2% of the 100 learned."""
+    options = dict(
+        plateau_threshold=2,
+        dormant_threshold=3,
+        max_interval_episodes=1,
+        improvement_margin=50.0,  # no improvement is credited after the climb
+        relative_patience=0.5,
+    )
+    learned_then_creeping = [10.0 * i for i in range(11)] + [100.0 + 0.1 * i for i in range(1, 41)]
+    creeping = [d.state for d in feed(exact(**options), learned_then_creeping)]
+    assert LoopState.DORMANT not in creeping
+    gained = [d.state for d in feed(exact(record_gain=0.02, **options), learned_then_creeping)]
+    assert gained.index(LoopState.DORMANT) + 1 == 17  # the record at window 11, + 0.5 x 11
+
+
 def test_smoothed_score_is_the_mean_of_the_last_score_smoothing_raw_scores():
     scheduler = BackoffScheduler(score_smoothing=3, noise_k=0.0, plateau_threshold=10)
     raw = [10.0, 40.0, 10.0, 70.0, 0.0]
@@ -250,6 +267,7 @@ def test_state_dict_round_trip_gives_identical_future_decisions():
         "dormant_threshold": 9,
         "max_interval_episodes": 16,
         "relative_patience": 0.5,
+        "record_gain": 0.02,
     }
     rng = np.random.default_rng(2)
     past = np.cumsum(rng.normal(1.0, 3.0, size=15))
@@ -288,6 +306,7 @@ def test_state_dict_of_a_fresh_scheduler_round_trips():
         {"noise_k": -0.1},
         {"score_window": 1},
         {"relative_patience": -0.1},
+        {"record_gain": -0.1},
     ],
 )
 def test_invalid_arguments_raise_value_error(kwargs):

@@ -73,9 +73,9 @@ class RLOptimizer:
     (where it says "episode", read "window": one batch of experience the
     pipeline yields). ``dormant_threshold=None`` means 20, or 15 for
     off-policy agents; a zero ``min_episodes_before_dormant`` takes the
-    agent's ``loop_hints``. ``relative_patience`` is optix's addition
-    to the DORMANT test (``optix_core.scheduler``; 0, tensor-optix's test, by
-    default). ``stop_on_dormant=False`` trains through DORMANT (the scheduler
+    agent's ``loop_hints``. ``relative_patience`` and ``record_gain`` are
+    optix's additions to the DORMANT test (``optix_core.scheduler``; 0,
+    tensor-optix's test, by default). ``stop_on_dormant=False`` trains through DORMANT (the scheduler
     starts over) until ``max_episodes`` or ``max_env_steps``: a fixed-budget
     run, as Stable-Baselines3 trains. Give ``agent_factory`` (called with the
     ``hyperparams`` dict when ``run()`` starts) instead of ``agent`` to build
@@ -129,6 +129,7 @@ class RLOptimizer:
         degradation_threshold: float = 0.95,
         min_episodes_before_dormant: int = 0,
         relative_patience: float = 0.0,
+        record_gain: float = 0.0,
         stop_on_dormant: bool = True,
         min_episodes_before_degradation: int = 5,
         callbacks: list[LoopCallback] | None = None,
@@ -193,6 +194,7 @@ class RLOptimizer:
             "noise_k": noise_k,
             "score_window": score_window,
             "relative_patience": relative_patience,
+            "record_gain": record_gain,
         }
         self.dormant_threshold = dormant_threshold
         self.min_episodes_before_dormant = min_episodes_before_dormant

@@ -24,7 +24,11 @@ coming while a noisy curve creeps up a plateau, and ever more rarely once it
 is flat. Confirmation then costs in proportion to the learning it confirms: a
 run that peaked at window 20 is not held 70 windows more by a backed-off
 evaluation count, and one still setting records at window 400 is not
-stopped after 10 evaluations.
+stopped after 10 evaluations. ``record_gain`` sets how much a record must
+add: more than that share of what the run has learned so far (the record
+above the lowest smoothed score). Without it, a curve that has learned
+LunarLander (from -170 to 270) but still creeps up by a point now and then
+never converges.
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ class BackoffScheduler:
         score_window: int = 20,
         min_episodes_before_dormant: int = 0,
         relative_patience: float = 0.0,
+        record_gain: float = 0.0,
     ) -> None:
         _check(base_interval >= 1, "base_interval must be >= 1", base_interval)
         _check(backoff_factor >= 1.0, "backoff_factor must be >= 1", backoff_factor)
@@ -87,6 +92,7 @@ class BackoffScheduler:
         _check(noise_k >= 0, "noise_k must be >= 0", noise_k)
         _check(score_window >= 2, "score_window must be >= 2", score_window)
         _check(relative_patience >= 0, "relative_patience must be >= 0", relative_patience)
+        _check(record_gain >= 0, "record_gain must be >= 0", record_gain)
         self.base_interval = base_interval
         self.backoff_factor = backoff_factor
         self.max_interval_episodes = max_interval_episodes
@@ -98,8 +104,10 @@ class BackoffScheduler:
         self.score_window = score_window
         self.min_episodes_before_dormant = min_episodes_before_dormant
         self.relative_patience = relative_patience
+        self.record_gain = record_gain
         self.record_episode = 0  # when the smoothed score last set a record
         self.record_smoothed = -np.inf
+        self.lowest_smoothed = np.inf
         self.state = LoopState.ACTIVE
         self.interval = base_interval
         self.next_eval_episode = base_interval
@@ -137,6 +145,12 @@ class BackoffScheduler:
             and episode - self.record_episode >= patience
         )
 
+    def _is_record(self, smoothed: float) -> bool:
+        if not np.isfinite(self.record_smoothed):
+            return True
+        learned = self.record_smoothed - self.lowest_smoothed
+        return smoothed > self.record_smoothed + self.record_gain * learned
+
     def effective_margin(self) -> float:
         return max(self.improvement_margin, self.noise_k * self.noise())
 
@@ -156,8 +170,10 @@ class BackoffScheduler:
         recent = list(self._raw)[-self.score_smoothing :]
         smoothed = float(np.mean(recent)) if finite else math.nan
         improved = finite and smoothed > self.best_smoothed + margin
-        if finite and smoothed > self.record_smoothed:
-            self.record_smoothed, self.record_episode = smoothed, episode
+        if finite:
+            self.lowest_smoothed = min(self.lowest_smoothed, smoothed)
+            if self._is_record(smoothed):
+                self.record_smoothed, self.record_episode = smoothed, episode
         before = self.state
         if improved:
             self.best_smoothed = smoothed
@@ -195,9 +211,8 @@ class BackoffScheduler:
             "consecutive_no_improvement": self.consecutive_no_improvement,
             "n_evaluations": self.n_evaluations,
             "record_episode": self.record_episode,
-            "record_smoothed": None
-            if not np.isfinite(self.record_smoothed)
-            else self.record_smoothed,
+            "record_smoothed": _finite_or_none(self.record_smoothed),
+            "lowest_smoothed": _finite_or_none(self.lowest_smoothed),
             "best_smoothed": None if not np.isfinite(self.best_smoothed) else self.best_smoothed,
             "raw": list(self._raw),
         }
@@ -211,11 +226,17 @@ class BackoffScheduler:
         self.record_episode = int(state.get("record_episode", 0))
         record = state.get("record_smoothed")
         self.record_smoothed = -np.inf if record is None else float(record)
+        lowest = state.get("lowest_smoothed")
+        self.lowest_smoothed = np.inf if lowest is None else float(lowest)
         best = state["best_smoothed"]
         self.best_smoothed = -np.inf if best is None else float(best)
         self._raw = deque(
             (float(x) for x in state["raw"] if x is not None), maxlen=self.score_window
         )
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
 
 
 def _check(ok: bool, message: str, value: Any) -> None:

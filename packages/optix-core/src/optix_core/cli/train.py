@@ -42,7 +42,9 @@ from optix_core.cli.errors import UsageError
 # would only stretch the confirmation. DORMANT takes 10 evaluations without a
 # credited improvement and half as many windows again as the run took to its
 # last record (BackoffScheduler's relative_patience; off-policy agents ask for
-# as many again, in their loop_hints). Replayed on recorded
+# as many again, in their loop_hints); a record must add 2% of what the run has
+# learned (record_gain: LunarLander's PPO creeps up for millions of steps after
+# reaching 270, a point now and then). Replayed on recorded
 # CartPole curves: PPO stops 8-24 windows after its 500 instead of 60, and DQN
 # holds through the 60-window plateau below 150 that 10 plain evaluations end.
 LOOP_DEFAULTS: dict[str, Any] = {
@@ -52,6 +54,7 @@ LOOP_DEFAULTS: dict[str, Any] = {
     "plateau_threshold": 5,
     "dormant_threshold": 10,
     "relative_patience": 0.5,
+    "record_gain": 0.02,
     "score_smoothing": 2,
     "noise_k": 2.0,
     "score_window": 20,
