@@ -234,7 +234,7 @@ def replay(args: argparse.Namespace) -> None:
 def _hints(name: str) -> dict[str, Any]:
     """The agent's loop_hints (``BaseAgent.loop_hints``) for the curve's algorithm."""
     off_policy = any(f" {algo} " in name for algo in ("dqn", "sac", "td3", "rainbow"))
-    return {"min_episodes_before_dormant": 30, "relative_patience": 1.0} if off_policy else {}
+    return {"min_episodes_before_dormant": 30, "relative_patience": 1.5} if off_policy else {}
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ def test_a_backend_alone_trains_its_preferred_algorithm(tmp_path, capsys) -> Non
     assert "training ppo (torch) on CartPole-v1" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(("algo", "patience"), [("ppo", 0.5), ("dqn", 1.0)])
+@pytest.mark.parametrize(("algo", "patience"), [("ppo", 0.5), ("dqn", 1.5)])
 def test_off_policy_agents_get_more_patience_and_the_run_keeps_it(
     algo, patience, tmp_path, capsys
 ) -> None:
