@@ -388,6 +388,20 @@ def _cell(sides: dict[str, Any], name: str, steps: bool = False) -> str:
     return text
 
 
+def merged(path: Path, new: list[Result]) -> list[Result]:
+    """``path``'s runs with those ``new`` reruns replaced, then ``new``."""
+
+    def key(r: Result) -> tuple[str, str, int, str]:
+        return (r.env_id, r.algo, r.seed, r.side)
+
+    def result(run: dict[str, Any]) -> Result:
+        return Result(**{k: math.nan if v is None else v for k, v in run.items()})
+
+    rerun = {key(r) for r in new}
+    old = [result(run) for run in json.loads(path.read_text())["runs"]]
+    return [r for r in old if key(r) not in rerun] + new
+
+
 def _finite(value: Any) -> Any:
     """JSON without NaN: a published score has no wall time of ours."""
     if isinstance(value, dict):
@@ -410,6 +424,11 @@ def main() -> None:
     parser.add_argument("--budget", type=int, help="override every row's budget (smoke tests)")
     parser.add_argument("--timeout", type=float, default=4 * 3600, help="seconds per optix run")
     parser.add_argument("--out", default="benchmarks/results/suite.json")
+    parser.add_argument(
+        "--merge",
+        metavar="FILE",
+        help="start from FILE's runs and replace those this command reruns (a side, a seed)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     rows = SUITE
@@ -422,7 +441,6 @@ def main() -> None:
     if args.budget is not None:
         rows = [Row(**{**asdict(r), "budget": args.budget}) for r in rows]
     results: list[Result] = []
-    summaries = []
     for row in rows:
         mine = []
         for seed in args.seeds:
@@ -435,7 +453,13 @@ def main() -> None:
         if "sb3" in args.sides and row.budget > args.sb3_max_steps:
             mine.append(published(row))
         results += mine
-        summaries.append(summary(row, mine))
+    if args.merge:
+        results = merged(Path(args.merge), results)
+    summaries = [
+        summary(row, [r for r in results if (r.env_id, r.algo) == (row.env_id, row.algo)])
+        for row in SUITE
+        if any((r.env_id, r.algo) == (row.env_id, row.algo) for r in results)
+    ]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     data = {
