@@ -235,6 +235,25 @@ def test_stops_on_dormant_by_itself_holding_the_best_weights():
     assert recorder.hooks()[-1] == "on_loop_stop"
 
 
+def test_windows_of_a_warming_up_agent_are_not_evaluated():
+    """An off-policy learner's random start is flat; read as a plateau it ended
+    the run before the agent learned anything."""
+
+    class WarmingUp(ScriptedAgent):
+        @property
+        def warming_up(self) -> bool:
+            return self.t < 6  # the first 6 windows act at random
+
+    agent = WarmingUp(script(0, 0, 0, 0, 0, 0, 1, 2, 3, then=3))
+    recorder = Recorder()
+    report = loop(
+        agent, plateau_threshold=2, dormant_threshold=3, max_episodes=40, callbacks=[recorder]
+    ).run()
+    assert [args[0] for args in recorder.of("on_episode_end")][:4] == [6, 7, 8, 9]
+    assert report.stop_reason.startswith("converged") and report.episodes == 12
+    assert agent.skill == 3
+
+
 def test_a_fixed_budget_run_trains_through_dormant_and_holds_the_best_weights():
     agent = ScriptedAgent(script(1, 2, 3, 10, then=2))
     recorder = Recorder()

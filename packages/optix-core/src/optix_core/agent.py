@@ -91,6 +91,14 @@ class BaseAgent(ABC):
         return {}
 
     @property
+    def warming_up(self) -> bool:
+        """Whether the agent still acts without learning (an off-policy learner's
+        uniformly random start). The loop does not evaluate such windows: a
+        random policy's flat score is no plateau, and TD3's 10,000-step
+        warm-up on Pendulum was read as convergence before it learned."""
+        return False
+
+    @property
     def loop_hints(self) -> dict[str, Any]:
         """Loop settings this kind of agent needs where the user left them on auto.
 

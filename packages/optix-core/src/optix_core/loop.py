@@ -284,7 +284,7 @@ class RLOptimizer:
         if diagnostics is not None:
             metrics = decision = None
             events: list[Event] = []
-            if self.scheduler.should_evaluate(self.episode):
+            if self.scheduler.should_evaluate(self.episode) and not agent.warming_up:
                 metrics = self._score(data, diagnostics, val_windows)
             if metrics is not None:
                 decision = self._decide(metrics)
