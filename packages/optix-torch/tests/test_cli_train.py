@@ -43,7 +43,12 @@ def test_optix_train_cartpole_runs_torch_ppo_to_dormant_and_reports(tmp_path, ca
     assert "state=DORMANT" in out and "Training Complete" in out
     assert report["final_eval"]["mean"] >= 495
     lines = [json.loads(x) for x in (next(tmp_path.iterdir()) / "metrics.jsonl").open()]
-    assert lines[-1]["best"] == report["best_score"] and lines[-1]["selection"] is not None
+    assert lines[-1]["best"] == report["best_score"]
+    chosen = next(line for line in lines if line["window"] == report["best_window"])
+    assert chosen["selection"] == report["best_score"]  # judged on its own episodes
+    # Judging is held to a quarter of the training env steps (one judgment over at most).
+    judging = report["selection_env_steps"]
+    assert judging <= 0.25 * report["env_steps"] + 5 * 500
 
 
 @pytest.mark.slow
