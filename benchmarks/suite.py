@@ -455,8 +455,12 @@ def main() -> None:
         results += mine
     if args.merge:
         results = merged(Path(args.merge), results)
+    chosen = {(row.env_id, row.algo): row for row in rows}  # with a --budget override
     summaries = [
-        summary(row, [r for r in results if (r.env_id, r.algo) == (row.env_id, row.algo)])
+        summary(
+            chosen.get((row.env_id, row.algo), row),
+            [r for r in results if (r.env_id, r.algo) == (row.env_id, row.algo)],
+        )
         for row in SUITE
         if any((r.env_id, r.algo) == (row.env_id, row.algo) for r in results)
     ]
