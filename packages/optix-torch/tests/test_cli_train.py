@@ -34,6 +34,14 @@ def test_off_policy_agents_get_more_patience_and_the_run_keeps_it(
     assert TrainConfig.load(run_dir).loop["relative_patience"] == patience
 
 
+def test_online_tuning_keeps_the_backed_off_schedule_it_needs(tmp_path) -> None:
+    argv = ["train", "Pendulum-v1", "--tune", "--max-windows", "1", "--seed", "0"]
+    assert main([*argv, "--run-dir", str(tmp_path)]) == 0
+    (run_dir,) = tmp_path.iterdir()
+    loop = TrainConfig.load(run_dir).loop
+    assert (loop["max_interval_episodes"], loop["relative_patience"]) == (8, 0.0)
+
+
 @pytest.mark.slow
 def test_optix_train_cartpole_runs_torch_ppo_to_dormant_and_reports(tmp_path, capsys) -> None:
     report, config, out = train("CartPole-v1", tmp_path, capsys)

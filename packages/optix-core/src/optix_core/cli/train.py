@@ -59,6 +59,15 @@ LOOP_DEFAULTS: dict[str, Any] = {
     "noise_k": 2.0,
     "score_window": 20,
 }
+# With --tune the loop keeps the backed-off schedule online tuning was measured
+# with (benchmarks/online_tuning_pendulum.py): the tuner needs windows to move
+# the hyperparameters, and a run started at a bad learning rate sits flat at the
+# random level until it has. Relative patience ended such a run at window 12.
+TUNING_LOOP: dict[str, Any] = {
+    "backoff_factor": 2.0,
+    "max_interval_episodes": 8,
+    "relative_patience": 0.0,
+}
 SELECTION_EPISODES = 5  # deterministic episodes that judge each checkpoint candidate
 SELECTION_SHARE = 0.25  # judging takes at most this share of the training env steps
 FINAL_EVAL_EPISODES = 20
@@ -192,6 +201,7 @@ def _start(args: argparse.Namespace) -> int:
     pipeline = _pipeline(config, agent)  # so does an agent the pipeline cannot drive
     if args.tune:  # what the agent says is safe to move while it trains
         config.online_tuning = dict(agent.search_space)
+        config.loop.update(TUNING_LOOP)
         if not config.online_tuning:
             raise UsageError(f"{spec.name} ({spec.backend}) declares nothing to tune online")
     run_dir = new_run_dir(Path(args.run_dir), config.env_id, config.algo)
