@@ -75,9 +75,9 @@ class RLOptimizer:
     off-policy agents; a zero ``min_episodes_before_dormant`` takes the
     agent's ``loop_hints``. ``relative_patience`` and ``record_gain`` are
     optix's additions to the DORMANT test (``optix_core.scheduler``; 0,
-    tensor-optix's test, by default). ``stop_on_dormant=False`` trains through DORMANT (the scheduler
-    starts over) until ``max_episodes`` or ``max_env_steps``: a fixed-budget
-    run, as Stable-Baselines3 trains. Give ``agent_factory`` (called with the
+    tensor-optix's test, by default). ``stop_on_dormant=False`` trains
+    through DORMANT (the scheduler starts over) until ``max_episodes`` or
+    ``max_env_steps``: a fixed-budget run, as Stable-Baselines3 trains. Give ``agent_factory`` (called with the
     ``hyperparams`` dict when ``run()`` starts) instead of ``agent`` to build
     the agent late. ``optimizer=None`` is SPSA over the agent's
     ``search_space`` (none unless the agent declares one).
