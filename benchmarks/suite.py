@@ -3,6 +3,7 @@
     uv run python benchmarks/suite.py [--rows CartPole-v1:ppo Pendulum-v1:sac ...]
         [--seeds 0 1 2] [--sides auto budget sb3] [--eval-episodes 100]
         [--sb3-max-steps 100000] [--out benchmarks/results/suite.json]
+        [--curves benchmarks/results/curves]
 
 For each row (environment, algorithm, the zoo's budget and published score)
 and seed, up to three runs:
@@ -31,7 +32,8 @@ Per row the summary gives each side's mean over seeds and checks the two
 targets of issue 16: the autonomous run's score at least the fixed-budget
 run's minus one standard error, and the zoo's score reached with at most half
 of the zoo's env steps. The results go to ``--out`` as JSON and are printed
-as a Markdown table.
+as a Markdown table; each row's learning curves, the seeds of a side drawn
+together by ``optix plot``, go to ``--curves``.
 """
 
 from __future__ import annotations
@@ -212,22 +214,20 @@ class Result:
     stop_reason: str = ""
 
 
-def optix_run(row: Row, seed: int, side: str, args: argparse.Namespace) -> Result:
-    """One ``optix train`` process, then ``optix eval --json`` of what it handed back."""
-    optix = shutil.which("optix")
-    if optix is None:
-        sys.exit("the optix command is not on PATH: run this with `uv run`")
+def optix_run(row: Row, seed: int, side: str, args: argparse.Namespace, root: Path) -> Result:
+    """One ``optix train`` process writing its run under ``root/SIDE-seedS``, then
+    ``optix eval --json`` of what it handed back."""
     cap = row.budget if side == "budget" else int(row.budget * args.auto_cap)
-    with tempfile.TemporaryDirectory() as root:
-        words = [row.env_id, "--algo", row.algo, "--seed", str(seed), "--run-dir", root]
-        if side == "budget":
-            words.append("--no-early-stop")  # the whole budget, as SB3 trains
-        started = time.perf_counter()
-        _optix(optix, "train", *words, "--max-steps", str(cap), timeout=args.timeout)
-        (run_dir,) = Path(root).iterdir()
-        report = json.loads((run_dir / "report.json").read_text())
-        episodes = ("--episodes", str(args.eval_episodes), "--seed", str(EVAL_SEED))
-        final = json.loads(_optix(optix, "eval", str(run_dir), "--json", *episodes))
+    parent = root / f"{side}-seed{seed}"
+    words = [row.env_id, "--algo", row.algo, "--seed", str(seed), "--run-dir", str(parent)]
+    if side == "budget":
+        words.append("--no-early-stop")  # the whole budget, as SB3 trains
+    started = time.perf_counter()
+    _optix("train", *words, "--max-steps", str(cap), timeout=args.timeout)
+    (run_dir,) = parent.iterdir()
+    report = json.loads((run_dir / "report.json").read_text())
+    episodes = ("--episodes", str(args.eval_episodes), "--seed", str(EVAL_SEED))
+    final = json.loads(_optix("eval", str(run_dir), "--json", *episodes))
     reason = report["stop_reason"]
     if side == "auto" and reason.startswith("max_env_steps"):
         reason = f"safety cap ({args.auto_cap:g}x the zoo's budget) reached: still improving"
@@ -251,12 +251,32 @@ def optix_run(row: Row, seed: int, side: str, args: argparse.Namespace) -> Resul
     )
 
 
-def _optix(*command: str, timeout: float | None = None) -> str:
+def _optix(*words: str, timeout: float | None = None) -> str:
     """Run an optix command; its standard output, or its error in full."""
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    optix = shutil.which("optix")
+    if optix is None:
+        sys.exit("the optix command is not on PATH: run this with `uv run`")
+    done = subprocess.run([optix, *words], capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command[1:])} failed:\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"optix {' '.join(words)} failed:\n{done.stderr[-3000:]}")
     return done.stdout
+
+
+def plot_curves(row: Row, root: Path, sides: list[str], curves: Path) -> None:
+    """``optix plot`` of each optix side's seeds together (their mean and spread),
+    as ``curves/ENV-ALGO-SIDE.png``."""
+    curves.mkdir(parents=True, exist_ok=True)
+    for side in sides:
+        runs = sorted(str(run) for run in root.glob(f"{side}-seed*/*"))
+        if not runs:
+            continue
+        image = curves / f"{row.env_id}-{row.algo}-{side}.png"
+        try:
+            _optix("plot", *runs, "--output", str(image))
+        except RuntimeError as error:  # no optix-callbacks[plot]: the numbers still stand
+            print(f"  no curves: {str(error).splitlines()[-1]}", flush=True)
+        else:
+            print(f"  curves: {image}", flush=True)
 
 
 def sb3_run(row: Row, seed: int, args: argparse.Namespace) -> Result:
@@ -425,6 +445,11 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=4 * 3600, help="seconds per optix run")
     parser.add_argument("--out", default="benchmarks/results/suite.json")
     parser.add_argument(
+        "--curves",
+        default="benchmarks/results/curves",
+        help="folder for each row's learning curves (optix plot); '' draws none",
+    )
+    parser.add_argument(
         "--merge",
         metavar="FILE",
         help="start from FILE's runs and replace those this command reruns (a side, a seed)",
@@ -443,13 +468,16 @@ def main() -> None:
     results: list[Result] = []
     for row in rows:
         mine = []
-        for seed in args.seeds:
-            print(f"{row.env_id} {row.algo} seed {seed}", flush=True)
-            for side in ("auto", "budget"):
-                if side in args.sides:
-                    mine.append(optix_run(row, seed, side, args))
-            if "sb3" in args.sides and row.budget <= args.sb3_max_steps:
-                mine.append(sb3_run(row, seed, args))
+        optix_sides = [side for side in ("auto", "budget") if side in args.sides]
+        with tempfile.TemporaryDirectory() as root:
+            for seed in args.seeds:
+                print(f"{row.env_id} {row.algo} seed {seed}", flush=True)
+                for side in optix_sides:
+                    mine.append(optix_run(row, seed, side, args, Path(root)))
+                if "sb3" in args.sides and row.budget <= args.sb3_max_steps:
+                    mine.append(sb3_run(row, seed, args))
+            if args.curves:
+                plot_curves(row, Path(root), optix_sides, Path(args.curves))
         if "sb3" in args.sides and row.budget > args.sb3_max_steps:
             mine.append(published(row))
         results += mine

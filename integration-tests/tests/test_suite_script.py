@@ -1,5 +1,6 @@
-"""benchmarks/suite.py, one row end to end at a tiny budget: the three sides run
-and the result file holds what the README's table is made from."""
+"""benchmarks/suite.py, one row end to end at a tiny budget: the three sides run,
+the result file holds what the README's table is made from, and each optix
+side's learning curves are drawn."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def test_one_row_runs_end_to_end_and_writes_a_well_formed_result(tmp_path):
     script = [sys.executable, str(ROOT / "benchmarks" / "suite.py"), "--rows", "CartPole-v1:dqn"]
     tiny = ["--seeds", "0", "--budget", "1500", "--auto-cap", "2", "--eval-episodes", "3"]
     done = subprocess.run(
-        [*script, *tiny, "--out", str(out)],
+        [*script, *tiny, "--out", str(out), "--curves", str(tmp_path / "curves")],
         capture_output=True,
         text=True,
         timeout=600,
@@ -38,3 +39,6 @@ def test_one_row_runs_end_to_end_and_writes_a_well_formed_result(tmp_path):
     assert set(row["sides"]) == {"auto", "budget", "sb3"}
     assert set(row["targets"]) == {"auto >= budget - 1 SE", "zoo score with <= 50% of its steps"}
     assert "| CartPole-v1 | dqn | 1,500 |" in done.stdout
+    for side in ("auto", "budget"):  # optix plot's PNG of each optix side
+        image = tmp_path / "curves" / f"CartPole-v1-dqn-{side}.png"
+        assert image.read_bytes().startswith(b"\x89PNG")
