@@ -233,8 +233,10 @@ def replay(args: argparse.Namespace) -> None:
 
 def _hints(name: str) -> dict[str, Any]:
     """The agent's loop_hints (``BaseAgent.loop_hints``) for the curve's algorithm."""
-    off_policy = any(f" {algo} " in name for algo in ("dqn", "sac", "td3", "rainbow"))
-    return {"min_episodes_before_dormant": 30, "relative_patience": 1.5} if off_policy else {}
+    algo = name.split()[1]
+    if algo in ("dqn", "rainbow"):  # value-based: ReplayAgentMixin.RELATIVE_PATIENCE
+        return {"min_episodes_before_dormant": 30, "relative_patience": 1.5}
+    return {"min_episodes_before_dormant": 30} if algo in ("sac", "td3") else {}
 
 
 def main() -> None:

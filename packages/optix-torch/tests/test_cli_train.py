@@ -24,11 +24,14 @@ def test_a_backend_alone_trains_its_preferred_algorithm(tmp_path, capsys) -> Non
     assert "training ppo (torch) on CartPole-v1" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(("algo", "patience"), [("ppo", 0.5), ("dqn", 1.5)])
-def test_off_policy_agents_get_more_patience_and_the_run_keeps_it(
-    algo, patience, tmp_path, capsys
+@pytest.mark.parametrize(
+    ("env_id", "algo", "patience"),
+    [("CartPole-v1", "ppo", 0.5), ("CartPole-v1", "dqn", 1.5), ("Pendulum-v1", "sac", 0.5)],
+)
+def test_value_based_agents_get_more_patience_and_the_run_keeps_it(
+    env_id, algo, patience, tmp_path, capsys
 ) -> None:
-    argv = ["train", "CartPole-v1", "--algo", algo, "--max-windows", "1", "--seed", "0"]
+    argv = ["train", env_id, "--algo", algo, "--max-windows", "1", "--seed", "0"]
     assert main([*argv, "--run-dir", str(tmp_path)]) == 0
     (run_dir,) = tmp_path.iterdir()
     assert TrainConfig.load(run_dir).loop["relative_patience"] == patience

@@ -103,15 +103,13 @@ class BaseAgent(ABC):
         """Loop settings this kind of agent needs where the user left them on auto.
 
         Off-policy learners need more evaluations before a plateau means
-        anything, since their scores lag the replay buffer, and more patience
-        (``optix train``'s ``relative_patience``, 0.5 otherwise): DQN on
-        CartPole sits on plateaus below 150, or dips, before it climbs to 500;
-        seed 2 set its record at window 42 and the next at 94 (1.24 times as
-        long again), and 0.5 or 1.0 stopped it at 180.
+        anything, since their scores lag the replay buffer. Value-based ones
+        (DQN, Rainbow) also ask for more patience than ``optix train``'s
+        ``relative_patience`` of 0.5 (``ReplayAgentMixin.RELATIVE_PATIENCE``).
         """
         if self.is_on_policy:
             return {}
-        return {"min_episodes_before_dormant": 30, "relative_patience": 1.5}
+        return {"min_episodes_before_dormant": 30}
 
     def teardown(self) -> None:
         """Release accelerator memory and other resources; the agent is not used again."""

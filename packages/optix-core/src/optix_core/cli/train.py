@@ -41,7 +41,7 @@ from optix_core.cli.errors import UsageError
 # judging candidates has a budget of its own (SELECTION_SHARE), so backing off
 # would only stretch the confirmation. DORMANT takes 10 evaluations without a
 # credited improvement and half as many windows again as the run took to its
-# last record (BackoffScheduler's relative_patience; off-policy agents ask for
+# last record (BackoffScheduler's relative_patience; value-based agents ask for
 # 1.5 in their loop_hints); a record must add 2% of what the run has
 # learned (record_gain: LunarLander's PPO creeps up for millions of steps after
 # reaching 270, a point now and then). Replayed on recorded
