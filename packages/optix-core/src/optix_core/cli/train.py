@@ -196,7 +196,7 @@ def _start(args: argparse.Namespace) -> int:
         callbacks=callbacks.requested(args),
     )
     agent = _agent(config)  # bad hyperparameters or devices fail before anything is written
-    if "relative_patience" in agent.loop_hints:  # off-policy learners plateau longer
+    if "relative_patience" in agent.loop_hints:  # value-based learners dip and recover
         config.loop["relative_patience"] = agent.loop_hints["relative_patience"]
     pipeline = _pipeline(config, agent)  # so does an agent the pipeline cannot drive
     if args.tune:  # what the agent says is safe to move while it trains
