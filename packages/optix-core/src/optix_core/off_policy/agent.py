@@ -76,6 +76,7 @@ class ReplayAgentMixin:
 
     @property
     def loop_hints(self) -> dict[str, Any]:
+        """The base's hints, with ``RELATIVE_PATIENCE`` where the class sets one."""
         hints = super().loop_hints  # type: ignore[misc]
         if self.RELATIVE_PATIENCE is None:
             return hints
