@@ -232,11 +232,12 @@ def replay(args: argparse.Namespace) -> None:
 
 
 def _hints(name: str) -> dict[str, Any]:
-    """The agent's loop_hints (``BaseAgent.loop_hints``) for the curve's algorithm."""
-    algo = name.split()[1]
-    if algo in ("dqn", "rainbow"):  # value-based: ReplayAgentMixin.RELATIVE_PATIENCE
-        return {"min_episodes_before_dormant": 30, "relative_patience": 1.5}
-    return {"min_episodes_before_dormant": 30} if algo in ("sac", "td3") else {}
+    """The loop_hints of the curve's agent (``"CartPole-v1 ppo seed 0"``: torch's PPO
+    on CartPole), as ``optix train`` reads them."""
+    from optix_core import make_agent
+
+    env_id, algo = name.split()[:2]
+    return make_agent(algo, env_id, backend="torch", device="cpu").loop_hints
 
 
 def main() -> None:
