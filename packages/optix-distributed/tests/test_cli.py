@@ -23,6 +23,13 @@ def optix(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+def as_a_terminal_job() -> None:
+    """SIGINT at its default, as in a terminal's foreground job. A test run started
+    in the background (``cmd &`` in a script) ignores SIGINT, its children inherit
+    that through exec, and Python then installs no KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def descendants(pid: int) -> list[int]:
     found, frontier = [], [pid]
     while frontier:
@@ -62,7 +69,7 @@ def test_stopping_a_run_stops_every_actor_and_the_run_resumes(tmp_path, how) -> 
         [*OPTIX, "train", "CartPole-v1", "--algo", "impala", "--actors", "2", "--seed", "1",
          "--run-dir", "out"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
+        start_new_session=True, preexec_fn=as_a_terminal_job,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 120
