@@ -95,6 +95,22 @@ def assert_same_actions(got: np.ndarray, want: np.ndarray, space: gym.Space) -> 
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
+def test_an_exported_policy_standardizes_observations_as_the_agent_does(fmt, tmp_path):
+    env = gym.make("CartPole-v1")
+    hp = {"normalize_observations": True}
+    agent = make_agent("ppo", env, backend="torch", hyperparams=hp, device="cpu", seed=0)
+    space = env.observation_space
+    rng = np.random.default_rng(0)
+    agent.obs_normalizer.update(rng.normal([1.0, -2.0, 0.1, 3.0], [0.5, 2.0, 0.05, 4.0], (500, 4)))
+    path = tmp_path / f"policy.{fmt}"
+    export_policy(agent, path, fmt, space)
+    obs = rng.normal([1.0, -2.0, 0.1, 3.0], [0.5, 2.0, 0.05, 4.0], (64, 4)).astype(np.float32)
+    want = agent.act(obs, deterministic=True)
+    assert 0 < want.mean() < 1  # both actions: a policy that ignored its input would not show
+    assert_same_actions(RUNNERS[fmt](path, obs, space), want, space)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("env_id", ENVS)
 def test_the_exported_policy_acts_as_the_agent_does(env_id, fmt, tmp_path):
     agent, space = ppo(env_id)

@@ -13,11 +13,12 @@ PPO's window then travels to the framework as one float32 table
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from optix_core.normalizers import RewardNormalizer
+from optix_core.normalizers import ObsNormalizer, RewardNormalizer
 from optix_core.policies import observations as O
 from optix_core.policies.distributions import Distribution
 from optix_core.returns import compute_gae
@@ -124,15 +125,50 @@ def minibatch_starts(epochs: int, n: int, batch: int) -> list[int]:
 
 class PPOWindow:
     """PPO's framework-free half, mixed into a backend's PPO agent (ahead of its
-    base): the linear schedules, and a window turned into its loss table.
+    base): the linear schedules, the normalizers, and a window turned into its
+    loss table.
 
-    The agent sets ``env_steps = 0`` and ``reward_normalizer`` (or None), and has
-    ``hp``, ``distribution``, ``optimizer`` and ``rollout_values(data, obs, learn_actions)``;
-    the backend's ``set_learning_rate(optimizer, rate)`` is passed in.
+    The agent sets ``env_steps = 0``, calls ``init_normalizers`` and has ``hp``,
+    ``distribution``, ``optimizer`` and ``rollout_values(data, obs, learn_actions)``;
+    its ``act`` and ``act_info`` feed the networks ``observed(observation)``.
     """
 
     env_steps: int
     reward_normalizer: RewardNormalizer | None
+    obs_normalizer: ObsNormalizer | None
+
+    def init_normalizers(
+        self, reward_normalizer: RewardNormalizer | None, observation_space: Any
+    ) -> None:
+        """Stable-Baselines3's VecNormalize, as the hyperparameters ask.
+
+        ``normalize_reward``: rewards divided by the running std of the discounted
+        return before GAE (``reward_normalizer`` when given, else one made at the
+        first window with a column per environment). ``normalize_observations``:
+        observations standardized by running statistics, clipped to ±10. A
+        window is acted on and learned from with the same statistics, those of
+        the windows learned before it; it joins them after its update, so every
+        step's action and its update see one observation. Evaluation uses them
+        as they stand, and checkpoints carry them.
+        """
+        self.reward_normalizer = reward_normalizer
+        self.obs_normalizer = None
+        if not self.hp["normalize_observations"]:
+            return
+        shape = getattr(observation_space, "shape", None)
+        if observation_space is None or isinstance(observation_space, dict) or shape is None:
+            raise ValueError(
+                f"{self.algorithm}: normalize_observations needs a Box observation space "
+                f"(pass observation_space), got {observation_space!r}"
+            )
+        self.obs_normalizer = ObsNormalizer(shape)
+
+    def observed(self, observation: Any) -> Any:
+        """Observations as the networks take them: standardized with
+        ``normalize_observations``, else as given."""
+        if self.obs_normalizer is None:
+            return observation
+        return self.obs_normalizer.normalize(observation)
 
     def schedule_fraction(self) -> float:
         """1 − steps/anneal_steps, floored at 0 (1 when annealing is off)."""
@@ -142,36 +178,67 @@ class PPOWindow:
     def window_table(
         self, data: EpisodeData
     ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, float]:
-        """Count the window's steps, then: its observations ``[T·N, ...]``, the loss
-        table (``loss_table``), V(s_t) and the returns ``[T, N]``, and the clip
-        range of this point of the schedule."""
+        """Count the window's steps, then: its observations ``[T·N, ...]`` as the
+        networks take them, the loss table (``loss_table``), V(s_t) and the returns
+        ``[T, N]``, and the clip range of this point of the schedule."""
         hp = self.hp
         steps, envs = np.shape(data.rewards)
         n = steps * envs
         self.env_steps += n
+        raw = data.observations
+        if self.obs_normalizer is not None:
+            data = replace(
+                data,
+                observations=self.observed(raw),
+                next_observations=self.observed(data.next_observations),
+                final_observations=_maybe(self.observed, data.final_observations),
+            )
         obs = O.flatten_steps(data.observations, n)
         actions = self.distribution.learn_actions(data.actions, data.policy_info, n)
         values, next_values, final_values, old_log_probs = self.rollout_values(data, obs, actions)
         rewards = data.rewards
-        if self.reward_normalizer is not None:
-            rewards = self.reward_normalizer.normalize_window(rewards, data.dones)
+        if hp["normalize_reward"] or self.reward_normalizer is not None:
+            rewards = self._reward_normalizer(envs).normalize_window(rewards, data.dones)
         advantages, returns = gae(data, rewards, values, next_values, final_values, hp)
         table = loss_table(old_log_probs, advantages, returns, values, actions)
+        if self.obs_normalizer is not None:
+            self.obs_normalizer.update(O.flatten_steps(raw, n))
         return obs, table, values, returns, hp["clip_ratio"] * self.schedule_fraction()
+
+    def _reward_normalizer(self, envs: int) -> RewardNormalizer:
+        if self.reward_normalizer is None:
+            self.reward_normalizer = RewardNormalizer(self.hp["gamma"], n_envs=envs)
+        return self.reward_normalizer
 
     def extra_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {"env_steps": self.env_steps}
-        if self.reward_normalizer is not None:
-            state["reward_normalizer"] = {
-                k: np.asarray(v).tolist() for k, v in self.reward_normalizer.state_dict().items()
-            }
+        for name in ("reward_normalizer", "obs_normalizer"):
+            normalizer = getattr(self, name)
+            if normalizer is not None:
+                state[name] = {k: np.asarray(v).tolist() for k, v in normalizer.state_dict().items()}
         return state
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.env_steps = int(state.get("env_steps", 0))
         saved = state.get("reward_normalizer")
-        if self.reward_normalizer is not None and saved is not None:
-            self.reward_normalizer.load_state_dict(
-                {k: v if k == "count" else np.asarray(v) for k, v in saved.items()}
+        if saved is not None:
+            self._reward_normalizer(len(saved["returns"])).load_state_dict(_arrays(saved))
+        saved = state.get("obs_normalizer")
+        if (saved is None) != (self.obs_normalizer is None):
+            # The weights were trained on the other kind of input: acting on them would be wrong.
+            raise ValueError(
+                f"{self.algorithm}: the checkpoint was saved "
+                f"{'without' if saved is None else 'with'} observation statistics, this agent "
+                f"has normalize_observations={bool(self.hp['normalize_observations'])}"
             )
+        if self.obs_normalizer is not None:
+            self.obs_normalizer.load_state_dict(_arrays(saved))
         self.apply_hyperparams()
+
+
+def _arrays(saved: dict[str, Any]) -> dict[str, Any]:
+    return {k: v if k == "count" else np.asarray(v) for k, v in saved.items()}
+
+
+def _maybe(function: Callable[[Any], Any], value: Any) -> Any:
+    return None if value is None else function(value)

@@ -19,7 +19,9 @@ observation, and scores far above random only then:
 
 For continuous actions, ``POINTER_ENVS`` (``PointAt`` below) show a target
 as an image, a Dict or a Discrete index. ``masked_cartpole()`` is CartPole-v1
-without its velocities, for recurrent policies.
+without its velocities, for recurrent policies; ``optix-tests/FarCartPole-v0``
+is CartPole-v1 seen from far off (every observation ×50, +1000), which a
+network learns from only once its inputs are standardized.
 """
 
 from __future__ import annotations
@@ -235,3 +237,30 @@ def masked_cartpole() -> gym.Env:
     """CartPole-v1 without its velocities: a memoryless policy scores about 45, one
     that remembers its last observations can recover them and solve it."""
     return MaskVelocity(gym.make("CartPole-v1"))
+
+
+# ---- observations on a scale no network reads (normalization) -------------------
+
+
+class FarObservations(gym.ObservationWrapper):
+    """Observations scaled and shifted far from the unit range a network's first
+    layer reads: tanh units saturate, and the policy's gradients vanish."""
+
+    def __init__(self, env: gym.Env, scale: float = 50.0, shift: float = 1000.0) -> None:
+        super().__init__(env)
+        self.scale, self.shift = scale, shift
+        space = env.observation_space
+        self.observation_space = gym.spaces.Box(
+            self.observation(space.low), self.observation(space.high), dtype=space.dtype
+        )
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        return (observation * self.scale + self.shift).astype(np.float32)
+
+
+def far_cartpole() -> gym.Env:
+    return FarObservations(gym.make("CartPole-v1"))
+
+
+if "optix-tests/FarCartPole-v0" not in gym.registry:
+    gym.register("optix-tests/FarCartPole-v0", entry_point=far_cartpole)

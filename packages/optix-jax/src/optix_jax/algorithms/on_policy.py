@@ -115,7 +115,7 @@ class OnPolicyNetworks:
         return np.asarray(params), np.asarray(values)
 
     def act(self, observation: Any, deterministic: bool = False) -> np.ndarray:
-        params = self._numpy_forward(observation)[0]
+        params = self._numpy_forward(self.observed(observation))[0]
         if deterministic:
             return self.distribution.mode(params)
         return self.distribution.sample(params, self.act_rng)[0]
@@ -123,7 +123,7 @@ class OnPolicyNetworks:
     def act_info(
         self, observation: Any, episode_start: np.ndarray
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        params, values = self._numpy_forward(observation)
+        params, values = self._numpy_forward(self.observed(observation))
         actions, info = self.distribution.sample(params, self.rng)
         return actions, {**info, "values": values}
 
@@ -134,6 +134,10 @@ class OnPolicyNetworks:
         the distribution's mode, and no info. Ask again after each ``learn`` (the
         state moves; the function stays the same object)."""
         return (self._mode if deterministic else self._policy), self._state
+
+    def observed(self, observation: Any) -> Any:
+        """Observations as the networks take them (PPO's may standardize them)."""
+        return observation
 
     # ---- learning -------------------------------------------------------
 

@@ -28,6 +28,7 @@ computed in that same function, so it never crosses to the host.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -70,8 +71,10 @@ class FlaxPPOAgent(PPOWindow, P.OnPolicyNetworks, JaxAgentBase):
             PPO). Its learning rate follows ``hyperparams``.
         hyperparams: keys of ``optix_core.algorithms.config.ppo.DEFAULTS``.
         reward_normalizer: an ``optix_core.normalizers.RewardNormalizer`` with
-            one column per environment (Python pipelines only: a compiled
-            pipeline's window is refused with it).
+            one column per environment. ``normalize_reward`` makes one itself,
+            and ``normalize_observations`` standardizes observations
+            (``PPOWindow.init_normalizers``); Python pipelines only: a compiled
+            pipeline's window stays on the device, and is refused with either.
         device: "auto", "cpu", "gpu", "gpu:N" ("cuda" and "cuda:N" alike).
         seed: seeds the agent's own generators (sampling, minibatch order).
         action_space: the actions' space; without it, Discrete with as many
@@ -111,11 +114,26 @@ class FlaxPPOAgent(PPOWindow, P.OnPolicyNetworks, JaxAgentBase):
             self.networks = P.PolicyNetworks(actor, critic, shared=critic is None)
             tx = optimizer or default_adam(1e-5)
             self.optimizer = new_optimizer(self.networks, tx)
-        self.reward_normalizer = reward_normalizer
+        self.init_normalizers(reward_normalizer, observation_space)
         self.env_steps = 0  # environment steps learned from: drives anneal_steps
         self.init_networks()
         self._build_updates()
         self.apply_hyperparams()
+
+    def compiled_policy(self, deterministic: bool = False) -> tuple[Callable, Any]:
+        self.refuse_host_normalizers()
+        return super().compiled_policy(deterministic)
+
+    def refuse_host_normalizers(self) -> None:
+        """A compiled pipeline keeps its windows on the device, where normalizers
+        that work on the host's copy cannot reach them."""
+        host = self.reward_normalizer is not None or self.obs_normalizer is not None
+        if host or self.hp["normalize_reward"]:
+            raise ValueError(
+                "ppo: normalize_reward, normalize_observations and reward_normalizer work "
+                "on windows on the host; a compiled pipeline's window stays on the device: "
+                "build the agent without them"
+            )
 
     def _build_updates(self) -> None:
         graphdef, _ = nnx.split((self.networks, self.optimizer))
@@ -179,11 +197,7 @@ class FlaxPPOAgent(PPOWindow, P.OnPolicyNetworks, JaxAgentBase):
 
     def _learn_on_device(self, data: EpisodeData) -> tuple[dict[str, float], float]:
         """A compiled pipeline's window: values, GAE and the update in one jitted call."""
-        if self.reward_normalizer is not None:
-            raise ValueError(
-                "reward_normalizer rescales windows on the host; a compiled pipeline's "
-                "window stays on the device: build the agent without it"
-            )
+        self.refuse_host_normalizers()
         steps, envs = data.rewards.shape
         n = steps * envs
         self.env_steps += n

@@ -36,6 +36,10 @@ class OnPolicyNetworks:
     critic: keras.Model | None
     shared: bool
 
+    def observed(self, observation: Any) -> Any:
+        """Observations as the networks take them (PPO's may standardize them)."""
+        return observation
+
     # ---- networks -------------------------------------------------------
 
     def modules(self) -> dict[str, keras.Model]:
@@ -95,7 +99,7 @@ class OnPolicyNetworks:
         return self.distribution.log_prob(tf.constant(params), tf.constant(actions)).numpy()
 
     def act(self, observation: Any, deterministic: bool = False) -> np.ndarray:
-        params = self._numpy_forward(observation)[0]
+        params = self._numpy_forward(self.observed(observation))[0]
         if deterministic:
             return self.distribution.mode(params)
         return self.distribution.sample(params, self.act_rng)[0]
@@ -103,7 +107,7 @@ class OnPolicyNetworks:
     def act_info(
         self, observation: Any, episode_start: np.ndarray
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        params, values = self._numpy_forward(observation)
+        params, values = self._numpy_forward(self.observed(observation))
         actions, info = self.distribution.sample(params, self.rng)
         return actions, {**info, "values": values}
 

@@ -64,7 +64,9 @@ class TFPPOAgent(PPOWindow, OnPolicyNetworks, TFAgentBase):
         hyperparams: keys of ``optix_core.algorithms.config.ppo.DEFAULTS``.
         reward_normalizer: an ``optix_core.normalizers.RewardNormalizer`` with
             one column per environment; rewards are divided by its running
-            return std before GAE.
+            return std before GAE. ``normalize_reward`` makes one itself, and
+            ``normalize_observations`` standardizes observations
+            (``PPOWindow.init_normalizers``).
         device: "auto", "cpu", "gpu", "gpu:N" ("cuda" and "cuda:N" alike).
         seed: seeds the agent's own generators (sampling, minibatch order).
         action_space: the actions' space; without it, Discrete with as many
@@ -107,7 +109,7 @@ class TFPPOAgent(PPOWindow, OnPolicyNetworks, TFAgentBase):
                 learning_rate=self.hp["learning_rate"], epsilon=1e-5
             )
             self._build_optimizers()  # its slots exist before the first (compiled) step
-        self.reward_normalizer = reward_normalizer
+        self.init_normalizers(reward_normalizer, observation_space)
         self.env_steps = 0  # environment steps learned from: drives anneal_steps
         # No autograph: the update's control flow is TensorFlow's own, and it traces faster.
         self._act = tf.function(self.forward, reduce_retracing=True, autograph=False)

@@ -39,7 +39,7 @@ from torch import nn
 
 from optix_core.algorithms.config import ppo as config
 from optix_core.minibatch import make_minibatches
-from optix_core.normalizers import RewardNormalizer
+from optix_core.normalizers import ObsNormalizer, RewardNormalizer
 from optix_core.on_policy import (
     ADVANTAGE,
     OLD_LOG_PROB,
@@ -85,7 +85,9 @@ class TorchPPOAgent(PPOWindow, OnPolicyValues, TorchAgentBase):
         hyperparams: keys of ``optix_core.algorithms.config.ppo.DEFAULTS``.
         reward_normalizer: an ``optix_core.normalizers.RewardNormalizer`` with
             one column per environment; rewards are divided by its running
-            return std before GAE.
+            return std before GAE. ``normalize_reward`` makes one itself, and
+            ``normalize_observations`` standardizes observations
+            (``PPOWindow.init_normalizers``).
         device: "auto", "cpu", "cuda" or "cuda:N".
         seed: seeds the agent's own generators (sampling, minibatch order).
         action_space: the actions' space; without it, Discrete with as many
@@ -127,7 +129,7 @@ class TorchPPOAgent(PPOWindow, OnPolicyValues, TorchAgentBase):
             self.distribution.param_dim,
             self.algorithm,
         )
-        self.reward_normalizer = reward_normalizer
+        self.init_normalizers(reward_normalizer, observation_space)
         self.env_steps = 0  # environment steps learned from: drives anneal_steps
         params = [p for m in self.modules().values() for p in m.parameters()]
         # The policy layer's networks are reached whole by every loss: their
@@ -154,7 +156,9 @@ class TorchPPOAgent(PPOWindow, OnPolicyValues, TorchAgentBase):
 
     def policy_module(self) -> nn.Module:
         """The deterministic policy as a plain module: observations → actions."""
-        return DeterministicPolicy(self.actor, self.critic is None, self.distribution)
+        return DeterministicPolicy(
+            self.actor, self.critic is None, self.distribution, self.obs_normalizer
+        )
 
     # ---- acting -------------------------------------------------------------
 
@@ -174,7 +178,7 @@ class TorchPPOAgent(PPOWindow, OnPolicyValues, TorchAgentBase):
         return params.float().cpu().numpy(), value_np
 
     def act(self, observation: Any, deterministic: bool = False) -> np.ndarray:
-        params = self._numpy_forward(observation, values=False)[0]
+        params = self._numpy_forward(self.observed(observation), values=False)[0]
         if deterministic:
             return self.distribution.mode(params)
         return self.distribution.sample(params, self.act_generator)[0]
@@ -182,7 +186,7 @@ class TorchPPOAgent(PPOWindow, OnPolicyValues, TorchAgentBase):
     def act_info(
         self, observation: Any, episode_start: np.ndarray
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        params, values = self._numpy_forward(observation, values=True)
+        params, values = self._numpy_forward(self.observed(observation), values=True)
         actions, info = self.distribution.sample(params, self.generator)
         return actions, {**info, "values": values}
 
@@ -333,13 +337,29 @@ class TorchGaussianPPOAgent(TorchPPOAgent):
 
 
 class DeterministicPolicy(nn.Module):
-    """Observations → the distribution's deterministic actions (what ``optix export`` writes)."""
+    """Observations → the distribution's deterministic actions (what ``optix export``
+    writes), standardized first by the observation statistics as they stand."""
 
-    def __init__(self, actor: nn.Module, returns_values: bool, distribution: Distribution) -> None:
+    def __init__(
+        self,
+        actor: nn.Module,
+        returns_values: bool,
+        distribution: Distribution,
+        obs_normalizer: ObsNormalizer | None = None,
+    ) -> None:
         super().__init__()
         self.actor, self.returns_values, self.distribution = actor, returns_values, distribution
+        self.standardize = obs_normalizer is not None
+        if obs_normalizer is not None:
+            scale = np.sqrt(obs_normalizer.var + obs_normalizer.epsilon)
+            device = next(actor.parameters()).device
+            self.register_buffer("obs_mean", torch.tensor(obs_normalizer.mean).float().to(device))
+            self.register_buffer("obs_scale", torch.tensor(scale).float().to(device))
+            self.obs_clip = obs_normalizer.clip
 
     def forward(self, obs: O.ObsTensor) -> torch.Tensor:
+        if self.standardize:
+            obs = ((obs - self.obs_mean) / self.obs_scale).clamp(-self.obs_clip, self.obs_clip)
         out = self.actor(obs)
         return self.distribution.torch_mode(out[0] if self.returns_values else out)
 

@@ -7,7 +7,10 @@ approximate KL exceeds 1.5 · target_kl; 0 never stops), ``clip_range_vf``
 (clip the value prediction to within that of the value that acted; 0 does
 not clip), and ``anneal_steps`` (rl-zoo's linear schedules: ``learning_rate``
 and ``clip_ratio`` fall linearly to 0 over that many environment steps; 0
-keeps them constant).
+keeps them constant). ``normalize_observations`` and ``normalize_reward`` are
+rl-zoo's ``normalize: true`` (SB3's VecNormalize): observations standardized
+by running statistics, rewards divided by the running std of the discounted
+return (``optix_core.on_policy.PPOWindow.init_normalizers``).
 """
 
 from optix_core.hyperparams import Bound
@@ -26,6 +29,8 @@ DEFAULTS = {
     "target_kl": 0.0,
     "clip_range_vf": 0.0,
     "anneal_steps": 0,
+    "normalize_observations": False,
+    "normalize_reward": False,
 }
 BOUNDS = {
     "learning_rate": Bound(0.0, 1.0, open_low=True),
@@ -41,6 +46,8 @@ BOUNDS = {
     "target_kl": Bound(0.0, 100.0),
     "clip_range_vf": Bound(0.0, 1e6),
     "anneal_steps": Bound(0, 2**62, integer=True),
+    "normalize_observations": Bound.flag(),
+    "normalize_reward": Bound.flag(),
 }
 SEARCH_SPACE = {
     "learning_rate": ("log_float", 1e-4, 3e-3),
@@ -82,6 +89,18 @@ PRESETS = {
             "minibatch_size": 64,
         },
         "rollout": {"n_envs": 4, "window_size": 1024},
+    },
+    # rl-baselines3-zoo's Acrobot settings: 16 environments x 256 steps, 4 epochs,
+    # λ 0.94, no entropy bonus, observations and rewards normalized (VecNormalize).
+    "Acrobot-v1": {
+        "hyperparams": {
+            "gae_lambda": 0.94,
+            "n_epochs": 4,
+            "entropy_coef": 0.0,
+            "normalize_observations": True,
+            "normalize_reward": True,
+        },
+        "rollout": {"n_envs": 16, "window_size": 256},
     },
     # rl-baselines3-zoo's LunarLander settings (also its LunarLanderContinuous):
     # 16 environments x 1024 steps, 4 epochs of minibatches of 64, γ 0.999.
