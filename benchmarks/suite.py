@@ -118,7 +118,6 @@ SUITE = [
         -73.506,
         18.201,
         dict(normalize=True, n_envs=16, n_steps=256, gae_lambda=0.94, n_epochs=4, ent_coef=0.0),
-        "the zoo normalizes observations and rewards (VecNormalize); optix's PPO does not",
     ),
     Row(
         "LunarLander-v3",

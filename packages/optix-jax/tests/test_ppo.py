@@ -15,6 +15,7 @@ from optix_core.pipeline import VectorBatchPipeline
 from optix_core.policies.observations import stack
 from optix_core.returns import compute_gae
 from optix_core.testing import AgentConformance
+from optix_core.testing.normalization import NormalizationConformance
 from optix_core.testing.learning_runs import learn_with_evaluations
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_jax.algorithms.on_policy import gae
@@ -28,6 +29,10 @@ OBS, ACT = CARTPOLE.observation_space, CARTPOLE.action_space
 
 class TestPPOConformance(AgentConformance):
     algo = "ppo"
+    backend = "jax"
+
+
+class TestPPONormalization(NormalizationConformance):
     backend = "jax"
 
 

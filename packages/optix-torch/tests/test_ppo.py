@@ -17,6 +17,7 @@ from optix_core.normalizers import RewardNormalizer
 from optix_core.optimizers import SPSAOptimizer
 from optix_core.search_space import parse_search_space
 from optix_core.testing import AgentConformance, toy_envs  # noqa: F401 - FarCartPole
+from optix_core.testing.normalization import NormalizationConformance
 from optix_core.types import EpisodeData, EvalMetrics, HyperparamSet
 from optix_torch.accel.optim import LeanAdam
 from optix_torch.algorithms.ppo import (
@@ -322,73 +323,8 @@ def test_a_discrete_checkpoint_does_not_load_into_a_gaussian_agent(tmp_path) -> 
 # ---- normalization (rl-zoo's normalize: true) ----------------------------------------
 
 
-def normalizing_agent(**hp) -> TorchPPOAgent:
-    flags = {"normalize_observations": True, "normalize_reward": True, "n_epochs": 2}
-    return make_ppo(OBS, ACT, hyperparams=HyperparamSet({**flags, **hp}), device="cpu", seed=0)
-
-
-def standardized(obs: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
-    return np.clip((obs - mean) / np.sqrt(var + 1e-8), -10, 10).astype(np.float32)
-
-
-def test_a_window_is_acted_on_and_learned_with_one_set_of_statistics_then_joins_them() -> None:
-    agent = normalizing_agent()
-    agent.learn(window(agent, seed=0))
-    first = agent.obs_normalizer.state_dict()
-    second = window(agent, seed=1)
-    raw = second.observations.reshape(-1, 4)
-    expected = standardized(raw, first["mean"], first["var"])
-    # Acting saw the standardized observations: the values it recorded are the critic's on them.
-    with torch.no_grad():
-        critic = agent.actor(torch.as_tensor(expected))[1].numpy()
-    np.testing.assert_allclose(second.policy_info["values"].reshape(-1), critic, rtol=1e-4, atol=1e-5)
-    obs, *_ = agent.window_table(second)
-    np.testing.assert_allclose(obs, expected, rtol=1e-6)
-    # Then the window joined the statistics (count-weighted, as one batch of everything).
-    assert agent.obs_normalizer.rms.count == first["count"] + len(raw)
-    both = np.concatenate([window(normalizing_agent(), seed=0).observations.reshape(-1, 4), raw])
-    np.testing.assert_allclose(agent.obs_normalizer.mean, both.mean(0), rtol=1e-6)
-    np.testing.assert_allclose(agent.obs_normalizer.var, both.var(0), rtol=1e-6)
-    assert agent.reward_normalizer.returns.shape == (2,)  # made at the first window, a column per env
-
-
-def test_deterministic_actions_read_the_standardized_observation() -> None:
-    agent = normalizing_agent()
-    agent.learn(window(agent, seed=0))
-    obs = window(agent, seed=3).observations.reshape(-1, 4)[:9]
-    state = agent.obs_normalizer.state_dict()
-    with torch.no_grad():
-        logits = agent.actor(torch.as_tensor(standardized(obs, state["mean"], state["var"])))[0]
-    np.testing.assert_array_equal(agent.act(obs, deterministic=True), logits.argmax(-1).numpy())
-
-
-def test_a_resumed_normalizing_agent_acts_and_learns_exactly_as_the_original(tmp_path) -> None:
-    original = normalizing_agent()
-    original.learn(window(original, seed=0))
-    original.save_weights(str(tmp_path / "ckpt"))
-    resumed = normalizing_agent()
-    resumed.load_weights(str(tmp_path / "ckpt"))
-    obs = window(original, seed=5).observations.reshape(-1, 4)
-    np.testing.assert_array_equal(resumed.act(obs, True), original.act(obs, True))
-    second = window(original, seed=1)
-    assert original.learn(second) == resumed.learn(second)
-    for x, y in zip(weights(original), weights(resumed), strict=True):
-        assert torch.equal(x, y)
-    for name in ("obs_normalizer", "reward_normalizer"):
-        want, got = getattr(original, name).state_dict(), getattr(resumed, name).state_dict()
-        for key in want:
-            np.testing.assert_array_equal(got[key], want[key])
-
-
-def test_weights_trained_on_standardized_observations_do_not_load_into_an_agent_without(
-    tmp_path,
-) -> None:
-    normalizing_agent().save_weights(str(tmp_path / "normalized"))
-    make_ppo(OBS, ACT, device="cpu", seed=0).save_weights(str(tmp_path / "raw"))
-    with pytest.raises(ValueError, match="saved with observation statistics"):
-        make_ppo(OBS, ACT, device="cpu", seed=0).load_weights(str(tmp_path / "normalized"))
-    with pytest.raises(ValueError, match="saved without observation statistics"):
-        normalizing_agent().load_weights(str(tmp_path / "raw"))
+class TestPPONormalization(NormalizationConformance):
+    backend = "torch"
 
 
 def test_normalizing_observations_needs_their_box_space() -> None:

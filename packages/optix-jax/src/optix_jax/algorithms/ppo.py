@@ -132,7 +132,7 @@ class FlaxPPOAgent(PPOWindow, P.OnPolicyNetworks, JaxAgentBase):
             raise ValueError(
                 "ppo: normalize_reward, normalize_observations and reward_normalizer work "
                 "on windows on the host; a compiled pipeline's window stays on the device: "
-                "build the agent without them"
+                "build the agent without them, or train on a gymnasium environment"
             )
 
     def _build_updates(self) -> None:

@@ -131,6 +131,7 @@ class CompiledPipeline(EnvPipeline):
                 "offers none: use an agent of the jax backend that offers compiled_policy(), "
                 "or train this agent on gymnasium environments (VectorBatchPipeline)"
             )
+        agent.compiled_policy()  # one built in a way this pipeline cannot drive says so now
         super().bind(agent, acting_only=acting_only)
 
     def collect(self) -> EpisodeData:

@@ -74,6 +74,16 @@ ONLINE_SEARCH_SPACE = {
     "clip_ratio": ("float", 0.1, 0.3),
 }
 ROLLOUT = {"n_envs": 8, "window_size": 256}
+_LUNAR_LANDER = {
+    "hyperparams": {
+        "gamma": 0.999,
+        "gae_lambda": 0.98,
+        "n_epochs": 4,
+        "minibatch_size": 64,
+        "entropy_coef": 0.01,
+    },
+    "rollout": {"n_envs": 16, "window_size": 1024},
+}
 # rl-baselines3-zoo's tuned PPO settings for Pendulum-v1, without gSDE: with the
 # defaults above (γ 0.99, lr 3e-4, entropy bonus 0.01) PPO does not learn the
 # swing-up within a few hundred thousand steps; with these it does in about 60k.
@@ -104,16 +114,8 @@ PRESETS = {
     },
     # rl-baselines3-zoo's LunarLander settings (also its LunarLanderContinuous):
     # 16 environments x 1024 steps, 4 epochs of minibatches of 64, γ 0.999.
-    "LunarLander-v3": {
-        "hyperparams": {
-            "gamma": 0.999,
-            "gae_lambda": 0.98,
-            "n_epochs": 4,
-            "minibatch_size": 64,
-            "entropy_coef": 0.01,
-        },
-        "rollout": {"n_envs": 16, "window_size": 1024},
-    },
+    "LunarLander-v3": _LUNAR_LANDER,
+    "LunarLanderContinuous-v3": _LUNAR_LANDER,
     # gymnax's CartPole through optix-jax's compiled pipeline: a window costs
     # milliseconds, so it is wide (32 envs × 128 steps, PureJaxRL's rollout length)
     # and the update takes few, large minibatches at a higher rate. Seeds 0–2 reach
