@@ -22,7 +22,7 @@ def sb3_model(
 ) -> OffPolicyAlgorithm:
     """SB3's ``algorithm`` on Pendulum with the learning rate, γ, τ and batch size of
     optix's hyperparameters ``hp``, ``hidden`` layers, on the CPU and logging nowhere;
-    ``kwargs`` are the algorithm's own settings. Its critic and target critic start from
+    ``kwargs`` are the algorithm's own settings (``policy_kwargs`` join ``net_arch``). Its critic and target critic start from
     ``agent``'s twin critic weights; its actor is left for the caller to copy in."""
     model = algorithm(
         "MlpPolicy",
@@ -31,7 +31,7 @@ def sb3_model(
         gamma=hp["gamma"],
         tau=hp["tau"],
         batch_size=hp["batch_size"],
-        policy_kwargs={"net_arch": list(hidden)},
+        policy_kwargs={"net_arch": list(hidden), **kwargs.pop("policy_kwargs", {})},
         device="cpu",
         **kwargs,
     )

@@ -204,6 +204,67 @@ def test_log_prob_matches_torch_distributions() -> None:
     torch.testing.assert_close(log_prob, expected.float(), rtol=1e-4, atol=1e-4)
 
 
+# ---- gSDE (use_sde) ----------------------------------------------------------------
+
+
+def sde_agent(seed: int = 0, **hp) -> TorchSACAgent:
+    hp = {"use_sde": True, "log_std_init": -1.0, "learning_starts": 0, **hp}
+    return make_sac(OBS, ACT, hyperparams=hp, device="cpu", seed=seed, hidden=(32, 32))
+
+
+def test_sde_noise_is_the_features_times_a_matrix_held_between_draws() -> None:
+    """One θ_ε per environment, drawn at each train_freq boundary and every
+    sde_sample_freq steps after it: in between, the same observation gets the same
+    action, and the noise is z·θ_ε (state-dependent: zero where z is)."""
+    agent = sde_agent(train_freq=6, sde_sample_freq=3)
+    obs = np.random.default_rng(0).normal(size=(2, 3)).astype(np.float32)
+    starts = np.zeros(2, dtype=bool)
+    actions = [agent.act_info(obs, starts)[0] for _ in range(7)]
+    same = [np.array_equal(actions[i], actions[i + 1]) for i in range(6)]
+    assert same == [True, True, False, True, True, False]  # new θ_ε at steps 3 and 6
+    assert not np.array_equal(actions[0][0], actions[0][1])  # each environment its own
+    with torch.no_grad():
+        out = agent.actor(torch.as_tensor(obs))
+    mean, z = out[:, :1], out[:, 1:]
+    noise = torch.bmm(z.unsqueeze(1), agent._sde_matrices).squeeze(1)
+    np.testing.assert_allclose(actions[-1], 2 * torch.tanh(mean + noise), rtol=1e-5)
+    np.testing.assert_allclose(agent.act(obs, deterministic=True), 2 * torch.tanh(mean), rtol=1e-5)
+
+
+def test_sde_log_prob_matches_torch_distributions() -> None:
+    agent = sde_agent()
+    out = torch.cat([torch.randn(64, 1), torch.rand(64, 32)], dim=-1)
+    eps = torch.randn(32, 1)
+    action, log_prob = agent.sde_squash(out, eps)
+    std = agent._sde.log_std.detach().double().exp()
+    mean, z = out.double()[:, :1], out.double()[:, 1:]
+    u = mean + z @ (std * eps.double())
+    base = torch.distributions.Normal(mean, torch.sqrt(z.square() @ std.square() + 1e-6))
+    expected = (base.log_prob(u) - torch.log1p(-(torch.tanh(u) ** 2))).sum(-1)
+    torch.testing.assert_close(action, torch.tanh(u).float())
+    torch.testing.assert_close(log_prob, expected.float(), rtol=1e-4, atol=1e-4)
+
+
+def test_sde_asks_for_its_head_and_refuses_a_plain_actor() -> None:
+    assert sde_agent().actor_width() == 1 + 32
+    with pytest.raises(ValueError, match="use_sde=True, but the actor has no StateDependentNoise"):
+        TorchSACAgent(mlp(3, 2, (8,)), mlp(4, 1, (8,)), mlp(4, 1, (8,)), action_space=ACT,
+                      hyperparams={"use_sde": True}, device="cpu")  # fmt: skip
+
+
+def test_sde_resume_continues_acting_and_learning_exactly(tmp_path) -> None:
+    first, second = collect(sde_agent(), windows=2)
+    agent = sde_agent(train_freq=1000)  # θ_ε is held across the window boundary
+    obs = np.random.default_rng(1).normal(size=(2, 3)).astype(np.float32)
+    agent.learn(first)
+    agent.act_info(obs, np.zeros(2, dtype=bool))
+    resumed = resume(agent, sde_agent(seed=7, train_freq=1000), tmp_path)
+    np.testing.assert_array_equal(
+        resumed.act_info(obs, np.zeros(2, dtype=bool))[0], agent.act_info(obs, np.zeros(2, dtype=bool))[0]
+    )
+    assert resumed.learn(second) == agent.learn(second)
+
+
 # ---- the update schedule ------------------------------------------------------
 
 
@@ -552,6 +613,36 @@ def test_gradient_steps_equal_stable_baselines3(auto_ent_coef: bool, monkeypatch
     )
     log_alpha = agent.temperature.log_alpha.item()
     assert (log_alpha != pytest.approx(math.log(0.5), abs=1e-6)) == auto_ent_coef
+
+
+def test_sde_gradient_steps_equal_stable_baselines3(monkeypatch) -> None:
+    """SB3's SAC with use_sde and optix's, the same weights (parameters in the same
+    order: log σ, the latent MLP, the mean) and the same θ_ε (SB3's reset_noise draws
+    it first at each gradient step): after each of two steps every parameter is the
+    same, log σ included."""
+    hidden, batch_size = (32, 32), 64
+    hp = {"learning_rate": 1e-3, "gamma": 0.98, "tau": 0.05, "batch_size": batch_size}
+    hp |= {"auto_ent_coef": True, "ent_coef": 0.5, "use_sde": True, "log_std_init": -2.0}
+    agent = make_sac(OBS, ACT, hyperparams=hp, device="cpu", seed=0, hidden=hidden)
+    initial = [p.detach().clone() for p in agent.actor.parameters()]
+    generator = torch.Generator().manual_seed(1)
+    with torch.random.fork_rng(devices=[]):
+        model = sb3_model(
+            SAC, agent, hp, hidden, ent_coef="auto_0.5", use_sde=True,
+            policy_kwargs={"log_std_init": -2.0},
+        )  # fmt: skip
+        copy_parameters(model.actor.parameters(), agent.actor.parameters())
+
+        def draw_noise() -> torch.Tensor:  # θ_ε's standard normal, [dim z, dim A]
+            return torch.empty(hidden[-1], 1).normal_()
+
+        for step in range(2):
+            gradient_step_side_by_side(model, agent, generator, 200 + step, draw_noise, monkeypatch)
+            assert_equal_parameters(model.actor.parameters(), agent.actor.parameters())
+            assert_equal_critics(model, agent)
+    assert all(
+        not torch.equal(a, b) for a, b in zip(initial, agent.actor.parameters(), strict=True)
+    )
 
 
 # ---- checkpoints ----------------------------------------------------------------

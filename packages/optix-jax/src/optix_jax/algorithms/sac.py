@@ -107,6 +107,11 @@ class FlaxSACAgent(OffPolicyAgent):
         )
 
     def setup(self) -> None:
+        if self.hp["use_sde"]:
+            raise ValueError(
+                "sac: use_sde (gSDE exploration) is optix-torch's so far, not optix-jax's: "
+                "set use_sde=false (--hp use_sde=false), or train with --backend torch"
+            )
         self.temperature = Temperature(self.hp["ent_coef"])
         given = self._target_entropy
         self.target_entropy = -float(self.action_dim) if given is None else float(given)

@@ -102,6 +102,11 @@ class TFSACAgent(OffPolicyAgent):
         )
 
     def setup(self) -> None:
+        if self.hp["use_sde"]:
+            raise ValueError(
+                "sac: use_sde (gSDE exploration) is optix-torch's so far, not optix-tf's: "
+                "set use_sde=false (--hp use_sde=false), or train with --backend torch"
+            )
         self.temperature = Temperature(self.hp["ent_coef"])
         target_entropy = self._target_entropy
         self.target_entropy = -float(self.action_dim) if target_entropy is None else target_entropy

@@ -387,7 +387,7 @@ class OffPolicyAgent(ReplayAgent):
             else f"inputs of width {probe.shape[1]}"
         )
         out = self._probe("actor", self.actor, probe, given)
-        self._expect_width("actor", out, self.ACTOR_OUTPUTS * self.action_dim)
+        self._expect_width("actor", out, self.actor_width())
         features = probe
         if self.critic.extractor is not None:
             features = self._probe(
@@ -402,6 +402,10 @@ class OffPolicyAgent(ReplayAgent):
         inputs = torch.zeros(2, width, device=features.device)
         q = self._probe("twin critic", self.critic.heads, inputs, f"inputs of width {width}")
         self._expect_width("twin critic", q, 2)
+
+    def actor_width(self) -> int:
+        """The actor's outputs per observation."""
+        return self.ACTOR_OUTPUTS * self.action_dim
 
     def _probe(self, role: str, network: nn.Module, inputs: Any, given: str) -> torch.Tensor:
         try:

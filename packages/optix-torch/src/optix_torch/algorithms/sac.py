@@ -13,7 +13,16 @@ as Stable-Baselines3 runs it. Per gradient step, on a minibatch from replay:
 
 The actor outputs ``[mean ‖ log_std]`` (``2·action_dim`` columns, log σ
 clamped to [−20, 2] as in SB3); actions live in (−1, 1) and are scaled to the
-Box bounds. The actor and the critics each read the observations (Box, image,
+Box bounds. With ``use_sde`` the noise is gSDE's (Raffin et al. 2022,
+"Smooth Exploration for Robotic Reinforcement Learning", eq. 5–6), as SB3's SAC
+draws it: the actor outputs ``[mean ‖ z]``, z its last hidden features, and
+
+    u = μ(s) + z(s)·θ_ε,  θ_ε ~ N(0, σ²) a [dim z, dim A] matrix, log σ learned
+    log π(a|s) = log N(u; μ, √(z²·σ²)) − Σᵢ log(1 − tanh²(uᵢ))
+
+(z learning through both, as SB3's SAC has it: ``learn_features=True``):
+acting holds one θ_ε per environment for ``sde_sample_freq`` steps, each
+gradient step draws one for its whole minibatch. The actor and the critics each read the observations (Box, image,
 Discrete or Dict) through their own features extractor φ; the critics take
 ``[φ(s) ‖ a]``. Networks, the target ``y`` and the critics' step are
 ``off_policy.py``'s; replay and the update schedule optix-core's
@@ -45,6 +54,29 @@ from optix_torch.policies import observations as O
 from optix_torch.policies.networks import mlp
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+SDE_MEAN_CLIP = 2.0  # SB3's clip_mean: gSDE's mean stays where tanh still has a slope
+SDE_EPSILON = 1e-6  # SB3's: added to gSDE's variance
+
+
+class StateDependentNoise(nn.Module):
+    """gSDE's actor head: features → z (a ReLU MLP of widths ``hidden``) → ``[mean ‖ z]``,
+    the mean a linear map of z clipped to ±2; the noise's log σ, a [dim z, dim A]
+    matrix starting at ``log_std_init``, is this module's parameter."""
+
+    def __init__(
+        self, features: int, action_dim: int, hidden: Sequence[int], log_std_init: float
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for width_in, width in zip([features, *hidden[:-1]], hidden, strict=True):
+            layers += [nn.Linear(width_in, width), nn.ReLU()]
+        self.latent = nn.Sequential(*layers)
+        self.mean = nn.Linear(hidden[-1], action_dim)
+        self.log_std = nn.Parameter(torch.full((hidden[-1], action_dim), float(log_std_init)))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        z = self.latent(features)
+        return torch.cat([self.mean(z).clamp(-SDE_MEAN_CLIP, SDE_MEAN_CLIP), z], dim=-1)
 
 
 class Temperature(nn.Module):
@@ -103,7 +135,25 @@ class TorchSACAgent(OffPolicyAgent):
             **networks,
         )
 
+    def actor_width(self) -> int:
+        sde = self.sde_head()
+        return self.action_dim + sde.log_std.shape[0] if sde else 2 * self.action_dim
+
+    def sde_head(self) -> StateDependentNoise | None:
+        """The actor's gSDE head with ``use_sde``, None without; an actor that
+        does not match the setting is refused."""
+        heads = [m for m in self.actor.modules() if isinstance(m, StateDependentNoise)]
+        if bool(self.hp["use_sde"]) != bool(heads):
+            raise ValueError(
+                f"sac: use_sde={bool(self.hp['use_sde'])}, but the actor has "
+                f"{'a' if heads else 'no'} StateDependentNoise head: build it with "
+                "make_sac, which follows use_sde"
+            )
+        return heads[0] if heads else None
+
     def setup(self) -> None:
+        self._sde = self.sde_head()
+        self._sde_matrices: torch.Tensor | None = None  # acting's θ_ε, one per environment
         self.target_params = list(self.critic_target.parameters())
         self.temperature = Temperature(self.hp["ent_coef"]).to(self.device)
         target_entropy = self._target_entropy
@@ -137,11 +187,30 @@ class TorchSACAgent(OffPolicyAgent):
     def policy(
         self, observations: O.ObsTensor, deterministic: bool, generator: torch.Generator
     ) -> torch.Tensor:
-        mean, log_std = self.actor(observations).cpu().chunk(2, dim=-1)
+        out = self.actor(observations).cpu()
+        mean, rest = out[:, : self.action_dim], out[:, self.action_dim :]
         if deterministic:
             return torch.tanh(mean)
+        if self._sde is not None:
+            matrices = self.exploration_matrices(len(out), generator)
+            return torch.tanh(mean + torch.bmm(rest.unsqueeze(1), matrices).squeeze(1))
         eps = torch.randn(mean.shape, generator=generator)
-        return torch.tanh(mean + log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp() * eps)
+        return torch.tanh(mean + rest.clamp(LOG_STD_MIN, LOG_STD_MAX).exp() * eps)
+
+    def exploration_matrices(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """gSDE's θ_ε for each of ``n`` environments, as SB3 holds them: drawn anew at
+        every ``train_freq`` boundary of the vector steps and every
+        ``sde_sample_freq`` steps after it; a stochastic ``act`` outside training
+        (``generator`` not the agent's own) draws its own."""
+        std = self._sde.log_std.detach().exp().cpu()
+        if generator is not self.generator:
+            return std * torch.randn((n, *std.shape), generator=generator)
+        step = (self.vector_steps + self._acting_steps // n) % self.hp["train_freq"]
+        every = self.hp["sde_sample_freq"]
+        held = self._sde_matrices
+        if held is None or len(held) != n or step == 0 or (every > 0 and step % every == 0):
+            self._sde_matrices = std * torch.randn((n, *std.shape), generator=generator)
+        return self._sde_matrices
 
     def squash(self, out: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """a = tanh(μ + σ·ε) and log π(a|s), from the actor's ``[mean ‖ log_std]``.
@@ -155,8 +224,37 @@ class TorchSACAgent(OffPolicyAgent):
         log_prob = (2 * (u + F.softplus(-2 * u)) - log_std - 0.5 * eps.square()).sum(-1)
         return torch.tanh(u), log_prob - self._log_prob_const
 
+    def sde_squash(
+        self, out: torch.Tensor, eps: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """gSDE's a = tanh(u) and log π(a|s) from the actor's ``[mean ‖ z]`` and a
+        standard normal ``eps`` [dim z, dim A]: θ_ε = σ·eps, u = μ + z·θ_ε, and u's
+        Gaussian has variance z²·σ²."""
+        mean, z = out[:, : self.action_dim], out[:, self.action_dim :]
+        std = self._sde.log_std.exp()
+        u = mean + z @ (std * eps)
+        sigma = torch.sqrt(z.square() @ std.square() + SDE_EPSILON)
+        gaussian = -0.5 * ((u - mean) / sigma).square() - sigma.log()
+        log_prob = (gaussian + 2 * (u + F.softplus(-2 * u))).sum(-1)
+        return torch.tanh(u), log_prob - self._log_prob_const
+
     def noise_shape(self, batch_size: int) -> tuple[int, ...]:
+        if self._sde is not None:  # one θ_ε for the step, a and a′ alike (SB3's reset_noise)
+            return tuple(self._sde.log_std.shape)
         return (2, batch_size, self.action_dim)  # ε for a ~ π(·|s) and for a′ ~ π(·|s′)
+
+    # ---- checkpoint extras: acting's gSDE matrices, for an exact resume ---------
+
+    def extra_state(self) -> dict[str, Any]:
+        state = super().extra_state()
+        if self._sde_matrices is not None:
+            state["sde_matrices"] = self._sde_matrices.tolist()
+        return state
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        super().load_extra_state(state)
+        held = state.get("sde_matrices")
+        self._sde_matrices = None if held is None else torch.tensor(held, dtype=torch.float32)
 
     # ---- learning -----------------------------------------------------------
 
@@ -171,7 +269,9 @@ class TorchSACAgent(OffPolicyAgent):
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         obs, eps = batch.observations, batch.noise
-        a_pi, log_pi = self.squash(self.actor(obs), eps[0])
+        squash = self.squash if self._sde is None else self.sde_squash
+        eps_pi, eps_next = (eps[0], eps[1]) if self._sde is None else (eps, eps)
+        a_pi, log_pi = squash(self.actor(obs), eps_pi)
         log_alpha = self.temperature.log_alpha
         alpha = log_alpha.detach().exp()  # the α of this step's targets and J_π, as in SB3
 
@@ -182,7 +282,7 @@ class TorchSACAgent(OffPolicyAgent):
             optimizer_step(self.alpha_optimizer)()
 
         with torch.no_grad():
-            a_next, log_next = self.squash(self.actor(batch.next_observations), eps[1])
+            a_next, log_next = squash(self.actor(batch.next_observations), eps_next)
             # y = r + γ(1 − d)·(minⱼ Q̄ⱼ(s′, a′) − α log π(a′|s′))
             y = self.bootstrap(batch, a_next, -alpha * log_next)
         critic_loss = self.critic_step(batch, y, 0.5)  # J_Q = ½ Σⱼ E[(Qⱼ(s, a) − y)²]
@@ -211,10 +311,15 @@ def make_sac(
     extractor: nn.Module | None = None,
 ) -> TorchSACAgent:
     """The AgentSpec factory: SB3's networks (features extractors chosen from the
-    observation space, then ReLU MLPs of widths ``hidden``), twin critics fused.
-    ``extractor`` replaces the default features extractor (the critics get a copy)."""
+    observation space, then ReLU MLPs of widths ``hidden``), twin critics fused;
+    with ``use_sde`` the actor's head is ``StateDependentNoise``. ``extractor``
+    replaces the default features extractor (the critics get a copy)."""
+    given = hyperparams.params if isinstance(hyperparams, HyperparamSet) else hyperparams
+    hp = {**config.DEFAULTS, **(given or {})}
 
     def head(features: int, act_dim: int) -> nn.Module:
+        if hp["use_sde"]:
+            return StateDependentNoise(features, act_dim, hidden, hp["log_std_init"])
         return mlp(features, 2 * act_dim, hidden, nn.ReLU)  # [mean ‖ log_std]
 
     return default_agent(

@@ -5,7 +5,12 @@ in SB3: uniform random actions until ``learning_starts`` transitions were
 seen, then ``gradient_steps`` updates after every ``train_freq`` vector steps.
 ``ent_coef`` is the entropy temperature α: its starting value when
 ``auto_ent_coef`` learns it (SB3's ``ent_coef="auto"``, or ``"auto_0.1"`` with
-``ent_coef=0.1``), the fixed value otherwise (SB3's ``ent_coef=0.1``).
+``ent_coef=0.1``), the fixed value otherwise (SB3's ``ent_coef=0.1``). ``use_sde``: generalized state-dependent exploration
+(gSDE, Raffin et al. 2022) instead of independent Gaussian noise: the noise is
+the actor's last hidden features times a random matrix drawn every
+``sde_sample_freq`` steps (and at every ``train_freq`` boundary; −1: only
+there), whose entries have the learned std exp(log σ), log σ starting at
+``log_std_init``. SB3's ``use_sde``, ``sde_sample_freq`` and ``log_std_init``.
 """
 
 from optix_core.hyperparams import Bound
@@ -21,6 +26,9 @@ DEFAULTS = {
     "gradient_steps": 1,
     "ent_coef": 1.0,
     "auto_ent_coef": True,
+    "use_sde": False,
+    "sde_sample_freq": -1,
+    "log_std_init": -3.0,
 }
 BOUNDS = {
     "learning_rate": Bound(0.0, 1.0, open_low=True),
@@ -33,6 +41,9 @@ BOUNDS = {
     "gradient_steps": Bound(1, 1 << 20, integer=True),
     "ent_coef": Bound(0.0, 1e6, open_low=True),
     "auto_ent_coef": Bound.flag(),
+    "use_sde": Bound.flag(),
+    "sde_sample_freq": Bound(-1, 1 << 20, integer=True),
+    "log_std_init": Bound(-20.0, 2.0),
 }
 SEARCH_SPACE = {
     "learning_rate": ("log_float", 1e-4, 3e-3),
@@ -43,9 +54,7 @@ ROLLOUT = {"n_envs": 1, "window_size": 256}
 # rl-baselines3-zoo's settings. Where the zoo uses what optix's SAC does not have
 # the preset keeps the rest: LunarLanderContinuous's learning rate falls linearly
 # in the zoo (lin_7.3e-4) and is constant here, and its [400, 300] network is
-# [256, 256] here; MountainCarContinuous explores with gSDE (log_std_init
-# -3.67) and a [64, 64] network in the zoo, with plain Gaussian noise and
-# [256, 256] here, which makes it a harder task for optix (benchmarks/suite.py).
+# [256, 256] here, as is MountainCarContinuous's [64, 64] (benchmarks/suite.py).
 PRESETS = {
     "Pendulum-v1": {"hyperparams": {"learning_rate": 1e-3}},
     "LunarLanderContinuous-v3": {
@@ -72,6 +81,8 @@ PRESETS = {
             "gamma": 0.9999,
             "tau": 0.01,
             "learning_starts": 0,
+            "use_sde": True,
+            "log_std_init": -3.67,
         }
     },
 }
