@@ -15,8 +15,8 @@ from optix_core.pipeline import VectorBatchPipeline
 from optix_core.policies.observations import stack
 from optix_core.returns import compute_gae
 from optix_core.testing import AgentConformance
-from optix_core.testing.normalization import NormalizationConformance
 from optix_core.testing.learning_runs import learn_with_evaluations
+from optix_core.testing.normalization import NormalizationConformance
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_jax.algorithms.on_policy import gae
 from optix_jax.algorithms.ppo import FlaxPPOAgent, make_ppo, ppo_loss

@@ -91,6 +91,11 @@ def test_refuses_a_discrete_action_space_and_unbounded_actions() -> None:
         make_sac(gym.spaces.MultiBinary(4), ACT)
 
 
+def test_gsde_is_refused_in_one_line_until_this_backend_has_it() -> None:
+    with pytest.raises(ValueError, match=r"use_sde \(gSDE exploration\) is optix-torch's so far"):
+        make_agent("sac", "Pendulum-v1", backend="jax", hyperparams={"use_sde": True}, device="cpu")
+
+
 def test_refuses_networks_whose_output_does_not_fit() -> None:
     # SAC's actor gives [mean || log_std]: 2 columns for Pendulum, not 1.
     with pytest.raises(ValueError, match=r"actor network outputs shape \(1,\).*expected \(2,\)"):

@@ -11,8 +11,8 @@ import tensorflow as tf
 from optix_core.evaluation import evaluate_policy
 from optix_core.pipeline import VectorBatchPipeline
 from optix_core.testing import AgentConformance
-from optix_core.testing.normalization import NormalizationConformance
 from optix_core.testing.learning_runs import learn_with_evaluations
+from optix_core.testing.normalization import NormalizationConformance
 from optix_core.types import HyperparamSet
 from optix_tf.algorithms.ppo import TFGaussianPPOAgent, TFPPOAgent, make_ppo
 

@@ -77,6 +77,11 @@ def test_refuses_a_discrete_action_space() -> None:
         make_agent("sac", "CartPole-v1", backend="tf", device="cpu")
 
 
+def test_gsde_is_refused_in_one_line_until_this_backend_has_it() -> None:
+    with pytest.raises(ValueError, match=r"use_sde \(gSDE exploration\) is optix-torch's so far"):
+        make_agent("sac", "Pendulum-v1", backend="tf", hyperparams={"use_sde": True}, device="cpu")
+
+
 def test_refuses_an_actor_whose_output_does_not_fit_the_action_space() -> None:
     def net(inputs: int, outputs: int) -> keras.Sequential:
         return keras.Sequential([keras.layers.Input((inputs,)), keras.layers.Dense(outputs)])

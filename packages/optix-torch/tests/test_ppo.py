@@ -341,7 +341,9 @@ def test_standardized_observations_learn_what_raw_ones_cannot() -> None:
         env_id = "optix-tests/FarCartPole-v0"
         hp = {"normalize_observations": normalize, "entropy_coef": 0.0}
         agent = make_agent("ppo", env_id, backend="torch", hyperparams=hp, device="cpu", seed=0)
-        pipeline = VectorBatchPipeline(env_id=env_id, n_envs=8, window_size=256, seed=0, agent=agent)
+        pipeline = VectorBatchPipeline(
+            env_id=env_id, n_envs=8, window_size=256, seed=0, agent=agent
+        )
         try:
             for _ in range(40_960 // 2048):
                 agent.learn(pipeline.collect())

@@ -260,7 +260,8 @@ def test_sde_resume_continues_acting_and_learning_exactly(tmp_path) -> None:
     agent.act_info(obs, np.zeros(2, dtype=bool))
     resumed = resume(agent, sde_agent(seed=7, train_freq=1000), tmp_path)
     np.testing.assert_array_equal(
-        resumed.act_info(obs, np.zeros(2, dtype=bool))[0], agent.act_info(obs, np.zeros(2, dtype=bool))[0]
+        resumed.act_info(obs, np.zeros(2, dtype=bool))[0],
+        agent.act_info(obs, np.zeros(2, dtype=bool))[0],
     )
     assert resumed.learn(second) == agent.learn(second)
 

@@ -215,7 +215,9 @@ class PPOWindow:
         for name in ("reward_normalizer", "obs_normalizer"):
             normalizer = getattr(self, name)
             if normalizer is not None:
-                state[name] = {k: np.asarray(v).tolist() for k, v in normalizer.state_dict().items()}
+                state[name] = {
+                    k: np.asarray(v).tolist() for k, v in normalizer.state_dict().items()
+                }
         return state
 
     def load_extra_state(self, state: dict[str, Any]) -> None:

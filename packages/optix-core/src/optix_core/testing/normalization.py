@@ -30,7 +30,9 @@ class NormalizationConformance:
 
     def agent(self, normalize: bool = True) -> Any:
         hp = FLAGS if normalize else {"n_epochs": 2}
-        return make_agent(self.algo, ENV_ID, backend=self.backend, hyperparams=hp, device="cpu", seed=0)
+        return make_agent(
+            self.algo, ENV_ID, backend=self.backend, hyperparams=hp, device="cpu", seed=0
+        )
 
     def test_a_window_is_acted_on_and_learned_with_one_set_of_statistics_then_joins_them(
         self,

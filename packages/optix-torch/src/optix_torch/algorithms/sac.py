@@ -224,9 +224,7 @@ class TorchSACAgent(OffPolicyAgent):
         log_prob = (2 * (u + F.softplus(-2 * u)) - log_std - 0.5 * eps.square()).sum(-1)
         return torch.tanh(u), log_prob - self._log_prob_const
 
-    def sde_squash(
-        self, out: torch.Tensor, eps: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def sde_squash(self, out: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """gSDE's a = tanh(u) and log π(a|s) from the actor's ``[mean ‖ z]`` and a
         standard normal ``eps`` [dim z, dim A]: θ_ε = σ·eps, u = μ + z·θ_ε, and u's
         Gaussian has variance z²·σ²."""
