@@ -327,9 +327,14 @@ class TestPPONormalization(NormalizationConformance):
     backend = "torch"
 
 
-def test_normalizing_observations_needs_their_box_space() -> None:
-    with pytest.raises(ValueError, match="normalize_observations needs a Box observation space"):
-        TorchPPOAgent(TwinMLP(4, 2), hyperparams={"normalize_observations": True}, device="cpu")
+@pytest.mark.parametrize("env_id", [None, "optix-tests/Catch-v0", "optix-tests/DictGoal-v0"])
+def test_normalizing_observations_needs_a_box_of_floats(env_id) -> None:
+    hp = {"normalize_observations": True}
+    with pytest.raises(ValueError, match="normalize_observations standardizes a Box of floats"):
+        if env_id is None:  # no space given
+            TorchPPOAgent(TwinMLP(4, 2), hyperparams=hp, device="cpu")
+        else:  # uint8 images, Dict
+            make_agent("ppo", env_id, backend="torch", hyperparams=hp, device="cpu")
 
 
 @pytest.mark.slow

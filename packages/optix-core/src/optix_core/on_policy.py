@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
 from optix_core.normalizers import ObsNormalizer, RewardNormalizer
@@ -155,13 +156,13 @@ class PPOWindow:
         self.obs_normalizer = None
         if not self.hp["normalize_observations"]:
             return
-        shape = getattr(observation_space, "shape", None)
-        if observation_space is None or isinstance(observation_space, dict) or shape is None:
+        box = isinstance(observation_space, gym.spaces.Box)
+        if not box or not np.issubdtype(observation_space.dtype, np.floating):
             raise ValueError(
-                f"{self.algorithm}: normalize_observations needs a Box observation space "
+                f"{self.algorithm}: normalize_observations standardizes a Box of floats "
                 f"(pass observation_space), got {observation_space!r}"
             )
-        self.obs_normalizer = ObsNormalizer(shape)
+        self.obs_normalizer = ObsNormalizer(observation_space.shape)
 
     def observed(self, observation: Any) -> Any:
         """Observations as the networks take them: standardized with

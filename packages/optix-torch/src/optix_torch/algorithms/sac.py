@@ -22,7 +22,9 @@ draws it: the actor outputs ``[mean ‖ z]``, z its last hidden features, and
 
 (z learning through both, as SB3's SAC has it: ``learn_features=True``):
 acting holds one θ_ε per environment for ``sde_sample_freq`` steps, each
-gradient step draws one for its whole minibatch. The actor and the critics each read the observations (Box, image,
+gradient step draws one for its whole minibatch.
+
+The actor and the critics each read the observations (Box, image,
 Discrete or Dict) through their own features extractor φ; the critics take
 ``[φ(s) ‖ a]``. Networks, the target ``y`` and the critics' step are
 ``off_policy.py``'s; replay and the update schedule optix-core's
