@@ -91,11 +91,6 @@ def test_refuses_a_discrete_action_space_and_unbounded_actions() -> None:
         make_sac(gym.spaces.MultiBinary(4), ACT)
 
 
-def test_gsde_is_refused_in_one_line_until_this_backend_has_it() -> None:
-    with pytest.raises(ValueError, match=r"use_sde \(gSDE exploration\) is optix-torch's so far"):
-        make_agent("sac", "Pendulum-v1", backend="jax", hyperparams={"use_sde": True}, device="cpu")
-
-
 def test_refuses_networks_whose_output_does_not_fit() -> None:
     # SAC's actor gives [mean || log_std]: 2 columns for Pendulum, not 1.
     with pytest.raises(ValueError, match=r"actor network outputs shape \(1,\).*expected \(2,\)"):
@@ -210,17 +205,66 @@ def test_log_prob_is_the_textbook_density_of_the_squashed_gaussian() -> None:
     np.testing.assert_allclose(log_prob, expected, rtol=1e-4, atol=1e-4)
 
 
+# ---- gSDE (use_sde) ----------------------------------------------------------------
+
+
+def sde_agent(seed: int = 0, **hp) -> FlaxSACAgent:
+    return small_agent(seed, use_sde=True, log_std_init=-1.0, learning_starts=0, **hp)
+
+
+def test_sde_noise_is_the_features_times_a_matrix_held_between_draws() -> None:
+    """One θ_ε per environment, drawn at each train_freq boundary and every
+    sde_sample_freq steps after it; the noise is z·θ_ε."""
+    agent = sde_agent(train_freq=6, sde_sample_freq=3)
+    obs = np.random.default_rng(0).normal(size=(2, 3)).astype(np.float32)
+    starts = np.zeros(2, dtype=bool)
+    actions = [agent.act_info(obs, starts)[0] for _ in range(7)]
+    same = [np.array_equal(actions[i], actions[i + 1]) for i in range(6)]
+    assert same == [True, True, False, True, True, False]  # new θ_ε at steps 3 and 6
+    assert not np.array_equal(actions[0][0], actions[0][1])  # each environment its own
+    out = np.asarray(agent.actor(jnp.asarray(obs)))
+    mean, z = out[:, :1], out[:, 1:]
+    noise = np.einsum("nl,nla->na", z, agent._sde_matrices)
+    np.testing.assert_allclose(actions[-1], 2 * np.tanh(mean + noise), rtol=1e-5)
+    np.testing.assert_allclose(agent.act(obs, deterministic=True), 2 * np.tanh(mean), rtol=1e-5)
+
+
+def test_sde_asks_for_its_head_and_refuses_a_plain_actor() -> None:
+    assert sde_agent().actor_width() == 1 + 32
+    with pytest.raises(ValueError, match="use_sde=True, but the actor has no StateDependentNoise"):
+        FlaxSACAgent(net(3, 2), net(4, 1), net(4, 1), action_space=ACT,
+                     hyperparams={"use_sde": True}, device="cpu")  # fmt: skip
+
+
+def test_sde_resume_continues_acting_and_learning_exactly(tmp_path) -> None:
+    first, second = windows(2)
+    agent = sde_agent(train_freq=1000)  # θ_ε is held across the window boundary
+    obs = np.random.default_rng(1).normal(size=(2, 3)).astype(np.float32)
+    starts = np.zeros(2, dtype=bool)
+    agent.learn(first)
+    agent.act_info(obs, starts)
+    resumed = resume(agent, sde_agent(seed=7, train_freq=1000), tmp_path)
+    np.testing.assert_array_equal(resumed.act_info(obs, starts)[0], agent.act_info(obs, starts)[0])
+    assert resumed.learn(second) == agent.learn(second)
+
+
 # ---- the update -------------------------------------------------------------------
 
 
 def textbook_sample(actor, obs, eps):
-    """a = tanh(u), u = μ + σε, and log π(a|s) = log N(u; μ, σ) − Σ log(1 − tanh²u)."""
+    """a = tanh(u), u = μ + σε, and log π(a|s) = log N(u; μ, σ) − Σ log(1 − tanh²u);
+    with gSDE u = μ + z·(σ ⊙ ε), ε a [dim z, 1] matrix, and u's variance z²·σ²."""
     out = actor(obs)
-    mean, log_std = out[:, :1], jnp.clip(out[:, 1:], -20.0, 2.0)
-    u = mean + jnp.exp(log_std) * eps
-    normal = (
-        -0.5 * jnp.square((u - mean) / jnp.exp(log_std)) - log_std - 0.5 * math.log(2 * math.pi)
-    )
+    if isinstance(actor, sac.StateDependentNoise):
+        mean, z = out[:, :1], out[:, 1:]
+        std = jnp.exp(actor.log_std[...])
+        u = mean + z @ (std * eps)
+        scale = jnp.sqrt(jnp.square(z) @ jnp.square(std) + 1e-6)
+    else:
+        mean, log_std = out[:, :1], jnp.clip(out[:, 1:], -20.0, 2.0)
+        u = mean + jnp.exp(log_std) * eps
+        scale = jnp.exp(log_std)
+    normal = -0.5 * jnp.square((u - mean) / scale) - jnp.log(scale) - 0.5 * math.log(2 * math.pi)
     return jnp.tanh(u), jnp.sum(normal - jnp.log(1.0 - jnp.square(jnp.tanh(u))), axis=-1)
 
 
@@ -258,14 +302,18 @@ def written_out(actor, critic, temperature, optimizers, batch, noise, auto_ent_c
     return critic_loss, actor_loss
 
 
-@pytest.mark.parametrize("auto_ent_coef", [True, False])
-def test_one_update_equals_the_losses_gradients_written_out(auto_ent_coef: bool) -> None:
+@pytest.mark.parametrize(
+    ("auto_ent_coef", "use_sde"), [(True, False), (False, False), (True, True)]
+)
+def test_one_update_equals_the_losses_gradients_written_out(auto_ent_coef, use_sde) -> None:
     """Two agents alike: one takes its jitted step; on the other the same minibatch and
-    noise (ε from its update key, split as the step splits it) go through the losses
-    written out, their gradients applied by its own optimizers. Before the first step
-    the target critics equal the critics, so Q̄ is the critics' Q here."""
+    noise (ε from its update key, split as the step splits it; with gSDE one θ_ε's
+    for a and a′) go through the losses written out, their gradients applied by its
+    own optimizers. Before the first step the target critics equal the critics, so
+    Q̄ is the critics' Q here."""
     hp = {"learning_starts": 0, "train_freq": 8, "batch_size": 16, "tau": 0.05}
     hp |= {"auto_ent_coef": auto_ent_coef, "ent_coef": 0.5, "gamma": 0.98}
+    hp |= {"use_sde": use_sde, "log_std_init": -1.0}
     window = windows(1, n_envs=1, steps=8)[0]
     jitted, eager = small_agent(**hp), small_agent(**hp)
     stats = jitted.learn(window)
@@ -274,7 +322,10 @@ def test_one_update_equals_the_losses_gradients_written_out(auto_ent_coef: bool)
     block = next(eager.replay_minibatches(eager.scaler.unit_window(window)))
     batch = {k: v[0] for k, v in block.items()}
     _, step_key = jax.random.split(eager.update_key)
-    noise = jax.random.normal(step_key, (2, 16, 1), jnp.float32)
+    if use_sde:
+        noise = jnp.stack([jax.random.normal(step_key, (32, 1))] * 2)
+    else:
+        noise = jax.random.normal(step_key, (2, 16, 1), jnp.float32)
     critic_before = values(eager.critic)
     if not auto_ent_coef:
         eager.temperature.log_alpha.set_value(jnp.full((1,), math.log(0.5)))

@@ -422,7 +422,7 @@ class OffPolicyAgent(JaxReplayAgent):
             probe = jnp.zeros((2, width), jnp.float32)
             given = f"inputs of shape ({width},)"
         out = self._probe("actor", self.actor, (probe,), given)
-        self._expect_width("actor", out, self.ACTOR_OUTPUTS * self.action_dim)
+        self._expect_width("actor", out, self.actor_width())
         features = probe
         if self.critic.extractor is not None:
             features = self._probe(
@@ -439,6 +439,10 @@ class OffPolicyAgent(JaxReplayAgent):
         inputs = jnp.zeros((2, width), jnp.float32)
         q = self._probe("twin critic", self.critic.heads, (inputs,), f"inputs of width {width}")
         self._expect_width("twin critic", q, 2)
+
+    def actor_width(self) -> int:
+        """The actor's outputs per observation."""
+        return self.ACTOR_OUTPUTS * self.action_dim
 
     def _probe(self, role: str, network: Any, inputs: tuple, given: str) -> Any:
         try:

@@ -16,13 +16,22 @@ A block of such steps (usually a whole window's) is one jitted call, a
 ``jax.lax.scan`` over its minibatches; ε comes from the agent's
 ``jax.random`` key, which a checkpoint keeps. The actor outputs ``[mean ‖
 log_std]`` (``2·action_dim`` columns, log σ clamped to [−20, 2] as in SB3);
-actions live in (−1, 1) and are scaled to the Box bounds. Networks, the
-target ``y`` and the critics' step are ``off_policy.py``'s; acting, replay
-and the update schedule optix-core's ``off_policy``.
+actions live in (−1, 1) and are scaled to the Box bounds. With ``use_sde``
+the noise is gSDE's (Raffin et al. 2022), as optix-torch's SAC and SB3's draw
+it: the actor outputs ``[mean ‖ z]``, z its last hidden features, and
+
+    u = μ(s) + z(s)·θ_ε,  θ_ε ~ N(0, σ²) a [dim z, dim A] matrix, log σ learned
+    log π(a|s) = log N(u; μ, √(z²·σ²)) − Σᵢ log(1 − tanh²(uᵢ))
+
+acting holding one θ_ε per environment between draws, each gradient step
+drawing one for its minibatch. Networks, the target ``y`` and the critics'
+step are ``off_policy.py``'s; acting, replay and the update schedule
+optix-core's ``off_policy``.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from functools import partial
@@ -35,7 +44,13 @@ import numpy as np
 from flax import nnx
 
 from optix_core.algorithms.config import sac as config
-from optix_core.off_policy.acting import LOG_STD_MAX, LOG_STD_MIN, squashed_gaussian_actions
+from optix_core.off_policy.acting import (
+    LOG_STD_MAX,
+    LOG_STD_MIN,
+    sde_actions,
+    sde_redraw_due,
+    squashed_gaussian_actions,
+)
 from optix_core.policies.distributions import HALF_LOG_2PI
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_jax.algorithms.off_policy import (
@@ -49,6 +64,43 @@ from optix_jax.algorithms.off_policy import (
 )
 from optix_jax.base import default_adam, new_optimizer
 from optix_jax.policies.distributions import squash_correction
+from optix_jax.policies.extractors import torch_linear as linear
+
+SDE_MEAN_CLIP = 2.0  # SB3's clip_mean: gSDE's mean stays where tanh still has a slope
+SDE_EPSILON = 1e-6  # SB3's: added to gSDE's variance
+
+
+class StateDependentNoise(nnx.Module):
+    """gSDE's actor head: features → z (a ReLU MLP of widths ``hidden``) → ``[mean ‖ z]``,
+    the mean a linear map of z clipped to ±2; the noise's log σ, a [dim z, dim A]
+    matrix starting at ``log_std_init``, is this module's parameter."""
+
+    def __init__(
+        self,
+        features: int,
+        action_dim: int,
+        hidden: Sequence[int],
+        log_std_init: float,
+        rngs: nnx.Rngs,
+    ) -> None:
+        pairs = itertools.pairwise([features, *hidden])
+        self.latent = nnx.List([linear(a, b, rngs) for a, b in pairs])
+        self.mean = linear(hidden[-1], action_dim, rngs)
+        self.log_std = nnx.Param(jnp.full((hidden[-1], action_dim), log_std_init, jnp.float32))
+
+    def __call__(self, features: jax.Array) -> jax.Array:
+        z = features
+        for layer in self.latent:
+            z = jax.nn.relu(layer(z))
+        return jnp.concatenate([jnp.clip(self.mean(z), -SDE_MEAN_CLIP, SDE_MEAN_CLIP), z], -1)
+
+
+def sde_head(actor: nnx.Module) -> StateDependentNoise | None:
+    """The actor's gSDE head (the actor itself, or the factories' ``Actor``'s head)."""
+    for module in (actor, getattr(actor, "head", None)):
+        if isinstance(module, StateDependentNoise):
+            return module
+    return None
 
 
 class Temperature(nnx.Module):
@@ -106,19 +158,33 @@ class FlaxSACAgent(OffPolicyAgent):
             **networks,
         )
 
-    def setup(self) -> None:
-        if self.hp["use_sde"]:
+    def actor_width(self) -> int:
+        head = self.sde_head()
+        return self.action_dim + head.log_std.shape[0] if head else 2 * self.action_dim
+
+    def sde_head(self) -> StateDependentNoise | None:
+        """The actor's gSDE head with ``use_sde``, None without; an actor that
+        does not match the setting is refused."""
+        head = sde_head(self.actor)
+        if bool(self.hp["use_sde"]) != (head is not None):
             raise ValueError(
-                "sac: use_sde (gSDE exploration) is optix-torch's so far, not optix-jax's: "
-                "set use_sde=false (--hp use_sde=false), or train with --backend torch"
+                f"sac: use_sde={bool(self.hp['use_sde'])}, but the actor has "
+                f"{'a' if head else 'no'} StateDependentNoise head: build it with "
+                "make_sac, which follows use_sde"
             )
+        return head
+
+    def setup(self) -> None:
+        self._sde = self.sde_head()
+        self._sde_matrices: np.ndarray | None = None  # acting's θ_ε, one per environment
         self.temperature = Temperature(self.hp["ent_coef"])
         given = self._target_entropy
         self.target_entropy = -float(self.action_dim) if given is None else float(given)
         tx = self._alpha_optimizer or default_adam(1e-8)
         self.alpha_optimizer = new_optimizer(self.temperature, tx)
         del self._alpha_optimizer, self._target_entropy
-        self._steps = partial(SAC_STEPS, nnx.graphdef(self.trained()), self.action_dim)
+        graphdef = nnx.graphdef(self.trained())
+        self._steps = partial(SAC_STEPS, graphdef, self.action_dim, self._sde is not None)
 
     def trained(self) -> dict[str, Any]:
         return {
@@ -151,7 +217,29 @@ class FlaxSACAgent(OffPolicyAgent):
     def unit_actions(
         self, out: np.ndarray, deterministic: bool, rng: np.random.Generator
     ) -> np.ndarray:
-        return squashed_gaussian_actions(out, deterministic, rng)
+        if self._sde is None:
+            return squashed_gaussian_actions(out, deterministic, rng)
+        if deterministic:
+            return np.tanh(out[:, : self.action_dim])
+        return sde_actions(out, self.action_dim, self.exploration_matrices(len(out), rng))
+
+    def exploration_matrices(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """gSDE's θ_ε for each of ``n`` environments (``sde_redraw_due``); a
+        stochastic ``act`` outside training (``rng`` not the agent's own) draws its own."""
+        std = np.exp(np.asarray(self._sde.log_std[...], dtype=np.float32))
+
+        def draw() -> np.ndarray:
+            return std * rng.standard_normal((n, *std.shape), dtype=np.float32)
+
+        if rng is not self.rng:
+            return draw()
+        vector_step = self.vector_steps + self._acting_steps // n
+        hp = self.hp
+        if sde_redraw_due(
+            self._sde_matrices, n, vector_step, hp["train_freq"], hp["sde_sample_freq"]
+        ):
+            self._sde_matrices = draw()
+        return self._sde_matrices
 
     # ---- learning -----------------------------------------------------------
 
@@ -171,6 +259,19 @@ class FlaxSACAgent(OffPolicyAgent):
             state, key, block, settings, auto_ent_coef=bool(self.hp["auto_ent_coef"])
         )
 
+    # ---- checkpoint extras: acting's gSDE matrices, for an exact resume ---------
+
+    def extra_state(self) -> dict[str, Any]:
+        state = super().extra_state()
+        if self._sde_matrices is not None:
+            state["sde_matrices"] = self._sde_matrices.tolist()
+        return state
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        super().load_extra_state(state)
+        held = state.get("sde_matrices")
+        self._sde_matrices = None if held is None else np.asarray(held, dtype=np.float32)
+
 
 def squash(out: jax.Array, eps: jax.Array, action_dim: int) -> tuple[jax.Array, jax.Array]:
     """a = tanh(μ + σ·ε) and log π(a|s), from the actor's ``[mean ‖ log_std]``:
@@ -183,9 +284,24 @@ def squash(out: jax.Array, eps: jax.Array, action_dim: int) -> tuple[jax.Array, 
     return jnp.tanh(u), jnp.sum(terms, axis=-1)
 
 
+def sde_squash(
+    out: jax.Array, log_std: jax.Array, eps: jax.Array, action_dim: int
+) -> tuple[jax.Array, jax.Array]:
+    """gSDE's a = tanh(u) and log π(a|s), from the actor's ``[mean ‖ z]``, log σ and a
+    standard normal ``eps`` [dim z, dim A]: θ_ε = σ·eps, u = μ + z·θ_ε, and u's
+    Gaussian has variance z²·σ²."""
+    mean, z = out[:, :action_dim], out[:, action_dim:]
+    std = jnp.exp(log_std)
+    u = mean + z @ (std * eps)
+    sigma = jnp.sqrt(jnp.square(z) @ jnp.square(std) + SDE_EPSILON)
+    terms = -0.5 * jnp.square((u - mean) / sigma) - jnp.log(sigma) - HALF_LOG_2PI
+    return jnp.tanh(u), jnp.sum(terms - squash_correction(u), axis=-1)
+
+
 def sac_steps(
     graphdef: nnx.GraphDef,
     action_dim: int,
+    sde: bool,
     state: nnx.State,
     key: jax.Array,
     block: dict[str, Any],
@@ -193,14 +309,23 @@ def sac_steps(
     auto_ent_coef: bool,
 ) -> tuple[nnx.State, jax.Array, dict[str, jax.Array]]:
     """SAC's gradient steps on a block of minibatches, one ``jax.lax.scan``; per step
-    ``critic_loss``, ``actor_loss`` and ``entropy`` (−E[log π(a|s)])."""
+    ``critic_loss``, ``actor_loss`` and ``entropy`` (−E[log π(a|s)]). With ``sde``
+    one θ_ε serves a step's a and a′ alike (SB3's reset_noise)."""
     tau, target_entropy = settings[0], settings[1]
+
+    def policy(actor: nnx.Module, obs: Any, eps: jax.Array) -> tuple[jax.Array, jax.Array]:
+        if sde:
+            return sde_squash(actor(obs), sde_head(actor).log_std[...], eps, action_dim)
+        return squash(actor(obs), eps, action_dim)
 
     def step(m: dict[str, Any], batch: dict[str, Any], _: Any, key: jax.Array) -> dict:
         obs = batch["observations"]
-        eps = jax.random.normal(key, (2, *batch["actions"].shape), jnp.float32)
         actor, critic, temperature = m["actor"], m["critic"], m["temperature"]
-        _, log_pi = squash(actor(obs), eps[0], action_dim)
+        if sde:
+            eps_pi = eps_next = jax.random.normal(key, sde_head(actor).log_std.shape)
+        else:
+            eps_pi, eps_next = jax.random.normal(key, (2, *batch["actions"].shape), jnp.float32)
+        _, log_pi = policy(actor, obs, eps_pi)
         log_pi = jax.lax.stop_gradient(log_pi)
         # The α of this step's target and J_π: before its own update, as SB3.
         alpha = jnp.exp(temperature.log_alpha[...][0])
@@ -212,7 +337,7 @@ def sac_steps(
 
             m["alpha_optimizer"].update(temperature, nnx.grad(alpha_loss)(temperature))
 
-        a_next, log_next = squash(actor(batch["next_observations"]), eps[1], action_dim)
+        a_next, log_next = policy(actor, batch["next_observations"], eps_next)
         # y = r + γ(1 − d)·(minⱼ Q̄ⱼ(s′, a′) − α log π(a′|s′))
         y = bootstrap(m["critic_target"], batch, a_next, -alpha * log_next)
         # J_Q = ½ Σⱼ E[(Qⱼ(s, a) − y)²]
@@ -220,7 +345,7 @@ def sac_steps(
 
         # J_π = E[α log π(a|s) − minⱼ Qⱼ(s, a)], through the updated critics; actor only
         def actor_loss(actor: nnx.Module, critic: nnx.Module) -> jax.Array:
-            a_pi, log_prob = squash(actor(obs), eps[0], action_dim)
+            a_pi, log_prob = policy(actor, obs, eps_pi)
             q_pi = jnp.min(critic(obs, a_pi), axis=1)
             return jnp.mean(alpha * log_prob - q_pi)
 
@@ -235,7 +360,7 @@ def sac_steps(
 
 # Jitted once for every agent, keyed on the graphdef of what it trains: agents built
 # alike share their compilations (one per block size and value of auto_ent_coef).
-SAC_STEPS = jax.jit(sac_steps, static_argnums=(0, 1), static_argnames="auto_ent_coef")
+SAC_STEPS = jax.jit(sac_steps, static_argnums=(0, 1, 2), static_argnames="auto_ent_coef")
 
 
 def make_sac(
@@ -249,10 +374,15 @@ def make_sac(
     extractor: nnx.Module | None = None,
 ) -> FlaxSACAgent:
     """The AgentSpec factory: SB3's networks (features extractors chosen from the
-    observation space, then ReLU MLPs of widths ``hidden``), twin critics fused.
-    ``extractor`` replaces the default features extractor (the critics get a clone)."""
+    observation space, then ReLU MLPs of widths ``hidden``), twin critics fused;
+    with ``use_sde`` the actor's head is ``StateDependentNoise``. ``extractor``
+    replaces the default features extractor (the critics get a clone)."""
+    given = hyperparams.params if isinstance(hyperparams, HyperparamSet) else hyperparams
+    hp = {**config.DEFAULTS, **(given or {})}
 
     def head(features: int, act_dim: int, rngs: nnx.Rngs) -> nnx.Module:
+        if hp["use_sde"]:
+            return StateDependentNoise(features, act_dim, hidden, hp["log_std_init"], rngs)
         return Head(features, 2 * act_dim, hidden, rngs)  # [mean ‖ log_std]
 
     return default_agent(
