@@ -20,6 +20,7 @@ from optix_core.testing import AgentConformance, toy_envs
 from optix_core.testing.actor_critic import PointerConformance, learn_to_point
 from optix_core.types import EpisodeData
 from optix_tf import TFSACAgent
+from optix_tf.algorithms import sac
 from optix_tf.algorithms.sac import make_sac
 
 PENDULUM = gym.make("Pendulum-v1")
@@ -75,11 +76,6 @@ def test_refuses_a_discrete_action_space() -> None:
         make_sac(cartpole.observation_space, cartpole.action_space)
     with pytest.raises(RegistryError):
         make_agent("sac", "CartPole-v1", backend="tf", device="cpu")
-
-
-def test_gsde_is_refused_in_one_line_until_this_backend_has_it() -> None:
-    with pytest.raises(ValueError, match=r"use_sde \(gSDE exploration\) is optix-torch's so far"):
-        make_agent("sac", "Pendulum-v1", backend="tf", hyperparams={"use_sde": True}, device="cpu")
 
 
 def test_refuses_an_actor_whose_output_does_not_fit_the_action_space() -> None:
@@ -150,27 +146,89 @@ def test_deterministic_actions_are_the_squashed_mean_and_acting_does_not_retrace
     assert agent._act.experimental_get_tracing_count() <= 2  # shapes relaxed after the second
 
 
+# ---- gSDE (use_sde) ----------------------------------------------------------------
+
+
+def sde_agent(seed: int = 0, **hp) -> TFSACAgent:
+    return small_agent(seed, use_sde=True, log_std_init=-1.0, learning_starts=0, **hp)
+
+
+def test_sde_noise_is_the_features_times_a_matrix_held_between_draws() -> None:
+    """One θ_ε per environment, drawn at each train_freq boundary and every
+    sde_sample_freq steps after it; the noise is z·θ_ε."""
+    agent = sde_agent(train_freq=6, sde_sample_freq=3)
+    obs = np.random.default_rng(0).normal(size=(2, 3)).astype(np.float32)
+    starts = np.zeros(2, dtype=bool)
+    actions = [agent.act_info(obs, starts)[0] for _ in range(7)]
+    same = [np.array_equal(actions[i], actions[i + 1]) for i in range(6)]
+    assert same == [True, True, False, True, True, False]  # new θ_ε at steps 3 and 6
+    assert not np.array_equal(actions[0][0], actions[0][1])  # each environment its own
+    out = agent.actor(obs).numpy()
+    mean, z = out[:, :1], out[:, 1:]
+    noise = np.einsum("nl,nla->na", z, agent._sde_matrices)
+    np.testing.assert_allclose(actions[-1], 2 * np.tanh(mean + noise), rtol=1e-5)
+    np.testing.assert_allclose(agent.act(obs, deterministic=True), 2 * np.tanh(mean), rtol=1e-5)
+
+
+def test_sde_asks_for_its_head_and_refuses_a_plain_actor() -> None:
+    assert sde_agent().actor_width() == 1 + 32
+
+    def net(inputs: int, outputs: int) -> keras.Sequential:
+        return keras.Sequential([keras.layers.Input((inputs,)), keras.layers.Dense(outputs)])
+
+    with pytest.raises(ValueError, match="use_sde=True, but the actor has no StateDependentNoise"):
+        TFSACAgent(net(3, 2), net(4, 1), net(4, 1), action_space=ACT,
+                   hyperparams={"use_sde": True}, device="cpu")  # fmt: skip
+
+
+def test_sde_resume_continues_acting_and_learning_exactly(tmp_path) -> None:
+    first, second = windows(2)
+    agent = sde_agent(train_freq=1000)  # θ_ε is held across the window boundary
+    obs = np.random.default_rng(1).normal(size=(2, 3)).astype(np.float32)
+    starts = np.zeros(2, dtype=bool)
+    agent.learn(first)
+    agent.act_info(obs, starts)
+    agent.save_weights(str(tmp_path / "ckpt"))
+    resumed = sde_agent(seed=7, train_freq=1000)
+    resumed.load_weights(str(tmp_path / "ckpt"))
+    np.testing.assert_array_equal(resumed.act_info(obs, starts)[0], agent.act_info(obs, starts)[0])
+    assert resumed.learn(second) == agent.learn(second)
+
+
 # ---- the update -------------------------------------------------------------------
 
 
 def textbook_sample(actor, obs, eps):
-    """a = tanh(u), u = μ + σε, and log π(a|s) = log N(u; μ, σ) − Σ log(1 − tanh²u), in float64."""
+    """a = tanh(u), u = μ + σε, and log π(a|s) = log N(u; μ, σ) − Σ log(1 − tanh²u), in
+    float64; with gSDE u = μ + z·(σ ⊙ ε), ε a [dim z, 1] matrix, and u's variance z²·σ²."""
     out = tf.cast(actor(obs), tf.float64)
-    mean, log_std = out[:, :1], tf.clip_by_value(out[:, 1:], -20.0, 2.0)
-    u = mean + tf.exp(log_std) * tf.cast(eps, tf.float64)
-    normal = -0.5 * tf.square((u - mean) / tf.exp(log_std)) - log_std - 0.5 * math.log(2 * math.pi)
+    eps = tf.cast(eps, tf.float64)
+    if isinstance(actor, sac.StateDependentNoise):
+        mean, z = out[:, :1], out[:, 1:]
+        std = tf.exp(tf.cast(actor.log_std, tf.float64))
+        u = mean + z @ (std * eps)
+        scale = tf.sqrt(tf.square(z) @ tf.square(std) + 1e-6)
+    else:
+        mean, log_std = out[:, :1], tf.clip_by_value(out[:, 1:], -20.0, 2.0)
+        u = mean + tf.exp(log_std) * eps
+        scale = tf.exp(log_std)
+    normal = -0.5 * tf.square((u - mean) / scale) - tf.math.log(scale) - 0.5 * math.log(2 * math.pi)
     log_prob = tf.reduce_sum(normal - tf.math.log(1.0 - tf.square(tf.tanh(u))), axis=-1)
     return tf.cast(tf.tanh(u), tf.float32), tf.cast(log_prob, tf.float32)
 
 
-@pytest.mark.parametrize("auto_ent_coef", [True, False])
-def test_one_update_equals_the_losses_gradients_written_out(auto_ent_coef: bool) -> None:
+@pytest.mark.parametrize(
+    ("auto_ent_coef", "use_sde"), [(True, False), (False, False), (True, True)]
+)
+def test_one_update_equals_the_losses_gradients_written_out(auto_ent_coef, use_sde) -> None:
     """Two agents alike: one takes its compiled step; on the other the same minibatch and
-    noise (drawn from its generator in the same order) go through the losses written
-    out eagerly, their gradients applied by its own optimizers. Before the first step
-    the target critics equal the critics, so Q̄ is the critics' Q here."""
+    noise (drawn from its generator in the same order; with gSDE one θ_ε's for a and
+    a′) go through the losses written out eagerly, their gradients applied by its own
+    optimizers. Before the first step the target critics equal the critics, so Q̄ is
+    the critics' Q here."""
     hp = {"learning_starts": 0, "train_freq": 8, "batch_size": 16, "tau": 0.05}
     hp |= {"auto_ent_coef": auto_ent_coef, "ent_coef": 0.5, "gamma": 0.98}
+    hp |= {"use_sde": use_sde, "log_std_init": -1.0}
     window = windows(1, n_envs=1, steps=8)[0]
     compiled, eager = small_agent(**hp), small_agent(**hp)
     stats = compiled.learn(window)
@@ -179,7 +237,10 @@ def test_one_update_equals_the_losses_gradients_written_out(auto_ent_coef: bool)
     # The same draws, from the twin's generator.
     block = next(eager.replay_minibatches(eager.scaler.unit_window(window)))
     batch = {k: v[0] for k, v in block.items()}
-    noise = eager.rng.standard_normal((1, 2, 16, 1), np.float32)[0]
+    if use_sde:
+        noise = [eager.rng.standard_normal((1, 32, 1), np.float32)[0]] * 2
+    else:
+        noise = eager.rng.standard_normal((1, 2, 16, 1), np.float32)[0]
     obs, next_obs = batch["observations"], batch["next_observations"]
     critic_before = values(eager.critic)
     log_alpha = eager.temperature.log_alpha

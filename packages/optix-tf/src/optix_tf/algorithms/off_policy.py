@@ -438,6 +438,10 @@ class OffPolicyAgent(TFReplayAgent):
     def setup(self) -> None:
         """Build what is the algorithm's own, once the shared networks are in place."""
 
+    def actor_width(self) -> int:
+        """The actor's outputs per observation."""
+        return self.ACTOR_OUTPUTS * self.action_dim
+
     def check_networks(self, observation_space: gym.Space | None) -> None:
         """Run two observations through the actor and the critics and insist on
         their output widths, before any work starts (this also builds them).
@@ -457,7 +461,7 @@ class OffPolicyAgent(TFReplayAgent):
             else f"inputs of shape {tuple(probe.shape[1:])}"
         )
         out = self._probe("actor", self.actor, (probe,), given)
-        self._expect_width("actor", out, self.ACTOR_OUTPUTS * self.action_dim)
+        self._expect_width("actor", out, self.actor_width())
         features = probe
         if self.critic.extractor is not None:
             features = self._probe(

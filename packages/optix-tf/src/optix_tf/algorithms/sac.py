@@ -14,9 +14,17 @@ Per gradient step, on a minibatch from replay:
 
 all four one ``tf.function`` call. The actor outputs ``[mean ‖ log_std]``
 (``2·action_dim`` columns, log σ clamped to [−20, 2] as in SB3); actions live
-in (−1, 1) and are scaled to the Box bounds. Networks, the target ``y`` and
-the critics' step are ``off_policy.py``'s; acting, replay and the update
-schedule optix-core's ``off_policy``.
+in (−1, 1) and are scaled to the Box bounds. With ``use_sde`` the noise is
+gSDE's (Raffin et al. 2022), as optix-torch's SAC and SB3's draw it: the actor
+outputs ``[mean ‖ z]``, z its last hidden features, and
+
+    u = μ(s) + z(s)·θ_ε,  θ_ε ~ N(0, σ²) a [dim z, dim A] matrix, log σ learned
+    log π(a|s) = log N(u; μ, √(z²·σ²)) − Σᵢ log(1 − tanh²(uᵢ))
+
+acting holding one θ_ε per environment between draws, each gradient step
+drawing one for its minibatch. Networks, the target ``y`` and the critics'
+step are ``off_policy.py``'s; acting, replay and the update schedule
+optix-core's ``off_policy``.
 """
 
 from __future__ import annotations
@@ -35,11 +43,62 @@ from optix_core.off_policy.acting import (
     LOG_STD_MAX,
     LOG_STD_MIN,
     log_prob_constant,
+    sde_actions,
+    sde_redraw_due,
     squashed_gaussian_actions,
 )
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_tf.accel.adam import apply_gradients
-from optix_tf.algorithms.off_policy import OffPolicyAgent, adam, default_agent, mlp, polyak, select
+from optix_tf.algorithms.off_policy import (
+    OffPolicyAgent,
+    adam,
+    default_agent,
+    linear_init,
+    mlp,
+    polyak,
+    select,
+)
+
+SDE_MEAN_CLIP = 2.0  # SB3's clip_mean: gSDE's mean stays where tanh still has a slope
+SDE_EPSILON = 1e-6  # SB3's: added to gSDE's variance
+
+
+class StateDependentNoise(keras.layers.Layer):
+    """gSDE's actor head: features → z (a ReLU MLP of widths ``hidden``) → ``[mean ‖ z]``,
+    the mean a linear map of z clipped to ±2; the noise's log σ, a [dim z, dim A]
+    matrix starting at ``log_std_init``, is this layer's weight."""
+
+    def __init__(
+        self,
+        features: int,
+        action_dim: int,
+        hidden: Sequence[int],
+        log_std_init: float,
+        seeds: np.random.Generator,
+    ) -> None:
+        super().__init__()
+        self.latent = mlp(features, hidden[-1], hidden[:-1], seeds, output_activation="relu")
+        kernel, bias = linear_init(hidden[-1], seeds)
+        self.mean = keras.layers.Dense(action_dim, kernel_initializer=kernel, bias_initializer=bias)
+        self.mean.build((None, hidden[-1]))
+        self.log_std = self.add_weight(
+            shape=(hidden[-1], action_dim),
+            initializer=keras.initializers.Constant(log_std_init),
+            name="log_std",
+        )
+
+    def call(self, features: tf.Tensor) -> tf.Tensor:
+        z = self.latent(features)
+        mean = tf.clip_by_value(self.mean(z), -SDE_MEAN_CLIP, SDE_MEAN_CLIP)
+        return tf.concat([mean, z], axis=-1)
+
+
+def sde_head(actor: keras.layers.Layer) -> StateDependentNoise | None:
+    """The actor's gSDE head (the actor itself, or the factories' ``Actor``'s head)."""
+    for layer in (actor, getattr(actor, "head", None)):
+        if isinstance(layer, StateDependentNoise):
+            return layer
+    return None
 
 
 class Temperature(keras.layers.Layer):
@@ -101,12 +160,25 @@ class TFSACAgent(OffPolicyAgent):
             **networks,
         )
 
-    def setup(self) -> None:
-        if self.hp["use_sde"]:
+    def actor_width(self) -> int:
+        head = self.sde_head()
+        return self.action_dim + head.log_std.shape[0] if head else 2 * self.action_dim
+
+    def sde_head(self) -> StateDependentNoise | None:
+        """The actor's gSDE head with ``use_sde``, None without; an actor that
+        does not match the setting is refused."""
+        head = sde_head(self.actor)
+        if bool(self.hp["use_sde"]) != (head is not None):
             raise ValueError(
-                "sac: use_sde (gSDE exploration) is optix-torch's so far, not optix-tf's: "
-                "set use_sde=false (--hp use_sde=false), or train with --backend torch"
+                f"sac: use_sde={bool(self.hp['use_sde'])}, but the actor has "
+                f"{'a' if head else 'no'} StateDependentNoise head: build it with "
+                "make_sac, which follows use_sde"
             )
+        return head
+
+    def setup(self) -> None:
+        self._sde = self.sde_head()
+        self._sde_matrices: np.ndarray | None = None  # acting's θ_ε, one per environment
         self.temperature = Temperature(self.hp["ent_coef"])
         target_entropy = self._target_entropy
         self.target_entropy = -float(self.action_dim) if target_entropy is None else target_entropy
@@ -144,7 +216,29 @@ class TFSACAgent(OffPolicyAgent):
     def unit_actions(
         self, out: np.ndarray, deterministic: bool, rng: np.random.Generator
     ) -> np.ndarray:
-        return squashed_gaussian_actions(out, deterministic, rng)
+        if self._sde is None:
+            return squashed_gaussian_actions(out, deterministic, rng)
+        if deterministic:
+            return np.tanh(out[:, : self.action_dim])
+        return sde_actions(out, self.action_dim, self.exploration_matrices(len(out), rng))
+
+    def exploration_matrices(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """gSDE's θ_ε for each of ``n`` environments (``sde_redraw_due``); a
+        stochastic ``act`` outside training (``rng`` not the agent's own) draws its own."""
+        std = np.exp(self._sde.log_std.numpy())
+
+        def draw() -> np.ndarray:
+            return std * rng.standard_normal((n, *std.shape), dtype=np.float32)
+
+        if rng is not self.rng:
+            return draw()
+        vector_step = self.vector_steps + self._acting_steps // n
+        hp = self.hp
+        if sde_redraw_due(
+            self._sde_matrices, n, vector_step, hp["train_freq"], hp["sde_sample_freq"]
+        ):
+            self._sde_matrices = draw()
+        return self._sde_matrices
 
     def squash(self, out: tf.Tensor, eps: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """a = tanh(μ + σ·ε) and log π(a|s), from the actor's ``[mean ‖ log_std]``.
@@ -159,8 +253,36 @@ class TFSACAgent(OffPolicyAgent):
         terms = 2.0 * (u + tf.nn.softplus(-2.0 * u)) - log_std - 0.5 * tf.square(eps)
         return tf.tanh(u), tf.reduce_sum(terms, axis=-1) - self._log_prob_const
 
+    def sde_squash(self, out: tf.Tensor, eps: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """gSDE's a = tanh(u) and log π(a|s) from the actor's ``[mean ‖ z]`` and a
+        standard normal ``eps`` [dim z, dim A]: θ_ε = σ·eps, u = μ + z·θ_ε, and u's
+        Gaussian has variance z²·σ²."""
+        d = self.action_dim
+        mean, z = out[:, :d], out[:, d:]
+        std = tf.exp(self._sde.log_std)
+        u = mean + z @ (std * eps)
+        sigma = tf.sqrt(tf.square(z) @ tf.square(std) + SDE_EPSILON)
+        gaussian = -0.5 * tf.square((u - mean) / sigma) - tf.math.log(sigma)
+        terms = gaussian + 2.0 * (u + tf.nn.softplus(-2.0 * u))
+        return tf.tanh(u), tf.reduce_sum(terms, axis=-1) - self._log_prob_const
+
     def noise_shape(self, batch_size: int) -> tuple[int, ...]:
+        if self._sde is not None:  # one θ_ε for the step, a and a′ alike (SB3's reset_noise)
+            return tuple(self._sde.log_std.shape)
         return (2, batch_size, self.action_dim)  # ε for a ~ π(·|s) and for a′ ~ π(·|s′)
+
+    # ---- checkpoint extras: acting's gSDE matrices, for an exact resume ---------
+
+    def extra_state(self) -> dict[str, Any]:
+        state = super().extra_state()
+        if self._sde_matrices is not None:
+            state["sde_matrices"] = self._sde_matrices.tolist()
+        return state
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        super().load_extra_state(state)
+        held = state.get("sde_matrices")
+        self._sde_matrices = None if held is None else np.asarray(held, dtype=np.float32)
 
     # ---- learning -----------------------------------------------------------
 
@@ -185,8 +307,10 @@ class TFSACAgent(OffPolicyAgent):
         once per value of ``auto_ent_coef``); ``[critic_loss, actor_loss, entropy]``."""
         batch = select(tensors, j)
         obs, eps, tau = batch["observations"], batch["noise"], settings[0]
+        squash = self.squash if self._sde is None else self.sde_squash
+        eps_pi, eps_next = (eps[0], eps[1]) if self._sde is None else (eps, eps)
         with tf.GradientTape() as actor_tape:
-            a_pi, log_pi = self.squash(self.actor(obs), eps[0])
+            a_pi, log_pi = squash(self.actor(obs), eps_pi)
         log_alpha = self.temperature.log_alpha
         alpha = tf.exp(tf.identity(log_alpha))  # the α of this step's targets and J_π, as SB3
 
@@ -196,7 +320,7 @@ class TFSACAgent(OffPolicyAgent):
             grad = -(tf.reduce_mean(tf.stop_gradient(log_pi)) + self.target_entropy)
             apply_gradients(self.alpha_optimizer, [tf.reshape(grad, [1])], [log_alpha])
 
-        a_next, log_next = self.squash(self.actor(batch["next_observations"]), eps[1])
+        a_next, log_next = squash(self.actor(batch["next_observations"]), eps_next)
         # y = r + γ(1 − d)·(minⱼ Q̄ⱼ(s′, a′) − α log π(a′|s′))
         y = self.bootstrap(batch, a_next, -alpha * log_next)
         critic_loss = self.critic_step(batch, y, 0.5)  # J_Q = ½ Σⱼ E[(Qⱼ(s, a) − y)²]
@@ -223,10 +347,15 @@ def make_sac(
     extractor: keras.layers.Layer | None = None,
 ) -> TFSACAgent:
     """The AgentSpec factory: SB3's networks (features extractors chosen from the
-    observation space, then ReLU MLPs of widths ``hidden``), twin critics fused.
-    ``extractor`` replaces the default features extractor (the critics get a copy)."""
+    observation space, then ReLU MLPs of widths ``hidden``), twin critics fused;
+    with ``use_sde`` the actor's head is ``StateDependentNoise``. ``extractor``
+    replaces the default features extractor (the critics get a copy)."""
+    given = hyperparams.params if isinstance(hyperparams, HyperparamSet) else hyperparams
+    hp = {**config.DEFAULTS, **(given or {})}
 
     def head(features: int, act_dim: int, seeds: np.random.Generator) -> keras.layers.Layer:
+        if hp["use_sde"]:
+            return StateDependentNoise(features, act_dim, hidden, hp["log_std_init"], seeds)
         return mlp(features, 2 * act_dim, hidden, seeds)  # [mean ‖ log_std]
 
     return default_agent(
