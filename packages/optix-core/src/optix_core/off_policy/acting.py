@@ -10,9 +10,7 @@ alike and a checkpoint resumes the same stream. Actions are in (−1, 1);
   actions are tanh(μ).
 - TD3's actor gives the action: exploration adds N(0, expl_noise²) and clips
   to [−1, 1].
-- SAC with gSDE (``use_sde``) gives ``[mean ‖ z]``, z its last hidden features:
-  a = tanh(μ + z·θ_ε), one θ_ε per environment, held between draws
-  (``sde_redraw_due``).
+- SAC with gSDE (``use_sde``) gives ``[mean ‖ z]``: ``gsde.py``.
 - Until ``learning_starts`` both act uniformly at random (SB3's warm-up).
 """
 
@@ -41,26 +39,6 @@ def squashed_gaussian_actions(
     log_std = np.clip(out[:, d:], LOG_STD_MIN, LOG_STD_MAX)
     eps = rng.standard_normal(mean.shape, dtype=np.float32)
     return np.tanh(mean + np.exp(log_std) * eps)
-
-
-def sde_actions(out: np.ndarray, action_dim: int, matrices: np.ndarray) -> np.ndarray:
-    """gSDE's actions tanh(μ + z·θ_ε) from the actor's ``[mean ‖ z]`` rows, one θ_ε
-    ``[dim z, dim A]`` per row (``matrices``)."""
-    mean, z = out[:, :action_dim], out[:, action_dim:]
-    return np.tanh(mean + np.einsum("nl,nla->na", z, matrices)).astype(np.float32)
-
-
-def sde_redraw_due(
-    held: np.ndarray | None, n: int, vector_step: int, train_freq: int, sample_freq: int
-) -> bool:
-    """Whether gSDE's matrices are drawn anew before vector step ``vector_step``, as
-    SB3 draws them: at every ``train_freq`` boundary (its rollouts' starts) and every
-    ``sample_freq`` steps after one (−1: never in between); and when none are held,
-    or held for another number of environments."""
-    step = vector_step % train_freq
-    if held is None or len(held) != n or step == 0:
-        return True
-    return sample_freq > 0 and step % sample_freq == 0
 
 
 def noisy_actions(

@@ -44,13 +44,8 @@ import numpy as np
 from flax import nnx
 
 from optix_core.algorithms.config import sac as config
-from optix_core.off_policy.acting import (
-    LOG_STD_MAX,
-    LOG_STD_MIN,
-    sde_actions,
-    sde_redraw_due,
-    squashed_gaussian_actions,
-)
+from optix_core.off_policy.acting import LOG_STD_MAX, LOG_STD_MIN
+from optix_core.off_policy.gsde import SDE_EPSILON, SDE_MEAN_CLIP, GSDEActing
 from optix_core.policies.distributions import HALF_LOG_2PI
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_jax.algorithms.off_policy import (
@@ -65,9 +60,6 @@ from optix_jax.algorithms.off_policy import (
 from optix_jax.base import default_adam, new_optimizer
 from optix_jax.policies.distributions import squash_correction
 from optix_jax.policies.extractors import torch_linear as linear
-
-SDE_MEAN_CLIP = 2.0  # SB3's clip_mean: gSDE's mean stays where tanh still has a slope
-SDE_EPSILON = 1e-6  # SB3's: added to gSDE's variance
 
 
 class StateDependentNoise(nnx.Module):
@@ -110,7 +102,7 @@ class Temperature(nnx.Module):
         self.log_alpha = nnx.Param(jnp.full((1,), math.log(initial), jnp.float32))
 
 
-class FlaxSACAgent(OffPolicyAgent):
+class FlaxSACAgent(GSDEActing, OffPolicyAgent):
     """SAC on a continuous (Box) action space.
 
     ``actor`` maps observations to ``[mean ‖ log_std]``; ``critic1`` and
@@ -158,25 +150,8 @@ class FlaxSACAgent(OffPolicyAgent):
             **networks,
         )
 
-    def actor_width(self) -> int:
-        head = self.sde_head()
-        return self.action_dim + head.log_std.shape[0] if head else 2 * self.action_dim
-
-    def sde_head(self) -> StateDependentNoise | None:
-        """The actor's gSDE head with ``use_sde``, None without; an actor that
-        does not match the setting is refused."""
-        head = sde_head(self.actor)
-        if bool(self.hp["use_sde"]) != (head is not None):
-            raise ValueError(
-                f"sac: use_sde={bool(self.hp['use_sde'])}, but the actor has "
-                f"{'a' if head else 'no'} StateDependentNoise head: build it with "
-                "make_sac, which follows use_sde"
-            )
-        return head
-
     def setup(self) -> None:
         self._sde = self.sde_head()
-        self._sde_matrices: np.ndarray | None = None  # acting's θ_ε, one per environment
         self.temperature = Temperature(self.hp["ent_coef"])
         given = self._target_entropy
         self.target_entropy = -float(self.action_dim) if given is None else float(given)
@@ -212,34 +187,13 @@ class FlaxSACAgent(OffPolicyAgent):
             "alpha": self.alpha_optimizer,
         }
 
-    # ---- acting -------------------------------------------------------------
+    # ---- acting: gSDE's head (GSDEActing acts) --------------------------------
 
-    def unit_actions(
-        self, out: np.ndarray, deterministic: bool, rng: np.random.Generator
-    ) -> np.ndarray:
-        if self._sde is None:
-            return squashed_gaussian_actions(out, deterministic, rng)
-        if deterministic:
-            return np.tanh(out[:, : self.action_dim])
-        return sde_actions(out, self.action_dim, self.exploration_matrices(len(out), rng))
+    def find_sde_head(self) -> StateDependentNoise | None:
+        return sde_head(self.actor)
 
-    def exploration_matrices(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """gSDE's θ_ε for each of ``n`` environments (``sde_redraw_due``); a
-        stochastic ``act`` outside training (``rng`` not the agent's own) draws its own."""
-        std = np.exp(np.asarray(self._sde.log_std[...], dtype=np.float32))
-
-        def draw() -> np.ndarray:
-            return std * rng.standard_normal((n, *std.shape), dtype=np.float32)
-
-        if rng is not self.rng:
-            return draw()
-        vector_step = self.vector_steps + self._acting_steps // n
-        hp = self.hp
-        if sde_redraw_due(
-            self._sde_matrices, n, vector_step, hp["train_freq"], hp["sde_sample_freq"]
-        ):
-            self._sde_matrices = draw()
-        return self._sde_matrices
+    def sde_log_std(self) -> np.ndarray:
+        return np.asarray(self._sde.log_std[...], dtype=np.float32)
 
     # ---- learning -----------------------------------------------------------
 
@@ -258,19 +212,6 @@ class FlaxSACAgent(OffPolicyAgent):
         return self._steps(
             state, key, block, settings, auto_ent_coef=bool(self.hp["auto_ent_coef"])
         )
-
-    # ---- checkpoint extras: acting's gSDE matrices, for an exact resume ---------
-
-    def extra_state(self) -> dict[str, Any]:
-        state = super().extra_state()
-        if self._sde_matrices is not None:
-            state["sde_matrices"] = self._sde_matrices.tolist()
-        return state
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        super().load_extra_state(state)
-        held = state.get("sde_matrices")
-        self._sde_matrices = None if held is None else np.asarray(held, dtype=np.float32)
 
 
 def squash(out: jax.Array, eps: jax.Array, action_dim: int) -> tuple[jax.Array, jax.Array]:

@@ -39,14 +39,8 @@ import numpy as np
 import tensorflow as tf
 
 from optix_core.algorithms.config import sac as config
-from optix_core.off_policy.acting import (
-    LOG_STD_MAX,
-    LOG_STD_MIN,
-    log_prob_constant,
-    sde_actions,
-    sde_redraw_due,
-    squashed_gaussian_actions,
-)
+from optix_core.off_policy.acting import LOG_STD_MAX, LOG_STD_MIN, log_prob_constant
+from optix_core.off_policy.gsde import SDE_EPSILON, SDE_MEAN_CLIP, GSDEActing
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_tf.accel.adam import apply_gradients
 from optix_tf.algorithms.off_policy import (
@@ -58,9 +52,6 @@ from optix_tf.algorithms.off_policy import (
     polyak,
     select,
 )
-
-SDE_MEAN_CLIP = 2.0  # SB3's clip_mean: gSDE's mean stays where tanh still has a slope
-SDE_EPSILON = 1e-6  # SB3's: added to gSDE's variance
 
 
 class StateDependentNoise(keras.layers.Layer):
@@ -112,7 +103,7 @@ class Temperature(keras.layers.Layer):
         self.built = True
 
 
-class TFSACAgent(OffPolicyAgent):
+class TFSACAgent(GSDEActing, OffPolicyAgent):
     """SAC on a continuous (Box) action space (tensor-optix's ``TFSACAgent``).
 
     ``actor`` maps observations to ``[mean ‖ log_std]``; ``critic1`` and
@@ -160,25 +151,8 @@ class TFSACAgent(OffPolicyAgent):
             **networks,
         )
 
-    def actor_width(self) -> int:
-        head = self.sde_head()
-        return self.action_dim + head.log_std.shape[0] if head else 2 * self.action_dim
-
-    def sde_head(self) -> StateDependentNoise | None:
-        """The actor's gSDE head with ``use_sde``, None without; an actor that
-        does not match the setting is refused."""
-        head = sde_head(self.actor)
-        if bool(self.hp["use_sde"]) != (head is not None):
-            raise ValueError(
-                f"sac: use_sde={bool(self.hp['use_sde'])}, but the actor has "
-                f"{'a' if head else 'no'} StateDependentNoise head: build it with "
-                "make_sac, which follows use_sde"
-            )
-        return head
-
     def setup(self) -> None:
         self._sde = self.sde_head()
-        self._sde_matrices: np.ndarray | None = None  # acting's θ_ε, one per environment
         self.temperature = Temperature(self.hp["ent_coef"])
         target_entropy = self._target_entropy
         self.target_entropy = -float(self.action_dim) if target_entropy is None else target_entropy
@@ -211,34 +185,15 @@ class TFSACAgent(OffPolicyAgent):
             return [self.temperature.log_alpha]
         return super().optimizer_variables(name)
 
-    # ---- acting -------------------------------------------------------------
+    # ---- acting: gSDE's head (GSDEActing acts) --------------------------------
 
-    def unit_actions(
-        self, out: np.ndarray, deterministic: bool, rng: np.random.Generator
-    ) -> np.ndarray:
-        if self._sde is None:
-            return squashed_gaussian_actions(out, deterministic, rng)
-        if deterministic:
-            return np.tanh(out[:, : self.action_dim])
-        return sde_actions(out, self.action_dim, self.exploration_matrices(len(out), rng))
+    def find_sde_head(self) -> StateDependentNoise | None:
+        return sde_head(self.actor)
 
-    def exploration_matrices(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """gSDE's θ_ε for each of ``n`` environments (``sde_redraw_due``); a
-        stochastic ``act`` outside training (``rng`` not the agent's own) draws its own."""
-        std = np.exp(self._sde.log_std.numpy())
+    def sde_log_std(self) -> np.ndarray:
+        return self._sde.log_std.numpy()
 
-        def draw() -> np.ndarray:
-            return std * rng.standard_normal((n, *std.shape), dtype=np.float32)
-
-        if rng is not self.rng:
-            return draw()
-        vector_step = self.vector_steps + self._acting_steps // n
-        hp = self.hp
-        if sde_redraw_due(
-            self._sde_matrices, n, vector_step, hp["train_freq"], hp["sde_sample_freq"]
-        ):
-            self._sde_matrices = draw()
-        return self._sde_matrices
+    # ---- the policy's density ------------------------------------------------
 
     def squash(self, out: tf.Tensor, eps: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """a = tanh(μ + σ·ε) and log π(a|s), from the actor's ``[mean ‖ log_std]``.
@@ -270,19 +225,6 @@ class TFSACAgent(OffPolicyAgent):
         if self._sde is not None:  # one θ_ε for the step, a and a′ alike (SB3's reset_noise)
             return tuple(self._sde.log_std.shape)
         return (2, batch_size, self.action_dim)  # ε for a ~ π(·|s) and for a′ ~ π(·|s′)
-
-    # ---- checkpoint extras: acting's gSDE matrices, for an exact resume ---------
-
-    def extra_state(self) -> dict[str, Any]:
-        state = super().extra_state()
-        if self._sde_matrices is not None:
-            state["sde_matrices"] = self._sde_matrices.tolist()
-        return state
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        super().load_extra_state(state)
-        held = state.get("sde_matrices")
-        self._sde_matrices = None if held is None else np.asarray(held, dtype=np.float32)
 
     # ---- learning -----------------------------------------------------------
 
