@@ -226,7 +226,7 @@ def test_sde_noise_is_the_features_times_a_matrix_held_between_draws() -> None:
     with torch.no_grad():
         out = agent.actor(torch.as_tensor(obs))
     mean, z = out[:, :1], out[:, 1:]
-    noise = torch.bmm(z.unsqueeze(1), agent._sde_matrices).squeeze(1)
+    noise = torch.bmm(z.unsqueeze(1), torch.from_numpy(agent._sde_matrices)).squeeze(1)
     np.testing.assert_allclose(actions[-1], 2 * torch.tanh(mean + noise), rtol=1e-5)
     np.testing.assert_allclose(agent.act(obs, deterministic=True), 2 * torch.tanh(mean), rtol=1e-5)
 

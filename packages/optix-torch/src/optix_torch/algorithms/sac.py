@@ -38,11 +38,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from optix_core.algorithms.config import sac as config
+from optix_core.off_policy.gsde import SDE_EPSILON, SDE_MEAN_CLIP, GSDEActing, sde_redraw_due
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_torch.accel.optim import adam, optimizer_step
 from optix_torch.algorithms.off_policy import (
@@ -56,8 +58,6 @@ from optix_torch.policies import observations as O
 from optix_torch.policies.networks import mlp
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
-SDE_MEAN_CLIP = 2.0  # SB3's clip_mean: gSDE's mean stays where tanh still has a slope
-SDE_EPSILON = 1e-6  # SB3's: added to gSDE's variance
 
 
 class StateDependentNoise(nn.Module):
@@ -89,7 +89,7 @@ class Temperature(nn.Module):
         self.log_alpha = nn.Parameter(torch.full((1,), math.log(initial)))
 
 
-class TorchSACAgent(OffPolicyAgent):
+class TorchSACAgent(GSDEActing, OffPolicyAgent):
     """SAC on a continuous (Box) action space.
 
     ``actor`` maps observations to ``[mean ‖ log_std]``; ``critic1`` and
@@ -137,25 +137,12 @@ class TorchSACAgent(OffPolicyAgent):
             **networks,
         )
 
-    def actor_width(self) -> int:
-        sde = self.sde_head()
-        return self.action_dim + sde.log_std.shape[0] if sde else 2 * self.action_dim
-
-    def sde_head(self) -> StateDependentNoise | None:
-        """The actor's gSDE head with ``use_sde``, None without; an actor that
-        does not match the setting is refused."""
+    def find_sde_head(self) -> StateDependentNoise | None:
         heads = [m for m in self.actor.modules() if isinstance(m, StateDependentNoise)]
-        if bool(self.hp["use_sde"]) != bool(heads):
-            raise ValueError(
-                f"sac: use_sde={bool(self.hp['use_sde'])}, but the actor has "
-                f"{'a' if heads else 'no'} StateDependentNoise head: build it with "
-                "make_sac, which follows use_sde"
-            )
         return heads[0] if heads else None
 
     def setup(self) -> None:
         self._sde = self.sde_head()
-        self._sde_matrices: torch.Tensor | None = None  # acting's θ_ε, one per environment
         self.target_params = list(self.critic_target.parameters())
         self.temperature = Temperature(self.hp["ent_coef"]).to(self.device)
         target_entropy = self._target_entropy
@@ -194,24 +181,27 @@ class TorchSACAgent(OffPolicyAgent):
         if deterministic:
             return torch.tanh(mean)
         if self._sde is not None:
-            matrices = self.exploration_matrices(len(out), generator)
+            matrices = torch.from_numpy(self.exploration_matrices(len(out), generator))
             return torch.tanh(mean + torch.bmm(rest.unsqueeze(1), matrices).squeeze(1))
         eps = torch.randn(mean.shape, generator=generator)
         return torch.tanh(mean + rest.clamp(LOG_STD_MIN, LOG_STD_MAX).exp() * eps)
 
-    def exploration_matrices(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        """gSDE's θ_ε for each of ``n`` environments, as SB3 holds them: drawn anew at
-        every ``train_freq`` boundary of the vector steps and every
-        ``sde_sample_freq`` steps after it; a stochastic ``act`` outside training
-        (``generator`` not the agent's own) draws its own."""
+    def exploration_matrices(self, n: int, generator: torch.Generator) -> np.ndarray:
+        """GSDEActing's, drawn from torch's ``generator`` (the agent's own while
+        training acts; ``act_generator``'s draws are never held)."""
         std = self._sde.log_std.detach().exp().cpu()
+
+        def draw() -> np.ndarray:
+            return (std * torch.randn((n, *std.shape), generator=generator)).numpy()
+
         if generator is not self.generator:
-            return std * torch.randn((n, *std.shape), generator=generator)
-        step = (self.vector_steps + self._acting_steps // n) % self.hp["train_freq"]
-        every = self.hp["sde_sample_freq"]
-        held = self._sde_matrices
-        if held is None or len(held) != n or step == 0 or (every > 0 and step % every == 0):
-            self._sde_matrices = std * torch.randn((n, *std.shape), generator=generator)
+            return draw()
+        vector_step = self.vector_steps + self._acting_steps // n
+        hp = self.hp
+        if sde_redraw_due(
+            self._sde_matrices, n, vector_step, hp["train_freq"], hp["sde_sample_freq"]
+        ):
+            self._sde_matrices = draw()
         return self._sde_matrices
 
     def squash(self, out: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -242,19 +232,6 @@ class TorchSACAgent(OffPolicyAgent):
         if self._sde is not None:  # one θ_ε for the step, a and a′ alike (SB3's reset_noise)
             return tuple(self._sde.log_std.shape)
         return (2, batch_size, self.action_dim)  # ε for a ~ π(·|s) and for a′ ~ π(·|s′)
-
-    # ---- checkpoint extras: acting's gSDE matrices, for an exact resume ---------
-
-    def extra_state(self) -> dict[str, Any]:
-        state = super().extra_state()
-        if self._sde_matrices is not None:
-            state["sde_matrices"] = self._sde_matrices.tolist()
-        return state
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        super().load_extra_state(state)
-        held = state.get("sde_matrices")
-        self._sde_matrices = None if held is None else torch.tensor(held, dtype=torch.float32)
 
     # ---- learning -----------------------------------------------------------
 
