@@ -377,7 +377,10 @@ def test_registering_the_wrong_kind_is_a_type_error(core_only):
         ({"action_spaces": ("multibinary",)}, "action_spaces"),
         ({"action_spaces": ()}, "action_spaces"),
         ({"factory": "no_colon"}, "module:callable"),
-        ({"presets": {"CartPole-v1": {"hyperparms": {}}}}, "only 'hyperparams' and 'rollout'"),
+        (
+            {"presets": {"CartPole-v1": {"hyperparms": {}}}},
+            "only 'hyperparams', 'rollout' and 'network'",
+        ),
         (
             {"defaults": {"lr": 1.0}, "presets": {"CartPole-v1": {"hyperparams": {"lr2": 1}}}},
             r"preset 'CartPole-v1' sets unknown hyperparameters \['lr2'\]",
@@ -429,3 +432,21 @@ def test_action_space_kind():
     assert action_space_kind(gym.spaces.MultiBinary(3)) == "multi_binary"
     with pytest.raises(RegistryError, match="MultiDiscrete or MultiBinary"):
         action_space_kind(gym.spaces.Tuple((gym.spaces.Discrete(2),)))
+
+
+def test_a_network_option_the_factory_does_not_take_is_named_before_any_work():
+    with pytest.raises(RegistryError, match=r"does not take the network options \['hidden'\]"):
+        make_agent("cem", "CartPole-v1", network={"hidden": [8]})
+
+
+def test_a_preset_may_hold_the_factorys_network_options():
+    spec = AgentSpec(
+        name="x", backend="numpy", factory="m:f", action_spaces=("discrete",),
+        presets={"A-v0": {"network": {"hidden": [64, 64]}}},
+    )  # fmt: skip
+    assert spec.network("A-v0") == {"hidden": [64, 64]} and spec.network("B-v0") == {}
+    with pytest.raises(ValueError, match="may hold only 'hyperparams', 'rollout' and 'network'"):
+        AgentSpec(
+            name="x", backend="numpy", factory="m:f", action_spaces=("discrete",),
+            presets={"A-v0": {"net_arch": [64]}},
+        )  # fmt: skip

@@ -45,6 +45,26 @@ def test_online_tuning_keeps_the_backed_off_schedule_it_needs(tmp_path) -> None:
     assert (loop["max_interval_episodes"], loop["relative_patience"]) == (8, 0.0)
 
 
+def test_a_presets_network_is_built_kept_in_the_run_and_rebuilt_to_evaluate(
+    tmp_path, capsys
+) -> None:
+    """MountainCarContinuous's SAC preset is the zoo's, [64, 64] networks and gSDE
+    included: the run records the network, and --resume, optix eval and export
+    build that one again (a checkpoint refuses any other)."""
+    # four windows of 256 steps: the first 999-step episode ends, a checkpoint is judged
+    argv = ["train", "MountainCarContinuous-v0", "--algo", "sac", "--max-windows", "4"]
+    assert (
+        main([*argv, "--seed", "0", "--selection-episodes", "1", "--run-dir", str(tmp_path)]) == 0
+    )
+    (run_dir,) = tmp_path.iterdir()
+    config = TrainConfig.load(run_dir)
+    assert config.network == {"hidden": [64, 64]} and config.hyperparams["use_sde"]
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--episodes", "1"]) == 0
+    assert "MountainCarContinuous-v0 sac (torch)" in capsys.readouterr().out
+    assert main(["train", "--resume", str(run_dir), "--max-windows", "5"]) == 0
+
+
 @pytest.mark.slow
 def test_optix_train_cartpole_runs_torch_ppo_to_dormant_and_reports(tmp_path, capsys) -> None:
     report, config, out = train("CartPole-v1", tmp_path, capsys)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Any
 
 from optix_core.plugins import get_registry
@@ -209,10 +210,13 @@ def make_agent(
     hyperparams: HyperparamSet | dict[str, Any] | None = None,
     device: str = "auto",
     seed: int | None = None,
+    network: dict[str, Any] | None = None,
 ) -> BaseAgent:
     """Build a registered agent with its default network for ``env``'s spaces.
 
     ``env`` is an environment id, a ``gymnasium.Env`` or a vector environment.
+    ``network`` holds keyword arguments for the factory's default network (a
+    preset's ``network``, ``AgentSpec.network``: ``{"hidden": [64, 64]}``).
     """
     from optix_core.types import HyperparamSet
 
@@ -224,9 +228,18 @@ def make_agent(
         merged = {**spec.defaults, **hyperparams.params}
         hyperparams = HyperparamSet(params=merged, episode_id=hyperparams.episode_id)
     factory = spec.load_factory()
+    options = dict(network or {})
+    try:  # a network option the factory does not take is named, not a TypeError deep inside
+        inspect.signature(factory).bind_partial(observation_space, action_space, **options)
+    except TypeError:
+        raise RegistryError(
+            f"{spec.name} ({spec.backend}): its factory {spec.factory} does not take the "
+            f"network options {sorted(options)}"
+        ) from None
     return factory(
-        observation_space, action_space, hyperparams=hyperparams, device=device, seed=seed
-    )
+        observation_space, action_space, hyperparams=hyperparams, device=device, seed=seed,
+        **options,
+    )  # fmt: skip
 
 
 def env_spaces(env: Any) -> tuple[gym.Space, gym.Space]:

@@ -53,6 +53,7 @@ class TrainConfig:
     stop_on_dormant: bool = True  # False: --no-early-stop, train the whole budget
     pipeline_options: dict[str, Any] = field(default_factory=dict)  # --actors, --ray
     callbacks: dict[str, str | None] = field(default_factory=dict)  # --dashboard, --callback ...
+    network: dict[str, Any] = field(default_factory=dict)  # the preset's: the factory's options
 
     def save(self, run_dir: Path) -> None:
         """Written atomically: a kill mid-write leaves no half a config."""

@@ -39,8 +39,11 @@ class AgentSpec:
     environments) and ``window_size`` (steps per environment per window).
     ``presets`` holds tuned settings for particular environments, as
     rl-baselines3-zoo keeps them: ``{"Pendulum-v1": {"hyperparams": {...},
-    "rollout": {...}}}``, each overriding ``defaults`` and ``rollout`` for that
-    environment id (``settings``); ``optix train`` and ``optix tune`` use them.
+    "rollout": {...}, "network": {...}}}``, each overriding ``defaults`` and
+    ``rollout`` for that environment id (``settings``); ``network``, where
+    given, are keyword arguments of the factory for that environment's
+    default network (the zoo's ``net_arch`` as ``{"hidden": [64, 64]}``;
+    ``network``). ``optix train`` and ``optix tune`` use them.
     ``pipeline``, optional, is the algorithm's own window pipeline (an
     actor-learner's actors), ``"module:callable"`` called as ``pipeline(env_id,
     n_envs, window_size, seed, **options)`` with the options ``optix train``'s
@@ -73,11 +76,11 @@ class AgentSpec:
             if reference is not None and ":" not in reference:
                 raise ValueError(f"AgentSpec {self.name!r}: {name} must be 'module:callable'")
         for env_id, preset in self.presets.items():
-            unknown = set(preset) - {"hyperparams", "rollout"}
+            unknown = set(preset) - {"hyperparams", "rollout", "network"}
             if unknown:
                 raise ValueError(
                     f"AgentSpec {self.name!r}: preset {env_id!r} may hold only "
-                    f"'hyperparams' and 'rollout', got {sorted(unknown)}"
+                    f"'hyperparams', 'rollout' and 'network', got {sorted(unknown)}"
                 )
             strange = set(preset.get("hyperparams", {})) - set(self.defaults)
             if self.defaults and strange:
@@ -94,6 +97,11 @@ class AgentSpec:
             {**self.defaults, **preset.get("hyperparams", {})},
             {**self.rollout, **preset.get("rollout", {})},
         )
+
+    def network(self, env_id: str) -> dict[str, Any]:
+        """The factory's keyword arguments for ``env_id``'s network: its preset's
+        ``network``, or none (the factory's default)."""
+        return dict(self.presets.get(env_id, {}).get("network", {}))
 
     def load_factory(self) -> Any:
         return load_object(self.factory)

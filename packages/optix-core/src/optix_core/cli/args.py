@@ -143,9 +143,16 @@ def parse_hyperparams(pairs: list[str]) -> dict[str, Any]:
 
 
 def build_agent(
-    algo: str, env_id: str, backend: str, hyperparams: dict[str, Any], device: str, seed: int
+    algo: str,
+    env_id: str,
+    backend: str,
+    hyperparams: dict[str, Any],
+    device: str,
+    seed: int,
+    network: dict[str, Any] | None = None,
 ) -> Any:
-    """The registered agent, with bad hyperparameters or devices as a UsageError."""
+    """The registered agent (``network``: its factory's options, a preset's), with bad
+    hyperparameters or devices as a UsageError."""
     from optix_core.hyperparams import HyperparamError
     from optix_core.types import HyperparamSet
 
@@ -157,6 +164,7 @@ def build_agent(
             hyperparams=HyperparamSet(params=dict(hyperparams)),
             device=device,
             seed=seed,
+            network=network,
         )
     except (registry.RegistryError, HyperparamError, ValueError) as exc:
         raise UsageError(str(exc)) from None

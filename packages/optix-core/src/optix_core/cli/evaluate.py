@@ -43,7 +43,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     device = args.device or config.device
     agent = build_agent(
-        config.algo, config.env_id, config.backend, config.hyperparams, device, config.seed
+        config.algo,
+        config.env_id,
+        config.backend,
+        config.hyperparams,
+        device,
+        config.seed,
+        config.network,
     )
     manifest = CheckpointRegistry(run_dir / CHECKPOINTS).restore(agent, kind="best")
     if manifest is None:

@@ -60,7 +60,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     source = checkpoint_source(run_dir, args.checkpoint)
     exporter = load_exporter(config.backend, reference)  # the first import of a framework
     agent = build_agent(
-        config.algo, config.env_id, config.backend, config.hyperparams, EXPORT_DEVICE, config.seed
+        config.algo,
+        config.env_id,
+        config.backend,
+        config.hyperparams,
+        EXPORT_DEVICE,
+        config.seed,
+        config.network,
     )
     try:
         manifest = restore_checkpoint(agent, run_dir, source)

@@ -194,6 +194,7 @@ def _start(args: argparse.Namespace) -> int:
         stop_on_dormant=not args.no_early_stop,
         pipeline_options=pipeline_options(spec, rollout, args.actors, args.ray),
         callbacks=callbacks.requested(args),
+        network=spec.network(args.env),
     )
     agent = _agent(config)  # bad hyperparameters or devices fail before anything is written
     if "relative_patience" in agent.loop_hints:  # value-based learners dip and recover
@@ -313,7 +314,13 @@ def _check_resumable(run_dir: Path, args: argparse.Namespace) -> None:
 
 def _agent(config: Any) -> Any:
     return build_agent(
-        config.algo, config.env_id, config.backend, config.hyperparams, config.device, config.seed
+        config.algo,
+        config.env_id,
+        config.backend,
+        config.hyperparams,
+        config.device,
+        config.seed,
+        config.network,
     )
 
 

@@ -222,7 +222,12 @@ def _tune(args: argparse.Namespace, state: dict[str, Any]) -> int:
     fixed = parse_hyperparams(args.hp)
     defaults, rollout = spec.settings(args.env)  # the env's preset, where the spec has one
     agent_factory = RegisteredAgentFactory(
-        spec.name, args.env, spec.backend, args.device or "auto", {**defaults, **fixed}
+        spec.name,
+        args.env,
+        spec.backend,
+        args.device or "auto",
+        {**defaults, **fixed},
+        spec.network(args.env),
     )
     _check_agent(agent_factory, 0 if args.seed is None else args.seed)
     space = {k: v for k, v in spec.search_space.items() if k not in fixed}

@@ -17,13 +17,15 @@ from optix_core.types import HyperparamSet
 
 @dataclass(frozen=True)
 class RegisteredAgentFactory:
-    """``make_agent(algo, env_id, backend, ...)`` with ``fixed`` under the sampled params."""
+    """``make_agent(algo, env_id, backend, ...)`` with ``fixed`` under the sampled params
+    and the factory's ``network`` options (a preset's)."""
 
     algo: str
     env_id: str
     backend: str | None = None
     device: str = "auto"
     fixed: dict[str, Any] = field(default_factory=dict)
+    network: dict[str, Any] = field(default_factory=dict)
 
     def __call__(self, params: dict[str, Any], seed: int | None = None) -> BaseAgent:
         return make_agent(
@@ -33,6 +35,7 @@ class RegisteredAgentFactory:
             hyperparams=HyperparamSet(params={**self.fixed, **params}),
             device=self.device,
             seed=seed,
+            network=self.network,
         )
 
 

@@ -51,10 +51,8 @@ SEARCH_SPACE = {
     "tau": ("log_float", 1e-3, 5e-2),
 }
 ROLLOUT = {"n_envs": 1, "window_size": 256}
-# rl-baselines3-zoo's settings. Where the zoo uses what optix's SAC does not have
-# the preset keeps the rest: LunarLanderContinuous's learning rate falls linearly
-# in the zoo (lin_7.3e-4) and is constant here, and its [400, 300] network is
-# [256, 256] here, as is MountainCarContinuous's [64, 64] (benchmarks/suite.py).
+# rl-baselines3-zoo's settings, networks (net_arch) included. LunarLanderContinuous's
+# learning rate falls linearly in the zoo (lin_7.3e-4) and is constant here.
 PRESETS = {
     "Pendulum-v1": {"hyperparams": {"learning_rate": 1e-3}},
     "LunarLanderContinuous-v3": {
@@ -67,7 +65,8 @@ PRESETS = {
             "train_freq": 1,
             "gradient_steps": 1,
             "learning_starts": 10_000,
-        }
+        },
+        "network": {"hidden": [400, 300]},
     },
     "MountainCarContinuous-v0": {
         "hyperparams": {
@@ -83,7 +82,8 @@ PRESETS = {
             "learning_starts": 0,
             "use_sde": True,
             "log_std_init": -3.67,
-        }
+        },
+        "network": {"hidden": [64, 64]},
     },
 }
 SPEC = {
