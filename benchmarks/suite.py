@@ -173,7 +173,7 @@ SUITE = [
             learning_starts=10_000,
             policy_kwargs=dict(net_arch=[400, 300]),
         ),
-        "optix: constant learning rate and [256, 256] networks; the zoo's score is -v2's",
+        "optix: a constant learning rate; the zoo's score is -v2's",
     ),
     Row(
         "MountainCarContinuous-v0",
@@ -194,7 +194,6 @@ SUITE = [
             use_sde=True,
             policy_kwargs=dict(log_std_init=-3.67, net_arch=[64, 64]),
         ),
-        "the zoo explores with gSDE and [64, 64] networks; optix with Gaussian noise, [256, 256]",
     ),
 ]
 
