@@ -26,6 +26,7 @@ from optix_core.testing.actor_critic import (
     learn_to_point,
     resume,
 )
+from optix_core.testing.gsde import GSDEConformance
 from optix_jax import FlaxSACAgent
 from optix_jax.algorithms import off_policy, sac
 from optix_jax.algorithms.off_policy import TwinQ
@@ -208,44 +209,14 @@ def test_log_prob_is_the_textbook_density_of_the_squashed_gaussian() -> None:
 # ---- gSDE (use_sde) ----------------------------------------------------------------
 
 
-def sde_agent(seed: int = 0, **hp) -> FlaxSACAgent:
-    return small_agent(seed, use_sde=True, log_std_init=-1.0, learning_starts=0, **hp)
+class TestSACGSDEConformance(GSDEConformance):
+    backend = "jax"
 
 
-def test_sde_noise_is_the_features_times_a_matrix_held_between_draws() -> None:
-    """One θ_ε per environment, drawn at each train_freq boundary and every
-    sde_sample_freq steps after it; the noise is z·θ_ε."""
-    agent = sde_agent(train_freq=6, sde_sample_freq=3)
-    obs = np.random.default_rng(0).normal(size=(2, 3)).astype(np.float32)
-    starts = np.zeros(2, dtype=bool)
-    actions = [agent.act_info(obs, starts)[0] for _ in range(7)]
-    same = [np.array_equal(actions[i], actions[i + 1]) for i in range(6)]
-    assert same == [True, True, False, True, True, False]  # new θ_ε at steps 3 and 6
-    assert not np.array_equal(actions[0][0], actions[0][1])  # each environment its own
-    out = np.asarray(agent.actor(jnp.asarray(obs)))
-    mean, z = out[:, :1], out[:, 1:]
-    noise = np.einsum("nl,nla->na", z, agent._sde_matrices)
-    np.testing.assert_allclose(actions[-1], 2 * np.tanh(mean + noise), rtol=1e-5)
-    np.testing.assert_allclose(agent.act(obs, deterministic=True), 2 * np.tanh(mean), rtol=1e-5)
-
-
-def test_sde_asks_for_its_head_and_refuses_a_plain_actor() -> None:
-    assert sde_agent().actor_width() == 1 + 32
+def test_sde_refuses_an_actor_without_its_head() -> None:
     with pytest.raises(ValueError, match="use_sde=True, but the actor has no StateDependentNoise"):
         FlaxSACAgent(net(3, 2), net(4, 1), net(4, 1), action_space=ACT,
                      hyperparams={"use_sde": True}, device="cpu")  # fmt: skip
-
-
-def test_sde_resume_continues_acting_and_learning_exactly(tmp_path) -> None:
-    first, second = windows(2)
-    agent = sde_agent(train_freq=1000)  # θ_ε is held across the window boundary
-    obs = np.random.default_rng(1).normal(size=(2, 3)).astype(np.float32)
-    starts = np.zeros(2, dtype=bool)
-    agent.learn(first)
-    agent.act_info(obs, starts)
-    resumed = resume(agent, sde_agent(seed=7, train_freq=1000), tmp_path)
-    np.testing.assert_array_equal(resumed.act_info(obs, starts)[0], agent.act_info(obs, starts)[0])
-    assert resumed.learn(second) == agent.learn(second)
 
 
 # ---- the update -------------------------------------------------------------------

@@ -18,6 +18,7 @@ from optix_core.pipeline import VectorBatchPipeline
 from optix_core.registry import RegistryError
 from optix_core.testing import AgentConformance, toy_envs
 from optix_core.testing.actor_critic import PointerConformance, learn_to_point
+from optix_core.testing.gsde import GSDEConformance
 from optix_core.types import EpisodeData
 from optix_tf import TFSACAgent
 from optix_tf.algorithms import sac
@@ -149,50 +150,17 @@ def test_deterministic_actions_are_the_squashed_mean_and_acting_does_not_retrace
 # ---- gSDE (use_sde) ----------------------------------------------------------------
 
 
-def sde_agent(seed: int = 0, **hp) -> TFSACAgent:
-    return small_agent(seed, use_sde=True, log_std_init=-1.0, learning_starts=0, **hp)
+class TestSACGSDEConformance(GSDEConformance):
+    backend = "tf"
 
 
-def test_sde_noise_is_the_features_times_a_matrix_held_between_draws() -> None:
-    """One θ_ε per environment, drawn at each train_freq boundary and every
-    sde_sample_freq steps after it; the noise is z·θ_ε."""
-    agent = sde_agent(train_freq=6, sde_sample_freq=3)
-    obs = np.random.default_rng(0).normal(size=(2, 3)).astype(np.float32)
-    starts = np.zeros(2, dtype=bool)
-    actions = [agent.act_info(obs, starts)[0] for _ in range(7)]
-    same = [np.array_equal(actions[i], actions[i + 1]) for i in range(6)]
-    assert same == [True, True, False, True, True, False]  # new θ_ε at steps 3 and 6
-    assert not np.array_equal(actions[0][0], actions[0][1])  # each environment its own
-    out = agent.actor(obs).numpy()
-    mean, z = out[:, :1], out[:, 1:]
-    noise = np.einsum("nl,nla->na", z, agent._sde_matrices)
-    np.testing.assert_allclose(actions[-1], 2 * np.tanh(mean + noise), rtol=1e-5)
-    np.testing.assert_allclose(agent.act(obs, deterministic=True), 2 * np.tanh(mean), rtol=1e-5)
-
-
-def test_sde_asks_for_its_head_and_refuses_a_plain_actor() -> None:
-    assert sde_agent().actor_width() == 1 + 32
-
+def test_sde_refuses_an_actor_without_its_head() -> None:
     def net(inputs: int, outputs: int) -> keras.Sequential:
         return keras.Sequential([keras.layers.Input((inputs,)), keras.layers.Dense(outputs)])
 
     with pytest.raises(ValueError, match="use_sde=True, but the actor has no StateDependentNoise"):
         TFSACAgent(net(3, 2), net(4, 1), net(4, 1), action_space=ACT,
                    hyperparams={"use_sde": True}, device="cpu")  # fmt: skip
-
-
-def test_sde_resume_continues_acting_and_learning_exactly(tmp_path) -> None:
-    first, second = windows(2)
-    agent = sde_agent(train_freq=1000)  # θ_ε is held across the window boundary
-    obs = np.random.default_rng(1).normal(size=(2, 3)).astype(np.float32)
-    starts = np.zeros(2, dtype=bool)
-    agent.learn(first)
-    agent.act_info(obs, starts)
-    agent.save_weights(str(tmp_path / "ckpt"))
-    resumed = sde_agent(seed=7, train_freq=1000)
-    resumed.load_weights(str(tmp_path / "ckpt"))
-    np.testing.assert_array_equal(resumed.act_info(obs, starts)[0], agent.act_info(obs, starts)[0])
-    assert resumed.learn(second) == agent.learn(second)
 
 
 # ---- the update -------------------------------------------------------------------

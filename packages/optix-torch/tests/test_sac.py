@@ -40,6 +40,7 @@ from optix_core.testing.actor_critic import (
     learn_to_point,
     resume,
 )
+from optix_core.testing.gsde import GSDEConformance
 from optix_core.testing.learning_runs import collect_windows
 from optix_torch.algorithms import replay
 from optix_torch.algorithms.off_policy import ActionScaler, TwinQ
@@ -207,28 +208,17 @@ def test_log_prob_matches_torch_distributions() -> None:
 # ---- gSDE (use_sde) ----------------------------------------------------------------
 
 
+class TestSACGSDEConformance(GSDEConformance):
+    backend = "torch"
+
+    def actor_outputs(self, agent, obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return agent.actor(torch.as_tensor(obs)).numpy()
+
+
 def sde_agent(seed: int = 0, **hp) -> TorchSACAgent:
     hp = {"use_sde": True, "log_std_init": -1.0, "learning_starts": 0, **hp}
     return make_sac(OBS, ACT, hyperparams=hp, device="cpu", seed=seed, hidden=(32, 32))
-
-
-def test_sde_noise_is_the_features_times_a_matrix_held_between_draws() -> None:
-    """One θ_ε per environment, drawn at each train_freq boundary and every
-    sde_sample_freq steps after it: in between, the same observation gets the same
-    action, and the noise is z·θ_ε (state-dependent: zero where z is)."""
-    agent = sde_agent(train_freq=6, sde_sample_freq=3)
-    obs = np.random.default_rng(0).normal(size=(2, 3)).astype(np.float32)
-    starts = np.zeros(2, dtype=bool)
-    actions = [agent.act_info(obs, starts)[0] for _ in range(7)]
-    same = [np.array_equal(actions[i], actions[i + 1]) for i in range(6)]
-    assert same == [True, True, False, True, True, False]  # new θ_ε at steps 3 and 6
-    assert not np.array_equal(actions[0][0], actions[0][1])  # each environment its own
-    with torch.no_grad():
-        out = agent.actor(torch.as_tensor(obs))
-    mean, z = out[:, :1], out[:, 1:]
-    noise = torch.bmm(z.unsqueeze(1), torch.from_numpy(agent._sde_matrices)).squeeze(1)
-    np.testing.assert_allclose(actions[-1], 2 * torch.tanh(mean + noise), rtol=1e-5)
-    np.testing.assert_allclose(agent.act(obs, deterministic=True), 2 * torch.tanh(mean), rtol=1e-5)
 
 
 def test_sde_log_prob_matches_torch_distributions() -> None:
@@ -245,25 +235,10 @@ def test_sde_log_prob_matches_torch_distributions() -> None:
     torch.testing.assert_close(log_prob, expected.float(), rtol=1e-4, atol=1e-4)
 
 
-def test_sde_asks_for_its_head_and_refuses_a_plain_actor() -> None:
-    assert sde_agent().actor_width() == 1 + 32
+def test_sde_refuses_an_actor_without_its_head() -> None:
     with pytest.raises(ValueError, match="use_sde=True, but the actor has no StateDependentNoise"):
         TorchSACAgent(mlp(3, 2, (8,)), mlp(4, 1, (8,)), mlp(4, 1, (8,)), action_space=ACT,
                       hyperparams={"use_sde": True}, device="cpu")  # fmt: skip
-
-
-def test_sde_resume_continues_acting_and_learning_exactly(tmp_path) -> None:
-    first, second = collect(sde_agent(), windows=2)
-    agent = sde_agent(train_freq=1000)  # θ_ε is held across the window boundary
-    obs = np.random.default_rng(1).normal(size=(2, 3)).astype(np.float32)
-    agent.learn(first)
-    agent.act_info(obs, np.zeros(2, dtype=bool))
-    resumed = resume(agent, sde_agent(seed=7, train_freq=1000), tmp_path)
-    np.testing.assert_array_equal(
-        resumed.act_info(obs, np.zeros(2, dtype=bool))[0],
-        agent.act_info(obs, np.zeros(2, dtype=bool))[0],
-    )
-    assert resumed.learn(second) == agent.learn(second)
 
 
 # ---- the update schedule ------------------------------------------------------

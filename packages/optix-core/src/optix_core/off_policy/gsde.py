@@ -51,6 +51,8 @@ class GSDEActing:
     ``_sde``; it supplies ``find_sde_head()`` (its ``StateDependentNoise`` in
     the actor, or None) and ``sde_log_std()`` (log σ as a numpy array), and
     has ``action_dim``, ``hp``, ``rng``, ``vector_steps`` and ``_acting_steps``.
+    An agent that acts with another kind of stream overrides ``held_stream``
+    and ``draw_matrices``.
     """
 
     _sde: Any = None
@@ -88,22 +90,26 @@ class GSDEActing:
             return np.tanh(out[:, : self.action_dim])
         return sde_actions(out, self.action_dim, self.exploration_matrices(len(out), rng))
 
-    def exploration_matrices(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """θ_ε for each of ``n`` environments: held while training acts (``rng`` the
-        agent's own), drawn afresh for every call of a stochastic ``act``."""
+    def held_stream(self) -> Any:
+        """The random stream training acts with: the matrices drawn from it are held."""
+        return self.rng
+
+    def draw_matrices(self, n: int, stream: Any) -> np.ndarray:
+        """``n`` matrices θ_ε, entries N(0, σ²), from ``stream`` (a numpy generator)."""
         std = np.exp(self.sde_log_std()).astype(np.float32)
+        return std * stream.standard_normal((n, *std.shape), dtype=np.float32)
 
-        def draw() -> np.ndarray:
-            return std * rng.standard_normal((n, *std.shape), dtype=np.float32)
-
-        if rng is not self.rng:
-            return draw()
+    def exploration_matrices(self, n: int, stream: Any) -> np.ndarray:
+        """θ_ε for each of ``n`` environments: held while training acts
+        (``held_stream``), drawn afresh for every call of a stochastic ``act``."""
+        if stream is not self.held_stream():
+            return self.draw_matrices(n, stream)
         vector_step = self.vector_steps + self._acting_steps // n
         hp = self.hp
         if sde_redraw_due(
             self._sde_matrices, n, vector_step, hp["train_freq"], hp["sde_sample_freq"]
         ):
-            self._sde_matrices = draw()
+            self._sde_matrices = self.draw_matrices(n, stream)
         return self._sde_matrices
 
     def extra_state(self) -> dict[str, Any]:

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from optix_core.algorithms.config import sac as config
-from optix_core.off_policy.gsde import SDE_EPSILON, SDE_MEAN_CLIP, GSDEActing, sde_redraw_due
+from optix_core.off_policy.gsde import SDE_EPSILON, SDE_MEAN_CLIP, GSDEActing
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_torch.accel.optim import adam, optimizer_step
 from optix_torch.algorithms.off_policy import (
@@ -186,23 +186,12 @@ class TorchSACAgent(GSDEActing, OffPolicyAgent):
         eps = torch.randn(mean.shape, generator=generator)
         return torch.tanh(mean + rest.clamp(LOG_STD_MIN, LOG_STD_MAX).exp() * eps)
 
-    def exploration_matrices(self, n: int, generator: torch.Generator) -> np.ndarray:
-        """GSDEActing's, drawn from torch's ``generator`` (the agent's own while
-        training acts; ``act_generator``'s draws are never held)."""
+    def held_stream(self) -> torch.Generator:
+        return self.generator  # training acts with it; act() with act_generator
+
+    def draw_matrices(self, n: int, stream: torch.Generator) -> np.ndarray:
         std = self._sde.log_std.detach().exp().cpu()
-
-        def draw() -> np.ndarray:
-            return (std * torch.randn((n, *std.shape), generator=generator)).numpy()
-
-        if generator is not self.generator:
-            return draw()
-        vector_step = self.vector_steps + self._acting_steps // n
-        hp = self.hp
-        if sde_redraw_due(
-            self._sde_matrices, n, vector_step, hp["train_freq"], hp["sde_sample_freq"]
-        ):
-            self._sde_matrices = draw()
-        return self._sde_matrices
+        return (std * torch.randn((n, *std.shape), generator=stream)).numpy()
 
     def squash(self, out: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """a = tanh(μ + σ·ε) and log π(a|s), from the actor's ``[mean ‖ log_std]``.
