@@ -822,17 +822,21 @@ class EpisodesEvaluatorAgent(ScriptedAgent):
 
 
 def test_a_window_that_finished_no_episode_has_no_score():
-    """Acrobot's episodes last 500 steps: a 256-step window ends none, and its
-    partial reward sum (-256) must not stand as a return better than any real one."""
+    """Acrobot's episodes last 500 steps, so a 256-step window ends one at most
+    every other window. Window 1's partial reward sum (-256) must not stand as a
+    return better than any real one, and window 3, with nothing new, must not
+    count as an evaluation without improvement."""
     agent = ScriptedAgent(script(1.0))
     recorder = Recorder()
     pipe = VectorBatchPipeline(env_id="Acrobot-v1", n_envs=1, window_size=256, seed=0)
-    report = RLOptimizer(agent, pipe, max_episodes=3, callbacks=[recorder], **DENSE).run()
+    loop = RLOptimizer(agent, pipe, max_episodes=4, callbacks=[recorder], **DENSE)
+    report = loop.run()
     scored = [episode for episode, _ in recorder.of("on_episode_end")]
-    assert scored == [2, 3]  # window 1 (steps 1-256) ended no episode: not evaluated
+    assert scored == [2, 4]  # episodes end at steps 500 and 1000
     first = recorder.of("on_episode_end")[0][1]
     assert first.primary_score == -500.0  # the whole first episode, a real return
     assert report.best_episode == 2
+    assert loop.scheduler.n_evaluations == 2
 
 
 def test_the_best_is_judged_on_fresh_episodes_and_ties_go_to_the_later_policy():
@@ -858,6 +862,42 @@ def test_the_best_is_judged_on_fresh_episodes_and_ties_go_to_the_later_policy():
     assert report.best_episode == 4 and agent.skill == 5  # the last of the tied policies
     assert report.selection_env_steps == 4 * 2 * 200
     assert report.final_eval is not None and len(report.final_eval.returns) == 3
+
+
+class LateBalancer(ScriptedAgent):
+    """Its training score follows the script, but its deterministic policy
+    balances CartPole only from its ``learns``-th update on (pushing left until
+    then), as MountainCarContinuous's greedy policy reaches the flag thousands of
+    steps after the exploring one does."""
+
+    def __init__(self, curve, learns: int) -> None:
+        super().__init__(curve)
+        self.learns = learns
+
+    def act(self, observation, deterministic=False):
+        if self.t < self.learns:
+            return super().act(observation)
+        return (observation[:, 2] + observation[:, 3] > 0).astype(np.int64)
+
+
+@pytest.mark.parametrize("learns, stops_at", [(5, 8), (100, 5)])
+def test_dormant_is_confirmed_on_the_policy_the_run_would_hand_back(learns, stops_at):
+    """The training score is flat from window 2, so DORMANT falls due at window 5;
+    judging's budget went on window 1, so nothing has judged the policy since.
+    The loop judges it before it stops: a policy far better than the best
+    checkpoint means learning goes on (and it becomes the best); one that ties
+    confirms DORMANT."""
+    from optix_core.selection import EvaluationSelection
+
+    agent = LateBalancer(script(1, 5), learns)
+    selection = EvaluationSelection("CartPole-v1", episodes=2, max_share=1e-3)
+    patience = {"dormant_threshold": 3, "plateau_threshold": 3}
+    report = loop(agent, selection=selection, **patience).run()
+    assert report.stop_reason.startswith("converged") and report.episodes == stops_at
+    if learns < stops_at:  # confirmed at window 8, where the policy ties window 5's
+        assert report.best_episode == 8 and report.best_score == 500.0
+    else:
+        assert report.best_episode == 1 and report.best_score < 20
 
 
 def test_a_second_interrupt_during_the_final_evaluation_still_returns_the_report():

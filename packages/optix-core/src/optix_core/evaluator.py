@@ -47,10 +47,14 @@ class EpisodeReturnEvaluator(BaseEvaluator):
     A window rarely holds whole episodes (a 256-step window of an environment
     whose episodes last 500 steps holds none), so the score is the mean of the
     last episodes completed by the window's end, as the pipeline reports them
-    in ``infos["recent_returns"]``. Until the first episode has ended there is
-    no score (a partial episode's reward sum is not a return: on Acrobot it
-    would beat every real one). A window from a source that reports no
-    episodes at all scores its total reward per environment.
+    in ``infos["recent_returns"]``. A window that ended no episode has no
+    score: before the first episode a partial reward sum is not a return (on
+    Acrobot it would beat every real one), and after it the recent returns are
+    the last window's, so scoring them again would count one piece of evidence
+    as several evaluations without improvement (MountainCarContinuous's
+    999-step episodes end in one 256-step window of four). A window from a
+    source that reports no episodes at all scores its total reward per
+    environment.
     """
 
     def score(
@@ -58,15 +62,16 @@ class EpisodeReturnEvaluator(BaseEvaluator):
     ) -> EvalMetrics | None:
         window_return = float(np.sum(episode_data.rewards)) / max(1, _columns(episode_data))
         metrics = {"window_return": window_return}
-        if "recent_returns" in episode_data.infos:
-            recent = np.asarray(episode_data.infos["recent_returns"], dtype=np.float64)
-            if not recent.size:
+        infos = episode_data.infos
+        ended = np.asarray(infos.get("episode_returns", ()), dtype=np.float64)
+        if "recent_returns" in infos:
+            recent = np.asarray(infos["recent_returns"], dtype=np.float64)
+            if not recent.size or ("episode_returns" in infos and not ended.size):
                 return None
             score = float(recent.mean())
             metrics.update(mean_return=score, std_return=float(recent.std()))
         else:
             score = window_return
-        ended = np.asarray(episode_data.infos.get("episode_returns", ()), dtype=np.float64)
         metrics["episodes_ended"] = float(ended.size)
         for key, value in train_diagnostics.items():
             if isinstance(value, int | float | np.floating | np.integer):

@@ -17,6 +17,13 @@ evidence of their own, experience collected entirely under them
 ``latest`` snapshot (when it has a ``checkpoint_dir``), so a killed run
 resumes having lost at most the window in progress.
 
+Before it stops on DORMANT the loop has the selection policy judge the
+current policy, if this window did not: the training score can be flat while
+the policy the run would hand back still improves (MountainCarContinuous's
+deterministic policy reaches the flag thousands of steps after the exploring
+one), and a policy that clearly beats the best checkpoint means training goes
+on.
+
 The loop stops on DORMANT (unless a callback carries on past it), at
 ``max_episodes`` windows or ``max_env_steps`` environment steps, on
 ``stop()``, or on an error; in every case the agent ends holding the best
@@ -343,12 +350,17 @@ class RLOptimizer:
         """Judge the policy; checkpoint it when it becomes the best."""
         if decision.improved and self.optimizer is not None:
             self.optimizer.on_improvement(metrics)
+        dormant = decision.state is LoopState.DORMANT
         candidate = self.selection.judge(agent, self.episode, metrics, decision)
+        if candidate is None and dormant:
+            candidate = self.selection.confirm(agent, self.episode, metrics, decision)
         if candidate is not None:
             metrics.metrics["selection_score"] = candidate.score
             if candidate.episodes:
                 metrics.metrics["selection_episodes"] = float(candidate.episodes)
         events: list[Event] = []
+        if dormant and candidate is not None and self.selection.clearly_beats(candidate, self.best):
+            self._not_converged(decision, candidate)
         if candidate is not None and self.selection.beats(candidate, self.best):
             self.best = candidate
             self.best_snapshot = self._save_best(agent, metrics, candidate)
@@ -356,6 +368,21 @@ class RLOptimizer:
         if self.best is not None:
             metrics.metrics.update(best_score=self.best.score, best_window=float(self.best.window))
         return events
+
+    def _not_converged(self, decision: ScheduleDecision, candidate: Candidate) -> None:
+        """The training score has stopped, but the policy the run would hand back
+        is still improving (on MountainCarContinuous the deterministic policy
+        reaches the flag thousands of steps after the exploring one): not DORMANT."""
+        assert self.scheduler is not None and self.best is not None
+        self.scheduler.resume_after_dormant(self.episode)
+        decision.state, decision.entered_dormant = self.scheduler.state, False
+        log.info(
+            "window %d: DORMANT not confirmed: the current policy scores %.4g, above "
+            "the best checkpoint's %.4g; training goes on",
+            self.episode,
+            candidate.score,
+            self.best.score,
+        )
 
     def _guard(
         self, agent: BaseAgent, metrics: EvalMetrics, decision: ScheduleDecision

@@ -67,6 +67,20 @@ class CheckpointSelection(ABC):
         """Score the agent's current policy if this evaluation makes it a
         candidate; None when it does not (at no cost)."""
 
+    def confirm(
+        self, agent: BaseAgent, window: int, metrics: EvalMetrics, decision: ScheduleDecision
+    ) -> Candidate | None:
+        """Score the current policy before the run is declared converged, when
+        ``judge`` passed it over; None where that would add nothing."""
+        return None
+
+    def clearly_beats(self, candidate: Candidate, best: Candidate | None) -> bool:
+        """Whether ``candidate`` scores above ``best`` by more than one standard
+        error of the difference: the policy is still improving."""
+        if best is None or not math.isfinite(candidate.score):
+            return False
+        return candidate.score > best.score + math.hypot(candidate.sem, best.sem)
+
     def beats(self, candidate: Candidate, best: Candidate | None) -> bool:
         """Whether ``candidate`` becomes the best.
 
@@ -180,6 +194,17 @@ class EvaluationSelection(CheckpointSelection):
     ) -> Candidate | None:
         if not self.is_candidate(decision) or not self.affordable(metrics):
             return None
+        return self._play(agent, window, decision)
+
+    def confirm(
+        self, agent: BaseAgent, window: int, metrics: EvalMetrics, decision: ScheduleDecision
+    ) -> Candidate | None:
+        """Judged whatever the budget: once per DORMANT, and the budget may have
+        gone on the first, random policy (MountainCarContinuous's five
+        999-step episodes at window 4 left nothing to judge until 20k steps)."""
+        return self._play(agent, window, decision)
+
+    def _play(self, agent: BaseAgent, window: int, decision: ScheduleDecision) -> Candidate:
         result = evaluate_policy(
             agent,
             self.env,
