@@ -153,7 +153,6 @@ SUITE = [
             learning_rate=1e-3,
             policy_kwargs=dict(net_arch=[400, 300]),
         ),
-        "optix's TD3 networks are [256, 256], the zoo's [400, 300]",
     ),
     Row(
         "LunarLanderContinuous-v3",

@@ -46,7 +46,7 @@ SEARCH_SPACE = {
 ROLLOUT = {"n_envs": 1, "window_size": 256}
 # rl-baselines3-zoo's settings for Pendulum (its Pendulum-v0 entry): train once
 # per episode (200 steps) with as many gradient steps, Gaussian exploration
-# noise 0.1; its [400, 300] networks are [256, 256] here.
+# noise 0.1, its [400, 300] networks.
 PRESETS = {
     "Pendulum-v1": {
         "hyperparams": {
@@ -57,7 +57,8 @@ PRESETS = {
             "expl_noise": 0.1,
             "train_freq": 200,
             "gradient_steps": 200,
-        }
+        },
+        "network": {"hidden": [400, 300]},
     },
 }
 SPEC = {
