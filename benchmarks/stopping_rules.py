@@ -6,7 +6,8 @@
 
 ``record`` trains with ``optix train`` as a user runs it, but with every
 window evaluated, every window's policy judged on the deterministic episodes
-that choose checkpoints (seeds ``1_000_000 + 1000 * window``), and no stop
+that choose checkpoints (the same seeds from ``1_000_000`` for every window;
+curves recorded before 2026-12-04 used ``1_000_000 + 1000 * window``), and no stop
 before ``--max-steps``. Training never depends on the judging, so the curve
 is the one any stopping rule would have seen up to the moment it stopped.
 

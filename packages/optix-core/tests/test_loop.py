@@ -896,8 +896,8 @@ def test_dormant_is_confirmed_on_the_policy_the_run_would_hand_back(learns, stop
     assert report.stop_reason.startswith("converged") and report.episodes == stops_at
     if learns < stops_at:  # confirmed at window 8, where the policy ties window 5's
         assert report.best_episode == 8 and report.best_score == 500.0
-    else:
-        assert report.best_episode == 1 and report.best_score < 20
+    else:  # the same pushing-left policy on the same episodes: a tie, to the later one
+        assert report.best_episode == 5 and report.best_score < 20
 
 
 def test_a_second_interrupt_during_the_final_evaluation_still_returns_the_report():

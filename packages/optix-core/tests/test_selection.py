@@ -5,11 +5,29 @@ from __future__ import annotations
 import math
 
 import gymnasium as gym
+import numpy as np
 
 from optix_core.algorithms.cem import CEMAgent
+from optix_core.evaluation import evaluate_policy
 from optix_core.scheduler import BackoffScheduler
 from optix_core.selection import Candidate, EvaluationSelection, TrainingScoreSelection
 from optix_core.types import EvalMetrics
+
+
+class SeededLength(gym.Env):
+    """Scores one point a step for ``1 + seed % 5`` steps: the return names the seed."""
+
+    observation_space = gym.spaces.Box(-1, 1, (4,))
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.left = 1 + (seed % 5 if seed is not None else int(self.np_random.integers(5)))
+        return np.zeros(4, dtype=np.float32), {}
+
+    def step(self, action):
+        self.left -= 1
+        return np.zeros(4, dtype=np.float32), 1.0, self.left == 0, False, {}
 
 
 def test_a_higher_score_wins_and_a_lower_one_outside_the_noise_loses():
@@ -83,3 +101,45 @@ def test_judging_stays_within_its_share_of_the_training_env_steps():
     decision = BackoffScheduler().record(1, 100.0)
     for window in range(1, 4):
         assert unlimited.judge(agent, window, EvalMetrics(100.0, {"env_steps": 1.0}), decision)
+
+
+def test_evaluation_returns_are_ordered_by_the_episode_played_not_by_when_it_ended():
+    """Pairwise comparison of two policies needs episode i to be the same start
+    for both; completion order would sort short episodes first."""
+    agent = CEMAgent(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2), seed=0)
+    result = evaluate_policy(agent, SeededLength, episodes=4, n_envs=4, seed=3)
+    assert result.returns.tolist() == [4.0, 5.0, 1.0, 2.0]  # environment i seeded 3 + i
+    assert result.lengths.tolist() == [4, 5, 1, 2]
+
+
+def test_every_candidate_plays_the_same_episodes():
+    agent = CEMAgent(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2), seed=0)
+    selection = EvaluationSelection("CartPole-v1", 5, n_envs=5)
+    decision = BackoffScheduler().record(1, 100.0)
+    first, later = (
+        selection.judge(agent, window, EvalMetrics(100.0, {"env_steps": 1.0}), decision)
+        for window in (1, 7)
+    )
+    assert len(set(first.returns)) > 1  # five different starts ...
+    assert later.returns == first.returns  # ... the same five for every window
+
+
+def test_candidates_on_the_same_episodes_compare_by_their_paired_differences():
+    """Pendulum-like: the start spreads every policy's return widely, but the
+    later policy is 2 worse on every start. Judged apart (one standard error
+    each) that is a tie the later policy would take; paired it is a loss."""
+    starts = np.array([-100.0, -250.0, -150.0, -120.0, -200.0])
+    selection = EvaluationSelection("Pendulum-v1")
+    peak = Candidate(10, starts.mean(), 0.0, 5, starts.std() / 5**0.5, starts.tolist())
+    assert selection.beats(peak, None)
+    worse = Candidate(20, starts.mean() - 2, 0.0, 5, starts.std() / 5**0.5, (starts - 2).tolist())
+    assert not selection.beats(worse, peak)
+    assert selection.beats(
+        Candidate(
+            30, starts.mean() - 2, 0.0, 5, 0.0, (starts + np.array([-12.0, 8, -4, 2, -4])).tolist()
+        ),
+        peak,
+    )  # the same mean loss, but within the differences' own standard error (3.0)
+    better = Candidate(40, starts.mean() + 2, 0.0, 5, starts.std() / 5**0.5, (starts + 2).tolist())
+    assert selection.clearly_beats(better, peak)
+    assert not selection.clearly_beats(better, Candidate(9, starts.mean(), 0.0, 5, 40.0))

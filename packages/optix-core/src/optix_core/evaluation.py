@@ -63,6 +63,11 @@ def evaluate_policy(
     ``reset_state`` is called at every episode end, so a recurrent policy starts
     each episode afresh.
 
+    Returns are ordered by where the episodes were played (environment ``i``,
+    seeded ``seed + i``, then its first, second... episode), not by when they
+    ended: two policies evaluated with the same arguments face the same starts at
+    the same index, so their returns can be compared pairwise.
+
     A ``prefix:Name`` id whose environment family offers its own ``evaluate``
     (``EnvironmentSpec.evaluate``; optix-jax's plays gymnax episodes in one
     compiled program) is played by it when no ``env_kwargs`` are given, and
@@ -90,8 +95,8 @@ def evaluate_policy(
         running = np.zeros(n_envs)
         steps = np.zeros(n_envs, dtype=np.int64)
         done_count = np.zeros(n_envs, dtype=np.int64)
-        returns: list[float] = []
-        lengths: list[int] = []
+        returns: list[list[float]] = [[] for _ in range(n_envs)]
+        lengths: list[list[int]] = [[] for _ in range(n_envs)]
         while (done_count < targets).any():
             actions = np.asarray(agent.act(obs, deterministic=deterministic))
             if isinstance(space, gym.spaces.Box):
@@ -104,14 +109,17 @@ def evaluate_policy(
                 agent.reset_state(dones)
             for i in np.flatnonzero(dones):
                 if done_count[i] < targets[i]:
-                    returns.append(float(running[i]))
-                    lengths.append(int(steps[i]))
+                    returns[i].append(float(running[i]))
+                    lengths[i].append(int(steps[i]))
                     done_count[i] += 1
                 running[i] = 0.0
                 steps[i] = 0
     finally:
         envs.close()
-    return PolicyEvaluation(np.asarray(returns), np.asarray(lengths))
+    return PolicyEvaluation(
+        np.asarray([r for env in returns for r in env]),
+        np.asarray([n for env in lengths for n in env]),
+    )
 
 
 def _family_evaluation(

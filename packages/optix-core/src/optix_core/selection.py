@@ -15,13 +15,12 @@ Three policies:
   smoothed training score. Costs nothing.
 - ``EvaluationSelection`` (``optix train``, trials): candidates are the
   evaluations whose training score is within the scheduler's noise margin of
-  the best so far; each is scored on fresh deterministic episodes seeded apart
-  from training and from the report. A candidate replaces the best when it
-  scores higher, or ties (within one standard error of the highest score
-  seen): a tie goes to the later policy, which has more training behind it
-  (the first policy to reach CartPole's 500 on five episodes is rarely the
-  one that holds it, and Acrobot's early lucky five episodes are no reason to
-  keep a policy that later ones match).
+  the best so far; each is scored on the same deterministic episodes, seeded
+  apart from training and from the report. A candidate replaces the best when
+  it scores higher, or ties (within one standard error of the difference from
+  the highest score seen): a tie goes to the later policy, which has more
+  training behind it (the first policy to reach CartPole's 500 on five
+  episodes is rarely the one that holds it).
 - ``ScoreFunctionSelection``: tensor-optix's ``checkpoint_score_fn``, called
   at every evaluation.
 """
@@ -31,8 +30,10 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import numpy as np
 
 from optix_core.agent import BaseAgent
 from optix_core.evaluation import PolicyEvaluation, evaluate_policy
@@ -52,6 +53,9 @@ class Candidate:
     train_score: float  # the smoothed training score at that window
     episodes: int = 0  # evaluation episodes behind ``score`` (0: the training score)
     sem: float = 0.0  # standard error of ``score`` (0 when it is exact)
+    # Each episode's return, in ``evaluate_policy``'s order, when every candidate
+    # of the run plays the same episodes: then two candidates compare pairwise.
+    returns: list[float] = field(default_factory=list)
 
 
 class CheckpointSelection(ABC):
@@ -79,7 +83,7 @@ class CheckpointSelection(ABC):
         error of the difference: the policy is still improving."""
         if best is None or not math.isfinite(candidate.score):
             return False
-        return candidate.score > best.score + math.hypot(candidate.sem, best.sem)
+        return candidate.score > best.score + difference_sem(candidate, best)
 
     def beats(self, candidate: Candidate, best: Candidate | None) -> bool:
         """Whether ``candidate`` becomes the best.
@@ -98,7 +102,7 @@ class CheckpointSelection(ABC):
         if best is None or not math.isfinite(best.score) or candidate.score > best.score:
             return True
         assert peak is not None
-        tolerance = math.hypot(candidate.sem, peak.sem)
+        tolerance = difference_sem(candidate, peak)
         return candidate.score >= peak.score - tolerance or math.isclose(
             candidate.score, peak.score, rel_tol=1e-9, abs_tol=1e-9
         )
@@ -148,7 +152,12 @@ class EvaluationSelection(CheckpointSelection):
     candidate when its training score is at least the best smoothed training
     score minus the scheduler's noise margin, so policies that hold a plateau
     are judged too, not only the first to reach it; far-below windows cost
-    nothing. Episode seeds are ``seed + 1000 * window``; ``report`` plays the
+    nothing. Every candidate plays the same episodes, seeded from ``seed``
+    (common random numbers, as PEGASUS evaluates policies on fixed scenarios):
+    two candidates' scores then differ by their policies, not by their starts,
+    and are compared by the standard error of their paired differences. On
+    Pendulum the start alone spreads a good policy's return by ±80, so five
+    episodes on fresh seeds could not tell −150 from −160. ``report`` plays the
     chosen policy on episodes seeded from ``report_seed``, which never chose it.
 
     ``max_share`` caps what judging costs: a candidate is judged only while the
@@ -209,13 +218,15 @@ class EvaluationSelection(CheckpointSelection):
             agent,
             self.env,
             self.episodes,
-            seed=self.seed + 1000 * window,
+            seed=self.seed,
             n_envs=self.n_envs,
             env_kwargs=self.env_kwargs,
         )
         self.env_steps += result.env_steps
         sem = result.std / math.sqrt(self.episodes)
-        return Candidate(window, result.mean, decision.smoothed, self.episodes, sem)
+        return Candidate(
+            window, result.mean, decision.smoothed, self.episodes, sem, result.returns.tolist()
+        )
 
     def affordable(self, metrics: EvalMetrics) -> bool:
         """Whether judging is within ``max_share`` of the training env steps."""
@@ -233,3 +244,12 @@ class EvaluationSelection(CheckpointSelection):
             n_envs=self.n_envs,
             env_kwargs=self.env_kwargs,
         )
+
+
+def difference_sem(a: Candidate, b: Candidate) -> float:
+    """The standard error of ``a.score - b.score``: from the paired differences
+    when both played the same episodes, else from the two standard errors."""
+    if a.returns and len(a.returns) == len(b.returns):
+        differences = np.subtract(a.returns, b.returns)
+        return float(differences.std() / math.sqrt(differences.size))
+    return math.hypot(a.sem, b.sem)
