@@ -6,8 +6,8 @@
 
 ``record`` trains with ``optix train`` as a user runs it, but with every
 window evaluated, every window's policy judged on the deterministic episodes
-that choose checkpoints (the same seeds from ``1_000_000`` for every window;
-curves recorded before 2026-12-04 used ``1_000_000 + 1000 * window``), and no stop
+that choose checkpoints (the same seeds from ``1_000_000`` for every window,
+each episode's return kept), and no stop
 before ``--max-steps``. Training never depends on the judging, so the curve
 is the one any stopping rule would have seen up to the moment it stopped.
 
@@ -16,7 +16,8 @@ steps, counting every evaluation episode the rule needed), which policy it
 hands back and that policy's judged score:
 
 - ``optix``: ``optix train``'s scheduler and checkpoint selection as shipped
-  (``LOOP_DEFAULTS``, ``SELECTION_SHARE``).
+  (``LOOP_DEFAULTS``, ``SELECTION_SHARE``, DORMANT confirmed on the current
+  policy); it stops where ``optix train`` stops on the same seed.
 - ``optix 0.x``: the settings before relative patience: evaluations backing
   off to every 8 windows, DORMANT after 10 without improvement, every
   candidate judged.
@@ -49,10 +50,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 JUDGE_EPISODES = 5
 
 RECORDER = """
-import sys
+import json, os, sys
 import optix_core.cli.train as train
 from optix_core import selection
 
@@ -65,6 +68,8 @@ def judge_every_window(self, agent, window, metrics, decision):
     before = self.env_steps
     candidate = judge(self, agent, window, metrics, decision)
     metrics.metrics["judge_steps"] = float(self.env_steps - before)
+    with open(os.environ["OPTIX_RECORDER_LOG"], "a") as out:  # metrics.jsonl keeps numbers only
+        out.write(json.dumps({"window": window, "returns": candidate.returns}) + "\\n")
     return candidate
 
 selection.EvaluationSelection.is_candidate = lambda self, decision: True
@@ -81,24 +86,39 @@ class Point:
     train: float  # the window's training score
     judged: float  # its policy's mean over the judging episodes
     judge_steps: int  # env steps those episodes took
+    returns: list[float]  # those episodes' returns, in order
 
 
 Curve = list[Point]
+
+
+def run_recorder(recorder: str, args: argparse.Namespace, seed: int) -> tuple[list, list]:
+    """``optix train ENV --algo A --seed S --max-steps N`` under ``recorder`` (a
+    program that patches the loop, then runs the CLI): the run's metrics.jsonl
+    lines and the lines the recorder appended to ``$OPTIX_RECORDER_LOG``."""
+    with tempfile.TemporaryDirectory() as root:
+        log = Path(root) / "recorder.jsonl"
+        command = [sys.executable, "-c", recorder, "train", args.env, "--algo", args.algo]
+        command += ["--seed", str(seed), "--max-steps", str(args.max_steps)]
+        command += ["--run-dir", str(Path(root) / "runs")]
+        print(f"recording {args.env} {args.algo} seed {seed}", flush=True)
+        env = {**os.environ, "OPTIX_RECORDER_LOG": str(log)}
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
+        (run_dir,) = (Path(root) / "runs").iterdir()
+        metrics = (run_dir / "metrics.jsonl").read_text().splitlines()
+        return [json.loads(x) for x in metrics], [
+            json.loads(x) for x in log.read_text().splitlines()
+        ]
 
 
 def record(args: argparse.Namespace) -> None:
     out = Path(args.out)
     curves = json.loads(out.read_text()) if out.exists() else {}
     for seed in args.seeds:
-        with tempfile.TemporaryDirectory() as root:
-            command = [sys.executable, "-c", RECORDER, "train", args.env, "--algo", args.algo]
-            command += ["--seed", str(seed), "--max-steps", str(args.max_steps), "--run-dir", root]
-            print(f"recording {args.env} {args.algo} seed {seed}", flush=True)
-            subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=os.environ)
-            (run_dir,) = Path(root).iterdir()
-            lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+        lines, judged = run_recorder(RECORDER, args, seed)
+        returns = {line["window"]: line["returns"] for line in judged}
         points = []
-        for line in map(json.loads, lines):
+        for line in lines:
             m = line["metrics"]
             points.append(
                 [
@@ -107,6 +127,7 @@ def record(args: argparse.Namespace) -> None:
                     line["raw"],
                     m["selection_score"],
                     int(m["judge_steps"]),
+                    returns[line["window"]],
                 ]
             )
         curves[f"{args.env} {args.algo} seed {seed}"] = points
@@ -122,9 +143,17 @@ class Outcome:
     score: float  # that policy's judged score
 
 
-def optix_rule(loop: dict[str, Any], share: float | None) -> Callable[[Curve], Outcome]:
+def optix_rule(
+    loop: dict[str, Any], share: float | None, paired: bool = True
+) -> Callable[[Curve], Outcome]:
+    """The loop's scheduler and checkpoint selection over a recorded curve: a
+    window is judged when selection would judge it, and at DORMANT the current
+    policy is judged and sends the run on when it clearly beats the best, as
+    ``TrainingLoop`` does. Candidates compare by their paired episodes' returns
+    when ``paired`` (every window judged on the same episodes)."""
     from optix_core.scheduler import BackoffScheduler
     from optix_core.selection import Candidate, EvaluationSelection
+    from optix_core.types import LoopState
 
     def run(curve: Curve) -> Outcome:
         scheduler = BackoffScheduler(**loop)
@@ -135,13 +164,22 @@ def optix_rule(loop: dict[str, Any], share: float | None) -> Callable[[Curve], O
             if not scheduler.should_evaluate(p.window):
                 continue
             decision = scheduler.record(p.window, p.train)
+            dormant = decision.state is LoopState.DORMANT
             affordable = share is None or judging <= share * p.env_steps
-            if selection.is_candidate(decision) and affordable:
+            candidate = None
+            if (selection.is_candidate(decision) and affordable) or dormant:
                 judging += p.judge_steps
-                candidate = Candidate(p.window, p.judged, decision.smoothed, JUDGE_EPISODES)
-                if selection.beats(candidate, best):
-                    best = candidate
-            if decision.entered_dormant:
+                sem = float(np.std(p.returns) / math.sqrt(len(p.returns)))
+                returns = p.returns if paired else []
+                candidate = Candidate(
+                    p.window, p.judged, decision.smoothed, JUDGE_EPISODES, sem, returns
+                )
+            if dormant and candidate is not None and selection.clearly_beats(candidate, best):
+                scheduler.resume_after_dormant(p.window)
+                dormant = False
+            if candidate is not None and selection.beats(candidate, best):
+                best = candidate
+            if dormant:
                 return Outcome(
                     p.window,
                     p.env_steps + judging,
@@ -207,11 +245,15 @@ def replay(args: argparse.Namespace) -> None:
         for name, rows in json.loads(Path(args.curves).read_text()).items()
     }
     rules: dict[str, Callable[[str, Curve], Outcome]] = {
-        "optix": lambda name, c: optix_rule({**LOOP_DEFAULTS, **_hints(name)}, SELECTION_SHARE)(c),
+        "optix": lambda name, c: optix_rule({**LOOP_DEFAULTS, **loop_hints(name)}, SELECTION_SHARE)(
+            c
+        ),
         "optix 0.x": lambda name, c: optix_rule(
             {
                 **old,
-                "min_episodes_before_dormant": _hints(name).get("min_episodes_before_dormant", 0),
+                "min_episodes_before_dormant": loop_hints(name).get(
+                    "min_episodes_before_dormant", 0
+                ),
             },
             None,
         )(c),
@@ -232,7 +274,7 @@ def replay(args: argparse.Namespace) -> None:
             )
 
 
-def _hints(name: str) -> dict[str, Any]:
+def loop_hints(name: str) -> dict[str, Any]:
     """The loop_hints of the curve's agent (``"CartPole-v1 ppo seed 0"``: torch's PPO
     on CartPole), as ``optix train`` reads them."""
     from optix_core import make_agent
@@ -241,15 +283,20 @@ def _hints(name: str) -> dict[str, Any]:
     return make_agent(algo, env_id, backend="torch", device="cpu").loop_hints
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_record_command(sub: Any, seeds: list[int]) -> None:
+    """The ``record`` command's arguments (``run_recorder`` reads them)."""
     rec = sub.add_parser("record")
     rec.add_argument("env")
     rec.add_argument("--algo", default="ppo")
-    rec.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    rec.add_argument("--seeds", type=int, nargs="+", default=seeds)
     rec.add_argument("--max-steps", type=int, required=True)
     rec.add_argument("--out", required=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_record_command(sub, [0, 1, 2])
     rep = sub.add_parser("replay")
     rep.add_argument("curves")
     args = parser.parse_args()
