@@ -22,9 +22,10 @@ and seed, up to three runs:
 
 Each optix run is a fresh ``optix train`` process; the policy it hands back
 (its best checkpoint) is evaluated by ``optix eval RUN --json`` on
-``--eval-episodes`` deterministic episodes from seed ``EVAL_SEED``, episodes
-that never chose a checkpoint. SB3's final model plays the same episodes
-through the same function (``optix_core.evaluate_policy``). Env steps count
+``--eval-episodes`` deterministic episodes from seed ``EVAL_SEED``, the
+episodes ``optix eval`` plays by default, which never choose a checkpoint.
+SB3's final model plays the same episodes through the same function
+(``optix_core.evaluate_policy``); each run records its ``eval_seed``. Env steps count
 every step an optix run took, the deterministic episodes that judged its
 checkpoints included; SB3's are its budget.
 
@@ -52,7 +53,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-EVAL_SEED = 1_000_000  # far from the seeds training and checkpoint selection use
+from optix_core.selection import REPORT_SEED
+
+# Not SELECTION_SEED: every checkpoint candidate plays the episodes from there,
+# and results before 2026-12-04 (eval_seed 1,000,000) shared five of them.
+EVAL_SEED = REPORT_SEED
 
 
 @dataclass(frozen=True)
@@ -208,6 +213,7 @@ class Result:
     eval_mean: float
     eval_std: float
     eval_episodes: int
+    eval_seed: int | None  # the first evaluation episode's seed; None: the zoo's own
     stop_reason: str = ""
 
 
@@ -244,6 +250,7 @@ def optix_run(row: Row, seed: int, side: str, args: argparse.Namespace, root: Pa
         final["mean"],
         final["std"],
         final["episodes"],
+        final["seed"],
         reason,
     )
 
@@ -318,6 +325,7 @@ def sb3_run(row: Row, seed: int, args: argparse.Namespace) -> Result:
         final.mean,
         final.std,
         len(final.returns),
+        EVAL_SEED,
     )
 
 
@@ -338,7 +346,16 @@ class _Normalized:
 
 def published(row: Row) -> Result:
     return Result(
-        row.env_id, row.algo, -1, "published", row.budget, math.nan, row.zoo_score, row.zoo_std, 0
+        row.env_id,
+        row.algo,
+        -1,
+        "published",
+        row.budget,
+        math.nan,
+        row.zoo_score,
+        row.zoo_std,
+        0,
+        None,
     )
 
 
@@ -356,6 +373,7 @@ def summary(row: Row, results: list[Result]) -> dict[str, Any]:
             "env_steps": statistics.mean(r.env_steps for r in mine),
             "wall_time": statistics.mean(r.wall_time for r in mine),
             "seeds": len(mine),
+            "eval_seeds": sorted({r.eval_seed for r in mine if r.eval_seed is not None}),
         }
     targets: dict[str, Any] = {}
     auto, budget = sides.get("auto"), sides.get("budget")
@@ -385,6 +403,8 @@ def table(summaries: list[dict[str, Any]]) -> str:
         other = (
             _cell(sides, "sb3") if "sb3" in sides else f"{_cell(sides, 'published')} (published)"
         )
+        if "sb3" in sides and sides["sb3"]["eval_seeds"] != sides.get("auto", {}).get("eval_seeds"):
+            other += f" (episodes from seed {', '.join(map(str, sides['sb3']['eval_seeds']))})"
         targets = "; ".join(f"{k}: {'met' if v else 'missed'}" for k, v in s["targets"].items())
         lines.append(
             f"| {s['env_id']} | {s['algo']} | {s['budget']:,} | {_cell(sides, 'auto', True)} "
@@ -411,8 +431,9 @@ def merged(path: Path, new: list[Result]) -> list[Result]:
     def key(r: Result) -> tuple[str, str, int, str]:
         return (r.env_id, r.algo, r.seed, r.side)
 
-    def result(run: dict[str, Any]) -> Result:
-        return Result(**{k: math.nan if v is None else v for k, v in run.items()})
+    def result(run: dict[str, Any]) -> Result:  # JSON's null is a NaN score or time
+        nan = ("wall_time", "eval_mean", "eval_std")
+        return Result(**{k: math.nan if v is None and k in nan else v for k, v in run.items()})
 
     rerun = {key(r) for r in new}
     old = [result(run) for run in json.loads(path.read_text())["runs"]]

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from optix_core.selection import SELECTION_SEED
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -30,6 +32,9 @@ def test_one_row_runs_end_to_end_and_writes_a_well_formed_result(tmp_path):
     for run in runs.values():
         assert run["env_id"] == "CartPole-v1" and run["algo"] == "dqn" and run["seed"] == 0
         assert run["eval_episodes"] == 3 and 8 <= run["eval_mean"] <= 500
+        # the episodes that report a policy never chose it: none starts where selection's do
+        reported = set(range(run["eval_seed"], run["eval_seed"] + 8))
+        assert not reported & set(range(SELECTION_SEED, SELECTION_SEED + 8))
     assert runs["budget"]["stop_reason"] == "max_env_steps (1,500) reached"
     assert runs["budget"]["env_steps"] > 1500  # checkpoint selection's episodes count too
     assert runs["auto"]["env_steps"] >= runs["budget"]["env_steps"] or runs["auto"][
