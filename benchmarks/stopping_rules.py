@@ -166,7 +166,6 @@ def optix_rule(
             decision = scheduler.record(p.window, p.train)
             dormant = decision.state is LoopState.DORMANT
             affordable = share is None or judging <= share * p.env_steps
-            candidate = None
             if (selection.is_candidate(decision) and affordable) or dormant:
                 judging += p.judge_steps
                 sem = float(np.std(p.returns) / math.sqrt(len(p.returns)))
@@ -174,11 +173,11 @@ def optix_rule(
                 candidate = Candidate(
                     p.window, p.judged, decision.smoothed, JUDGE_EPISODES, sem, returns
                 )
-            if dormant and candidate is not None and selection.clearly_beats(candidate, best):
-                scheduler.resume_after_dormant(p.window)
-                dormant = False
-            if candidate is not None and selection.beats(candidate, best):
-                best = candidate
+                if dormant and selection.clearly_beats(candidate, best):
+                    scheduler.resume_after_dormant(p.window)
+                    dormant = False
+                if selection.beats(candidate, best):
+                    best = candidate
             if dormant:
                 return Outcome(
                     p.window,
