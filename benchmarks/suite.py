@@ -25,9 +25,9 @@ Each optix run is a fresh ``optix train`` process; the policy it hands back
 ``--eval-episodes`` deterministic episodes from seed ``EVAL_SEED``, the
 episodes ``optix eval`` plays by default, which never choose a checkpoint.
 SB3's final model plays the same episodes through the same function
-(``optix_core.evaluate_policy``); each run records its ``eval_seed``. Env steps count
-every step an optix run took, the deterministic episodes that judged its
-checkpoints included; SB3's are its budget.
+(``optix_core.evaluate_policy``); each run records its ``eval_seed``. Env
+steps count every step an optix run took, the deterministic episodes that
+judged its checkpoints included; SB3's are its budget.
 
 Per row the summary gives each side's mean over seeds and checks the two
 targets of issue 16: the autonomous run's score at least the fixed-budget
