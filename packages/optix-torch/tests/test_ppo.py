@@ -435,32 +435,6 @@ def test_nan_in_a_loss_shows_instead_of_being_masked() -> None:
     assert np.isnan(agent.learn(data)["value_loss"])
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
-def test_learns_acts_and_round_trips_on_cuda(env_id: str, tmp_path) -> None:
-    agent = make_agent("ppo", env_id, device="cuda", seed=0)
-    assert all(p.is_cuda for p in agent.actor.parameters())
-    diagnostics = agent.learn(window(agent) if env_id == "CartPole-v1" else pendulum_window(agent))
-    assert all(np.isfinite(v) for v in diagnostics.values())
-    agent.save_weights(str(tmp_path / "ckpt"))
-    restored = make_agent("ppo", env_id, device="cuda", seed=1)
-    restored.load_weights(str(tmp_path / "ckpt"))
-    obs = np.zeros((3, *gym.make(env_id).observation_space.shape), dtype=np.float32)
-    np.testing.assert_allclose(
-        restored.act(obs, deterministic=True), agent.act(obs, deterministic=True), rtol=1e-6
-    )
-
-
-def pendulum_window(agent) -> EpisodeData:
-    pipeline = VectorBatchPipeline(
-        env_id="Pendulum-v1", n_envs=2, window_size=64, seed=0, agent=agent
-    )
-    try:
-        return pipeline.collect()
-    finally:
-        pipeline.close()
-
-
 # ---- learning ---------------------------------------------------------------------
 
 

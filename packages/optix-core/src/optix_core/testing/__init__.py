@@ -18,6 +18,6 @@ MultiBinary; Box actions on image, Dict and Discrete observations), each
 learnable in seconds.
 """
 
-from optix_core.testing.conformance import AgentConformance
+from optix_core.testing.conformance import AcceleratorConformance, AgentConformance
 
-__all__ = ["AgentConformance"]
+__all__ = ["AcceleratorConformance", "AgentConformance"]

@@ -20,8 +20,9 @@ import pytest
 from optix_core.agent import BaseAgent
 from optix_core.hyperparams import HyperparamError
 from optix_core.pipeline import VectorBatchPipeline
-from optix_core.registry import action_space_kind, agents, make_agent
+from optix_core.registry import action_space_kind, agents, backends, make_agent
 from optix_core.search_space import parse_search_space
+from optix_core.specs import load_object
 from optix_core.types import EpisodeData, HyperparamSet
 
 CONTRACT = ("act", "learn", "get_hyperparams", "set_hyperparams", "save_weights", "load_weights")
@@ -56,6 +57,9 @@ class AgentConformance:
     ``seed``
         The seed of the agents and environments; the round trip builds its
         second agent with ``seed + 1``. Default: 0.
+    ``device``
+        The device every agent the suite builds is put on. Default: "cpu".
+        ``AcceleratorConformance`` runs the suite on another one.
 
     ``learn()`` must change the policy's deterministic actions on 256 probe
     observations within ``learn_windows`` windows of ``n_envs`` x
@@ -75,6 +79,7 @@ class AgentConformance:
     learn_windows: ClassVar[int] = 1
     learn_hyperparams: ClassVar[dict[str, Any]] = {}
     seed: ClassVar[int] = 0
+    device: ClassVar[str] = "cpu"
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if "env_id" in metafunc.fixturenames:
@@ -91,7 +96,11 @@ class AgentConformance:
         raise AssertionError(f"{self.algo!r} on {self.backend!r} is not registered")
 
     def make(
-        self, env_id: str, hyperparams: dict[str, Any] | None = None, seed: int | None = None
+        self,
+        env_id: str,
+        hyperparams: dict[str, Any] | None = None,
+        seed: int | None = None,
+        device: str | None = None,
     ) -> BaseAgent:
         if self.learn_hyperparams or hyperparams is not None:
             hp = HyperparamSet(params={**self.learn_hyperparams, **(hyperparams or {})})
@@ -102,7 +111,7 @@ class AgentConformance:
             env_id,
             backend=self.backend,
             hyperparams=hp,
-            device="cpu",
+            device=device or self.device,
             seed=self.seed if seed is None else seed,
         )
 
@@ -281,6 +290,97 @@ class AgentConformance:
             self.deterministic_actions(quiet, probes),
             rtol=RTOL,
         )
+
+
+class AcceleratorConformance(AgentConformance):
+    """The contract again on an accelerator, and checkpoints crossing to the CPU.
+
+    Put it first among the bases of the CPU suite's class and name the device:
+
+        class TestPPOOnCUDA(AcceleratorConformance, TestPPOConformance):
+            device = "cuda"
+
+    Every test builds its agents on ``device``, and each environment adds one:
+    a checkpoint saved on the device loads onto the CPU, and one saved on the
+    CPU loads back, each acting as the agent that saved it and learning on
+    (its optimizer state came along). Every test skips where the backend does
+    not have the device, so the class can sit in a suite that runs anywhere.
+
+    Two comparisons are looser than on the CPU, by what the hardware does and
+    no more. Accelerators multiply float32 matrices in TF32 (JAX's default on
+    a GPU; cuDNN's convolutions in torch), so actions computed on the device
+    and on the CPU agree to about 1e-3, not to the last bit. And some GPU
+    kernels (cuDNN's convolution gradients) sum in no fixed order, so one
+    update repeated on the same window need not repeat to the last bit:
+    acting between rollouts may change an update no more than repeating it
+    does.
+    """
+
+    @pytest.fixture(autouse=True)
+    def _skip_without_the_device(self) -> None:
+        backend = next(b for b in backends() if b.name == self.backend)
+        try:
+            load_object(backend.resolve_device)(self.device)
+        except ValueError as exc:
+            pytest.skip(str(exc))
+
+    def test_act_does_not_change_what_learn_does(self, env_id: str) -> None:
+        """As on the CPU, within the device's own spread: a third agent learns the
+        same windows without acting, and acting may move each diagnostic no more
+        than ten times as far as that repetition moved it."""
+        windows = self.train(self.make(env_id), env_id)
+        quiet, again, busy = self.make(env_id), self.make(env_id), self.make(env_id)
+        obs = self.probe_observations(env_id)
+        for window in windows:
+            for _ in range(5):
+                busy.act(obs, deterministic=False)
+                busy.act(obs, deterministic=True)
+            quiet_diag, again_diag, busy_diag = (a.learn(window) for a in (quiet, again, busy))
+            assert quiet_diag.keys() == busy_diag.keys()
+            for key, value in quiet_diag.items():
+                spread = abs(again_diag[key] - value)
+                allowed = 10 * spread + 1e-6 * abs(value) + 1e-9
+                assert abs(busy_diag[key] - value) <= allowed, (
+                    f"{key}: {busy_diag[key]} after acting, {value} without, "
+                    f"{again_diag[key]} repeated"
+                )
+
+    def test_checkpoints_cross_between_the_device_and_the_cpu(
+        self, env_id: str, tmp_path: Path
+    ) -> None:
+        obs = self.probe_observations(env_id, PROBES)
+        continuous = _kind(env_id) == "continuous"
+
+        def assert_acts_like(agent: BaseAgent, reference: BaseAgent) -> None:
+            _assert_acts_alike(
+                self.deterministic_actions(agent, obs),
+                self.deterministic_actions(reference, obs),
+                continuous,
+            )
+
+        trained = self.make(env_id)
+        self.train(trained, env_id)
+        trained.save_weights(str(tmp_path / "from-device"))
+        on_cpu = self.make(env_id, seed=self.seed + 1, device="cpu")
+        on_cpu.load_weights(str(tmp_path / "from-device"))
+        assert_acts_like(on_cpu, trained)
+        self.train(on_cpu, env_id)
+        on_cpu.save_weights(str(tmp_path / "from-cpu"))
+        back = self.make(env_id, seed=self.seed + 2)
+        back.load_weights(str(tmp_path / "from-cpu"))
+        assert_acts_like(back, on_cpu)
+        self.train(back, env_id)
+
+
+def _assert_acts_alike(got: np.ndarray, want: np.ndarray, continuous: bool) -> None:
+    """Acting alike across devices: with TF32 products on the device, continuous
+    actions match to 1e-2 (a wrong checkpoint misses by tenths), and a discrete
+    action may flip where two of its values tie that closely (at most 1 probe
+    in 100)."""
+    if continuous:
+        np.testing.assert_allclose(got, want, rtol=1e-2, atol=1e-2)
+    else:
+        assert np.mean(got == want) >= 0.99, "the agent acts unlike the one that saved it"
 
 
 def _batch(samples: list[Any], space: gym.Space) -> Any:
