@@ -59,6 +59,10 @@ from typing import Any
 import numpy as np
 import torch
 
+# Installs optix's TensorFlow/triton import guard before Stable-Baselines3 imports
+# TensorFlow (through tensorboard, where both are installed); see DESIGN.md.
+import optix_torch  # noqa: F401
+
 THRESHOLD = 475.0
 
 

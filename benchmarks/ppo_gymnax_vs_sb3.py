@@ -30,6 +30,8 @@ CPU client without its Eigen thread pool; one torch thread).
 
 ``--envs`` adds optix's steady rate (no evaluation, after the compile, 20
 windows) at other numbers of environments, to find where the machine saturates.
+``--device gpu`` runs optix's side (environments, policy and updates) on the GPU;
+SB3's stays on the CPU, where its PPO on CartPole is fastest.
 """
 
 from __future__ import annotations
@@ -49,7 +51,9 @@ THRESHOLD = 475.0
 ENV = "gymnax:CartPole-v1"
 
 
-def run_optix(seed: int, steps: int, eval_every: int, eval_seed: int) -> dict[str, Any]:
+def run_optix(
+    seed: int, steps: int, eval_every: int, eval_seed: int, device: str = "cpu"
+) -> dict[str, Any]:
     import jax
 
     from optix_core.evaluation import evaluate_policy
@@ -60,7 +64,7 @@ def run_optix(seed: int, steps: int, eval_every: int, eval_seed: int) -> dict[st
     hyperparams, rollout = find_agent("ppo", "discrete", "jax").settings(ENV)
     start = time.perf_counter()
     agent = make_agent(
-        "ppo", ENV, backend="jax", hyperparams=HyperparamSet(hyperparams), seed=seed, device="cpu"
+        "ppo", ENV, backend="jax", hyperparams=HyperparamSet(hyperparams), seed=seed, device=device
     )
     pipeline = CompiledPipeline(ENV, rollout["n_envs"], rollout["window_size"], seed, agent)
     excluded, done, first, scores = 0.0, 0, None, []
@@ -83,7 +87,7 @@ def run_optix(seed: int, steps: int, eval_every: int, eval_seed: int) -> dict[st
     return {"steps": done, "train_s": train_s, "first": first, "evals": scores}
 
 
-def run_steady(n_envs: int, windows: int) -> dict[str, Any]:
+def run_steady(n_envs: int, windows: int, device: str = "cpu") -> dict[str, Any]:
     import jax
 
     from optix_core.registry import find_agent, make_agent
@@ -93,7 +97,9 @@ def run_steady(n_envs: int, windows: int) -> dict[str, Any]:
     hyperparams, rollout = find_agent("ppo", "discrete", "jax").settings(ENV)
     # The same minibatches per epoch as the preset's: 8 per window.
     hyperparams["minibatch_size"] = n_envs * rollout["window_size"] // 8
-    agent = make_agent("ppo", ENV, backend="jax", hyperparams=HyperparamSet(hyperparams), seed=0)
+    agent = make_agent(
+        "ppo", ENV, backend="jax", hyperparams=HyperparamSet(hyperparams), seed=0, device=device
+    )
     pipeline = CompiledPipeline(ENV, n_envs, rollout["window_size"], 0, agent)
     t0 = time.perf_counter()
     agent.learn(pipeline.collect())
@@ -132,10 +138,15 @@ def run_sb3(seed: int, steps: int, eval_every: int, eval_seed: int) -> dict[str,
 
 def child(args: argparse.Namespace) -> None:
     if args.side == "steady":
-        print(json.dumps(run_steady(args.n_envs, args.windows)))
-        return
-    run = run_optix if args.side == "optix" else run_sb3
-    print(json.dumps(run(args.seed, args.steps, args.eval_every, args.eval_seed)))
+        print(json.dumps(run_steady(args.n_envs, args.windows, args.device)))
+    elif args.side == "optix":
+        print(
+            json.dumps(
+                run_optix(args.seed, args.steps, args.eval_every, args.eval_seed, args.device)
+            )
+        )
+    else:
+        print(json.dumps(run_sb3(args.seed, args.steps, args.eval_every, args.eval_seed)))
 
 
 def spawn(*argv: str, cache: str | None = None) -> dict[str, Any]:
@@ -162,6 +173,7 @@ def main() -> None:
     parser.add_argument("--eval-seed", type=int, default=10_000)
     parser.add_argument("--envs", type=int, nargs="*", default=[32, 256, 1024, 4096])
     parser.add_argument("--windows", type=int, default=20)
+    parser.add_argument("--device", default="cpu", help="optix's JAX device: cpu or gpu")
     parser.add_argument("--json", default=None)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--side", choices=["optix", "sb3", "steady"], help=argparse.SUPPRESS)
@@ -172,7 +184,8 @@ def main() -> None:
         child(args)
         return
     print(
-        f"PPO to a deterministic 475: optix-jax compiled on {ENV} against SB3 on CartPole-v1; "
+        f"PPO to a deterministic 475: optix-jax compiled on {ENV} ({args.device}) against SB3 "
+        "on CartPole-v1 (cpu); "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.1f}",
         flush=True,
@@ -180,12 +193,14 @@ def main() -> None:
     results: dict[str, list[dict[str, Any]]] = {"optix": [], "optix-warm": [], "sb3": []}
     common = ["--eval-every", str(args.eval_every), "--eval-seed", str(args.eval_seed)]
     cache = tempfile.mkdtemp(prefix="optix-jax-cache-")
-    spawn("--side", "optix", "--seed", "99", "--steps", "16384", *common, cache=cache)
+    device = ["--device", args.device]
+    spawn("--side", "optix", "--seed", "99", "--steps", "16384", *device, *common, cache=cache)
     for i, seed in enumerate(args.seeds):
         order = ["sb3", "optix", "optix-warm"] if i % 2 == 0 else ["optix-warm", "optix", "sb3"]
         for side in order:
             steps = args.sb3_steps if side == "sb3" else args.steps
             run = ["--side", side.removesuffix("-warm"), "--seed", str(seed), "--steps", str(steps)]
+            run += [] if side == "sb3" else ["--device", args.device]
             row = spawn(*run, *common, cache=cache if side == "optix-warm" else None)
             row.update(seed=seed, steps_per_s=row["steps"] / row["train_s"])
             results[side].append(row)
@@ -221,7 +236,9 @@ def main() -> None:
     results["steady"] = []
     sb3_rate = statistics.mean(r["steps_per_s"] for r in results["sb3"])
     for n_envs in args.envs:
-        row = spawn("--side", "steady", "--n-envs", str(n_envs), "--windows", str(args.windows))
+        row = spawn(
+            "--side", "steady", "--n-envs", str(n_envs), "--windows", str(args.windows), *device
+        )
         results["steady"].append(row)
         print(
             f"steady, {n_envs:5d} envs x 128 steps: {row['steps_per_s']:11,.0f} env steps/s, "

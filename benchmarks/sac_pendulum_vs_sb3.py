@@ -28,10 +28,13 @@ up to one window. ``--window 1`` interleaves them as SB3 does.
     uv run python benchmarks/sac_pendulum_vs_sb3.py --seeds 1 2 --steps 5000 --json out.jsonl
     uv run python benchmarks/sac_pendulum_vs_sb3.py --algo td3 --seeds 0 --steps 10000
     uv run python benchmarks/sac_pendulum_vs_sb3.py --backend tf          # optix-tf's SAC instead
+    uv run python benchmarks/sac_pendulum_vs_sb3.py --device cuda --seeds 0 --steps 5000
 
 With ``--backend tf`` optix's side is optix-tf's agent (the same algorithm and
 networks in Keras, each gradient step one ``tf.function``), one TensorFlow
-thread per ``--threads``.
+thread per ``--threads``. ``--device cuda`` puts both libraries' networks and
+updates on the GPU; both keep the replay memory on the host, and optix copies a
+window's minibatches over in one transfer per dtype where SB3 copies each one.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ EXPL_NOISE = 0.1
 
 
 def train_optix(
-    algo: str, seed: int, steps: int, window: int, backend: str = "torch"
+    algo: str, seed: int, steps: int, window: int, backend: str = "torch", device: str = "cpu"
 ) -> tuple[Any, float, float]:
     from optix_core.pipeline import VectorBatchPipeline
 
@@ -73,7 +76,7 @@ def train_optix(
         env.observation_space,
         env.action_space,
         hyperparams={"learning_rate": LEARNING_RATE},
-        device="cpu",
+        device=device,
         seed=seed,
         hidden=tuple(NET),
     )
@@ -104,7 +107,7 @@ class SB3Policy:
         """An MLP policy keeps no state between steps."""
 
 
-def train_sb3(algo: str, seed: int, steps: int) -> tuple[Any, float, float]:
+def train_sb3(algo: str, seed: int, steps: int, device: str = "cpu") -> tuple[Any, float, float]:
     from stable_baselines3 import SAC, TD3
     from stable_baselines3.common.noise import NormalActionNoise
 
@@ -117,7 +120,7 @@ def train_sb3(algo: str, seed: int, steps: int) -> tuple[Any, float, float]:
         learning_rate=LEARNING_RATE,
         policy_kwargs={"net_arch": NET},
         seed=seed,
-        device="cpu",
+        device=device,
         verbose=0,
         **kwargs,
     )
@@ -128,20 +131,27 @@ def train_sb3(algo: str, seed: int, steps: int) -> tuple[Any, float, float]:
 
 
 def run(
-    algo: str, library: str, seed: int, steps: int, window: int, backend: str = "torch"
+    algo: str,
+    library: str,
+    seed: int,
+    steps: int,
+    window: int,
+    backend: str = "torch",
+    device: str = "cpu",
 ) -> dict[str, Any]:
     from optix_core.evaluation import evaluate_policy
 
     if library == "optix":
-        policy, wall, cpu = train_optix(algo, seed, steps, window, backend)
+        policy, wall, cpu = train_optix(algo, seed, steps, window, backend, device)
     else:
-        policy, wall, cpu = train_sb3(algo, seed, steps)
+        policy, wall, cpu = train_sb3(algo, seed, steps, device)
     result = evaluate_policy(policy, ENV_ID, episodes=EVAL_EPISODES, seed=10_000 + seed)
     row = {
         "algo": algo,
         "library": library,
         "backend": backend if library == "optix" else "torch",
         "seed": seed,
+        "device": device,
         "steps": steps,
         "window": window if library == "optix" else 1,
         "wall_s": round(wall, 2),
@@ -170,6 +180,7 @@ def main() -> None:
         default="torch",
         help="optix's side: optix-torch or optix-tf",
     )
+    parser.add_argument("--device", default="cpu", help="both libraries' torch device: cpu, cuda")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.backend == "tf":
@@ -184,20 +195,22 @@ def main() -> None:
 
     print(
         f"# {args.algo.upper()} {ENV_ID}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"torch {torch.__version__} ({args.threads} thread(s)), SB3 {stable_baselines3.__version__}, "
+        f"torch {torch.__version__} ({args.threads} thread(s), {args.device}), SB3 {stable_baselines3.__version__}, "
         f"{time.strftime('%Y-%m-%d %H:%M')}, load {os.getloadavg()[0]:.2f}, optix backend {args.backend}",
         flush=True,
     )
     # One untimed, short run of each side first: torch imports torch._dynamo (with sympy,
     # triton, torch.onnx: about 900 modules) at the first optimizer a process builds,
     # which would otherwise land in the timing of whichever side runs first.
-    train_optix(args.algo, 0, 300, args.window, args.backend)
-    train_sb3(args.algo, 0, 300)
+    train_optix(args.algo, 0, 300, args.window, args.backend, args.device)
+    train_sb3(args.algo, 0, 300, args.device)
     rows = []
     for i, seed in enumerate(args.seeds):
         order = ("optix", "sb3") if i % 2 == 0 else ("sb3", "optix")
         for library in order:
-            rows.append(run(args.algo, library, seed, args.steps, args.window, args.backend))
+            rows.append(
+                run(args.algo, library, seed, args.steps, args.window, args.backend, args.device)
+            )
     if args.json:
         with open(args.json, "a") as f:
             for row in rows:
