@@ -44,9 +44,12 @@ SEARCH_SPACE = {
     "expl_noise": ("float", 0.05, 0.3),
 }
 ROLLOUT = {"n_envs": 1, "window_size": 256}
-# rl-baselines3-zoo's settings for Pendulum (its Pendulum-v0 entry): train once
-# per episode (200 steps) with as many gradient steps, Gaussian exploration
-# noise 0.1, its [400, 300] networks.
+# rl-baselines3-zoo's settings: Gaussian exploration noise 0.1, its [400, 300]
+# networks, and training once per episode with as many gradient steps as the
+# episode had steps. Pendulum's episodes are all 200 steps (train_freq 200);
+# LunarLanderContinuous's vary, so it takes one gradient step per env step, the
+# same count, each window's together. Not here: the zoo's MountainCarContinuous
+# entry explores with Ornstein-Uhlenbeck noise, which optix's TD3 does not offer.
 PRESETS = {
     "Pendulum-v1": {
         "hyperparams": {
@@ -57,6 +60,18 @@ PRESETS = {
             "expl_noise": 0.1,
             "train_freq": 200,
             "gradient_steps": 200,
+        },
+        "network": {"hidden": [400, 300]},
+    },
+    "LunarLanderContinuous-v3": {
+        "hyperparams": {
+            "learning_rate": 1e-3,
+            "gamma": 0.98,
+            "replay_capacity": 200_000,
+            "learning_starts": 10_000,
+            "expl_noise": 0.1,
+            "train_freq": 1,
+            "gradient_steps": 1,
         },
         "network": {"hidden": [400, 300]},
     },
