@@ -288,6 +288,24 @@ def test_resume_keeps_the_replay_buffer_and_continues_exactly(tmp_path) -> None:
     assert resumed.learn(second) == agent.learn(second)
 
 
+def test_ou_exploration_goes_on_from_where_a_checkpoint_left_it(tmp_path) -> None:
+    """With ou_noise, training explores with a process per environment: a resumed
+    agent's next training actions are the original's (the process's state and the
+    generator both come back)."""
+    agent = small_agent(ou_noise=True, learning_starts=0)
+    obs = np.random.default_rng(0).normal(size=(2, 3)).astype(np.float32)
+    running = np.zeros(2, dtype=bool)
+    for _ in range(5):
+        agent.act_info(obs, running)
+    agent.save_weights(str(tmp_path / "ckpt"))
+    resumed = small_agent(seed=7, ou_noise=True, learning_starts=0)
+    resumed.load_weights(str(tmp_path / "ckpt"))
+    for _ in range(3):
+        np.testing.assert_array_equal(
+            resumed.act_info(obs, running)[0], agent.act_info(obs, running)[0]
+        )
+
+
 # ---- learning -------------------------------------------------------------------
 
 

@@ -8,8 +8,8 @@ alike and a checkpoint resumes the same stream. Actions are in (−1, 1);
 - SAC's actor gives ``[mean ‖ log_std]``: a = tanh(μ + σ·ε), log σ clamped to
   [``LOG_STD_MIN``, ``LOG_STD_MAX``] as in Stable-Baselines3; deterministic
   actions are tanh(μ).
-- TD3's actor gives the action: exploration adds N(0, expl_noise²) and clips
-  to [−1, 1].
+- TD3's actor gives the action: exploration adds noise (``exploration.py``)
+  and clips to [−1, 1].
 - SAC with gSDE (``use_sde``) gives ``[mean ‖ z]``: ``gsde.py``.
 - Until ``learning_starts`` both act uniformly at random (SB3's warm-up).
 """
@@ -39,15 +39,6 @@ def squashed_gaussian_actions(
     log_std = np.clip(out[:, d:], LOG_STD_MIN, LOG_STD_MAX)
     eps = rng.standard_normal(mean.shape, dtype=np.float32)
     return np.tanh(mean + np.exp(log_std) * eps)
-
-
-def noisy_actions(
-    out: np.ndarray, noise_std: float, deterministic: bool, rng: np.random.Generator
-) -> np.ndarray:
-    """TD3's actions from its actor's output: π(s) + N(0, noise_std²), clipped to [−1, 1]."""
-    if not deterministic:
-        out = out + noise_std * rng.standard_normal(out.shape, dtype=np.float32)
-    return np.clip(out, -1.0, 1.0)
 
 
 def log_prob_constant(action_dim: int) -> float:

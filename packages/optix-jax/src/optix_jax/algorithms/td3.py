@@ -18,8 +18,9 @@ A block of such steps is one jitted call, a ``jax.lax.scan`` over its
 minibatches; the delayed part is a ``jax.lax.cond`` on each step's place in
 the count of updates (``n_updates`` counted before the step, as SB3), so it
 runs only when due. ε comes from the agent's ``jax.random`` key, which a
-checkpoint keeps. Exploration adds N(0, expl_noise²) to π(s), drawn from
-the agent's numpy generator, and clips to (−1, 1). The actor outputs
+checkpoint keeps. Exploration adds N(0, expl_noise²) to π(s), or with
+``ou_noise`` an Ornstein-Uhlenbeck process (``optix_core.off_policy.exploration``),
+drawn from the agent's numpy generator, and clips to (−1, 1). The actor outputs
 ``action_dim`` values in (−1, 1) (end it with a tanh); actions are scaled to
 the Box bounds.
 """
@@ -37,7 +38,7 @@ import numpy as np
 from flax import nnx
 
 from optix_core.algorithms.config import td3 as config
-from optix_core.off_policy.acting import noisy_actions
+from optix_core.off_policy.exploration import TD3Exploration
 from optix_core.types import HyperparamSet
 from optix_jax.algorithms.off_policy import (
     Head,
@@ -50,7 +51,7 @@ from optix_jax.algorithms.off_policy import (
 )
 
 
-class FlaxTD3Agent(OffPolicyAgent):
+class FlaxTD3Agent(TD3Exploration, OffPolicyAgent):
     """TD3 on a continuous (Box) action space.
 
     ``actor`` maps observations to actions in (−1, 1); ``critic1`` and
@@ -89,11 +90,6 @@ class FlaxTD3Agent(OffPolicyAgent):
         return {"actor": self.actor_optimizer, "critic": self.critic_optimizer}
 
     # ---- acting -------------------------------------------------------------
-
-    def unit_actions(
-        self, out: np.ndarray, deterministic: bool, rng: np.random.Generator
-    ) -> np.ndarray:
-        return noisy_actions(out, self.hp["expl_noise"], deterministic, rng)
 
     # ---- learning -----------------------------------------------------------
 

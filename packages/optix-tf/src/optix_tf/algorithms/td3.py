@@ -14,8 +14,9 @@ and every ``policy_delay``-th step (delayed policy updates):
     Q̄ ← τ·Q + (1 − τ)·Q̄,   π̄ ← τ·π + (1 − τ)·π̄                (Polyak)
 
 each step one ``tf.function`` call (compiled twice: with and without the
-actor's part). Exploration adds N(0, expl_noise²) to π(s) and clips to
-(−1, 1). The actor outputs ``action_dim`` values in (−1, 1) (end it with a
+actor's part). Exploration adds N(0, expl_noise²) to π(s), or with
+``ou_noise`` an Ornstein-Uhlenbeck process (``optix_core.off_policy.exploration``),
+and clips to (−1, 1). The actor outputs ``action_dim`` values in (−1, 1) (end it with a
 tanh); actions are scaled to the Box bounds. ``TFTDDAgent`` is tensor-optix's
 name for the same class.
 """
@@ -32,7 +33,7 @@ import tensorflow as tf
 
 from optix_core.algorithms.config import td3 as config
 from optix_core.off_policy import update_due
-from optix_core.off_policy.acting import noisy_actions
+from optix_core.off_policy.exploration import TD3Exploration
 from optix_core.types import HyperparamSet
 from optix_tf.accel.adam import apply_gradients
 from optix_tf.algorithms.off_policy import (
@@ -45,7 +46,7 @@ from optix_tf.algorithms.off_policy import (
 )
 
 
-class TFTD3Agent(OffPolicyAgent):
+class TFTD3Agent(TD3Exploration, OffPolicyAgent):
     """TD3 on a continuous (Box) action space.
 
     ``actor`` maps observations to actions in (−1, 1); ``critic1`` and
@@ -77,11 +78,6 @@ class TFTD3Agent(OffPolicyAgent):
         return {"actor": self.actor_optimizer, "critic": self.critic_optimizer}
 
     # ---- acting -------------------------------------------------------------
-
-    def unit_actions(
-        self, out: np.ndarray, deterministic: bool, rng: np.random.Generator
-    ) -> np.ndarray:
-        return noisy_actions(out, self.hp["expl_noise"], deterministic, rng)
 
     def noise_shape(self, batch_size: int) -> tuple[int, ...]:
         return (batch_size, self.action_dim)  # ε of the target policy smoothing

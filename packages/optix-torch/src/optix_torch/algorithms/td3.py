@@ -13,7 +13,9 @@ and every ``policy_delay``-th step (delayed policy updates):
     L_π = −E[Q₁(s, π(s))]                                      (deterministic policy gradient)
     Q̄ ← τ·Q + (1 − τ)·Q̄,   π̄ ← τ·π + (1 − τ)·π̄                (Polyak)
 
-Exploration adds N(0, expl_noise²) to π(s) and clips to (−1, 1). The actor
+Exploration adds N(0, expl_noise²) to π(s), or with ``ou_noise`` an
+Ornstein-Uhlenbeck process (``optix_core.off_policy.exploration``), and clips
+to (−1, 1). The actor
 outputs ``action_dim`` values in (−1, 1) (end it with ``nn.Tanh``); actions are
 scaled to the Box bounds. The actor and the critics each read the
 observations (Box, image, Discrete or Dict) through their own features
@@ -32,6 +34,7 @@ from torch import nn
 
 from optix_core.algorithms.config import td3 as config
 from optix_core.off_policy import update_due
+from optix_core.off_policy.exploration import TD3Exploration
 from optix_core.types import HyperparamSet
 from optix_torch.algorithms.off_policy import (
     Batch,
@@ -45,7 +48,7 @@ from optix_torch.policies import observations as O
 from optix_torch.policies.networks import mlp
 
 
-class TorchTD3Agent(OffPolicyAgent):
+class TorchTD3Agent(TD3Exploration, OffPolicyAgent):
     """TD3 on a continuous (Box) action space.
 
     ``actor`` maps observations to actions in (−1, 1); ``critic1`` and
@@ -84,8 +87,9 @@ class TorchTD3Agent(OffPolicyAgent):
     ) -> torch.Tensor:
         action = self.actor(observations).cpu()
         if not deterministic:
-            noise = torch.randn(action.shape, generator=generator)
-            action = action + self.hp["expl_noise"] * noise
+            eps = torch.randn(action.shape, generator=generator).numpy()
+            noise = self.exploration_noise(eps, training=generator is self.generator)
+            action = action + torch.from_numpy(noise)
         return action.clamp(-1.0, 1.0)
 
     def noise_shape(self, batch_size: int) -> tuple[int, ...]:

@@ -4,7 +4,9 @@
 in SB3 (see ``sac.py``). ``expl_noise`` is the standard deviation of
 the Gaussian exploration noise added to the actor's (−1, 1) action (SB3's
 ``NormalActionNoise``); ``target_noise`` and ``noise_clip`` are SB3's
-``target_policy_noise`` and ``target_noise_clip``, in the same units.
+``target_policy_noise`` and ``target_noise_clip``, in the same units. ``ou_noise`` makes the exploration
+noise an Ornstein-Uhlenbeck process of scale ``expl_noise`` while training
+acts (SB3's ``OrnsteinUhlenbeckActionNoise``; ``off_policy/exploration.py``).
 """
 
 from optix_core.hyperparams import Bound
@@ -22,6 +24,7 @@ DEFAULTS = {
     "target_noise": 0.2,
     "noise_clip": 0.5,
     "expl_noise": 0.1,
+    "ou_noise": False,
 }
 BOUNDS = {
     "learning_rate": Bound(0.0, 1.0, open_low=True),
@@ -36,6 +39,7 @@ BOUNDS = {
     "target_noise": Bound(0.0, 10.0),
     "noise_clip": Bound(0.0, 10.0),
     "expl_noise": Bound(0.0, 10.0),
+    "ou_noise": Bound.flag(),
 }
 SEARCH_SPACE = {
     "learning_rate": ("log_float", 1e-4, 3e-3),
@@ -48,8 +52,8 @@ ROLLOUT = {"n_envs": 1, "window_size": 256}
 # networks, and training once per episode with as many gradient steps as the
 # episode had steps. Pendulum's episodes are all 200 steps (train_freq 200);
 # LunarLanderContinuous's vary, so it takes one gradient step per env step, the
-# same count, each window's together. Not here: the zoo's MountainCarContinuous
-# entry explores with Ornstein-Uhlenbeck noise, which optix's TD3 does not offer.
+# same count, each window's together. MountainCarContinuous explores with an
+# Ornstein-Uhlenbeck process of scale 0.5, its other settings SB3's defaults.
 PRESETS = {
     "Pendulum-v1": {
         "hyperparams": {
@@ -73,6 +77,10 @@ PRESETS = {
             "train_freq": 1,
             "gradient_steps": 1,
         },
+        "network": {"hidden": [400, 300]},
+    },
+    "MountainCarContinuous-v0": {
+        "hyperparams": {"ou_noise": True, "expl_noise": 0.5},
         "network": {"hidden": [400, 300]},
     },
 }
