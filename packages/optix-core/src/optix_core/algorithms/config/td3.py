@@ -48,40 +48,33 @@ SEARCH_SPACE = {
     "expl_noise": ("float", 0.05, 0.3),
 }
 ROLLOUT = {"n_envs": 1, "window_size": 256}
-# rl-baselines3-zoo's settings: Gaussian exploration noise 0.1, its [400, 300]
-# networks, and training once per episode with as many gradient steps as the
-# episode had steps. Pendulum's episodes are all 200 steps (train_freq 200);
-# LunarLanderContinuous's vary, so it takes one gradient step per env step, the
-# same count, each window's together. MountainCarContinuous explores with an
-# Ornstein-Uhlenbeck process of scale 0.5, its other settings SB3's defaults.
+# rl-baselines3-zoo's settings, its [400, 300] networks on every one. Pendulum and
+# LunarLanderContinuous: Gaussian exploration noise 0.1, and training once per
+# episode with as many gradient steps as the episode had steps. Pendulum's
+# episodes are all 200 steps (train_freq 200); LunarLanderContinuous's vary, so
+# it takes one gradient step per env step, the same count, each window's
+# together. MountainCarContinuous explores with an Ornstein-Uhlenbeck process of
+# scale 0.5, its other settings SB3's defaults.
+_ZOO_NETWORK = {"hidden": [400, 300]}
+_ZOO_EPISODIC = {
+    "learning_rate": 1e-3,
+    "gamma": 0.98,
+    "replay_capacity": 200_000,
+    "learning_starts": 10_000,
+    "expl_noise": 0.1,
+}
 PRESETS = {
     "Pendulum-v1": {
-        "hyperparams": {
-            "learning_rate": 1e-3,
-            "gamma": 0.98,
-            "replay_capacity": 200_000,
-            "learning_starts": 10_000,
-            "expl_noise": 0.1,
-            "train_freq": 200,
-            "gradient_steps": 200,
-        },
-        "network": {"hidden": [400, 300]},
+        "hyperparams": {**_ZOO_EPISODIC, "train_freq": 200, "gradient_steps": 200},
+        "network": _ZOO_NETWORK,
     },
     "LunarLanderContinuous-v3": {
-        "hyperparams": {
-            "learning_rate": 1e-3,
-            "gamma": 0.98,
-            "replay_capacity": 200_000,
-            "learning_starts": 10_000,
-            "expl_noise": 0.1,
-            "train_freq": 1,
-            "gradient_steps": 1,
-        },
-        "network": {"hidden": [400, 300]},
+        "hyperparams": {**_ZOO_EPISODIC, "train_freq": 1, "gradient_steps": 1},
+        "network": _ZOO_NETWORK,
     },
     "MountainCarContinuous-v0": {
         "hyperparams": {"ou_noise": True, "expl_noise": 0.5},
-        "network": {"hidden": [400, 300]},
+        "network": _ZOO_NETWORK,
     },
 }
 SPEC = {
