@@ -309,7 +309,7 @@ class AcceleratorConformance(AgentConformance):
     Two comparisons are looser than on the CPU, by what the hardware does and
     no more. Accelerators multiply float32 matrices in TF32 (JAX's default on
     a GPU; cuDNN's convolutions in torch), so actions computed on the device
-    and on the CPU agree to about 1e-3, not to the last bit. And some GPU
+    and on the CPU agree to about 1e-4, not to the last bit. And some GPU
     kernels (cuDNN's convolution gradients) sum in no fixed order, so one
     update repeated on the same window need not repeat to the last bit:
     acting between rollouts may change an update no more than repeating it
