@@ -149,21 +149,26 @@ def optix_rule(
     """The loop's scheduler and checkpoint selection over a recorded curve: a
     window is judged when selection would judge it, and at DORMANT the current
     policy is judged and sends the run on when it clearly beats the best, as
-    ``TrainingLoop`` does. Candidates compare by their paired episodes' returns
-    when ``paired`` (every window judged on the same episodes)."""
+    ``RLOptimizer`` does; the task is solved once the best candidate reaches
+    ``loop["solved_score"]`` (when given). Candidates compare by their paired
+    episodes' returns when ``paired`` (every window judged on the same episodes)."""
     from optix_core.scheduler import BackoffScheduler
     from optix_core.selection import Candidate, EvaluationSelection
     from optix_core.types import LoopState
 
+    schedule = {k: v for k, v in loop.items() if k != "solved_score"}
+    solved_score = loop.get("solved_score")
+
     def run(curve: Curve) -> Outcome:
-        scheduler = BackoffScheduler(**loop)
+        scheduler = BackoffScheduler(**schedule)
         selection = EvaluationSelection("unused", JUDGE_EPISODES, max_share=share)
         best: Candidate | None = None
         judging = 0
         for p in curve:
             if not scheduler.should_evaluate(p.window):
                 continue
-            decision = scheduler.record(p.window, p.train)
+            solved = solved_score is None or (best is not None and best.score >= solved_score)
+            decision = scheduler.record(p.window, p.train, solved)
             dormant = decision.state is LoopState.DORMANT
             affordable = share is None or judging <= share * p.env_steps
             if (selection.is_candidate(decision) and affordable) or dormant:
@@ -238,15 +243,17 @@ def replay(args: argparse.Namespace) -> None:
         "backoff_factor": 2.0,
         "max_interval_episodes": 8,
         "relative_patience": 0.0,
+        "unsolved_patience": 0.0,
     }
     curves = {
         name: [Point(*row) for row in rows]
         for name, rows in json.loads(Path(args.curves).read_text()).items()
     }
     rules: dict[str, Callable[[str, Curve], Outcome]] = {
-        "optix": lambda name, c: optix_rule({**LOOP_DEFAULTS, **loop_hints(name)}, SELECTION_SHARE)(
-            c
-        ),
+        "optix": lambda name, c: optix_rule(
+            {**LOOP_DEFAULTS, **loop_hints(name), "solved_score": solved_score(name)},
+            SELECTION_SHARE,
+        )(c),
         "optix 0.x": lambda name, c: optix_rule(
             {
                 **old,
@@ -280,6 +287,13 @@ def loop_hints(name: str) -> dict[str, Any]:
 
     env_id, algo = name.split()[:2]
     return make_agent(algo, env_id, backend="torch", device="cpu").loop_hints
+
+
+def solved_score(name: str) -> float | None:
+    """The curve's environment's ``reward_threshold``, as ``optix train`` reads it."""
+    from optix_core.registry import reward_threshold
+
+    return reward_threshold(name.split()[0])
 
 
 def add_record_command(sub: Any, seeds: list[int]) -> None:

@@ -58,6 +58,24 @@ def test_the_panel_shows_the_relative_patience_when_the_loop_has_one(short_run):
     assert expected in panel
 
 
+def test_the_panel_shows_the_longer_patience_of_an_unsolved_task(short_run):
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=120, color_system=None)
+    loop, _ = short_run(
+        [RichDashboardCallback(refresh_rate=20, console=console)],
+        relative_patience=0.5,
+        unsolved_patience=3.0,
+        solved_score=10_000.0,  # CartPole never scores that
+    )
+    panel = out.getvalue().split("╭")[-1]
+    record = loop.scheduler.record_episode
+    expected = (
+        f"{loop.episode - record} of {max(1, 3 * record)} windows since the last record "
+        f"(window {record}), unsolved (below 10000)"
+    )
+    assert expected in panel
+
+
 def test_not_a_terminal_and_a_quiet_loop_get_the_plain_lines(short_run, capsys):
     console = Console(file=io.StringIO(), force_terminal=False)
     loop, _ = short_run([RichDashboardCallback(console=console)])

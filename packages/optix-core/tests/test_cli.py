@@ -179,6 +179,8 @@ def test_train_converges_stops_by_itself_and_reports(tmp_path):
     assert report["final_eval"]["env_steps"] > 0 and report["selection_env_steps"] > 0
     config = json.loads((run_dir / "config.json").read_text())
     assert config["algo"] == "cem" and config["seed"] == 0
+    assert config["loop"]["solved_score"] == 475  # CartPole-v1's reward_threshold
+    assert "CartPole-v1 counts as solved at a score of 475" in result.stdout
     assert any(p.name.startswith("best-") for p in (run_dir / "checkpoints").iterdir())
     for heading in ("Reason", "Best score", "Val score", "Env steps", "Wall time", "Final eval"):
         assert heading in result.stdout

@@ -254,6 +254,28 @@ def test_windows_of_a_warming_up_agent_are_not_evaluated():
     assert agent.skill == 3
 
 
+@pytest.mark.parametrize(("solved_score", "stops_at"), [(None, 15), (10.0, 15), (20.0, 40)])
+def test_dormant_waits_longer_while_the_best_checkpoint_has_not_solved_the_task(
+    solved_score, stops_at
+):
+    """A climb to 10 at window 10, then flat: solved (10 reaches the solved score),
+    DORMANT waits 0.5 x 10 windows after the record; unsolved, 3 x 10, and says so."""
+    agent = ScriptedAgent(script(*range(1, 11)))
+    report = loop(
+        agent,
+        plateau_threshold=2,
+        dormant_threshold=3,
+        relative_patience=0.5,
+        unsolved_patience=3.0,
+        solved_score=solved_score,
+        max_episodes=1000,
+    ).run()
+    assert report.stop_reason.startswith("converged") and report.episodes == stops_at
+    unsolved = "unsolved: the best checkpoint scores 10 below the solved score 20"
+    assert (unsolved in report.stop_reason) == (stops_at == 40)
+    assert agent.skill == 10
+
+
 def test_a_fixed_budget_run_trains_through_dormant_and_holds_the_best_weights():
     agent = ScriptedAgent(script(1, 2, 3, 10, then=2))
     recorder = Recorder()
@@ -778,6 +800,7 @@ def test_agent_factory_builds_the_agent_from_hyperparams_at_run():
         ({"agent": "agent", "pipeline": None}, "needs a pipeline"),
         ({"agent": "agent", "max_episodes": 0}, "max_episodes"),
         ({"agent": "agent", "degradation_threshold": 1.5}, "degradation_threshold"),
+        ({"agent": "agent", "solved_score": math.inf}, "solved_score"),
     ],
 )
 def test_invalid_arguments(kwargs, message):

@@ -24,6 +24,7 @@ from optix_core.registry import (
     find_agent,
     make_agent,
     provider,
+    reward_threshold,
 )
 from optix_core.specs import AgentSpec, BackendSpec, EvaluatorSpec, load_object
 from optix_core.types import HyperparamSet
@@ -232,6 +233,12 @@ def test_algorithm_asked_for_an_action_space_it_does_not_support(core_only):
 def test_unknown_environment():
     with pytest.raises(RegistryError, match="unknown environment 'NoSuchEnv-v0'"):
         make_agent("cem", "NoSuchEnv-v0")
+
+
+def test_reward_threshold_is_the_score_the_environment_calls_solved():
+    assert reward_threshold("CartPole-v1") == 475.0
+    assert reward_threshold("LunarLanderContinuous-v3") == 200.0
+    assert reward_threshold("Pendulum-v1") is None  # names none
 
 
 def test_out_of_range_hyperparams_are_refused_before_building():

@@ -112,6 +112,23 @@ def test_relative_patience_waits_in_proportion_to_the_windows_to_the_record():
     assert patient[29].entered_dormant
 
 
+def test_an_unsolved_task_holds_dormant_for_unsolved_patience():
+    """The same climb and plateau: solved, DORMANT comes 0.5 x 20 windows after the
+    record at window 20; unsolved, 3 x 20. unsolved_patience never shortens a
+    longer relative patience."""
+    options = dict(plateau_threshold=2, dormant_threshold=3, max_interval_episodes=1)
+    climb_then_flat = [float(s) for s in range(1, 21)] + [20.0] * 90
+
+    def dormant_at(solved: bool, relative_patience: float = 0.5) -> int:
+        scheduler = exact(relative_patience=relative_patience, unsolved_patience=3.0, **options)
+        states = [scheduler.record(w, s, solved).state for w, s in enumerate(climb_then_flat, 1)]
+        return states.index(LoopState.DORMANT) + 1
+
+    assert dormant_at(solved=True) == 30
+    assert dormant_at(solved=False) == 80
+    assert dormant_at(solved=False, relative_patience=4.0) == 100
+
+
 def test_records_inside_the_noise_margin_postpone_dormant():
     """A curve creeping up by less than the margin is credited nothing, but each
     record moves the patience on; once flat, DORMANT follows."""
@@ -307,6 +324,7 @@ def test_state_dict_of_a_fresh_scheduler_round_trips():
         {"score_window": 1},
         {"relative_patience": -0.1},
         {"record_gain": -0.1},
+        {"unsolved_patience": -1.0},
     ],
 )
 def test_invalid_arguments_raise_value_error(kwargs):

@@ -152,7 +152,7 @@ class RichDashboardCallback(LoopCallback):
         rows.add_row("state", Text(scheduler.state.value, style=STATE_STYLES[scheduler.state]))
         rows.add_row("scores", self._sparkline())
         rows.add_row("score", self._scores_text())
-        rows.add_row("toward DORMANT", self._progress(scheduler, loop.episode))
+        rows.add_row("toward DORMANT", self._progress(scheduler, loop))
         rows.add_row("window", f"{loop.episode:,}  (evaluating every {scheduler.interval})")
         rows.add_row("env steps", f"{loop.pipeline.env_steps:,}  ({self._pace():,.0f} steps/s)")
         rows.add_row("checkpoints", f"{self._checkpoints} new best this session")
@@ -185,20 +185,23 @@ class RichDashboardCallback(LoopCallback):
             parts.append(f"best {numbers['best_score']:.4g} (window {int(numbers['best_window'])})")
         return "   ".join(parts)
 
-    def _progress(self, scheduler: Any, episode: int) -> RenderableType:
+    def _progress(self, scheduler: Any, loop: Any) -> RenderableType:
         done, total = scheduler.consecutive_no_improvement, scheduler.dormant_threshold
         grid = Table.grid(padding=(0, 1))
         grid.add_row(
             ProgressBar(total=total, completed=min(done, total), width=20),
             f"{done} of {total} evaluations without improvement",
         )
-        if scheduler.relative_patience:  # DORMANT also waits in proportion to the learning
+        solved = loop.solved
+        patience = scheduler.patience(solved)
+        if patience:  # DORMANT also waits in proportion to the learning
             record = scheduler.record_episode
-            needed = max(1, math.ceil(scheduler.relative_patience * record))
-            since = episode - record
+            needed = max(1, math.ceil(patience))
+            since = loop.episode - record
+            unsolved = "" if solved else f", unsolved (below {loop.solved_score:g})"
             grid.add_row(
                 ProgressBar(total=needed, completed=min(since, needed), width=20),
-                f"{since} of {needed} windows since the last record (window {record})",
+                f"{since} of {needed} windows since the last record (window {record}){unsolved}",
             )
         return grid
 

@@ -80,9 +80,11 @@ class RLOptimizer:
     (where it says "episode", read "window": one batch of experience the
     pipeline yields). ``dormant_threshold=None`` means 20, or 15 for
     off-policy agents; a zero ``min_episodes_before_dormant`` takes the
-    agent's ``loop_hints``. ``relative_patience`` and ``record_gain`` are
-    optix's additions to the DORMANT test (``optix_core.scheduler``; 0,
-    tensor-optix's test, by default). ``stop_on_dormant=False`` trains
+    agent's ``loop_hints``. ``relative_patience``, ``record_gain`` and
+    ``unsolved_patience`` are optix's additions to the DORMANT test
+    (``optix_core.scheduler``; 0, tensor-optix's test, by default); the
+    last applies while the best checkpoint scores below ``solved_score``
+    (the task's ``reward_threshold``, say; None: never). ``stop_on_dormant=False`` trains
     through DORMANT (the scheduler starts over) until ``max_episodes`` or
     ``max_env_steps``: a fixed-budget run, as Stable-Baselines3 trains. Give ``agent_factory`` (called with the
     ``hyperparams`` dict when ``run()`` starts) instead of ``agent`` to build
@@ -137,6 +139,8 @@ class RLOptimizer:
         min_episodes_before_dormant: int = 0,
         relative_patience: float = 0.0,
         record_gain: float = 0.0,
+        unsolved_patience: float = 0.0,
+        solved_score: float | None = None,
         stop_on_dormant: bool = True,
         min_episodes_before_degradation: int = 5,
         callbacks: list[LoopCallback] | None = None,
@@ -163,6 +167,8 @@ class RLOptimizer:
             raise ValueError("resume=True needs the checkpoint_dir of the run to continue")
         if selection is not None and checkpoint_score_fn is not None:
             raise ValueError("give selection= or checkpoint_score_fn=, not both")
+        if solved_score is not None and not math.isfinite(solved_score):
+            raise ValueError(f"solved_score must be a finite number or None, got {solved_score}")
         if checkpoint_score_fn is not None:
             selection = ScoreFunctionSelection(checkpoint_score_fn)
         selection = selection or TrainingScoreSelection()
@@ -202,7 +208,9 @@ class RLOptimizer:
             "score_window": score_window,
             "relative_patience": relative_patience,
             "record_gain": record_gain,
+            "unsolved_patience": unsolved_patience,
         }
+        self.solved_score = solved_score
         self.dormant_threshold = dormant_threshold
         self.min_episodes_before_dormant = min_episodes_before_dormant
         self.stop_on_dormant = stop_on_dormant
@@ -336,7 +344,7 @@ class RLOptimizer:
 
     def _decide(self, metrics: EvalMetrics) -> ScheduleDecision:
         assert self.scheduler is not None
-        decision = self.scheduler.record(self.episode, metrics.primary_score)
+        decision = self.scheduler.record(self.episode, metrics.primary_score, self.solved)
         metrics.metrics.update(smoothed_score=decision.smoothed, interval=float(decision.interval))
         if self.optimizer is not None:  # is a probe of the optimizer in force?
             metrics.metrics["tuning_probe"] = float(self.optimizer.is_probing)
@@ -368,6 +376,13 @@ class RLOptimizer:
         if self.best is not None:
             metrics.metrics.update(best_score=self.best.score, best_window=float(self.best.window))
         return events
+
+    @property
+    def solved(self) -> bool:
+        """Whether the best checkpoint reaches ``solved_score`` (always, without one)."""
+        if self.solved_score is None:
+            return True
+        return self.best is not None and self.best.score >= self.solved_score
 
     def _not_converged(self, decision: ScheduleDecision, candidate: Candidate) -> None:
         """The training score has stopped, but the policy the run would hand back
@@ -476,6 +491,12 @@ class RLOptimizer:
                     f", {self.episode - scheduler.record_episode} windows since the "
                     f"last record (window {scheduler.record_episode})"
                 )
+            if not self.solved:
+                self._stop_reason += (
+                    f", unsolved: the best checkpoint scores {self.best.score:.4g}"
+                    if self.best is not None
+                    else ", unsolved"
+                ) + f" below the solved score {self.solved_score:.4g}"
 
     def _recover_from_divergence(self, agent: BaseAgent, keys: list[str]) -> None:
         if self.best_snapshot is None:

@@ -285,6 +285,18 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
         ) from None
 
 
+def reward_threshold(env_id: str) -> float | None:
+    """The score at which the environment counts its task as solved (gymnasium's
+    ``spec.reward_threshold``), or None where it names none."""
+    env = make_env(env_id)
+    try:
+        spec = getattr(env, "spec", None)
+        threshold = getattr(spec, "reward_threshold", None)
+        return None if threshold is None else float(threshold)
+    finally:
+        env.close()
+
+
 def _make_family_env(family: EnvironmentSpec, env_id: str, kwargs: dict[str, Any]) -> gym.Env:
     name = env_id.partition(":")[2]
     try:

@@ -47,6 +47,10 @@ from optix_core.cli.errors import UsageError
 # reaching 270, a point now and then). Replayed on recorded
 # CartPole curves: PPO stops 8-24 windows after its 500 instead of 60, and DQN
 # holds through the 60-window plateau below 150 that 10 plain evaluations end.
+# Until the best checkpoint reaches the environment's reward_threshold the
+# patience is 3 times the windows to the last record (unsolved_patience):
+# TD3 on LunarLanderContinuous sits below its record of window 53 until window
+# 182, then climbs to 90; relative patience alone stopped it at window 97.
 LOOP_DEFAULTS: dict[str, Any] = {
     "base_interval": 1,
     "backoff_factor": 1.0,
@@ -55,6 +59,7 @@ LOOP_DEFAULTS: dict[str, Any] = {
     "dormant_threshold": 10,
     "relative_patience": 0.5,
     "record_gain": 0.02,
+    "unsolved_patience": 3.0,
     "score_smoothing": 2,
     "noise_k": 2.0,
     "score_window": 20,
@@ -67,6 +72,7 @@ TUNING_LOOP: dict[str, Any] = {
     "backoff_factor": 2.0,
     "max_interval_episodes": 8,
     "relative_patience": 0.0,
+    "unsolved_patience": 0.0,
 }
 SELECTION_EPISODES = 5  # deterministic episodes that judge each checkpoint candidate
 SELECTION_SHARE = 0.25  # judging takes at most this share of the training env steps
@@ -170,6 +176,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _start(args: argparse.Namespace) -> int:
+    from optix_core.registry import reward_threshold
     from optix_core.runs import TrainConfig, new_run_dir
 
     file_hp = _hp_file(args) if args.hp_file else {}
@@ -200,6 +207,9 @@ def _start(args: argparse.Namespace) -> int:
     if "relative_patience" in agent.loop_hints:  # value-based learners dip and recover
         config.loop["relative_patience"] = agent.loop_hints["relative_patience"]
     pipeline = _pipeline(config, agent)  # so does an agent the pipeline cannot drive
+    solved = reward_threshold(args.env)
+    if solved is not None:
+        config.loop["solved_score"] = solved
     if args.tune:  # what the agent says is safe to move while it trains
         config.online_tuning = dict(agent.search_space)
         config.loop.update(TUNING_LOOP)
@@ -215,6 +225,11 @@ def _start(args: argparse.Namespace) -> int:
     config.save(run_dir)
     if args.env in spec.presets:
         print(f"optix: {spec.name} uses its tuned settings for {args.env}")
+    if solved is not None and config.loop["unsolved_patience"]:
+        print(
+            f"optix: {args.env} counts as solved at a score of {solved:g}; until the best "
+            "policy reaches it, a plateau has to last longer to count as convergence"
+        )
     print(
         f"optix: training {config.algo} ({config.backend}) on {config.env_id}, "
         f"seed {config.seed}, run directory {run_dir}",
