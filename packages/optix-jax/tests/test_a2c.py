@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import gymnasium as gym
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 
+from optix_core import make_agent
 from optix_core.testing import AgentConformance
 from optix_core.testing.learning_runs import learn_with_evaluations
+from optix_core.testing.optimizers import GRADIENTS, rms_prop_steps
 from optix_core.types import HyperparamSet
 from optix_jax import FlaxAgent
-from optix_jax.algorithms.a2c import make_a2c
+from optix_jax.algorithms.a2c import make_a2c, rms_prop
 from optix_jax.policies.networks import MLP
 
 CARTPOLE = gym.make("CartPole-v1")
@@ -21,6 +27,27 @@ OBS, ACT = CARTPOLE.observation_space, CARTPOLE.action_space
 class TestA2CConformance(AgentConformance):
     algo = "a2c"
     backend = "jax"
+
+
+class TestA2CWithRMSpropConformance(AgentConformance):
+    algo = "a2c"
+    backend = "jax"
+    learn_hyperparams: ClassVar[dict[str, Any]] = {"use_rms_prop": True}
+
+
+def test_use_rms_prop_steps_as_torch_and_stable_baselines3_do() -> None:
+    agent = make_agent(
+        "a2c", "CartPole-v1", backend="jax", device="cpu", hyperparams={"use_rms_prop": True}
+    )
+    assert agent.optimizer.tx is rms_prop(1e-5)
+    tx = rms_prop(1e-5)
+    x = jnp.ones(4)
+    state = tx.init(x)
+    state.hyperparams["learning_rate"] = jnp.asarray(7e-4)
+    for g in GRADIENTS:
+        updates, state = tx.update(jnp.asarray(g, dtype=jnp.float32), state, x)
+        x = optax.apply_updates(x, updates)
+    np.testing.assert_allclose(x, rms_prop_steps(np.ones(4), GRADIENTS, 7e-4, 1e-5), rtol=1e-5)
 
 
 def test_a_plain_module_without_a_critic_is_reinforce() -> None:

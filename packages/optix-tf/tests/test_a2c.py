@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import keras
@@ -18,9 +19,10 @@ from optix_core.pipeline import VectorBatchPipeline
 from optix_core.policies.observations import stack
 from optix_core.search_space import parse_search_space
 from optix_core.testing import AgentConformance
+from optix_core.testing.optimizers import GRADIENTS, rms_prop_steps
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_tf import TFAgent
-from optix_tf.algorithms.a2c import make_a2c
+from optix_tf.algorithms.a2c import RMSprop, make_a2c
 from optix_tf.policies.networks import ActorCritic
 
 CARTPOLE = gym.make("CartPole-v1")
@@ -30,6 +32,26 @@ OBS, ACT = CARTPOLE.observation_space, CARTPOLE.action_space
 class TestA2CConformance(AgentConformance):
     algo = "a2c"
     backend = "tf"
+
+
+class TestA2CWithRMSpropConformance(AgentConformance):
+    algo = "a2c"
+    backend = "tf"
+    learn_hyperparams: ClassVar[dict[str, Any]] = {"use_rms_prop": True}
+
+
+def test_use_rms_prop_steps_as_torch_and_stable_baselines3_do() -> None:
+    agent = make_agent(
+        "a2c", "CartPole-v1", backend="tf", device="cpu", hyperparams={"use_rms_prop": True}
+    )
+    assert isinstance(agent.optimizer, RMSprop)
+    x = tf.Variable(np.ones(4, dtype=np.float32))
+    optimizer = RMSprop(7e-4, 1e-5)
+    for g in GRADIENTS:
+        optimizer.apply_gradients([(tf.constant(g, dtype=tf.float32), x)])
+    np.testing.assert_allclose(
+        x.numpy(), rms_prop_steps(np.ones(4), GRADIENTS, 7e-4, 1e-5), rtol=1e-5
+    )
 
 
 def window(agent, n_envs: int = 2, steps: int = 64, seed: int = 0) -> EpisodeData:

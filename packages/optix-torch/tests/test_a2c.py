@@ -1,3 +1,5 @@
+from typing import Any, ClassVar
+
 import pytest
 import torch
 
@@ -5,6 +7,7 @@ from optix_core import VectorBatchPipeline, make_agent
 from optix_core.algorithms.config import a2c as config
 from optix_core.evaluation import evaluate_policy
 from optix_core.optimizers import SPSAOptimizer
+from optix_core.registry import registered_agent
 from optix_core.search_space import parse_search_space
 from optix_core.testing import AgentConformance
 from optix_core.types import HyperparamSet
@@ -15,6 +18,33 @@ torch.set_num_threads(1)
 class TestA2CConformance(AgentConformance):
     algo = "a2c"
     backend = "torch"
+
+
+class TestA2CWithRMSpropConformance(AgentConformance):
+    algo = "a2c"
+    backend = "torch"
+    learn_hyperparams: ClassVar[dict[str, Any]] = {"use_rms_prop": True}
+
+
+def test_use_rms_prop_steps_stable_baselines3s_a2c_optimizer() -> None:
+    from stable_baselines3 import A2C
+
+    sb3 = A2C("MlpPolicy", "CartPole-v1", device="cpu").policy.optimizer
+    hp, _ = registered_agent("a2c", "torch").settings("CartPole-v1")  # the zoo's preset
+    agent = make_agent("a2c", "CartPole-v1", device="cpu", seed=0, hyperparams=hp)
+    assert type(agent.optimizer) is type(sb3)
+    for key in ("lr", "alpha", "eps", "weight_decay", "momentum", "centered"):
+        assert agent.optimizer.defaults[key] == sb3.defaults[key], key
+
+
+def test_the_optimizer_a_built_agent_has_cannot_be_switched(tmp_path) -> None:
+    adam = make_agent("a2c", "CartPole-v1", device="cpu", seed=0)
+    with pytest.raises(ValueError, match="built with use_rms_prop=False"):
+        adam.set_hyperparams(HyperparamSet({"use_rms_prop": True}))
+    adam.save_weights(str(tmp_path))
+    rms = make_agent("a2c", "CartPole-v1", device="cpu", hyperparams={"use_rms_prop": True})
+    with pytest.raises(ValueError, match="checkpoint in .* has use_rms_prop=False"):
+        rms.load_weights(str(tmp_path))
 
 
 def test_a2c_declares_what_the_loop_tunes_online_by_default() -> None:

@@ -35,6 +35,8 @@ class ConfiguredAgent(BaseAgent):
     BOUNDS: ClassVar[dict[str, Bound]] = {}
     # What the loop may tune while training (the config module's ONLINE_SEARCH_SPACE).
     ONLINE_SEARCH_SPACE: ClassVar[dict[str, tuple]] = {}
+    # Hyperparameters that choose what is built (A2C's optimizer): fixed for the agent's life.
+    BUILT_WITH: ClassVar[tuple[str, ...]] = ()
 
     def init_hyperparams(self, hyperparams: HyperparamSet | dict[str, Any] | None) -> None:
         """``DEFAULTS`` overridden by ``hyperparams``, checked: a bad value is an
@@ -84,6 +86,7 @@ class ConfiguredAgent(BaseAgent):
         return dict(self.BOUNDS)
 
     def set_hyperparams(self, hyperparams: HyperparamSet) -> None:
+        self._check_built_with(hyperparams.params, "the new hyperparameter set")
         merged = {**self._hp.params, **hyperparams.params}
         self._hp = HyperparamSet(
             check_hyperparams(merged, self.BOUNDS, self.algorithm), hyperparams.episode_id
@@ -125,6 +128,9 @@ class ConfiguredAgent(BaseAgent):
                 f"{written_by!r} backend; it loads only into that backend (this agent is "
                 f"{self.backend!r}): build the agent with backend={written_by!r}"
             )
+        self._check_built_with(
+            HyperparamSet.from_dict(state["hyperparams"]).params, f"the checkpoint in {directory}"
+        )
         for key in generators:
             probe = np.random.default_rng()
             try:
@@ -135,6 +141,15 @@ class ConfiguredAgent(BaseAgent):
                     f"state ({exc}); the checkpoint is damaged"
                 ) from None
         return state
+
+    def _check_built_with(self, params: dict[str, Any], source: str) -> None:
+        for key in self.BUILT_WITH:
+            if key in params and params[key] != self.hp[key]:
+                raise ValueError(
+                    f"{self.algorithm}: {source} has {key}={params[key]!r}, but this agent "
+                    f"was built with {key}={self.hp[key]!r}, which chose what it is made of: "
+                    "build a new agent for another value"
+                )
 
     def restore_state(
         self, state: dict[str, Any], generators: dict[str, np.random.Generator], directory: Path

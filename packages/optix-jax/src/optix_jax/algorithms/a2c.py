@@ -21,12 +21,14 @@ step is one jitted function: windows of one shape never retrace it.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
 
 from optix_core.algorithms.config import a2c as config
@@ -41,6 +43,16 @@ from optix_jax.policies.networks import check_actor_critic
 DIAGNOSTICS = ("policy_loss", "value_loss", "entropy")
 
 
+@functools.lru_cache(maxsize=8)
+def rms_prop(eps: float) -> optax.GradientTransformation:
+    """Stable-Baselines3's A2C optimizer as torch computes it: smoothing 0.99, ε
+    added to the root. One object per ε, as ``default_adam``, so that agents
+    built alike share their compiled updates; the learning rate is set later."""
+    return optax.inject_hyperparams(optax.rmsprop, static_args=("eps_in_sqrt",))(
+        learning_rate=1e-3, decay=0.99, eps=eps, eps_in_sqrt=False
+    )
+
+
 class FlaxAgent(P.OnPolicyNetworks, JaxAgentBase):
     """A2C / REINFORCE (tensor-optix's ``FlaxAgent``) on Discrete, MultiDiscrete,
     MultiBinary or Box actions, over any ``flax.nnx.Module``.
@@ -51,7 +63,8 @@ class FlaxAgent(P.OnPolicyNetworks, JaxAgentBase):
             actor-critic, as ``ActorCritic``). Parameters alone and no critic
             is REINFORCE.
         optimizer: an optax transformation with its learning rate injected
-            (``optax.inject_hyperparams``); default Adam (ε = 1e-8). Stepped
+            (``optax.inject_hyperparams``); default Adam (ε = 1e-8), or
+            ``rms_prop`` with ``use_rms_prop`` (Stable-Baselines3's A2C). Stepped
             through an ``nnx.Optimizer`` over the parameters (``nnx.Param``).
         hyperparams: keys of ``optix_core.algorithms.config.a2c.DEFAULTS``.
         device: "auto", "cpu", "gpu", "gpu:N" ("cuda" and "cuda:N" alike).
@@ -67,6 +80,7 @@ class FlaxAgent(P.OnPolicyNetworks, JaxAgentBase):
     DEFAULTS = config.DEFAULTS
     BOUNDS = config.BOUNDS
     ONLINE_SEARCH_SPACE = config.ONLINE_SEARCH_SPACE
+    BUILT_WITH = config.BUILT_WITH
 
     def __init__(
         self,
@@ -92,6 +106,8 @@ class FlaxAgent(P.OnPolicyNetworks, JaxAgentBase):
                     actor, critic, observation_space, self.distribution.param_dim, self.algorithm
                 )
             self.networks = P.PolicyNetworks(actor, critic, shared=shared)
+            if optimizer is None and self.hp["use_rms_prop"]:
+                optimizer = rms_prop(self.hp["rms_prop_eps"])
             tx = optimizer or default_adam(1e-8)
             self.optimizer = new_optimizer(self.networks, tx)
         self.init_networks()

@@ -47,6 +47,21 @@ from optix_tf.policies.networks import check_actor_critic
 DIAGNOSTICS = ("policy_loss", "value_loss", "entropy")
 
 
+class RMSprop(keras.optimizers.RMSprop):
+    """Stable-Baselines3's A2C optimizer as torch computes it: smoothing 0.99 and
+    ε added to the root, ``θ ← θ − lr·g / (√v + ε)``; Keras adds ε under the root."""
+
+    def __init__(self, learning_rate: float, epsilon: float) -> None:
+        super().__init__(learning_rate=learning_rate, rho=0.99, epsilon=epsilon)
+
+    def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
+        lr = keras.ops.cast(learning_rate, variable.dtype)
+        gradient = keras.ops.cast(gradient, variable.dtype)
+        velocity = self._velocities[self._get_variable_index(variable)]
+        self.assign(velocity, self.rho * velocity + (1 - self.rho) * keras.ops.square(gradient))
+        self.assign_sub(variable, lr * gradient / (keras.ops.sqrt(velocity) + self.epsilon))
+
+
 class TFAgent(OnPolicyNetworks, TFAgentBase):
     """A2C / REINFORCE (tensor-optix's ``TFAgent``) on Discrete, MultiDiscrete,
     MultiBinary or Box actions.
@@ -57,7 +72,8 @@ class TFAgent(OnPolicyNetworks, TFAgentBase):
             values [B])`` (``ActorCritic``, the default network). An actor that
             returns parameters alone and no critic is REINFORCE.
         optimizer: a Keras optimizer over every network; default Adam
-            (ε = 1e-8, as optix-torch's). Its learning rate follows ``hyperparams``.
+            (ε = 1e-8, as optix-torch's), or ``RMSprop`` with ``use_rms_prop``
+            (Stable-Baselines3's A2C). Its learning rate follows ``hyperparams``.
         hyperparams: keys of ``optix_core.algorithms.config.a2c.DEFAULTS``.
         critic: observations → ``[B, 1]`` values, or None.
         device, seed, action_space, observation_space, distribution: as
@@ -68,6 +84,7 @@ class TFAgent(OnPolicyNetworks, TFAgentBase):
     DEFAULTS = config.DEFAULTS
     BOUNDS = config.BOUNDS
     ONLINE_SEARCH_SPACE = config.ONLINE_SEARCH_SPACE
+    BUILT_WITH = config.BUILT_WITH
 
     def __init__(
         self,
@@ -99,6 +116,8 @@ class TFAgent(OnPolicyNetworks, TFAgentBase):
                 check_actor_critic(
                     actor, critic, observation_space, self.distribution.param_dim, self.algorithm
                 )
+            if optimizer is None and self.hp["use_rms_prop"]:
+                optimizer = RMSprop(self.hp["learning_rate"], self.hp["rms_prop_eps"])
             self.optimizer = optimizer or keras.optimizers.Adam(
                 learning_rate=self.hp["learning_rate"], epsilon=1e-8
             )

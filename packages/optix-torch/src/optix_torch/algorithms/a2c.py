@@ -35,6 +35,11 @@ from optix_torch.policies.networks import (
 )
 
 
+def rms_prop(params: Any, learning_rate: float, eps: float) -> torch.optim.Optimizer:
+    """Stable-Baselines3's A2C optimizer: RMSprop, smoothing 0.99, ε added to the root."""
+    return torch.optim.RMSprop(params, lr=learning_rate, alpha=0.99, eps=eps, foreach=True)
+
+
 class TorchAgent(OnPolicyValues, TorchAgentBase):
     """A2C (tensor-optix's ``TorchAgent``).
 
@@ -42,7 +47,8 @@ class TorchAgent(OnPolicyValues, TorchAgentBase):
         actor: observations → the distribution's parameters; or, with
             ``critic=None``, ``(parameters, values)`` (``ActorCritic``). An
             actor that returns parameters alone and no critic is REINFORCE.
-        optimizer: default Adam over every parameter.
+        optimizer: default Adam over every parameter, or RMSprop with
+            ``use_rms_prop`` (Stable-Baselines3's A2C).
         hyperparams: keys of ``optix_core.algorithms.config.a2c.DEFAULTS``.
         critic: observations → ``[B, 1]`` values, or None.
         device, seed, action_space, observation_space, distribution: as
@@ -53,6 +59,7 @@ class TorchAgent(OnPolicyValues, TorchAgentBase):
     DEFAULTS = config.DEFAULTS
     BOUNDS = config.BOUNDS
     ONLINE_SEARCH_SPACE = config.ONLINE_SEARCH_SPACE
+    BUILT_WITH = config.BUILT_WITH
 
     def __init__(
         self,
@@ -85,6 +92,8 @@ class TorchAgent(OnPolicyValues, TorchAgentBase):
             )
         params = [p for m in self.modules().values() for p in m.parameters()]
         self.gradients = Gradients(params, flat=self.shared)
+        if optimizer is None and self.hp["use_rms_prop"]:
+            optimizer = rms_prop(params, self.hp["learning_rate"], self.hp["rms_prop_eps"])
         self.optimizer = optimizer or adam(params, self.hp["learning_rate"])
         self.apply_hyperparams()
 
