@@ -16,7 +16,8 @@ steps, counting every evaluation episode the rule needed), which policy it
 hands back and that policy's judged score:
 
 - ``optix``: ``optix train``'s scheduler and checkpoint selection as shipped
-  (``LOOP_DEFAULTS``, ``SELECTION_SHARE``, DORMANT confirmed on the current
+  (``LOOP_DEFAULTS``, ``SELECTION_SHARE``, the environment's
+  ``reward_threshold`` as the solved score, DORMANT confirmed on the current
   policy); it stops where ``optix train`` stops on the same seed.
 - ``optix 0.x``: the settings before relative patience: evaluations backing
   off to every 8 windows, DORMANT after 10 without improvement, every

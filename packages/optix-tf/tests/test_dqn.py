@@ -453,13 +453,3 @@ def test_dqn_learns_cartpole_to_475() -> None:
     assert evaluate_policy(agent, "CartPole-v1", episodes=20, seed=10_000).mean >= 475
     fresh = evaluate_policy(agent, "CartPole-v1", episodes=20, seed=999_999)
     assert fresh.mean >= 475, (scores, str(fresh))
-
-
-@pytest.mark.parametrize(
-    ("algo", "env_id", "patience"),
-    [("dqn", "CartPole-v1", 1.5), ("rainbow", "CartPole-v1", 1.5), ("sac", "Pendulum-v1", None)],
-)
-def test_value_based_agents_ask_the_loop_to_wait_through_their_dips(algo, env_id, patience):
-    hints = make_agent(algo, env_id, backend="tf", device="cpu").loop_hints
-    assert hints.get("relative_patience") == patience
-    assert hints["min_episodes_before_dormant"] == 30

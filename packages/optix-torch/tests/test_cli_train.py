@@ -25,16 +25,18 @@ def test_a_backend_alone_trains_its_preferred_algorithm(tmp_path, capsys) -> Non
 
 
 @pytest.mark.parametrize(
-    ("env_id", "algo", "patience"),
-    [("CartPole-v1", "ppo", 0.5), ("CartPole-v1", "dqn", 1.5), ("Pendulum-v1", "sac", 0.5)],
+    ("env_id", "algo", "solved"),
+    [("CartPole-v1", "ppo", 475.0), ("CartPole-v1", "dqn", 475.0), ("Pendulum-v1", "sac", None)],
 )
-def test_value_based_agents_get_more_patience_and_the_run_keeps_it(
-    env_id, algo, patience, tmp_path, capsys
+def test_every_agent_gets_the_same_patience_and_the_run_keeps_its_solved_score(
+    env_id, algo, solved, tmp_path, capsys
 ) -> None:
     argv = ["train", env_id, "--algo", algo, "--max-windows", "1", "--seed", "0"]
     assert main([*argv, "--run-dir", str(tmp_path)]) == 0
     (run_dir,) = tmp_path.iterdir()
-    assert TrainConfig.load(run_dir).loop["relative_patience"] == patience
+    loop = TrainConfig.load(run_dir).loop
+    assert (loop["relative_patience"], loop["unsolved_patience"]) == (0.5, 3.0)
+    assert loop.get("solved_score") == solved
 
 
 def test_online_tuning_keeps_the_backed_off_schedule_it_needs(tmp_path) -> None:

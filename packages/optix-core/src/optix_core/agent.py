@@ -103,9 +103,7 @@ class BaseAgent(ABC):
         """Loop settings this kind of agent needs where the user left them on auto.
 
         Off-policy learners need more evaluations before a plateau means
-        anything, since their scores lag the replay buffer. Value-based ones
-        (DQN, Rainbow) also ask for more patience than ``optix train``'s
-        ``relative_patience`` of 0.5 (``ReplayAgentMixin.RELATIVE_PATIENCE``).
+        anything, since their scores lag the replay buffer.
         """
         if self.is_on_policy:
             return {}

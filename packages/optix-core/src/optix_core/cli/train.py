@@ -41,16 +41,16 @@ from optix_core.cli.errors import UsageError
 # judging candidates has a budget of its own (SELECTION_SHARE), so backing off
 # would only stretch the confirmation. DORMANT takes 10 evaluations without a
 # credited improvement and half as many windows again as the run took to its
-# last record (BackoffScheduler's relative_patience; value-based agents ask for
-# 1.5 in their loop_hints); a record must add 2% of what the run has
-# learned (record_gain: LunarLander's PPO creeps up for millions of steps after
-# reaching 270, a point now and then). Replayed on recorded
-# CartPole curves: PPO stops 8-24 windows after its 500 instead of 60, and DQN
-# holds through the 60-window plateau below 150 that 10 plain evaluations end.
-# Until the best checkpoint reaches the environment's reward_threshold the
-# patience is 3 times the windows to the last record (unsolved_patience):
-# TD3 on LunarLanderContinuous sits below its record of window 53 until window
-# 182, then climbs to 90; relative patience alone stopped it at window 97.
+# last record (BackoffScheduler's relative_patience); a record must add 2% of
+# what the run has learned (record_gain: LunarLander's PPO creeps up for
+# millions of steps after reaching 270, a point now and then). Until the best
+# checkpoint reaches the environment's reward_threshold the patience is 3 times
+# the windows to the last record (unsolved_patience): TD3 on
+# LunarLanderContinuous sits below its record of window 53 until window 182,
+# then climbs to 90, and relative patience alone stopped it at window 97; DQN
+# on CartPole holds through its dips below 475. Replayed on recorded CartPole
+# curves: PPO stops 8-24 windows after its 500 instead of 60, and DQN holds
+# through the 60-window plateau below 150 that 10 plain evaluations end.
 LOOP_DEFAULTS: dict[str, Any] = {
     "base_interval": 1,
     "backoff_factor": 1.0,
@@ -204,8 +204,6 @@ def _start(args: argparse.Namespace) -> int:
         network=spec.network(args.env),
     )
     agent = _agent(config)  # bad hyperparameters or devices fail before anything is written
-    if "relative_patience" in agent.loop_hints:  # value-based learners dip and recover
-        config.loop["relative_patience"] = agent.loop_hints["relative_patience"]
     pipeline = _pipeline(config, agent)  # so does an agent the pipeline cannot drive
     solved = reward_threshold(args.env)
     if solved is not None:

@@ -36,7 +36,6 @@ from optix_core.off_policy.memory import (
     window_slice,
 )
 from optix_core.off_policy.q_learning import (
-    DIP_PATIENCE,
     check_n_actions,
     epsilon_greedy,
     epsilon_schedule,
@@ -55,7 +54,6 @@ from optix_core.off_policy.schedule import (
 __all__ = [
     "COUNTERS",
     "DEFAULT_ATOMS",
-    "DIP_PATIENCE",
     "PACK_BYTES",
     "PRIORITY_EPS",
     "REPLAY_FILE",

@@ -46,10 +46,6 @@ class ReplayAgentMixin:
     ``n_step``, ``per_alpha``, ``per_beta`` and ``per_beta_steps``.
     """
 
-    # ``optix train``'s relative patience for this learner (``loop_hints``); None
-    # keeps the loop's 0.5. Value-based learners set q_learning.DIP_PATIENCE.
-    RELATIVE_PATIENCE: ClassVar[float | None] = None
-
     # What the agent base supplies (annotations only: the base's attributes stay in force).
     algorithm: ClassVar[str]
     rng: np.random.Generator
@@ -73,14 +69,6 @@ class ReplayAgentMixin:
         self.replay.configure(
             hp["replay_capacity"], hp.get("per_alpha", 0.0), hp["gamma"], hp.get("n_step", 1)
         )
-
-    @property
-    def loop_hints(self) -> dict[str, Any]:
-        """The base's hints, with ``RELATIVE_PATIENCE`` where the class sets one."""
-        hints = super().loop_hints  # type: ignore[misc]
-        if self.RELATIVE_PATIENCE is None:
-            return hints
-        return {**hints, "relative_patience": self.RELATIVE_PATIENCE}
 
     @property
     def steps_collected(self) -> int:

@@ -13,14 +13,6 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-# How long a value-based learner's run must go without a record before the loop
-# calls it converged, as a share of the windows it took to reach the record
-# (``ReplayAgentMixin.RELATIVE_PATIENCE``; actor-critics keep the loop's 0.5).
-# Greedy policies flip with the argmax and dip: DQN on CartPole (seed 2) set a
-# record at window 42, fell to half of it and set the next at window 94, and
-# 0.5 or 1.0 stopped it at 180.
-DIP_PATIENCE = 1.5
-
 
 def epsilon_schedule(env_steps: int, hp: Mapping[str, Any]) -> float:
     """ε of a training action after ``env_steps`` env steps were collected.

@@ -58,7 +58,6 @@ from flax import nnx
 
 from optix_core.algorithms.config import dqn as config
 from optix_core.off_policy import (
-    DIP_PATIENCE,
     check_n_actions,
     epsilon_greedy,
     epsilon_schedule,
@@ -108,7 +107,6 @@ class FlaxDQNAgent(JaxReplayAgent):
     DEFAULTS = config.DEFAULTS
     BOUNDS = config.BOUNDS
     adam_eps = 1e-8  # ε of the default Adam (torch's default, as optix-torch and optix-tf)
-    RELATIVE_PATIENCE = DIP_PATIENCE  # greedy policies dip before they climb on
 
     def __init__(
         self,

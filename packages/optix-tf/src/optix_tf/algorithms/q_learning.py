@@ -20,7 +20,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from optix_core.off_policy import DIP_PATIENCE
 from optix_core.policies.numpy_networks import NUMPY_ACTIVATIONS, dense_forward
 from optix_core.types import HyperparamSet
 from optix_tf.algorithms.replay import TFReplayAgent
@@ -39,7 +38,6 @@ class QAgentBase(TFReplayAgent):
     """
 
     adam_eps: ClassVar[float] = 1e-8  # ε of the default Adam (torch's default, as optix-torch)
-    RELATIVE_PATIENCE = DIP_PATIENCE  # greedy policies dip before they climb on
 
     def __init__(
         self,

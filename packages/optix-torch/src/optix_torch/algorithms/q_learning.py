@@ -18,7 +18,6 @@ import gymnasium as gym
 import torch
 from torch import nn
 
-from optix_core.off_policy import DIP_PATIENCE
 from optix_core.types import HyperparamSet
 from optix_torch.accel.optim import Gradients, adam, optimizer_step
 from optix_torch.algorithms.replay import ReplayAgent
@@ -36,7 +35,6 @@ class QAgentBase(ReplayAgent):
     """
 
     adam_eps: ClassVar[float] = 1e-8  # ε of the default Adam (torch's default)
-    RELATIVE_PATIENCE = DIP_PATIENCE  # greedy policies dip before they climb on
 
     def __init__(
         self,
