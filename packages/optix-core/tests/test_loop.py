@@ -276,6 +276,26 @@ def test_dormant_waits_longer_while_the_best_checkpoint_has_not_solved_the_task(
     assert agent.skill == 10
 
 
+@pytest.mark.parametrize(("solved_score", "stops_at"), [(10.0, 15), (20.0, 40)])
+def test_a_resumed_run_stops_where_the_whole_run_does(solved_score, stops_at, tmp_path):
+    """Whether the task is solved is the best checkpoint's score, which a resumed
+    run restores: stopped at window 12 and resumed, it stops where it would have."""
+    options = dict(
+        plateau_threshold=2,
+        dormant_threshold=3,
+        relative_patience=0.5,
+        unsolved_patience=3.0,
+        solved_score=solved_score,
+        checkpoint_dir=tmp_path,
+    )
+    first = loop(ScriptedAgent(script(*range(1, 11)), save_clock=True), max_episodes=12, **options)
+    assert first.run().episodes == 12
+    agent = ScriptedAgent(script(*range(1, 11)), save_clock=True)
+    report = loop(agent, max_episodes=1000, resume=True, **options).run()
+    assert report.episodes == stops_at
+    assert ("unsolved" in report.stop_reason) == (stops_at == 40)
+
+
 def test_a_fixed_budget_run_trains_through_dormant_and_holds_the_best_weights():
     agent = ScriptedAgent(script(1, 2, 3, 10, then=2))
     recorder = Recorder()
