@@ -384,6 +384,12 @@ class RLOptimizer:
             return True
         return self.best is not None and self.best.score >= self.solved_score
 
+    def _short_of_solved(self) -> str:
+        below = f"below the solved score {self.solved_score:.4g}"
+        if self.best is None:
+            return below
+        return f"the best checkpoint scores {self.best.score:.4g} {below}"
+
     def _not_converged(self, decision: ScheduleDecision, candidate: Candidate) -> None:
         """The training score has stopped, but the policy the run would hand back
         is still improving (on MountainCarContinuous the deterministic policy
@@ -492,11 +498,7 @@ class RLOptimizer:
                     f"last record (window {scheduler.record_episode})"
                 )
             if not self.solved:
-                self._stop_reason += (
-                    f", unsolved: the best checkpoint scores {self.best.score:.4g}"
-                    if self.best is not None
-                    else ", unsolved"
-                ) + f" below the solved score {self.solved_score:.4g}"
+                self._stop_reason += f", unsolved: {self._short_of_solved()}"
 
     def _recover_from_divergence(self, agent: BaseAgent, keys: list[str]) -> None:
         if self.best_snapshot is None:

@@ -47,7 +47,7 @@ from optix_core.cli.errors import UsageError
 # checkpoint reaches the environment's reward_threshold the patience is 3 times
 # the windows to the last record (unsolved_patience): TD3 on
 # LunarLanderContinuous sits below its record of window 53 until window 182,
-# then climbs to 90, and relative patience alone stopped it at window 97; DQN
+# then climbs to 260, and relative patience alone stopped it at window 97; DQN
 # on CartPole holds through its dips below 475. Replayed on recorded CartPole
 # curves: PPO stops 8-24 windows after its 500 instead of 60, and DQN holds
 # through the 60-window plateau below 150 that 10 plain evaluations end.
