@@ -384,8 +384,11 @@ def test_tune_adapts_hyperparameters_online_and_records_it(tmp_path):
 def test_sigterm_repeated_while_the_run_reports_still_leaves_its_report(tmp_path):
     # A TERM to the process group, and the copy a wrapper (uv run) forwards after it.
     train = [sys.executable, "-m", "optix_core.cli", "train", "CartPole-v1", *CEM_ARGS]
+    # A run that cannot end on its own before the TERM arrives, however late this
+    # process reads its first line on a busy machine.
+    endless = ["--no-early-stop", "--max-windows", "100000"]
     process = subprocess.Popen(
-        [*train, "--seed", "0", "--run-dir", str(tmp_path)],
+        [*train, *endless, "--seed", "0", "--run-dir", str(tmp_path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
