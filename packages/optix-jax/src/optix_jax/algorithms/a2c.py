@@ -46,7 +46,7 @@ DIAGNOSTICS = ("policy_loss", "value_loss", "entropy")
 @functools.lru_cache(maxsize=8)
 def rms_prop(eps: float) -> optax.GradientTransformation:
     """Stable-Baselines3's A2C optimizer as torch computes it: smoothing 0.99, ε
-    added to the root. One object per ε, as ``default_adam``, so that agents
+    added after the root. One object per ε, as ``default_adam``, so that agents
     built alike share their compiled updates; the learning rate is set later."""
     return optax.inject_hyperparams(optax.rmsprop, static_args=("eps_in_sqrt",))(
         learning_rate=1e-3, decay=0.99, eps=eps, eps_in_sqrt=False

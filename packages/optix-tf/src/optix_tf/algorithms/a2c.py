@@ -49,7 +49,7 @@ DIAGNOSTICS = ("policy_loss", "value_loss", "entropy")
 
 class RMSprop(keras.optimizers.RMSprop):
     """Stable-Baselines3's A2C optimizer as torch computes it: smoothing 0.99 and
-    ε added to the root, ``θ ← θ − lr·g / (√v + ε)``; Keras adds ε under the root."""
+    ε added after the root, ``θ ← θ − lr·g / (√v + ε)``; Keras adds ε under the root."""
 
     def __init__(self, learning_rate: float, epsilon: float) -> None:
         super().__init__(learning_rate=learning_rate, rho=0.99, epsilon=epsilon)

@@ -36,7 +36,7 @@ from optix_torch.policies.networks import (
 
 
 def rms_prop(params: Any, learning_rate: float, eps: float) -> torch.optim.Optimizer:
-    """Stable-Baselines3's A2C optimizer: RMSprop, smoothing 0.99, ε added to the root."""
+    """Stable-Baselines3's A2C optimizer: RMSprop, smoothing 0.99, ε added after the root."""
     return torch.optim.RMSprop(params, lr=learning_rate, alpha=0.99, eps=eps, foreach=True)
 
 

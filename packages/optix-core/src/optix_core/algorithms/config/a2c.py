@@ -10,12 +10,12 @@ DEFAULTS = {
     "vf_coef": 0.5,
     "max_grad_norm": 0.5,
     "normalize_advantage": False,
-    # Stable-Baselines3's A2C steps RMSprop (smoothing 0.99, ε added to the root);
-    # tensor-optix's, Adam. Chosen when the agent is built.
+    # Stable-Baselines3's A2C steps RMSprop (smoothing 0.99, ε added after the root);
+    # tensor-optix's, Adam. Both are chosen when the agent is built (BUILT_WITH).
     "use_rms_prop": False,
     "rms_prop_eps": 1e-5,
 }
-BUILT_WITH = ("use_rms_prop",)
+BUILT_WITH = ("use_rms_prop", "rms_prop_eps")
 BOUNDS = {
     "learning_rate": Bound(0.0, 1.0, open_low=True),
     "gamma": Bound(0.0, 1.0),
