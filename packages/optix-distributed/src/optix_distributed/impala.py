@@ -50,6 +50,7 @@ class ImpalaAgent(TorchAgent):
 
     algorithm = "impala"
     DEFAULTS = config.DEFAULTS
+    BUILT_WITH = ()  # A2C's optimizer choice is not among IMPALA's hyperparameters
     BOUNDS = config.BOUNDS
     ONLINE_SEARCH_SPACE = config.ONLINE_SEARCH_SPACE
 

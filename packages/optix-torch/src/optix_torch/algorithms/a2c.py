@@ -92,7 +92,8 @@ class TorchAgent(OnPolicyValues, TorchAgentBase):
             )
         params = [p for m in self.modules().values() for p in m.parameters()]
         self.gradients = Gradients(params, flat=self.shared)
-        if optimizer is None and self.hp["use_rms_prop"]:
+        # .get: subclasses with hyperparameters of their own (IMPALA's) have no such key
+        if optimizer is None and self.hp.get("use_rms_prop", False):
             optimizer = rms_prop(params, self.hp["learning_rate"], self.hp["rms_prop_eps"])
         self.optimizer = optimizer or adam(params, self.hp["learning_rate"])
         self.apply_hyperparams()
