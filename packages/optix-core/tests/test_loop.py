@@ -575,6 +575,40 @@ def test_dormant_threshold_defaults_to_20_on_policy_and_15_off_policy(
     assert report.episodes == episodes
 
 
+class SmallWindowAgent(ScriptedAgent):
+    """An agent whose windows are too small to score one by one, as A2C's."""
+
+    @property
+    def loop_hints(self):
+        return {"windows_per_evaluation": 3}
+
+
+def test_an_agent_with_small_windows_is_evaluated_every_so_many_of_them():
+    agent = SmallWindowAgent(script(1, 2, 3, 4, 5, 6, then=6.0))
+    recorder = Recorder()
+    report = loop(
+        agent,
+        plateau_threshold=2,
+        dormant_threshold=2,
+        max_interval_episodes=2,
+        max_episodes=100,
+        callbacks=[recorder],
+    ).run()
+    evaluated = [event[0] for event in recorder.of("on_episode_end")]
+    # Every third window, then intervals backed off to 2 x 3 windows; DORMANT after two misses.
+    assert evaluated == [3, 6, 9, 15]
+    assert report.final_state is LoopState.DORMANT
+
+
+def test_windows_per_evaluation_given_overrides_the_agents():
+    agent = SmallWindowAgent(script(1, 2, 3, 4, 5, 6, then=6.0))
+    recorder = Recorder()
+    loop(agent, windows_per_evaluation=1, max_episodes=4, callbacks=[recorder]).run()
+    assert [event[0] for event in recorder.of("on_episode_end")] == [1, 2, 3, 4]
+    with pytest.raises(ValueError, match="windows_per_evaluation must be >= 1"):
+        loop(agent, windows_per_evaluation=0)
+
+
 def test_explicit_dormant_threshold_wins():
     agent = ScriptedAgent(script(1.0), on_policy=False)
     optimizer = loop(agent, dormant_threshold=7)

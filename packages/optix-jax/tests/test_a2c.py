@@ -14,7 +14,9 @@ from flax import nnx
 from optix_core import make_agent
 from optix_core.testing import AgentConformance
 from optix_core.testing.learning_runs import learn_with_evaluations
+from optix_core.testing.normalization import NormalizationConformance
 from optix_core.testing.optimizers import GRADIENTS, rms_prop_steps
+from optix_core.testing.schedule import ScheduleConformance
 from optix_core.types import HyperparamSet
 from optix_jax import FlaxAgent
 from optix_jax.algorithms.a2c import make_a2c, rms_prop
@@ -33,6 +35,17 @@ class TestA2CWithRMSpropConformance(AgentConformance):
     algo = "a2c"
     backend = "jax"
     learn_hyperparams: ClassVar[dict[str, Any]] = {"use_rms_prop": True}
+
+
+class TestA2CNormalization(NormalizationConformance):
+    algo = "a2c"
+    backend = "jax"
+    hyperparams: ClassVar[dict[str, Any]] = {}
+
+
+class TestA2CSchedule(ScheduleConformance):
+    algo = "a2c"
+    backend = "jax"
 
 
 def test_use_rms_prop_steps_as_torch_and_stable_baselines3_do() -> None:

@@ -247,10 +247,11 @@ def test_an_agent_without_a_compiled_policy_is_refused_before_collecting():
     assert "an agent of the jax backend that offers compiled_policy()" in message
 
 
+@pytest.mark.parametrize("algo", ["ppo", "a2c"])
 @pytest.mark.parametrize("flag", ["normalize_observations", "normalize_reward"])
-def test_normalizers_that_work_on_the_hosts_copy_are_refused_before_collecting(flag):
-    agent = make_agent("ppo", CARTPOLE, backend="jax", hyperparams={flag: True}, seed=0)
-    with pytest.raises(ValueError, match="a compiled pipeline's window stays on the device"):
+def test_normalizers_that_work_on_the_hosts_copy_are_refused_before_collecting(algo, flag):
+    agent = make_agent(algo, CARTPOLE, backend="jax", hyperparams={flag: True}, seed=0)
+    with pytest.raises(ValueError, match=f"{algo}: .* a compiled pipeline's window stays on"):
         CompiledPipeline(CARTPOLE, 2, 8, agent=agent)
 
 

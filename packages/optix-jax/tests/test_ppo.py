@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import gymnasium as gym
 import jax
 import jax.numpy as jnp
@@ -17,6 +19,7 @@ from optix_core.returns import compute_gae
 from optix_core.testing import AgentConformance
 from optix_core.testing.learning_runs import learn_with_evaluations
 from optix_core.testing.normalization import NormalizationConformance
+from optix_core.testing.schedule import ScheduleConformance
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_jax.algorithms.on_policy import gae
 from optix_jax.algorithms.ppo import FlaxPPOAgent, make_ppo, ppo_loss
@@ -34,6 +37,12 @@ class TestPPOConformance(AgentConformance):
 
 class TestPPONormalization(NormalizationConformance):
     backend = "jax"
+
+
+class TestPPOSchedule(ScheduleConformance):
+    algo = "ppo"
+    backend = "jax"
+    hyperparams: ClassVar[dict[str, Any]] = {"n_epochs": 2}
 
 
 def window(agent, env_id: str = "CartPole-v1", n_envs: int = 2, steps: int = 64):

@@ -19,7 +19,9 @@ from optix_core.pipeline import VectorBatchPipeline
 from optix_core.policies.observations import stack
 from optix_core.search_space import parse_search_space
 from optix_core.testing import AgentConformance
+from optix_core.testing.normalization import NormalizationConformance
 from optix_core.testing.optimizers import GRADIENTS, rms_prop_steps
+from optix_core.testing.schedule import ScheduleConformance
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_tf import TFAgent
 from optix_tf.algorithms.a2c import RMSprop, make_a2c
@@ -38,6 +40,17 @@ class TestA2CWithRMSpropConformance(AgentConformance):
     algo = "a2c"
     backend = "tf"
     learn_hyperparams: ClassVar[dict[str, Any]] = {"use_rms_prop": True}
+
+
+class TestA2CNormalization(NormalizationConformance):
+    algo = "a2c"
+    backend = "tf"
+    hyperparams: ClassVar[dict[str, Any]] = {}
+
+
+class TestA2CSchedule(ScheduleConformance):
+    algo = "a2c"
+    backend = "tf"
 
 
 def test_use_rms_prop_steps_as_torch_and_stable_baselines3_do() -> None:
@@ -138,7 +151,13 @@ def test_every_action_space_acts_and_steps_up_the_policy_gradient(act_kind) -> N
     before = policy_objective(agent, data, advantages)
     first = agent.learn(data)
     assert all(np.isfinite(v) for v in first.values())
-    assert set(first) == {"policy_loss", "value_loss", "entropy", "explained_variance"}
+    assert set(first) == {
+        "policy_loss",
+        "value_loss",
+        "entropy",
+        "explained_variance",
+        "learning_rate",
+    }
     assert first["policy_loss"] == pytest.approx(-before, rel=1e-4, abs=1e-6)
     assert policy_objective(agent, data, advantages) > before
     assert agent.learn(data)["value_loss"] < first["value_loss"]
@@ -278,6 +297,8 @@ def test_a2c_declares_what_the_loop_tunes_online_by_default() -> None:
     assert space == config.ONLINE_SEARCH_SPACE
     assert set(space) == {"learning_rate", "entropy_coef"}  # never the discount or λ
     assert agent.hyperparam_bounds == config.BOUNDS
+    # 5-step windows are scored a hundred at a time (SB3 logs A2C every 100 updates).
+    assert agent.loop_hints == {"windows_per_evaluation": 100}
     for end in ("low", "high"):
         values = {n: getattr(p, end) for n, p in parse_search_space(space).items()}
         agent.set_hyperparams(HyperparamSet(values))

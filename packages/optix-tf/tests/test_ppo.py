@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import gymnasium as gym
 import keras
 import numpy as np
@@ -13,6 +15,7 @@ from optix_core.pipeline import VectorBatchPipeline
 from optix_core.testing import AgentConformance
 from optix_core.testing.learning_runs import learn_with_evaluations
 from optix_core.testing.normalization import NormalizationConformance
+from optix_core.testing.schedule import ScheduleConformance
 from optix_core.types import HyperparamSet
 from optix_tf.algorithms.ppo import TFGaussianPPOAgent, TFPPOAgent, make_ppo
 
@@ -27,6 +30,12 @@ class TestPPOConformance(AgentConformance):
 
 class TestPPONormalization(NormalizationConformance):
     backend = "tf"
+
+
+class TestPPOSchedule(ScheduleConformance):
+    algo = "ppo"
+    backend = "tf"
+    hyperparams: ClassVar[dict[str, Any]] = {"n_epochs": 2}
 
 
 def window(agent, env_id: str = "CartPole-v1", n_envs: int = 2, steps: int = 64):

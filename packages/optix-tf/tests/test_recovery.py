@@ -44,6 +44,7 @@ def test_a_nan_loss_rolls_back_to_the_best_checkpoint_and_never_saves_nan(algo, 
         pipeline,
         checkpoint_dir=tmp_path / "ckpt",
         max_episodes=16,
+        windows_per_evaluation=1,  # A2C's are scored a hundred at a time by default
         callbacks=[CountRollbacks()],
     )
     report = loop.run()

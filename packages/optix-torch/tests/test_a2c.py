@@ -10,6 +10,8 @@ from optix_core.optimizers import SPSAOptimizer
 from optix_core.registry import registered_agent
 from optix_core.search_space import parse_search_space
 from optix_core.testing import AgentConformance
+from optix_core.testing.normalization import NormalizationConformance
+from optix_core.testing.schedule import ScheduleConformance
 from optix_core.types import HyperparamSet
 
 torch.set_num_threads(1)
@@ -24,6 +26,17 @@ class TestA2CWithRMSpropConformance(AgentConformance):
     algo = "a2c"
     backend = "torch"
     learn_hyperparams: ClassVar[dict[str, Any]] = {"use_rms_prop": True}
+
+
+class TestA2CNormalization(NormalizationConformance):
+    algo = "a2c"
+    backend = "torch"
+    hyperparams: ClassVar[dict[str, Any]] = {}
+
+
+class TestA2CSchedule(ScheduleConformance):
+    algo = "a2c"
+    backend = "torch"
 
 
 def test_use_rms_prop_steps_stable_baselines3s_a2c_optimizer() -> None:
@@ -58,6 +71,8 @@ def test_a2c_declares_what_the_loop_tunes_online_by_default() -> None:
         assert config.BOUNDS[name].accepts(p.low) and config.BOUNDS[name].accepts(p.high), name
     assert parsed["learning_rate"].low <= config.DEFAULTS["learning_rate"] <= 3e-3
     assert agent.hyperparam_bounds == config.BOUNDS
+    # 5-step windows are scored a hundred at a time (SB3 logs A2C every 100 updates).
+    assert agent.loop_hints == {"windows_per_evaluation": 100}
     assert SPSAOptimizer.from_search_space(space).space.names == tuple(space)
     for end in ("low", "high"):
         agent.set_hyperparams(HyperparamSet({n: getattr(p, end) for n, p in parsed.items()}))

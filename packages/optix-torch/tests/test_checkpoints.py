@@ -91,6 +91,7 @@ def test_a_nan_loss_rolls_back_to_the_best_checkpoint_and_never_saves_nan(tmp_pa
         pipeline,
         checkpoint_dir=tmp_path / "ckpt",
         max_episodes=20,
+        windows_per_evaluation=1,  # A2C's are scored a hundred at a time by default
         callbacks=[CountRollbacks()],
     )
     report = loop.run()

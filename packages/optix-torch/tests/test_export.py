@@ -94,11 +94,12 @@ def assert_same_actions(got: np.ndarray, want: np.ndarray, space: gym.Space) -> 
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("algo", ["ppo", "a2c"])
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_an_exported_policy_standardizes_observations_as_the_agent_does(fmt, tmp_path):
+def test_an_exported_policy_standardizes_observations_as_the_agent_does(algo, fmt, tmp_path):
     env = gym.make("CartPole-v1")
     hp = {"normalize_observations": True}
-    agent = make_agent("ppo", env, backend="torch", hyperparams=hp, device="cpu", seed=0)
+    agent = make_agent(algo, env, backend="torch", hyperparams=hp, device="cpu", seed=0)
     space = env.observation_space
     rng = np.random.default_rng(0)
     agent.obs_normalizer.update(rng.normal([1.0, -2.0, 0.1, 3.0], [0.5, 2.0, 0.05, 4.0], (500, 4)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ from optix_core.optimizers import SPSAOptimizer
 from optix_core.search_space import parse_search_space
 from optix_core.testing import AgentConformance, toy_envs  # noqa: F401 - FarCartPole
 from optix_core.testing.normalization import NormalizationConformance
+from optix_core.testing.schedule import ScheduleConformance
 from optix_core.types import EpisodeData, EvalMetrics, HyperparamSet
 from optix_torch.accel.optim import LeanAdam
 from optix_torch.algorithms.ppo import (
@@ -325,6 +328,12 @@ def test_a_discrete_checkpoint_does_not_load_into_a_gaussian_agent(tmp_path) -> 
 
 class TestPPONormalization(NormalizationConformance):
     backend = "torch"
+
+
+class TestPPOSchedule(ScheduleConformance):
+    algo = "ppo"
+    backend = "torch"
+    hyperparams: ClassVar[dict[str, Any]] = {"n_epochs": 2}
 
 
 @pytest.mark.parametrize("env_id", [None, "optix-tests/Catch-v0", "optix-tests/DictGoal-v0"])

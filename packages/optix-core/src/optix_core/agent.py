@@ -103,7 +103,10 @@ class BaseAgent(ABC):
         """Loop settings this kind of agent needs where the user left them on auto.
 
         Off-policy learners need more evaluations before a plateau means
-        anything, since their scores lag the replay buffer.
+        anything, since their scores lag the replay buffer
+        (``min_episodes_before_dormant``). An agent whose windows are too small
+        to score one by one (A2C's 5 steps) asks for ``windows_per_evaluation``:
+        the loop's evaluation intervals count in that many windows.
         """
         if self.is_on_policy:
             return {}

@@ -37,6 +37,8 @@ class ConfiguredAgent(BaseAgent):
     ONLINE_SEARCH_SPACE: ClassVar[dict[str, tuple]] = {}
     # Hyperparameters that choose what is built (A2C's optimizer): fixed for the agent's life.
     BUILT_WITH: ClassVar[tuple[str, ...]] = ()
+    # Loop settings of this algorithm (the config module's LOOP_HINTS; BaseAgent.loop_hints).
+    LOOP_HINTS: ClassVar[dict[str, Any]] = {}
 
     def init_hyperparams(self, hyperparams: HyperparamSet | dict[str, Any] | None) -> None:
         """``DEFAULTS`` overridden by ``hyperparams``, checked: a bad value is an
@@ -67,6 +69,10 @@ class ConfiguredAgent(BaseAgent):
         """Read what ``save_extra`` wrote."""
 
     # ---- BaseAgent's hyperparameter half ---------------------------------------
+
+    @property
+    def loop_hints(self) -> dict[str, Any]:
+        return {**super().loop_hints, **self.LOOP_HINTS}
 
     @property
     def hp(self) -> dict[str, Any]:

@@ -80,7 +80,9 @@ class RLOptimizer:
     (where it says "episode", read "window": one batch of experience the
     pipeline yields). ``dormant_threshold=None`` means 20, or 15 for
     off-policy agents; a zero ``min_episodes_before_dormant`` takes the
-    agent's ``loop_hints``. ``relative_patience``, ``record_gain`` and
+    agent's ``loop_hints``; so does ``windows_per_evaluation=None``: the
+    windows that ``base_interval`` and ``max_interval_episodes`` count in (1,
+    or 100 for A2C, whose 5-step windows are too small to score one by one). ``relative_patience``, ``record_gain`` and
     ``unsolved_patience`` are optix's additions to the DORMANT test
     (``optix_core.scheduler``; 0, tensor-optix's test, by default); the
     last applies while the best checkpoint scores below ``solved_score``
@@ -128,6 +130,7 @@ class RLOptimizer:
         base_interval: int = 1,
         backoff_factor: float = 2.0,
         max_interval_episodes: int = 100,
+        windows_per_evaluation: int | None = None,
         plateau_threshold: int = 5,
         dormant_threshold: int | None = None,
         score_smoothing: int = 2,
@@ -167,6 +170,10 @@ class RLOptimizer:
             raise ValueError("resume=True needs the checkpoint_dir of the run to continue")
         if selection is not None and checkpoint_score_fn is not None:
             raise ValueError("give selection= or checkpoint_score_fn=, not both")
+        if windows_per_evaluation is not None and windows_per_evaluation < 1:
+            raise ValueError(
+                f"windows_per_evaluation must be >= 1 or None, got {windows_per_evaluation}"
+            )
         if solved_score is not None and not math.isfinite(solved_score):
             raise ValueError(f"solved_score must be a finite number or None, got {solved_score}")
         if checkpoint_score_fn is not None:
@@ -210,6 +217,7 @@ class RLOptimizer:
             "record_gain": record_gain,
             "unsolved_patience": unsolved_patience,
         }
+        self.windows_per_evaluation = windows_per_evaluation
         self.solved_score = solved_score
         self.dormant_threshold = dormant_threshold
         self.min_episodes_before_dormant = min_episodes_before_dormant
@@ -626,9 +634,17 @@ class RLOptimizer:
         min_dormant = self.min_episodes_before_dormant or agent.loop_hints.get(
             "min_episodes_before_dormant", 0
         )
+        # An agent whose windows are too small to score one by one counts its
+        # evaluation intervals in several windows (A2C: SB3's log_interval).
+        per_evaluation = self.windows_per_evaluation or int(
+            agent.loop_hints.get("windows_per_evaluation", 1)
+        )
+        options = dict(self.schedule_options)
+        for key in ("base_interval", "max_interval_episodes"):
+            options[key] *= per_evaluation
         return BackoffScheduler(
-            **self.schedule_options,
-            dormant_threshold=max(dormant, self.schedule_options["plateau_threshold"]),
+            **options,
+            dormant_threshold=max(dormant, options["plateau_threshold"]),
             min_episodes_before_dormant=min_dormant,
         )
 

@@ -6,15 +6,17 @@ not zeroed: only ``terminated`` ends the return). V(s_t) and log π_old were
 recorded at act time in ``policy_info``; a window collected without them (a
 deterministic pipeline, another agent's data) gets them from the current
 networks. The rest takes one forward pass, which the backend supplies.
-PPO's window then travels to the framework as one float32 table
-(``loss_table``) and is cut into minibatches (``minibatch_starts``).
+``OnPolicyWindow``, mixed into PPO's and A2C's agents, turns a window into
+advantages and returns under the learning rate's schedule and SB3's
+normalizers; PPO's window then travels to the framework as one float32
+table (``PPOWindow``, ``loss_table``) cut into minibatches (``minibatch_starts``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -124,13 +126,24 @@ def minibatch_starts(epochs: int, n: int, batch: int) -> list[int]:
     return [lo + start for lo in range(0, epochs * n, n) for start in range(0, n, batch)]
 
 
-class PPOWindow:
-    """PPO's framework-free half, mixed into a backend's PPO agent (ahead of its
-    base): the linear schedules, the normalizers, and a window turned into its
-    loss table.
+class Window(NamedTuple):
+    """A window as the losses read it (``OnPolicyWindow.window_returns``)."""
+
+    obs: Any  # [T·N, ...], as the networks take them
+    actions: np.ndarray  # the distribution's learn actions [T·N, ...]
+    values: np.ndarray  # V(s_t) [T, N]
+    old_log_probs: np.ndarray  # log π_old [T·N]
+    advantages: np.ndarray  # Â [T, N]
+    returns: np.ndarray  # R = Â + V [T, N]
+
+
+class OnPolicyWindow:
+    """The framework-free half of an on-policy agent (PPO, A2C), mixed into a
+    backend's agent ahead of its base: the learning rate's linear schedule,
+    the normalizers, and a window turned into its advantages and returns.
 
     The agent sets ``env_steps = 0``, calls ``init_normalizers`` and has ``hp``,
-    ``distribution``, ``optimizer`` and ``rollout_values(data, obs, learn_actions)``;
+    ``distribution`` and ``rollout_values(data, obs, learn_actions, recorded)``;
     its ``act`` and ``act_info`` feed the networks ``observed(observation)``.
     """
 
@@ -176,13 +189,15 @@ class PPOWindow:
         anneal = self.hp["anneal_steps"]
         return max(0.0, 1.0 - self.env_steps / anneal) if anneal else 1.0
 
-    def window_table(
-        self, data: EpisodeData
-    ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, float]:
-        """Count the window's steps, then: its observations ``[T·N, ...]`` as the
-        networks take them, the loss table (``loss_table``), V(s_t) and the returns
-        ``[T, N]``, and the clip range of this point of the schedule."""
-        hp = self.hp
+    def scheduled_learning_rate(self) -> float:
+        """The learning rate at this point of the schedule (rl-zoo's ``lin_``)."""
+        return self.hp["learning_rate"] * self.schedule_fraction()
+
+    def window_returns(self, data: EpisodeData, recorded: bool = True) -> Window:
+        """Count the window's steps, then its observations as the networks take
+        them, its learn actions, V(s_t), log π_old, and GAE's advantages and
+        returns, on normalized rewards where asked; ``recorded=False`` takes V
+        and log π_old from the networks as they stand, not from act time."""
         steps, envs = np.shape(data.rewards)
         n = steps * envs
         self.env_steps += n
@@ -196,15 +211,16 @@ class PPOWindow:
             )
         obs = O.flatten_steps(data.observations, n)
         actions = self.distribution.learn_actions(data.actions, data.policy_info, n)
-        values, next_values, final_values, old_log_probs = self.rollout_values(data, obs, actions)
+        values, next_values, final_values, old_log_probs = self.rollout_values(
+            data, obs, actions, recorded
+        )
         rewards = data.rewards
-        if hp["normalize_reward"] or self.reward_normalizer is not None:
+        if self.hp["normalize_reward"] or self.reward_normalizer is not None:
             rewards = self._reward_normalizer(envs).normalize_window(rewards, data.dones)
-        advantages, returns = gae(data, rewards, values, next_values, final_values, hp)
-        table = loss_table(old_log_probs, advantages, returns, values, actions)
+        advantages, returns = gae(data, rewards, values, next_values, final_values, self.hp)
         if self.obs_normalizer is not None:
             self.obs_normalizer.update(O.flatten_steps(raw, n))
-        return obs, table, values, returns, hp["clip_ratio"] * self.schedule_fraction()
+        return Window(obs, actions, values, old_log_probs, advantages, returns)
 
     def _reward_normalizer(self, envs: int) -> RewardNormalizer:
         if self.reward_normalizer is None:
@@ -226,17 +242,24 @@ class PPOWindow:
         saved = state.get("reward_normalizer")
         if saved is not None:
             self._reward_normalizer(len(saved["returns"])).load_state_dict(_arrays(saved))
-        saved = state.get("obs_normalizer")
-        if (saved is None) != (self.obs_normalizer is None):
-            # The weights were trained on the other kind of input: acting on them would be wrong.
-            raise ValueError(
-                f"{self.algorithm}: the checkpoint was saved "
-                f"{'without' if saved is None else 'with'} observation statistics, this agent "
-                f"has normalize_observations={bool(self.hp['normalize_observations'])}"
-            )
-        if self.obs_normalizer is not None:
-            self.obs_normalizer.load_state_dict(_arrays(saved))
+        if self.obs_normalizer is not None:  # BUILT_WITH: the checkpoint has them too
+            self.obs_normalizer.load_state_dict(_arrays(state["obs_normalizer"]))
         self.apply_hyperparams()
+
+
+class PPOWindow(OnPolicyWindow):
+    """PPO's window: ``OnPolicyWindow``'s, as the loss table its minibatches cut,
+    and the clip range's schedule."""
+
+    def window_table(
+        self, data: EpisodeData
+    ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, float]:
+        """The window's observations ``[T·N, ...]`` as the networks take them, the
+        loss table (``loss_table``), V(s_t) and the returns ``[T, N]``, and the
+        clip range of this point of the schedule."""
+        w = self.window_returns(data)
+        table = loss_table(w.old_log_probs, w.advantages, w.returns, w.values, w.actions)
+        return w.obs, table, w.values, w.returns, self.hp["clip_ratio"] * self.schedule_fraction()
 
 
 def _arrays(saved: dict[str, Any]) -> dict[str, Any]:

@@ -32,15 +32,15 @@ from optix_core.returns import compute_vtrace_targets
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_distributed import config
 from optix_torch.accel.optim import optimizer_step
-from optix_torch.algorithms.a2c import TorchAgent
+from optix_torch.algorithms.a2c import ActorCriticAgent
 from optix_torch.algorithms.on_policy import default_agent, explained_variance
 from optix_torch.policies import observations as O
 
 
-class ImpalaAgent(TorchAgent):
+class ImpalaAgent(ActorCriticAgent):
     """IMPALA's learner (V-trace actor-critic) over any actor and critic.
 
-    Args: as optix-torch's ``TorchAgent`` (A2C): ``actor`` (observations → the
+    Args: as optix-torch's ``ActorCriticAgent`` (A2C's base): ``actor`` (observations → the
     distribution's parameters, or ``(parameters, values)`` with ``critic=None``),
     ``optimizer`` (default Adam), ``hyperparams`` (keys of
     ``optix_distributed.config.DEFAULTS``), ``critic``, ``device``, ``seed``,
@@ -50,7 +50,6 @@ class ImpalaAgent(TorchAgent):
 
     algorithm = "impala"
     DEFAULTS = config.DEFAULTS
-    BUILT_WITH = ()  # A2C's optimizer choice is not among IMPALA's hyperparameters
     BOUNDS = config.BOUNDS
     ONLINE_SEARCH_SPACE = config.ONLINE_SEARCH_SPACE
 
@@ -61,13 +60,6 @@ class ImpalaAgent(TorchAgent):
                 "impala: V-trace needs values: pass critic= or an actor that returns "
                 "(policy_output, value)"
             )
-
-    @property
-    def loop_hints(self) -> dict[str, Any]:
-        """As patient as the off-policy learners: the actors act with a policy
-        that lags the learner's, and with ``optix train``'s relative patience
-        of 0.5 a CartPole run went DORMANT at 339 after its record at window 39."""
-        return {"relative_patience": 1.5}
 
     def learn(self, episode_data: EpisodeData) -> dict[str, float]:
         """One V-trace step per batch of the window; the last step's statistics."""

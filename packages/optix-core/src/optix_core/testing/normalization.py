@@ -1,9 +1,10 @@
-"""What PPO's ``normalize_observations`` and ``normalize_reward`` promise, on any backend.
+"""What ``normalize_observations`` and ``normalize_reward`` promise, on any backend.
 
 Subclass ``NormalizationConformance`` in a test module and set ``backend``
-(and ``algo`` for an agent built on ``optix_core.on_policy.PPOWindow`` other
-than "ppo"). The tests use the agent's public surface only: ``act``,
-``act_info``, ``learn``, ``window_table``, the normalizers and checkpoints.
+(and ``algo`` for an agent built on ``optix_core.on_policy.OnPolicyWindow``
+other than "ppo", with ``hyperparams`` it learns with quickly). The tests
+use the agent's public surface only: ``act``, ``act_info``, ``learn``,
+``window_returns``, the normalizers, ``set_hyperparams`` and checkpoints.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ import pytest
 
 from optix_core.pipeline import VectorBatchPipeline
 from optix_core.registry import make_agent
-from optix_core.types import EpisodeData
+from optix_core.types import EpisodeData, HyperparamSet
 
 ENV_ID = "CartPole-v1"
-FLAGS = {"normalize_observations": True, "normalize_reward": True, "n_epochs": 2}
+FLAGS = {"normalize_observations": True, "normalize_reward": True}
 
 
 class NormalizationConformance:
@@ -27,9 +28,10 @@ class NormalizationConformance:
 
     algo: ClassVar[str] = "ppo"
     backend: ClassVar[str]
+    hyperparams: ClassVar[dict[str, Any]] = {"n_epochs": 2}
 
     def agent(self, normalize: bool = True) -> Any:
-        hp = FLAGS if normalize else {"n_epochs": 2}
+        hp = {**self.hyperparams, **(FLAGS if normalize else {})}
         return make_agent(
             self.algo, ENV_ID, backend=self.backend, hyperparams=hp, device="cpu", seed=0
         )
@@ -43,7 +45,7 @@ class NormalizationConformance:
         before = agent.obs_normalizer.state_dict()
         second = _window(agent, seed=1)
         raw = second.observations.reshape(-1, 4)
-        obs, *_ = agent.window_table(second)
+        obs = agent.window_returns(second).obs
         np.testing.assert_allclose(obs, _standardized(raw, before), rtol=1e-6)
         # Then the window joined the statistics, as one batch of both windows would.
         both = np.concatenate([first.observations.reshape(-1, 4), raw])
@@ -92,10 +94,18 @@ class NormalizationConformance:
     ) -> None:
         self.agent().save_weights(str(tmp_path / "normalized"))
         self.agent(normalize=False).save_weights(str(tmp_path / "raw"))
-        with pytest.raises(ValueError, match="saved with observation statistics"):
+        with pytest.raises(ValueError, match="has normalize_observations=True, but this agent"):
             self.agent(normalize=False).load_weights(str(tmp_path / "normalized"))
-        with pytest.raises(ValueError, match="saved without observation statistics"):
+        with pytest.raises(ValueError, match="has normalize_observations=False, but this agent"):
             self.agent().load_weights(str(tmp_path / "raw"))
+
+    def test_normalizing_observations_is_chosen_when_the_agent_is_built(self) -> None:
+        agent = self.agent(normalize=False)
+        with pytest.raises(ValueError, match="built with normalize_observations=False"):
+            agent.set_hyperparams(HyperparamSet({"normalize_observations": True}))
+        agent.set_hyperparams(HyperparamSet({"normalize_reward": True}))  # a running statistic
+        agent.learn(_window(agent, seed=0))
+        assert agent.reward_normalizer is not None and agent.obs_normalizer is None
 
 
 def _window(agent: Any, seed: int) -> EpisodeData:

@@ -22,6 +22,7 @@ step is one jitted function: windows of one shape never retrace it.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -32,10 +33,10 @@ import optax
 from flax import nnx
 
 from optix_core.algorithms.config import a2c as config
-from optix_core.on_policy import explained_variance, gae
+from optix_core.on_policy import OnPolicyWindow, explained_variance
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_jax.algorithms import on_policy as P
-from optix_jax.base import JaxAgentBase, compiled, default_adam, new_optimizer
+from optix_jax.base import JaxAgentBase, compiled, default_adam, new_optimizer, set_learning_rate
 from optix_jax.policies import observations as O
 from optix_jax.policies.distributions import Distribution
 from optix_jax.policies.networks import check_actor_critic
@@ -53,7 +54,7 @@ def rms_prop(eps: float) -> optax.GradientTransformation:
     )
 
 
-class FlaxAgent(P.OnPolicyNetworks, JaxAgentBase):
+class FlaxAgent(OnPolicyWindow, P.OnPolicyNetworks, JaxAgentBase):
     """A2C / REINFORCE (tensor-optix's ``FlaxAgent``) on Discrete, MultiDiscrete,
     MultiBinary or Box actions, over any ``flax.nnx.Module``.
 
@@ -65,8 +66,11 @@ class FlaxAgent(P.OnPolicyNetworks, JaxAgentBase):
         optimizer: an optax transformation with its learning rate injected
             (``optax.inject_hyperparams``); default Adam (ε = 1e-8), or
             ``rms_prop`` with ``use_rms_prop`` (Stable-Baselines3's A2C). Stepped
-            through an ``nnx.Optimizer`` over the parameters (``nnx.Param``).
-        hyperparams: keys of ``optix_core.algorithms.config.a2c.DEFAULTS``.
+            through an ``nnx.Optimizer`` over the parameters (``nnx.Param``); its
+            learning rate follows ``hyperparams`` (and ``anneal_steps``' schedule).
+        hyperparams: keys of ``optix_core.algorithms.config.a2c.DEFAULTS``;
+            ``normalize_observations`` and ``normalize_reward`` are SB3's
+            VecNormalize (``OnPolicyWindow.init_normalizers``).
         device: "auto", "cpu", "gpu", "gpu:N" ("cuda" and "cuda:N" alike).
         seed: seeds the agent's own generators (sampling).
         critic: observations → ``[B, 1]`` state values, or None.
@@ -81,6 +85,7 @@ class FlaxAgent(P.OnPolicyNetworks, JaxAgentBase):
     BOUNDS = config.BOUNDS
     ONLINE_SEARCH_SPACE = config.ONLINE_SEARCH_SPACE
     BUILT_WITH = config.BUILT_WITH
+    LOOP_HINTS = config.LOOP_HINTS
 
     def __init__(
         self,
@@ -111,21 +116,26 @@ class FlaxAgent(P.OnPolicyNetworks, JaxAgentBase):
             tx = optimizer or default_adam(1e-8)
             self.optimizer = new_optimizer(self.networks, tx)
         self.init_networks()
+        self.init_normalizers(None, observation_space)
+        self.env_steps = 0  # environment steps learned from: drives anneal_steps
         graphdef, _ = nnx.split((self.networks, self.optimizer))
         self._update = compiled(a2c_update, graphdef, self.distribution)
         self.apply_hyperparams()
 
+    def apply_hyperparams(self) -> None:
+        set_learning_rate(self.optimizer, self.scheduled_learning_rate())
+
+    def compiled_policy(self, deterministic: bool = False) -> tuple[Callable, Any]:
+        P.refuse_host_normalizers(self)
+        return super().compiled_policy(deterministic)
+
     def learn(self, episode_data: EpisodeData) -> dict[str, float]:
-        data, hp = episode_data, self.hp
-        steps, envs = np.shape(data.rewards)
-        n = steps * envs
-        obs = O.flatten_steps(data.observations, n)
-        actions = self.distribution.learn_actions(data.actions, data.policy_info, n)
+        hp = self.hp
         # V from the networks that learn, not from whoever collected the window.
-        values, next_values, final_values, _ = self.rollout_values(
-            data, obs, actions, recorded=False
-        )
-        advantages, returns = gae(data, data.rewards, values, next_values, final_values, hp)
+        w = self.window_returns(episode_data, recorded=False)
+        n = len(w.actions)
+        learning_rate = self.scheduled_learning_rate()
+        set_learning_rate(self.optimizer, learning_rate)
         settings = [
             hp["vf_coef"],
             hp["entropy_coef"],
@@ -136,17 +146,18 @@ class FlaxAgent(P.OnPolicyNetworks, JaxAgentBase):
             state = nnx.state((self.networks, self.optimizer))
             state, losses = self._update(
                 state,
-                O.to_jax(obs),
-                jnp.asarray(actions),
-                jnp.asarray(advantages.reshape(n), jnp.float32),
-                jnp.asarray(returns.reshape(n), jnp.float32),
+                O.to_jax(w.obs),
+                jnp.asarray(w.actions),
+                jnp.asarray(w.advantages.reshape(n), jnp.float32),
+                jnp.asarray(w.returns.reshape(n), jnp.float32),
                 jnp.asarray(settings, jnp.float32),
             )
             nnx.update((self.networks, self.optimizer), state)
         self.weights_changed()
         return {
             **{k: float(v) for k, v in zip(DIAGNOSTICS, np.asarray(losses), strict=True)},
-            "explained_variance": explained_variance(values.reshape(-1), returns.reshape(-1)),
+            "explained_variance": explained_variance(w.values.reshape(-1), w.returns.reshape(-1)),
+            "learning_rate": learning_rate,
         }
 
 

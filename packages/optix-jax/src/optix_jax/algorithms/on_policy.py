@@ -217,6 +217,19 @@ def numpy_snapshot(networks: PolicyNetworks) -> NumpyActorCritic | None:
     return NumpyActorCritic(heads)
 
 
+def refuse_host_normalizers(agent: Any) -> None:
+    """A compiled pipeline keeps its windows on the device, where an agent's
+    normalizers (``OnPolicyWindow``'s), which work on the host's copy, cannot reach them."""
+    host = agent.reward_normalizer is not None or agent.obs_normalizer is not None
+    if host or agent.hp["normalize_reward"]:
+        raise ValueError(
+            f"{agent.algorithm}: normalize_reward, normalize_observations and "
+            "reward_normalizer work on windows on the host; a compiled pipeline's window "
+            "stays on the device: build the agent without them, or train on a gymnasium "
+            "environment"
+        )
+
+
 def on_device(data: EpisodeData) -> bool:
     """Whether a window's arrays are JAX arrays (a compiled pipeline's), not numpy."""
     return isinstance(data.rewards, jax.Array)

@@ -73,7 +73,7 @@ class FlaxPPOAgent(PPOWindow, P.OnPolicyNetworks, JaxAgentBase):
         reward_normalizer: an ``optix_core.normalizers.RewardNormalizer`` with
             one column per environment. ``normalize_reward`` makes one itself,
             and ``normalize_observations`` standardizes observations
-            (``PPOWindow.init_normalizers``); Python pipelines only: a compiled
+            (``OnPolicyWindow.init_normalizers``); Python pipelines only: a compiled
             pipeline's window stays on the device, and is refused with either.
         device: "auto", "cpu", "gpu", "gpu:N" ("cuda" and "cuda:N" alike).
         seed: seeds the agent's own generators (sampling, minibatch order).
@@ -88,6 +88,7 @@ class FlaxPPOAgent(PPOWindow, P.OnPolicyNetworks, JaxAgentBase):
     DEFAULTS = config.DEFAULTS
     BOUNDS = config.BOUNDS
     ONLINE_SEARCH_SPACE = config.ONLINE_SEARCH_SPACE
+    BUILT_WITH = config.BUILT_WITH
 
     def __init__(
         self,
@@ -121,19 +122,8 @@ class FlaxPPOAgent(PPOWindow, P.OnPolicyNetworks, JaxAgentBase):
         self.apply_hyperparams()
 
     def compiled_policy(self, deterministic: bool = False) -> tuple[Callable, Any]:
-        self.refuse_host_normalizers()
+        P.refuse_host_normalizers(self)
         return super().compiled_policy(deterministic)
-
-    def refuse_host_normalizers(self) -> None:
-        """A compiled pipeline keeps its windows on the device, where normalizers
-        that work on the host's copy cannot reach them."""
-        host = self.reward_normalizer is not None or self.obs_normalizer is not None
-        if host or self.hp["normalize_reward"]:
-            raise ValueError(
-                "ppo: normalize_reward, normalize_observations and reward_normalizer work "
-                "on windows on the host; a compiled pipeline's window stays on the device: "
-                "build the agent without them, or train on a gymnasium environment"
-            )
 
     def _build_updates(self) -> None:
         graphdef, _ = nnx.split((self.networks, self.optimizer))
@@ -143,21 +133,20 @@ class FlaxPPOAgent(PPOWindow, P.OnPolicyNetworks, JaxAgentBase):
     # ---- schedules ------------------------------------------------------
 
     def apply_hyperparams(self) -> None:
-        set_learning_rate(self.optimizer, self.hp["learning_rate"] * self.schedule_fraction())
+        set_learning_rate(self.optimizer, self.scheduled_learning_rate())
 
     # ---- learning -------------------------------------------------------
 
     def learn(self, episode_data: EpisodeData) -> dict[str, float]:
-        hp = self.hp
-        learning_rate_now = hp["learning_rate"] * self.schedule_fraction()
-        set_learning_rate(self.optimizer, learning_rate_now)
+        # Either path counts the window's steps, then sets the schedule's learning
+        # rate (apply_hyperparams): the window learns at the rate that counts it.
         with self.on_device():
             if P.on_device(episode_data):
                 stats, clip = self._learn_on_device(episode_data)
             else:
                 stats, clip = self._learn_on_host(episode_data)
         self.weights_changed()
-        return {**stats, "learning_rate": learning_rate_now, "clip_ratio": clip}
+        return {**stats, "learning_rate": self.scheduled_learning_rate(), "clip_ratio": clip}
 
     def _settings(self, clip: float, batch: int) -> jax.Array:
         hp = self.hp
@@ -185,6 +174,7 @@ class FlaxPPOAgent(PPOWindow, P.OnPolicyNetworks, JaxAgentBase):
         """A window from a Python pipeline: the table on the host (as every backend),
         the update jitted."""
         obs, table, values, returns, clip = self.window_table(data)
+        self.apply_hyperparams()
         n = len(table)
         batch, index, mask = self._plan(n)
         state = nnx.state((self.networks, self.optimizer))
@@ -197,10 +187,11 @@ class FlaxPPOAgent(PPOWindow, P.OnPolicyNetworks, JaxAgentBase):
 
     def _learn_on_device(self, data: EpisodeData) -> tuple[dict[str, float], float]:
         """A compiled pipeline's window: values, GAE and the update in one jitted call."""
-        self.refuse_host_normalizers()
+        P.refuse_host_normalizers(self)
         steps, envs = data.rewards.shape
         n = steps * envs
         self.env_steps += n
+        self.apply_hyperparams()
         clip = self.hp["clip_ratio"] * self.schedule_fraction()
         batch, index, mask = self._plan(n)
         window = {

@@ -25,11 +25,10 @@ from typing import Any
 
 import gymnasium as gym
 import keras
-import numpy as np
 import tensorflow as tf
 
 from optix_core.algorithms.config import a2c as config
-from optix_core.on_policy import explained_variance, gae
+from optix_core.on_policy import OnPolicyWindow, explained_variance
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_tf.accel.adam import apply_gradients
 from optix_tf.algorithms.on_policy import (
@@ -39,7 +38,7 @@ from optix_tf.algorithms.on_policy import (
     returns_values,
 )
 from optix_tf.algorithms.ppo import pick_distribution
-from optix_tf.base import TFAgentBase
+from optix_tf.base import TFAgentBase, set_learning_rate
 from optix_tf.policies import observations as O
 from optix_tf.policies.distributions import Distribution
 from optix_tf.policies.networks import check_actor_critic
@@ -62,7 +61,7 @@ class RMSprop(keras.optimizers.RMSprop):
         self.assign_sub(variable, lr * gradient / (keras.ops.sqrt(velocity) + self.epsilon))
 
 
-class TFAgent(OnPolicyNetworks, TFAgentBase):
+class TFAgent(OnPolicyWindow, OnPolicyNetworks, TFAgentBase):
     """A2C / REINFORCE (tensor-optix's ``TFAgent``) on Discrete, MultiDiscrete,
     MultiBinary or Box actions.
 
@@ -73,8 +72,11 @@ class TFAgent(OnPolicyNetworks, TFAgentBase):
             returns parameters alone and no critic is REINFORCE.
         optimizer: a Keras optimizer over every network; default Adam
             (ε = 1e-8, as optix-torch's), or ``RMSprop`` with ``use_rms_prop``
-            (Stable-Baselines3's A2C). Its learning rate follows ``hyperparams``.
-        hyperparams: keys of ``optix_core.algorithms.config.a2c.DEFAULTS``.
+            (Stable-Baselines3's A2C). Its learning rate follows ``hyperparams``
+            (and ``anneal_steps``' schedule).
+        hyperparams: keys of ``optix_core.algorithms.config.a2c.DEFAULTS``;
+            ``normalize_observations`` and ``normalize_reward`` are SB3's
+            VecNormalize (``OnPolicyWindow.init_normalizers``).
         critic: observations → ``[B, 1]`` values, or None.
         device, seed, action_space, observation_space, distribution: as
             ``TFPPOAgent``'s.
@@ -85,6 +87,7 @@ class TFAgent(OnPolicyNetworks, TFAgentBase):
     BOUNDS = config.BOUNDS
     ONLINE_SEARCH_SPACE = config.ONLINE_SEARCH_SPACE
     BUILT_WITH = config.BUILT_WITH
+    LOOP_HINTS = config.LOOP_HINTS
 
     def __init__(
         self,
@@ -122,6 +125,8 @@ class TFAgent(OnPolicyNetworks, TFAgentBase):
                 learning_rate=self.hp["learning_rate"], epsilon=1e-8
             )
             self._build_optimizers()  # its slots exist before the first (compiled) step
+        self.init_normalizers(None, observation_space)
+        self.env_steps = 0  # environment steps learned from: drives anneal_steps
         # No autograph: nothing here branches on a tensor, and it traces faster.
         self._act = tf.function(self.forward, reduce_retracing=True, autograph=False)
         self._update = tf.function(self.update, reduce_retracing=True, autograph=False)
@@ -132,17 +137,16 @@ class TFAgent(OnPolicyNetworks, TFAgentBase):
 
     # ---- learning -----------------------------------------------------------
 
+    def apply_hyperparams(self) -> None:
+        set_learning_rate(self.optimizer, self.scheduled_learning_rate())
+
     def learn(self, episode_data: EpisodeData) -> dict[str, float]:
-        data, hp = episode_data, self.hp
-        steps, envs = np.shape(data.rewards)
-        n = steps * envs
-        obs = O.flatten_steps(data.observations, n)
-        actions = self.distribution.learn_actions(data.actions, data.policy_info, n)
+        hp = self.hp
         # V from the networks that learn, not from whoever collected the window.
-        values, next_values, final_values, _ = self.rollout_values(
-            data, obs, actions, recorded=False
-        )
-        advantages, returns = gae(data, data.rewards, values, next_values, final_values, hp)
+        w = self.window_returns(episode_data, recorded=False)
+        n = len(w.actions)
+        learning_rate = self.scheduled_learning_rate()
+        set_learning_rate(self.optimizer, learning_rate)
         settings = [
             hp["vf_coef"],
             hp["entropy_coef"],
@@ -151,16 +155,17 @@ class TFAgent(OnPolicyNetworks, TFAgentBase):
         ]
         with tf.device(self.device):
             losses = self._update(
-                O.to_tensor(obs),
-                tf.convert_to_tensor(actions),
-                tf.convert_to_tensor(advantages.reshape(n), tf.float32),
-                tf.convert_to_tensor(returns.reshape(n), tf.float32),
+                O.to_tensor(w.obs),
+                tf.convert_to_tensor(w.actions),
+                tf.convert_to_tensor(w.advantages.reshape(n), tf.float32),
+                tf.convert_to_tensor(w.returns.reshape(n), tf.float32),
                 tf.constant(settings, tf.float32),
             ).numpy()
         self.weights_changed()
         return {
             **{k: float(v) for k, v in zip(DIAGNOSTICS, losses, strict=True)},
-            "explained_variance": explained_variance(values.reshape(-1), returns.reshape(-1)),
+            "explained_variance": explained_variance(w.values.reshape(-1), w.returns.reshape(-1)),
+            "learning_rate": learning_rate,
         }
 
     def update(

@@ -66,7 +66,7 @@ class TFPPOAgent(PPOWindow, OnPolicyNetworks, TFAgentBase):
             one column per environment; rewards are divided by its running
             return std before GAE. ``normalize_reward`` makes one itself, and
             ``normalize_observations`` standardizes observations
-            (``PPOWindow.init_normalizers``).
+            (``OnPolicyWindow.init_normalizers``).
         device: "auto", "cpu", "gpu", "gpu:N" ("cuda" and "cuda:N" alike).
         seed: seeds the agent's own generators (sampling, minibatch order).
         action_space: the actions' space; without it, Discrete with as many
@@ -80,6 +80,7 @@ class TFPPOAgent(PPOWindow, OnPolicyNetworks, TFAgentBase):
     DEFAULTS = config.DEFAULTS
     BOUNDS = config.BOUNDS
     ONLINE_SEARCH_SPACE = config.ONLINE_SEARCH_SPACE
+    BUILT_WITH = config.BUILT_WITH
 
     def __init__(
         self,
@@ -124,7 +125,7 @@ class TFPPOAgent(PPOWindow, OnPolicyNetworks, TFAgentBase):
     # ---- schedules ------------------------------------------------------
 
     def apply_hyperparams(self) -> None:
-        set_learning_rate(self.optimizer, self.hp["learning_rate"] * self.schedule_fraction())
+        set_learning_rate(self.optimizer, self.scheduled_learning_rate())
 
     # ---- learning -------------------------------------------------------
 
@@ -132,7 +133,7 @@ class TFPPOAgent(PPOWindow, OnPolicyNetworks, TFAgentBase):
         hp = self.hp
         obs, table, values, returns, clip = self.window_table(episode_data)
         n = len(table)
-        learning_rate = hp["learning_rate"] * self.schedule_fraction()
+        learning_rate = self.scheduled_learning_rate()
         set_learning_rate(self.optimizer, learning_rate)
 
         batch = min(int(hp["minibatch_size"]), n)

@@ -22,11 +22,13 @@ import torch
 from torch import nn
 
 from optix_core.algorithms.config import a2c as config
+from optix_core.normalizers import ObsNormalizer
+from optix_core.on_policy import OnPolicyWindow
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_torch.accel.optim import Gradients, adam, optimizer_step
-from optix_torch.algorithms.on_policy import OnPolicyValues, default_agent, explained_variance, gae
+from optix_torch.algorithms.on_policy import OnPolicyValues, default_agent, explained_variance
 from optix_torch.algorithms.ppo import DeterministicPolicy, pick_distribution
-from optix_torch.base import TorchAgentBase
+from optix_torch.base import TorchAgentBase, set_learning_rate
 from optix_torch.policies import observations as O
 from optix_torch.policies.distributions import Distribution
 from optix_torch.policies.networks import (
@@ -40,26 +42,20 @@ def rms_prop(params: Any, learning_rate: float, eps: float) -> torch.optim.Optim
     return torch.optim.RMSprop(params, lr=learning_rate, alpha=0.99, eps=eps, foreach=True)
 
 
-class TorchAgent(OnPolicyValues, TorchAgentBase):
-    """A2C (tensor-optix's ``TorchAgent``).
+class ActorCriticAgent(OnPolicyValues, TorchAgentBase):
+    """An actor-critic's networks, acting and checkpoints, which A2C and
+    optix-distributed's IMPALA learner share; each brings its own ``learn``.
 
     Args:
         actor: observations → the distribution's parameters; or, with
             ``critic=None``, ``(parameters, values)`` (``ActorCritic``). An
             actor that returns parameters alone and no critic is REINFORCE.
-        optimizer: default Adam over every parameter, or RMSprop with
-            ``use_rms_prop`` (Stable-Baselines3's A2C).
-        hyperparams: keys of ``optix_core.algorithms.config.a2c.DEFAULTS``.
+        optimizer: over every parameter; default ``default_optimizer``'s.
+        hyperparams: keys of the algorithm's ``DEFAULTS``.
         critic: observations → ``[B, 1]`` values, or None.
         device, seed, action_space, observation_space, distribution: as
             ``TorchPPOAgent``'s.
     """
-
-    algorithm = "a2c"
-    DEFAULTS = config.DEFAULTS
-    BOUNDS = config.BOUNDS
-    ONLINE_SEARCH_SPACE = config.ONLINE_SEARCH_SPACE
-    BUILT_WITH = config.BUILT_WITH
 
     def __init__(
         self,
@@ -88,15 +84,25 @@ class TorchAgent(OnPolicyValues, TorchAgentBase):
         )
         if self.shared or self.critic is not None:
             check_actor_critic(
-                self.actor, self.critic, observation_space, self.distribution.param_dim, "a2c"
+                self.actor,
+                self.critic,
+                observation_space,
+                self.distribution.param_dim,
+                self.algorithm,
             )
         params = [p for m in self.modules().values() for p in m.parameters()]
         self.gradients = Gradients(params, flat=self.shared)
-        # .get: subclasses with hyperparameters of their own (IMPALA's) have no such key
-        if optimizer is None and self.hp.get("use_rms_prop", False):
-            optimizer = rms_prop(params, self.hp["learning_rate"], self.hp["rms_prop_eps"])
-        self.optimizer = optimizer or adam(params, self.hp["learning_rate"])
+        self.optimizer = optimizer or self.default_optimizer(params)
         self.apply_hyperparams()
+
+    def default_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+        return adam(params, self.hp["learning_rate"])
+
+    # Observations as the networks take them: as given (A2C's may standardize them).
+    obs_normalizer: ObsNormalizer | None = None
+
+    def observed(self, observation: Any) -> Any:
+        return observation
 
     def modules(self) -> dict[str, nn.Module]:
         return {"actor": self.actor} | ({"critic": self.critic} if self.critic is not None else {})
@@ -115,43 +121,110 @@ class TorchAgent(OnPolicyValues, TorchAgentBase):
 
     def policy_module(self) -> nn.Module:
         """The deterministic policy as a plain module: observations → actions."""
-        return DeterministicPolicy(self.actor, self.shared, self.distribution)
+        return DeterministicPolicy(self.actor, self.shared, self.distribution, self.obs_normalizer)
 
     # ---- acting -------------------------------------------------------------
 
     @torch.inference_mode()
-    def _numpy_params(self, observation: Any) -> np.ndarray:
-        params = self.forward(O.to_tensor(observation, self.device), values=False)[0]
-        return params.float().cpu().numpy()
+    def _numpy_forward(self, observation: Any, values: bool) -> tuple[np.ndarray, Any]:
+        obs = O.to_tensor(self.observed(observation), self.device)
+        params, value = self.forward(obs, values)
+        value_np = value.float().cpu().numpy() if values else None
+        return params.float().cpu().numpy(), value_np
 
     def act(self, observation: Any, deterministic: bool = False) -> np.ndarray:
-        params = self._numpy_params(observation)
+        params = self._numpy_forward(observation, values=False)[0]
         if deterministic:
             return self.distribution.mode(params)
         return self.distribution.sample(params, self.act_generator)[0]
 
     def act_info(self, observation: Any, episode_start: np.ndarray) -> tuple[np.ndarray, dict]:
-        return self.distribution.sample(self._numpy_params(observation), self.generator)
+        params, values = self._numpy_forward(observation, values=True)
+        actions, info = self.distribution.sample(params, self.generator)
+        return actions, {**info, "values": values}
+
+    def teardown(self) -> None:
+        self.gradients.release()
+        super().teardown()
+
+
+class TorchAgent(OnPolicyWindow, ActorCriticAgent):
+    """A2C (tensor-optix's ``TorchAgent``).
+
+    Args:
+        actor: observations → the distribution's parameters; or, with
+            ``critic=None``, ``(parameters, values)`` (``ActorCritic``). An
+            actor that returns parameters alone and no critic is REINFORCE.
+        optimizer: default Adam over every parameter, or RMSprop with
+            ``use_rms_prop`` (Stable-Baselines3's A2C). Its learning rate
+            follows ``hyperparams`` (and ``anneal_steps``' schedule).
+        hyperparams: keys of ``optix_core.algorithms.config.a2c.DEFAULTS``;
+            ``normalize_observations`` and ``normalize_reward`` are SB3's
+            VecNormalize (``OnPolicyWindow.init_normalizers``).
+        critic: observations → ``[B, 1]`` values, or None.
+        device, seed, action_space, observation_space, distribution: as
+            ``TorchPPOAgent``'s.
+    """
+
+    algorithm = "a2c"
+    DEFAULTS = config.DEFAULTS
+    BOUNDS = config.BOUNDS
+    ONLINE_SEARCH_SPACE = config.ONLINE_SEARCH_SPACE
+    BUILT_WITH = config.BUILT_WITH
+    LOOP_HINTS = config.LOOP_HINTS
+
+    def __init__(
+        self,
+        actor: nn.Module,
+        optimizer: torch.optim.Optimizer | None = None,
+        hyperparams: HyperparamSet | dict[str, Any] | None = None,
+        critic: nn.Module | None = None,
+        device: str | torch.device = "auto",
+        seed: int | None = None,
+        action_space: gym.Space | None = None,
+        observation_space: gym.Space | None = None,
+        distribution: Distribution | str | None = None,
+    ) -> None:
+        self.env_steps = 0  # environment steps learned from: drives anneal_steps
+        super().__init__(
+            actor,
+            optimizer,
+            hyperparams,
+            critic,
+            device,
+            seed,
+            action_space,
+            observation_space,
+            distribution,
+        )
+        self.init_normalizers(None, observation_space)
+
+    def default_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+        if self.hp["use_rms_prop"]:
+            return rms_prop(params, self.hp["learning_rate"], self.hp["rms_prop_eps"])
+        return adam(params, self.hp["learning_rate"])
+
+    def apply_hyperparams(self) -> None:
+        set_learning_rate(self.optimizer, self.scheduled_learning_rate())
 
     # ---- learning -----------------------------------------------------------
 
     def learn(self, episode_data: EpisodeData) -> dict[str, float]:
-        data, hp = episode_data, self.hp
-        steps, envs = np.shape(data.rewards)
-        n = steps * envs
-        obs = O.flatten_steps(data.observations, n)
-        actions = self.distribution.learn_actions(data.actions, data.policy_info, n)
-        values, next_values, final_values, _ = self.rollout_values(
-            data, obs, actions, recorded=False
-        )
-        advantages, returns = gae(data, data.rewards, values, next_values, final_values, hp)
-        adv = torch.as_tensor(advantages.reshape(n), device=self.device)
-        ret = torch.as_tensor(returns.reshape(n), device=self.device)
+        hp = self.hp
+        # V from the networks that learn, not from whoever collected the window.
+        w = self.window_returns(episode_data, recorded=False)
+        n = len(w.actions)
+        learning_rate = self.scheduled_learning_rate()
+        set_learning_rate(self.optimizer, learning_rate)
+        adv = torch.as_tensor(w.advantages.reshape(n), device=self.device)
+        ret = torch.as_tensor(w.returns.reshape(n), device=self.device)
         if hp["normalize_advantage"] and n > 1:
             adv = (adv - adv.mean()) / (adv.std() + 1e-8)
 
-        params, value = self.forward(O.to_tensor(obs, self.device))
-        log_prob = self.distribution.log_prob(params, torch.as_tensor(actions, device=self.device))
+        params, value = self.forward(O.to_tensor(w.obs, self.device))
+        log_prob = self.distribution.log_prob(
+            params, torch.as_tensor(w.actions, device=self.device)
+        )
         policy_loss = -(log_prob * adv).mean()  # the policy gradient theorem
         entropy = self.distribution.entropy(params).mean()
         value_loss = (value - ret).square().mean()
@@ -163,12 +236,9 @@ class TorchAgent(OnPolicyValues, TorchAgentBase):
         losses = torch.stack([policy_loss, value_loss, entropy]).tolist()
         return {
             **dict(zip(("policy_loss", "value_loss", "entropy"), losses, strict=True)),
-            "explained_variance": explained_variance(values.reshape(-1), returns.reshape(-1)),
+            "explained_variance": explained_variance(w.values.reshape(-1), w.returns.reshape(-1)),
+            "learning_rate": learning_rate,
         }
-
-    def teardown(self) -> None:
-        self.gradients.release()
-        super().teardown()
 
 
 def make_a2c(

@@ -87,7 +87,7 @@ class TorchPPOAgent(PPOWindow, OnPolicyValues, TorchAgentBase):
             one column per environment; rewards are divided by its running
             return std before GAE. ``normalize_reward`` makes one itself, and
             ``normalize_observations`` standardizes observations
-            (``PPOWindow.init_normalizers``).
+            (``OnPolicyWindow.init_normalizers``).
         device: "auto", "cpu", "cuda" or "cuda:N".
         seed: seeds the agent's own generators (sampling, minibatch order).
         action_space: the actions' space; without it, Discrete with as many
@@ -101,6 +101,7 @@ class TorchPPOAgent(PPOWindow, OnPolicyValues, TorchAgentBase):
     DEFAULTS = config.DEFAULTS
     BOUNDS = config.BOUNDS
     ONLINE_SEARCH_SPACE = config.ONLINE_SEARCH_SPACE
+    BUILT_WITH = config.BUILT_WITH
 
     def __init__(
         self,
@@ -193,7 +194,7 @@ class TorchPPOAgent(PPOWindow, OnPolicyValues, TorchAgentBase):
     # ---- schedules ------------------------------------------------------
 
     def apply_hyperparams(self) -> None:
-        set_learning_rate(self.optimizer, self.hp["learning_rate"] * self.schedule_fraction())
+        set_learning_rate(self.optimizer, self.scheduled_learning_rate())
 
     # ---- learning -------------------------------------------------------
 
@@ -201,7 +202,7 @@ class TorchPPOAgent(PPOWindow, OnPolicyValues, TorchAgentBase):
         hp = self.hp
         obs, table, values, returns, clip = self.window_table(episode_data)
         n = len(table)
-        learning_rate = hp["learning_rate"] * self.schedule_fraction()
+        learning_rate = self.scheduled_learning_rate()
         set_learning_rate(self.optimizer, learning_rate)
 
         # The window goes to the device once: observations, and one float

@@ -10,7 +10,7 @@ and ``clip_ratio`` fall linearly to 0 over that many environment steps; 0
 keeps them constant). ``normalize_observations`` and ``normalize_reward`` are
 rl-zoo's ``normalize: true`` (SB3's VecNormalize): observations standardized
 by running statistics, rewards divided by the running std of the discounted
-return (``optix_core.on_policy.PPOWindow.init_normalizers``).
+return (``optix_core.on_policy.OnPolicyWindow.init_normalizers``).
 """
 
 from optix_core.hyperparams import Bound
@@ -32,6 +32,8 @@ DEFAULTS = {
     "normalize_observations": False,
     "normalize_reward": False,
 }
+# Networks trained on standardized observations act wrongly on raw ones: fixed when built.
+BUILT_WITH = ("normalize_observations",)
 BOUNDS = {
     "learning_rate": Bound(0.0, 1.0, open_low=True),
     "clip_ratio": Bound(0.0, 1.0, open_low=True),
