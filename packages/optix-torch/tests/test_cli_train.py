@@ -25,6 +25,34 @@ def test_a_backend_alone_trains_its_preferred_algorithm(tmp_path, capsys) -> Non
 
 
 @pytest.mark.parametrize(
+    ("env_id", "algo", "said"),
+    [
+        ("Acrobot-v1", "a2c", "a2c uses its tuned settings for Acrobot-v1"),
+        (
+            "MountainCarContinuous-v0",
+            "ppo",
+            "ppo has no tuned settings for MountainCarContinuous-v0 and trains on its "
+            "defaults; sac, td3 have them (--algo)",
+        ),
+        ("optix-tests/Catch-v0", "ppo", None),  # no algorithm has: nothing to say
+    ],
+)
+def test_it_says_whether_the_algorithm_has_tuned_settings_for_the_environment(
+    env_id, algo, said, tmp_path, capsys
+) -> None:
+    from optix_core.testing import toy_envs  # noqa: F401 - registers optix-tests/*
+
+    argv = ["train", env_id, "--algo", algo, "--max-windows", "1", "--seed", "0"]
+    assert main([*argv, "--run-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    if said is None:
+        assert "tuned settings" not in out
+    else:
+        assert said in out
+        assert out.index(said) < out.index("optix: training")
+
+
+@pytest.mark.parametrize(
     ("env_id", "algo", "solved"),
     [("CartPole-v1", "ppo", 475.0), ("CartPole-v1", "dqn", 475.0), ("Pendulum-v1", "sac", None)],
 )

@@ -18,7 +18,7 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from optix_core.cli import callbacks
 from optix_core.cli.args import (
@@ -34,6 +34,9 @@ from optix_core.cli.args import (
     resolve_spec,
 )
 from optix_core.cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from optix_core.specs import AgentSpec
 
 # How `optix train` runs the loop. RLOptimizer's own defaults are tensor-optix's
 # (doubling up to 100 windows, 20 evaluations without improvement). Here every
@@ -221,8 +224,9 @@ def _start(args: argparse.Namespace) -> int:
         shutil.rmtree(run_dir, ignore_errors=True)  # nothing was written but the directory
         raise
     config.save(run_dir)
-    if args.env in spec.presets:
-        print(f"optix: {spec.name} uses its tuned settings for {args.env}")
+    settings = _settings_line(spec, args.env)
+    if settings:
+        print(settings)
     if solved is not None and config.loop["unsolved_patience"]:
         print(
             f"optix: {args.env} counts as solved at a score of {solved:g}; until the best "
@@ -234,6 +238,25 @@ def _start(args: argparse.Namespace) -> int:
         flush=True,
     )
     return _train(config, agent, run_dir, pipeline, watchers)
+
+
+def _settings_line(spec: AgentSpec, env_id: str) -> str | None:
+    """Whether the algorithm trains on its tuned settings for ``env_id``; where it has
+    none but other algorithms of its backend do, which ones (MountainCarContinuous's
+    PPO stands still on its defaults, its SAC reaches the flag)."""
+    if env_id in spec.presets:
+        return f"optix: {spec.name} uses its tuned settings for {env_id}"
+    from optix_core import registry
+
+    tuned = sorted(
+        {s.name for s in registry.agents() if s.backend == spec.backend and env_id in s.presets}
+    )
+    if not tuned:
+        return None
+    return (
+        f"optix: {spec.name} has no tuned settings for {env_id} and trains on its defaults; "
+        f"{', '.join(tuned)} {'has' if len(tuned) == 1 else 'have'} them (--algo)"
+    )
 
 
 def _hp_file(args: argparse.Namespace) -> dict[str, Any]:
