@@ -93,7 +93,11 @@ class ActorCriticAgent(OnPolicyValues, TorchAgentBase):
         params = [p for m in self.modules().values() for p in m.parameters()]
         self.gradients = Gradients(params, flat=self.shared)
         self.optimizer = optimizer or self.default_optimizer(params)
+        self.setup_learning(observation_space)
         self.apply_hyperparams()
+
+    def setup_learning(self, observation_space: gym.Space | None) -> None:
+        """What the algorithm's learning holds beyond the networks (A2C's normalizers)."""
 
     def default_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
         return adam(params, self.hp["learning_rate"])
@@ -173,30 +177,8 @@ class TorchAgent(OnPolicyWindow, ActorCriticAgent):
     BUILT_WITH = config.BUILT_WITH
     LOOP_HINTS = config.LOOP_HINTS
 
-    def __init__(
-        self,
-        actor: nn.Module,
-        optimizer: torch.optim.Optimizer | None = None,
-        hyperparams: HyperparamSet | dict[str, Any] | None = None,
-        critic: nn.Module | None = None,
-        device: str | torch.device = "auto",
-        seed: int | None = None,
-        action_space: gym.Space | None = None,
-        observation_space: gym.Space | None = None,
-        distribution: Distribution | str | None = None,
-    ) -> None:
+    def setup_learning(self, observation_space: gym.Space | None) -> None:
         self.env_steps = 0  # environment steps learned from: drives anneal_steps
-        super().__init__(
-            actor,
-            optimizer,
-            hyperparams,
-            critic,
-            device,
-            seed,
-            action_space,
-            observation_space,
-            distribution,
-        )
         self.init_normalizers(None, observation_space)
 
     def default_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
