@@ -37,7 +37,7 @@ class OnPolicyNetworks:
     shared: bool
 
     def observed(self, observation: Any) -> Any:
-        """Observations as the networks take them (PPO's may standardize them)."""
+        """Observations as the networks take them (PPO's and A2C's may standardize them: OnPolicyWindow)."""
         return observation
 
     # ---- networks -------------------------------------------------------
