@@ -136,7 +136,7 @@ class OnPolicyNetworks:
         return (self._mode if deterministic else self._policy), self._state
 
     def observed(self, observation: Any) -> Any:
-        """Observations as the networks take them (PPO's and A2C's may standardize them: OnPolicyWindow)."""
+        """Observations as the networks take them (PPO's and A2C's may standardize them)."""
         return observation
 
     # ---- learning -------------------------------------------------------

@@ -37,7 +37,7 @@ class OnPolicyNetworks:
     shared: bool
 
     def observed(self, observation: Any) -> Any:
-        """Observations as the networks take them (PPO's and A2C's may standardize them: OnPolicyWindow)."""
+        """Observations as the networks take them (PPO's and A2C's may standardize them)."""
         return observation
 
     # ---- networks -------------------------------------------------------
