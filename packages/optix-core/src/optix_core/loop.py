@@ -82,16 +82,17 @@ class RLOptimizer:
     off-policy agents; a zero ``min_episodes_before_dormant`` takes the
     agent's ``loop_hints``; so does ``windows_per_evaluation=None``: the
     windows that ``base_interval`` and ``max_interval_episodes`` count in (1,
-    or 100 for A2C, whose 5-step windows are too small to score one by one). ``relative_patience``, ``record_gain`` and
-    ``unsolved_patience`` are optix's additions to the DORMANT test
-    (``optix_core.scheduler``; 0, tensor-optix's test, by default); the
-    last applies while the best checkpoint scores below ``solved_score``
-    (the task's ``reward_threshold``, say; None: never). ``stop_on_dormant=False`` trains
-    through DORMANT (the scheduler starts over) until ``max_episodes`` or
-    ``max_env_steps``: a fixed-budget run, as Stable-Baselines3 trains. Give ``agent_factory`` (called with the
-    ``hyperparams`` dict when ``run()`` starts) instead of ``agent`` to build
-    the agent late. ``optimizer=None`` is SPSA over the agent's
-    ``search_space`` (none unless the agent declares one).
+    or 100 for A2C, whose 5-step windows are too small to score one by one).
+    ``relative_patience``, ``record_gain`` and ``unsolved_patience`` are
+    optix's additions to the DORMANT test (``optix_core.scheduler``; 0,
+    tensor-optix's test, by default); the last applies while the best
+    checkpoint scores below ``solved_score`` (the task's ``reward_threshold``,
+    say; None: never). ``stop_on_dormant=False`` trains through DORMANT (the
+    scheduler starts over) until ``max_episodes`` or ``max_env_steps``: a
+    fixed-budget run, as Stable-Baselines3 trains. Give ``agent_factory``
+    (called with the ``hyperparams`` dict when ``run()`` starts) instead of
+    ``agent`` to build the agent late. ``optimizer=None`` is SPSA over the
+    agent's ``search_space`` (none unless the agent declares one).
 
     ``selection`` decides which policy is the best checkpoint (see
     ``optix_core.selection``): by default the best smoothed training score,

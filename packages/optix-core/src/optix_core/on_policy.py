@@ -242,8 +242,16 @@ class OnPolicyWindow:
         saved = state.get("reward_normalizer")
         if saved is not None:
             self._reward_normalizer(len(saved["returns"])).load_state_dict(_arrays(saved))
-        if self.obs_normalizer is not None:  # BUILT_WITH: the checkpoint has them too
-            self.obs_normalizer.load_state_dict(_arrays(state["obs_normalizer"]))
+        if self.obs_normalizer is not None:
+            # BUILT_WITH refuses a checkpoint of the other kind that names the setting;
+            # one written before A2C had it holds no statistics.
+            saved = state.get("obs_normalizer")
+            if saved is None:
+                raise ValueError(
+                    f"{self.algorithm}: the checkpoint holds no observation statistics, and "
+                    "this agent has normalize_observations=True: build it without"
+                )
+            self.obs_normalizer.load_state_dict(_arrays(saved))
         self.apply_hyperparams()
 
 

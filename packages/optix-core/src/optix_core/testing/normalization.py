@@ -9,6 +9,7 @@ use the agent's public surface only: ``act``, ``act_info``, ``learn``,
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -98,6 +99,19 @@ class NormalizationConformance:
             self.agent(normalize=False).load_weights(str(tmp_path / "normalized"))
         with pytest.raises(ValueError, match="has normalize_observations=False, but this agent"):
             self.agent().load_weights(str(tmp_path / "raw"))
+
+    def test_a_checkpoint_without_the_setting_or_statistics_does_not_load_normalized(
+        self, tmp_path: Path
+    ) -> None:
+        """As one written before the agent had normalize_observations: its state.json
+        names no such hyperparameter and holds no statistics."""
+        self.agent(normalize=False).save_weights(str(tmp_path / "old"))
+        state_file = tmp_path / "old" / "state.json"
+        state = json.loads(state_file.read_text())
+        del state["hyperparams"]["params"]["normalize_observations"]
+        state_file.write_text(json.dumps(state))
+        with pytest.raises(ValueError, match="holds no observation statistics"):
+            self.agent().load_weights(str(tmp_path / "old"))
 
     def test_normalizing_observations_is_chosen_when_the_agent_is_built(self) -> None:
         agent = self.agent(normalize=False)
