@@ -194,13 +194,14 @@ class OnPolicyWindow:
         return self.hp["learning_rate"] * self.schedule_fraction()
 
     def window_returns(self, data: EpisodeData, recorded: bool = True) -> Window:
-        """Count the window's steps, then its observations as the networks take
-        them, its learn actions, V(s_t), log π_old, and GAE's advantages and
+        """Count the window's steps (the schedule's learning rate follows), then
+        its observations as the networks take them, its learn actions, V(s_t), log π_old, and GAE's advantages and
         returns, on normalized rewards where asked; ``recorded=False`` takes V
         and log π_old from the networks as they stand, not from act time."""
         steps, envs = np.shape(data.rewards)
         n = steps * envs
         self.env_steps += n
+        self.apply_hyperparams()  # the window learns at the rate of the steps that count it
         raw = data.observations
         if self.obs_normalizer is not None:
             data = replace(

@@ -139,7 +139,7 @@ class FlaxPPOAgent(PPOWindow, P.OnPolicyNetworks, JaxAgentBase):
 
     def learn(self, episode_data: EpisodeData) -> dict[str, float]:
         # Either path counts the window's steps, then sets the schedule's learning
-        # rate (apply_hyperparams): the window learns at the rate that counts it.
+        # rate (window_table through OnPolicyWindow, or _learn_on_device itself).
         with self.on_device():
             if P.on_device(episode_data):
                 stats, clip = self._learn_on_device(episode_data)
@@ -174,7 +174,6 @@ class FlaxPPOAgent(PPOWindow, P.OnPolicyNetworks, JaxAgentBase):
         """A window from a Python pipeline: the table on the host (as every backend),
         the update jitted."""
         obs, table, values, returns, clip = self.window_table(data)
-        self.apply_hyperparams()
         n = len(table)
         batch, index, mask = self._plan(n)
         state = nnx.state((self.networks, self.optimizer))

@@ -145,8 +145,7 @@ class TFAgent(OnPolicyWindow, OnPolicyNetworks, TFAgentBase):
         # V from the networks that learn, not from whoever collected the window.
         w = self.window_returns(episode_data, recorded=False)
         n = len(w.actions)
-        learning_rate = self.scheduled_learning_rate()
-        set_learning_rate(self.optimizer, learning_rate)
+        learning_rate = self.scheduled_learning_rate()  # set as the window was counted
         settings = [
             hp["vf_coef"],
             hp["entropy_coef"],

@@ -133,8 +133,7 @@ class TFPPOAgent(PPOWindow, OnPolicyNetworks, TFAgentBase):
         hp = self.hp
         obs, table, values, returns, clip = self.window_table(episode_data)
         n = len(table)
-        learning_rate = self.scheduled_learning_rate()
-        set_learning_rate(self.optimizer, learning_rate)
+        learning_rate = self.scheduled_learning_rate()  # set as the window was counted
 
         batch = min(int(hp["minibatch_size"]), n)
         epochs = int(hp["n_epochs"])

@@ -196,8 +196,7 @@ class TorchAgent(OnPolicyWindow, ActorCriticAgent):
         # V from the networks that learn, not from whoever collected the window.
         w = self.window_returns(episode_data, recorded=False)
         n = len(w.actions)
-        learning_rate = self.scheduled_learning_rate()
-        set_learning_rate(self.optimizer, learning_rate)
+        learning_rate = self.scheduled_learning_rate()  # set as the window was counted
         adv = torch.as_tensor(w.advantages.reshape(n), device=self.device)
         ret = torch.as_tensor(w.returns.reshape(n), device=self.device)
         if hp["normalize_advantage"] and n > 1:

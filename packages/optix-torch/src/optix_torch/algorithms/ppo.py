@@ -202,8 +202,7 @@ class TorchPPOAgent(PPOWindow, OnPolicyValues, TorchAgentBase):
         hp = self.hp
         obs, table, values, returns, clip = self.window_table(episode_data)
         n = len(table)
-        learning_rate = self.scheduled_learning_rate()
-        set_learning_rate(self.optimizer, learning_rate)
+        learning_rate = self.scheduled_learning_rate()  # set as the window was counted
 
         # The window goes to the device once: observations, and one float
         # matrix of [old log-prob, advantage, return, old value, actions...].
