@@ -174,8 +174,10 @@ def test_train_converges_stops_by_itself_and_reports(tmp_path):
     assert len(lines) == sum(
         1 for x in result.stdout.splitlines() if x.startswith("[loop] window=")
     )
-    assert lines[-1]["best"] == report["best_score"]
-    assert lines[-1]["best_window"] == report["best_window"]
+    handed_back = lines[-1]["best_window"], lines[-1]["best"]
+    if report["runoff"] and report["runoff"]["winner"] == "final":
+        handed_back = report["windows"], report["runoff"]["final"]["mean"]
+    assert (report["best_window"], report["best_score"]) == handed_back
     assert report["final_eval"]["env_steps"] > 0 and report["selection_env_steps"] > 0
     config = json.loads((run_dir / "config.json").read_text())
     assert config["algo"] == "cem" and config["seed"] == 0

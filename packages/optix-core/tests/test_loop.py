@@ -14,13 +14,14 @@ import pytest
 from optix_core.agent import BaseAgent
 from optix_core.callbacks import HOOKS, CallbackList, LoopCallback
 from optix_core.checkpoints import CheckpointRegistry
-from optix_core.evaluation import evaluate_policy
+from optix_core.evaluation import PolicyEvaluation, evaluate_policy
 from optix_core.evaluator import BaseEvaluator
 from optix_core.loop import RLOptimizer, TrainingDivergedError
 from optix_core.optimizer import BaseOptimizer
 from optix_core.pipeline import BasePipeline, BatchPipeline, VectorBatchPipeline
 from optix_core.registry import make_agent
 from optix_core.report import LoopReport
+from optix_core.selection import Candidate, EvaluationSelection
 from optix_core.types import EpisodeData, EvalMetrics, HyperparamSet, LoopState, PolicySnapshot
 
 # ---- test doubles: a scripted agent, its evaluator, a validation pipeline ----
@@ -917,8 +918,6 @@ def test_a_window_that_finished_no_episode_has_no_score():
 
 
 def test_the_best_is_judged_on_fresh_episodes_and_ties_go_to_the_later_policy():
-    from optix_core.selection import EvaluationSelection
-
     agent = ScriptedAgent(script(1, 5, 5, 5, 4))
     recorder = Recorder()
     # Always pushing left, MountainCar's every episode scores -200: every candidate ties.
@@ -937,7 +936,10 @@ def test_the_best_is_judged_on_fresh_episodes_and_ties_go_to_the_later_policy():
     assert judged[:4] == [-200.0] * 4 and judged[4] is None  # 4 is below the best 5: no cost
     assert [s.episode_id for (s,) in recorder.of("on_improvement")] == [1, 2, 3, 4]
     assert report.best_episode == 4 and agent.skill == 5  # the last of the tied policies
-    assert report.selection_env_steps == 4 * 2 * 200
+    # four candidates judged on two episodes, then the runoff of window 4 against
+    # window 5 on four: a tie, so the best checkpoint stays
+    assert report.selection_env_steps == 4 * 2 * 200 + 2 * 4 * 200
+    assert report.runoff is not None and not report.runoff.final_wins
     assert report.final_eval is not None and len(report.final_eval.returns) == 3
 
 
@@ -964,8 +966,6 @@ def test_dormant_is_confirmed_on_the_policy_the_run_would_hand_back(learns, stop
     The loop judges it before it stops: a policy far better than the best
     checkpoint means learning goes on (and it becomes the best); one that ties
     confirms DORMANT."""
-    from optix_core.selection import EvaluationSelection
-
     agent = LateBalancer(script(1, 5), learns)
     selection = EvaluationSelection("CartPole-v1", episodes=2, max_share=1e-3)
     patience = {"dormant_threshold": 3, "plateau_threshold": 3}
@@ -977,9 +977,140 @@ def test_dormant_is_confirmed_on_the_policy_the_run_would_hand_back(learns, stop
         assert report.best_episode == 5 and report.best_score < 20
 
 
-def test_a_second_interrupt_during_the_final_evaluation_still_returns_the_report():
-    from optix_core.selection import EvaluationSelection
+class Balancer(ScriptedAgent):
+    """Its deterministic policy balances CartPole while its skill is at least
+    10, and pushes left (about nine steps an episode) below that."""
 
+    def act(self, observation, deterministic=False):
+        if self.skill < 10:
+            return super().act(observation)
+        return (observation[:, 2] + observation[:, 3] > 0).astype(np.int64)
+
+
+class LuckyJudgement(EvaluationSelection):
+    """A selection whose judgments are scripted by window (the winner's curse:
+    window 2's few episodes overstate its policy), and whose runoff plays real
+    episodes."""
+
+    def __init__(self, judged: dict[int, float], runoff_episodes: int | None = None) -> None:
+        super().__init__("CartPole-v1", episodes=2, runoff_episodes=runoff_episodes)
+        self.judged = judged
+
+    def judge(self, agent, window, metrics, decision):
+        if window not in self.judged:
+            return None
+        return Candidate(window, self.judged[window], decision.smoothed, 5, 1.0)
+
+
+@pytest.mark.parametrize(
+    "skills, judged, handed_back",
+    [
+        # window 2 was judged far above its worth; the final policy balances
+        ((1, 1, 1, 1, 10), {2: 1000.0, 4: 100.0}, 5),
+        # window 2 balances, and the final policy has collapsed (A2C on LunarLander)
+        ((1, 10, 10, 1, 1), {2: 500.0, 3: 400.0}, 2),
+    ],
+)
+def test_the_best_checkpoint_meets_the_final_policy_in_a_runoff(skills, judged, handed_back):
+    agent = Balancer(script(*skills))
+    recorder = Recorder()
+    report = RLOptimizer(
+        agent,
+        pipeline(),
+        evaluator=SkillEvaluator(),
+        selection=LuckyJudgement(judged),
+        max_episodes=5,
+        callbacks=[recorder],
+        **DENSE,
+    ).run()
+    runoff = report.runoff
+    assert runoff is not None and (runoff.best_window, runoff.final_window) == (2, 5)
+    assert len(runoff.best.returns) == len(runoff.final.returns) == 4  # twice the judging's 2
+    assert report.best_episode == handed_back
+    assert agent.skill == skills[handed_back - 1]
+    assert report.selection_env_steps == runoff.best.env_steps + runoff.final.env_steps
+    assert "runoff" in report.format().lower() and report.to_dict()["runoff"]["winner"]
+    improved = [s.episode_id for (s,) in recorder.of("on_improvement")]
+    assert improved == ([2, 5] if handed_back == 5 else [2])
+    if handed_back == 5:  # scored on the runoff's episodes, which are fair to it
+        assert report.best_score == runoff.final.mean == 500.0
+
+
+class TailRunoff(LuckyJudgement):
+    """Its runoff's best checkpoint (skill 1) fails one start in ten, where the
+    final policy (skill 10) scores a steady -82; it records who played which round."""
+
+    def __init__(self) -> None:
+        super().__init__({2: 1000.0})
+        self.plays: list[tuple[float, int]] = []
+
+    def runoff(self, agent, round=0):
+        self.plays.append((agent.skill, round))
+        returns = [-82.0] * 10 if agent.skill == 10 else [-80.0] * 9 + [-500.0]
+        return PolicyEvaluation(np.array(returns), np.zeros(10))  # costs no env steps
+
+
+def test_an_undecided_runoff_plays_more_rounds_each_policy_on_its_own_weights():
+    """Ten episodes cannot tell a policy that fails one start in ten from its
+    rival; the runoff plays on, and the means of four rounds decide."""
+    agent = Balancer(script(1, 1, 1, 1, 10))
+    selection = TailRunoff()
+    report = RLOptimizer(
+        agent, pipeline(), evaluator=SkillEvaluator(), selection=selection, max_episodes=5, **DENSE
+    ).run()
+    assert selection.plays == [(skill, number) for number in range(4) for skill in (10, 1)]
+    assert report.runoff.rounds == 4
+    assert report.best_episode == 5 and agent.skill == 10
+
+
+def test_the_runoff_outcome_is_saved_for_a_resume(tmp_path):
+    agent = Balancer(script(1, 1, 1, 1, 10))
+    RLOptimizer(
+        agent,
+        pipeline(),
+        evaluator=SkillEvaluator(),
+        selection=LuckyJudgement({2: 1000.0}),
+        checkpoint_dir=tmp_path,
+        max_episodes=5,
+        **DENSE,
+    ).run()
+    registry = CheckpointRegistry(tmp_path)
+    latest = json.loads((Path(registry.snapshots("latest")[0].path) / "manifest.json").read_text())
+    assert latest["loop_state"]["best"]["window"] == 5
+    assert registry.snapshots("best")[0].episode_id == 5
+
+
+class StopAt(LoopCallback):
+    def __init__(self, window: int) -> None:
+        self.window = window
+
+    def on_loop_start(self, loop):
+        self.loop = loop
+
+    def on_episode_end(self, episode_id, metrics):
+        if episode_id == self.window:
+            self.loop.stop()
+
+
+@pytest.mark.parametrize("case", ["no runoff episodes", "stop()", "the best is final"])
+def test_no_runoff_without_episodes_on_a_request_to_stop_or_when_the_best_is_final(case):
+    final_skill, judged = (
+        (20, {2: 1000.0, 5: 2000.0}) if case == "the best is final" else (10, {2: 1000.0})
+    )
+    report = RLOptimizer(
+        Balancer(script(1, 1, 1, 1, final_skill)),
+        pipeline(),
+        evaluator=SkillEvaluator(),
+        selection=LuckyJudgement(judged, runoff_episodes=0 if case.startswith("no") else None),
+        max_episodes=10 if case == "stop()" else 5,
+        callbacks=[StopAt(5)],
+        **DENSE,
+    ).run()
+    assert report.episodes == 5
+    assert report.runoff is None and report.selection_env_steps == 0
+
+
+def test_a_second_interrupt_during_the_final_evaluation_still_returns_the_report():
     class Impatient(EvaluationSelection):
         def report(self, agent, episodes=20):
             raise KeyboardInterrupt  # Ctrl-C pressed again while the report's episodes run
@@ -1067,7 +1198,7 @@ def test_max_env_steps_stops_at_the_first_window_past_the_budget():
 
 
 def test_the_agent_ends_with_the_policy_the_selection_chose_not_the_top_score(tmp_path):
-    from optix_core.selection import Candidate, CheckpointSelection
+    from optix_core.selection import CheckpointSelection
 
     class NoisyJudge(CheckpointSelection):
         """Judges window w at 10 - w / 4 with a standard error of 1: all tie."""

@@ -8,9 +8,9 @@ import gymnasium as gym
 import numpy as np
 
 from optix_core.algorithms.cem import CEMAgent
-from optix_core.evaluation import evaluate_policy
+from optix_core.evaluation import PolicyEvaluation, evaluate_policy
 from optix_core.scheduler import BackoffScheduler
-from optix_core.selection import Candidate, EvaluationSelection, TrainingScoreSelection
+from optix_core.selection import Candidate, EvaluationSelection, Runoff, TrainingScoreSelection
 from optix_core.types import EvalMetrics
 
 
@@ -143,3 +143,53 @@ def test_candidates_on_the_same_episodes_compare_by_their_paired_differences():
     better = Candidate(40, starts.mean() + 2, 0.0, 5, starts.std() / 5**0.5, (starts + 2).tolist())
     assert selection.clearly_beats(better, peak)
     assert not selection.clearly_beats(better, Candidate(9, starts.mean(), 0.0, 5, 40.0))
+
+
+def evaluation(*returns: float, length: int = 100) -> PolicyEvaluation:
+    return PolicyEvaluation(np.array(returns), np.full(len(returns), length))
+
+
+def test_a_runoff_goes_on_while_undecided_cheap_and_short():
+    selection = EvaluationSelection("Acrobot-v1", 5)
+    alike = Runoff(3, 9, evaluation(-80.0, -90.0), evaluation(-80.0, -90.0))
+    assert alike.decided and not selection.runoff_goes_on(alike, 10**9)
+    apart = Runoff(3, 9, evaluation(-200.0, -210.0, -190.0), evaluation(-80.0, -91.0, -79.0))
+    assert apart.decided and apart.final_wins
+    # one failed start in ten: nine like its rival's, so within the noise
+    tail = Runoff(3, 9, evaluation(*[-80.0] * 9, -500.0), evaluation(*[-82.0] * 10))
+    assert not tail.decided and tail.final_wins
+    assert selection.runoff_goes_on(tail, training_env_steps=20_000)  # 2,000 of 20,000
+    assert not selection.runoff_goes_on(tail, training_env_steps=19_999)
+    longer = tail.extend(tail.best, tail.final).extend(tail.best, tail.final)
+    assert longer.rounds == 3 and len(longer.best.returns) == 30
+    assert selection.runoff_goes_on(longer, 10**9)
+    assert not selection.runoff_goes_on(longer.extend(tail.best, tail.final), 10**9)
+
+
+class SeedReturn(gym.Env):
+    """One step whose reward is the seed the episode was reset with."""
+
+    observation_space = gym.spaces.Box(-1, 1, (4,))
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.seed_ = seed
+        return np.zeros(4, dtype=np.float32), {}
+
+    def step(self, action):
+        return np.zeros(4, dtype=np.float32), float(self.seed_), True, False, {}
+
+
+def test_each_runoff_round_plays_its_own_episodes_seeded_apart_from_judging():
+    agent = CEMAgent(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2), seed=0)
+    selection = EvaluationSelection(SeedReturn, 2, n_envs=4)
+    assert selection.runoff_episodes == 4  # twice the judging's episodes
+    rounds = [selection.runoff(agent, number).returns.tolist() for number in (0, 1)]
+    assert rounds == [
+        [3_000_000.0 + i for i in range(4)],
+        [3_010_000.0 + i for i in range(4)],
+    ]
+    assert selection.env_steps == 8
+    judged = selection.judge(agent, 1, EvalMetrics(1.0, {}), BackoffScheduler().record(1, 1.0))
+    assert judged.returns == [1_000_000.0, 1_000_001.0]

@@ -32,6 +32,13 @@ class PolicyEvaluation:
     def env_steps(self) -> int:
         return int(self.lengths.sum())
 
+    def concatenate(self, other: PolicyEvaluation) -> PolicyEvaluation:
+        """This evaluation's episodes, then ``other``'s."""
+        return PolicyEvaluation(
+            np.concatenate([self.returns, other.returns]),
+            np.concatenate([self.lengths, other.lengths]),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "mean": self.mean,

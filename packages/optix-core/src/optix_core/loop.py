@@ -27,7 +27,10 @@ on.
 The loop stops on DORMANT (unless a callback carries on past it), at
 ``max_episodes`` windows or ``max_env_steps`` environment steps, on
 ``stop()``, or on an error; in every case the agent ends holding the best
-checkpoint, the one the selection policy chose.
+checkpoint, the one the selection policy chose. When it stops on DORMANT or
+its budget, the best checkpoint first meets the final policy in a runoff on
+episodes that chose neither (``optix_core.selection.Runoff``), and the
+winner is the best checkpoint.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from optix_core.selection import (
     Candidate,
     CheckpointSelection,
     EvaluationSelection,
+    Runoff,
     ScoreFunctionSelection,
     TrainingScoreSelection,
 )
@@ -237,7 +241,9 @@ class RLOptimizer:
         self.best: Candidate | None = None
         self.best_snapshot: PolicySnapshot | None = None
         self.last_metrics: EvalMetrics | None = None
+        self.runoff: Runoff | None = None
         self._stop_reason: str | None = None
+        self._trained_out = False  # stopped on DORMANT or the budget, not on a request
         self._elapsed_before = 0.0
         self._started = time.monotonic()
         self._temp_dir: Path | None = None
@@ -276,6 +282,8 @@ class RLOptimizer:
         try:
             while self._stop_reason is None and not self._budget_spent():
                 self._step(agent, next(windows), val_windows)
+            if self._trained_out:
+                self.runoff = self._runoff(agent)
         except KeyboardInterrupt:
             self._stop_reason = "interrupted"
         except BaseException:
@@ -295,7 +303,10 @@ class RLOptimizer:
             self._stop_reason = f"max_episodes ({self.max_episodes} windows) reached"
         elif self.max_env_steps is not None and self.pipeline.env_steps >= self.max_env_steps:
             self._stop_reason = f"max_env_steps ({self.max_env_steps:,}) reached"
-        return self._stop_reason is not None
+        else:
+            return self._stop_reason is not None
+        self._trained_out = True
+        return True
 
     # ---- one window: the stages -------------------------------------------
 
@@ -497,6 +508,7 @@ class RLOptimizer:
             self.scheduler.resume_after_dormant(self.episode)
         else:
             scheduler = self.scheduler
+            self._trained_out = True
             self._stop_reason = (
                 f"converged: DORMANT after {scheduler.consecutive_no_improvement} "
                 "evaluations without improvement"
@@ -580,6 +592,54 @@ class RLOptimizer:
             "tuning": self.evidence.state_dict(),
             "callbacks": self.callbacks.state_dict(),
         }
+
+    def _runoff(self, agent: BaseAgent) -> Runoff | None:
+        """The best checkpoint against the final policy on the runoff's episodes;
+        the final policy becomes the best checkpoint when it scores higher."""
+        best = self.best
+        if best is None or best.window == self.episode or not self.selection.runoff_episodes:
+            return None
+        runoff = self._play_runoff(agent, best)
+        if runoff is None:
+            return None
+        if runoff.final_wins:
+            metrics = self.last_metrics or EvalMetrics(primary_score=math.nan)
+            final = runoff.final
+            self.best = Candidate(
+                self.episode,
+                final.mean,
+                metrics.metrics.get("smoothed_score", math.nan),
+                len(final.returns),
+                final.std / math.sqrt(len(final.returns)),
+                final.returns.tolist(),
+            )
+            self.best_snapshot = self._save_best(agent, metrics, self.best)
+            self.callbacks.fire(Hook.ON_IMPROVEMENT, self.best_snapshot)
+        log.info("runoff: %s", runoff)
+        self._save_latest(agent)  # a resumed run knows the runoff's outcome
+        return runoff
+
+    def _play_runoff(self, agent: BaseAgent, best: Candidate) -> Runoff | None:
+        """Play the runoff's rounds, the agent holding the final policy between
+        them; None when the best checkpoint cannot be restored."""
+        assert self.registry is not None
+        runoff: Runoff | None = None
+        with tempfile.TemporaryDirectory(prefix="optix-final-") as held:
+            final_weights = str(Path(held) / "agent")
+            agent.save_weights(final_weights)
+            while runoff is None or self.selection.runoff_goes_on(runoff, self.pipeline.env_steps):
+                number = 0 if runoff is None else runoff.rounds
+                final = self.selection.runoff(agent, number)
+                restored = self.registry.restore(agent, kind="best")
+                best_play = None if restored is None else self.selection.runoff(agent, number)
+                agent.load_weights(final_weights)
+                if best_play is None:
+                    return None
+                if runoff is None:
+                    runoff = Runoff(best.window, self.episode, best_play, final)
+                else:
+                    runoff = runoff.extend(best_play, final)
+        return runoff
 
     def _restore_best(self, agent: BaseAgent) -> None:
         if self.registry is not None and self.best_snapshot is not None:
@@ -717,6 +777,7 @@ class RLOptimizer:
             generalization_gap=gap,
             best_snapshot=best,
             final_eval=final,
+            runoff=self.runoff,
             pipeline=self.pipeline.summary(),
         )
 

@@ -10,6 +10,7 @@ from optix_core.types import EvalMetrics, LoopState, PolicySnapshot, finite_or_n
 
 if TYPE_CHECKING:
     from optix_core.evaluation import PolicyEvaluation
+    from optix_core.selection import Runoff
 
 RULE = "━" * 56
 
@@ -35,7 +36,9 @@ def progress_line(metrics: EvalMetrics, state: LoopState) -> str:
 class LoopReport:
     """The run's outcome. ``best_score`` is the selection score of the best
     checkpoint (the policy the agent holds now), ``best_episode`` its window;
-    ``final_eval`` plays that policy on episodes that did not choose it."""
+    ``runoff`` is the best checkpoint's runoff against the final policy, where
+    there was one; ``final_eval`` plays the policy handed back on episodes that
+    did not choose it."""
 
     stop_reason: str
     episodes: int
@@ -51,6 +54,7 @@ class LoopReport:
     generalization_gap: float | None = None
     best_snapshot: PolicySnapshot | None = None
     final_eval: PolicyEvaluation | None = None
+    runoff: Runoff | None = None
     pipeline: dict[str, Any] = field(default_factory=dict)  # the pipeline's summary()
 
     def to_dict(self) -> dict[str, Any]:
@@ -70,6 +74,7 @@ class LoopReport:
             "generalization_gap": finite_or_none(self.generalization_gap),
             "best_snapshot": self.best_snapshot.snapshot_id if self.best_snapshot else None,
             "final_eval": None if final is None else final.to_dict(),
+            "runoff": None if self.runoff is None else self.runoff.to_dict(),
             **({"pipeline": self.pipeline} if self.pipeline else {}),
         }
 
@@ -90,6 +95,8 @@ class LoopReport:
             **{k.replace("_", " ").capitalize(): str(v) for k, v in self.pipeline.items()},
             **(extra or {}),
         }
+        if self.runoff is not None:
+            rows["Runoff"] = str(self.runoff)
         if self.final_eval is not None:
             rows["Final eval"] = f"{self.final_eval} (deterministic, fresh seeds, best checkpoint)"
         body = "\n".join(f"  {k:<17}: {v}" for k, v in rows.items())

@@ -20,7 +20,8 @@ Three policies:
   it scores higher, or ties (within one standard error of the difference from
   the highest score seen): a tie goes to the later policy, which has more
   training behind it (the first policy to reach CartPole's 500 on five
-  episodes is rarely the one that holds it).
+  episodes is rarely the one that holds it). When the run ends, the best
+  checkpoint meets the run's final policy in a *runoff* (``Runoff``).
 - ``ScoreFunctionSelection``: tensor-optix's ``checkpoint_score_fn``, called
   at every evaluation.
 """
@@ -30,7 +31,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,10 @@ from optix_core.types import EvalMetrics
 
 SELECTION_SEED = 1_000_000  # selection episodes never share seeds with training ...
 REPORT_SEED = 2_000_000  # ... nor with the episodes that report the chosen policy
+RUNOFF_SEED = 3_000_000  # ... nor with the runoff's, which chose neither of its two policies
+ROUND_SEEDS = 10_000  # seeds between one runoff round's episodes and the next's
+RUNOFF_ROUNDS = 4  # the most rounds a runoff plays ...
+RUNOFF_SHARE = 0.1  # ... and it starts another only while it cost at most this share of training
 
 
 @dataclass
@@ -56,6 +61,74 @@ class Candidate:
     # Each episode's return, in ``evaluate_policy``'s order, when every candidate
     # of the run plays the same episodes: then two candidates compare pairwise.
     returns: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Runoff:
+    """The best checkpoint against the policy the run ended with, when the run ends.
+
+    The best checkpoint won its place on a few episodes against many rivals,
+    so its selection score is the maximum of many noisy judgments and
+    overstates it (the winner's curse): an Acrobot A2C run kept a checkpoint
+    judged −67 on five episodes that scores −128 on fifty, while its final
+    policy scores −83. Neither policy was chosen on the runoff's episodes, so
+    both means are fair, and the higher one is handed back (a tie keeps the
+    best checkpoint); both play the same episodes, so they differ by their
+    policies, not by their starts. The runoff is played in rounds, and goes on
+    while the two are within noise of each other: a policy that fails one
+    start in ten scores like its rival on ten episodes and shows on thirty.
+    """
+
+    best_window: int
+    final_window: int
+    best: PolicyEvaluation
+    final: PolicyEvaluation
+    rounds: int = 1
+
+    def extend(self, best: PolicyEvaluation, final: PolicyEvaluation) -> Runoff:
+        """The runoff with one more round played."""
+        return replace(
+            self,
+            best=self.best.concatenate(best),
+            final=self.final.concatenate(final),
+            rounds=self.rounds + 1,
+        )
+
+    @property
+    def final_wins(self) -> bool:
+        return self.final.mean > self.best.mean
+
+    @property
+    def decided(self) -> bool:
+        """Whether the two played alike, or differ by more than twice the
+        standard error of their paired difference."""
+        differences = self.final.returns - self.best.returns
+        if not differences.any():
+            return True
+        sem = differences.std() / math.sqrt(differences.size)
+        return bool(abs(differences.mean()) > 2 * sem)
+
+    @property
+    def env_steps(self) -> int:
+        return self.best.env_steps + self.final.env_steps
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "best_window": self.best_window,
+            "final_window": self.final_window,
+            "rounds": self.rounds,
+            "best": self.best.to_dict(),
+            "final": self.final.to_dict(),
+            "winner": "final" if self.final_wins else "best",
+        }
+
+    def __str__(self) -> str:
+        winner = "final policy handed back" if self.final_wins else "best checkpoint kept"
+        return (
+            f"{winner}: final (window {self.final_window}) {self.final.mean:.4g} against "
+            f"best (window {self.best_window}) {self.best.mean:.4g}, "
+            f"{len(self.best.returns)} shared episodes"
+        )
 
 
 class CheckpointSelection(ABC):
@@ -77,6 +150,22 @@ class CheckpointSelection(ABC):
         """Score the current policy before the run is declared converged, when
         ``judge`` passed it over; None where that would add nothing."""
         return None
+
+    runoff_episodes: int = 0  # episodes of each policy in each runoff round; 0: no runoff
+
+    def runoff(self, agent: BaseAgent, round: int = 0) -> PolicyEvaluation:
+        """Play the agent's policy on the episodes of the runoff's ``round``."""
+        raise NotImplementedError(f"{type(self).__name__} holds no runoff")
+
+    def runoff_goes_on(self, runoff: Runoff, training_env_steps: int) -> bool:
+        """Whether the runoff plays another round: it is undecided, and has cost
+        at most ``RUNOFF_SHARE`` of the training env steps in fewer than
+        ``RUNOFF_ROUNDS`` rounds."""
+        return (
+            not runoff.decided
+            and runoff.rounds < RUNOFF_ROUNDS
+            and runoff.env_steps <= RUNOFF_SHARE * training_env_steps
+        )
 
     def clearly_beats(self, candidate: Candidate, best: Candidate | None) -> bool:
         """Whether ``candidate`` scores above ``best`` by more than one standard
@@ -166,6 +255,10 @@ class EvaluationSelection(CheckpointSelection):
     over the run instead of spent at every window of a plateau. On CartPole,
     where every window of the 500-plateau is a candidate, judging them all
     cost more env steps than training did. None judges every candidate.
+
+    ``runoff_episodes`` (default: twice ``episodes``; 0: no runoff) is how
+    many episodes, seeded from ``runoff_seed``, the best checkpoint and the
+    final policy each play in each round of their runoff (``Runoff``).
     """
 
     def __init__(
@@ -178,9 +271,13 @@ class EvaluationSelection(CheckpointSelection):
         n_envs: int = 8,
         env_kwargs: dict[str, Any] | None = None,
         max_share: float | None = None,
+        runoff_episodes: int | None = None,
+        runoff_seed: int = RUNOFF_SEED,
     ) -> None:
         if episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {episodes}")
+        if runoff_episodes is not None and runoff_episodes < 0:
+            raise ValueError(f"runoff_episodes must be >= 0 or None, got {runoff_episodes}")
         if max_share is not None and not max_share > 0:
             raise ValueError(f"max_share must be > 0 or None, got {max_share}")
         self.env = env
@@ -190,6 +287,8 @@ class EvaluationSelection(CheckpointSelection):
         self.n_envs = n_envs
         self.env_kwargs = env_kwargs
         self.max_share = max_share
+        self.runoff_episodes = 2 * episodes if runoff_episodes is None else runoff_episodes
+        self.runoff_seed = runoff_seed
 
     def is_candidate(self, decision: ScheduleDecision) -> bool:
         if decision.improved:
@@ -214,14 +313,7 @@ class EvaluationSelection(CheckpointSelection):
         return self._play(agent, window, decision)
 
     def _play(self, agent: BaseAgent, window: int, decision: ScheduleDecision) -> Candidate:
-        result = evaluate_policy(
-            agent,
-            self.env,
-            self.episodes,
-            seed=self.seed,
-            n_envs=self.n_envs,
-            env_kwargs=self.env_kwargs,
-        )
+        result = self._evaluate(agent, self.episodes, self.seed)
         self.env_steps += result.env_steps
         sem = result.std / math.sqrt(self.episodes)
         return Candidate(
@@ -234,15 +326,19 @@ class EvaluationSelection(CheckpointSelection):
             return True
         return self.env_steps <= self.max_share * metrics.metrics.get("env_steps", 0.0)
 
+    def runoff(self, agent: BaseAgent, round: int = 0) -> PolicyEvaluation:
+        seed = self.runoff_seed + round * ROUND_SEEDS
+        result = self._evaluate(agent, self.runoff_episodes, seed)
+        self.env_steps += result.env_steps
+        return result
+
     def report(self, agent: BaseAgent, episodes: int = 20) -> PolicyEvaluation:
         """The chosen policy on ``episodes`` deterministic episodes that chose nothing."""
+        return self._evaluate(agent, episodes, self.report_seed)
+
+    def _evaluate(self, agent: BaseAgent, episodes: int, seed: int) -> PolicyEvaluation:
         return evaluate_policy(
-            agent,
-            self.env,
-            episodes,
-            seed=self.report_seed,
-            n_envs=self.n_envs,
-            env_kwargs=self.env_kwargs,
+            agent, self.env, episodes, seed=seed, n_envs=self.n_envs, env_kwargs=self.env_kwargs
         )
 
 
