@@ -8,7 +8,7 @@ deterministic pipeline, another agent's data) gets them from the current
 networks. The rest takes one forward pass, which the backend supplies.
 ``OnPolicyWindow``, mixed into PPO's and A2C's agents, turns a window into
 advantages and returns under the learning rate's schedule and SB3's
-normalizers; PPO's window then travels to the framework as one float32
+normalizers, and explores (gSDE's held matrices with ``use_sde``); PPO's window then travels to the framework as one float32
 table (``PPOWindow``, ``loss_table``) cut into minibatches (``minibatch_starts``).
 """
 
@@ -23,7 +23,7 @@ import numpy as np
 
 from optix_core.normalizers import ObsNormalizer, RewardNormalizer
 from optix_core.policies import observations as O
-from optix_core.policies.distributions import Distribution
+from optix_core.policies.distributions import Distribution, StateDependentGaussian
 from optix_core.returns import compute_gae
 from optix_core.types import EpisodeData
 
@@ -139,17 +139,24 @@ class Window(NamedTuple):
 
 class OnPolicyWindow:
     """The framework-free half of an on-policy agent (PPO, A2C), mixed into a
-    backend's agent ahead of its base: the learning rate's linear schedule,
-    the normalizers, and a window turned into its advantages and returns.
+        backend's agent ahead of its base: the learning rate's linear schedule,
+        the normalizers, and a window turned into its advantages and returns.
 
-    The agent sets ``env_steps = 0``, calls ``init_normalizers`` and has ``hp``,
-    ``distribution`` and ``rollout_values(data, obs, learn_actions, recorded)``;
-    its ``act`` and ``act_info`` feed the networks ``observed(observation)``.
+        The agent sets ``env_steps = 0``, calls ``init_normalizers`` and
+        ``check_exploration``, and has ``hp``, ``rng``, ``distribution`` and
+        ``rollout_values(data, obs, learn_actions, recorded)``; its ``act`` and
+        ``act_info`` feed the networks ``observed(observation)``, and ``act_info``
+        acts by ``explore``. With gSDE it supplies ``sde_log_std()``, log σ of the
+    exploration matrices ``[dim z, dim A]`` as numpy.
     """
 
     env_steps: int
     reward_normalizer: RewardNormalizer | None
     obs_normalizer: ObsNormalizer | None
+    # gSDE (use_sde): training's exploration matrices θ_ε, one per environment, and
+    # the vector steps acted since the window began.
+    _sde_matrices: np.ndarray | None = None
+    _sde_step = 0
 
     def init_normalizers(
         self, reward_normalizer: RewardNormalizer | None, observation_space: Any
@@ -184,6 +191,36 @@ class OnPolicyWindow:
             return observation
         return self.obs_normalizer.normalize(observation)
 
+    def check_exploration(self) -> None:
+        """Insist that ``use_sde`` and the network agree: gSDE needs a network
+        that outputs ``[μ ‖ log σ̃ ‖ z]`` (its ``StateDependentGaussian``)."""
+        use_sde = bool(self.hp["use_sde"])
+        if use_sde != isinstance(self.distribution, StateDependentGaussian):
+            raise ValueError(
+                f"{self.algorithm}: use_sde={use_sde}, but the network "
+                f"{'does not output' if use_sde else 'outputs'} gSDE's [mean ‖ log std ‖ "
+                f"features]: build it with make_{self.algorithm}, which follows use_sde"
+            )
+
+    def explore(self, params: np.ndarray, noise: Any) -> tuple[np.ndarray, dict[str, Any]]:
+        """Training's actions and their ``policy_info`` from the distribution's
+        parameters: drawn from ``noise``; with gSDE, from matrices θ_ε held
+        per environment, drawn (from ``rng``) as a window begins and every
+        ``sde_sample_freq`` steps within it (−1: only then), as SB3's
+        on-policy gSDE draws them at each rollout's start."""
+        distribution = self.distribution
+        if not isinstance(distribution, StateDependentGaussian):
+            return distribution.sample(params, noise)
+        n, every = len(params), int(self.hp["sde_sample_freq"])
+        held = self._sde_matrices
+        if held is None or len(held) != n or (every > 0 and self._sde_step % every == 0):
+            std = np.exp(self.sde_log_std()).astype(np.float32)
+            held = self._sde_matrices = std * self.rng.standard_normal(
+                (n, *std.shape), dtype=np.float32
+            )
+        self._sde_step += 1
+        return distribution.sample_held(params, held)
+
     def schedule_fraction(self) -> float:
         """1 − steps/anneal_steps, floored at 0 (1 when annealing is off)."""
         anneal = self.hp["anneal_steps"]
@@ -201,6 +238,7 @@ class OnPolicyWindow:
         steps, envs = np.shape(data.rewards)
         n = steps * envs
         self.env_steps += n
+        self._sde_matrices, self._sde_step = None, 0  # the next window explores anew
         self.apply_hyperparams()  # the window learns at the rate of the steps that count it
         raw = data.observations
         if self.obs_normalizer is not None:
@@ -229,7 +267,9 @@ class OnPolicyWindow:
         return self.reward_normalizer
 
     def extra_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"env_steps": self.env_steps}
+        state: dict[str, Any] = {"env_steps": self.env_steps, "sde_step": self._sde_step}
+        if self._sde_matrices is not None:
+            state["sde_matrices"] = self._sde_matrices.tolist()
         for name in ("reward_normalizer", "obs_normalizer"):
             normalizer = getattr(self, name)
             if normalizer is not None:
@@ -240,6 +280,9 @@ class OnPolicyWindow:
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.env_steps = int(state.get("env_steps", 0))
+        self._sde_step = int(state.get("sde_step", 0))
+        held = state.get("sde_matrices")
+        self._sde_matrices = None if held is None else np.asarray(held, dtype=np.float32)
         saved = state.get("reward_normalizer")
         if saved is not None:
             self._reward_normalizer(len(saved["returns"])).load_state_dict(_arrays(saved))

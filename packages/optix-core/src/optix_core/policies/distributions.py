@@ -29,7 +29,8 @@ Box                 ``SquashedGaussian`` u ~ N(μ, σ²), a = tanh(u) scaled to 
 ==================  ===================  ============================================
 
 The Gaussians' output is ``[μ ‖ log σ]`` (state-dependent σ, log σ clamped to
-[−5, 2]).
+[−5, 2]). ``StateDependentGaussian`` is gSDE's (``DiagGaussian`` with
+exploration held over many steps), for PPO and A2C with ``use_sde``.
 """
 
 from __future__ import annotations
@@ -262,6 +263,49 @@ class SquashedGaussian(Gaussian):
         """log π_old(a|s) + Σ log(1 − tanh² u): π_old's Gaussian log-density of u."""
         correction = squash_correction(learn_actions.astype(np.float64)).sum(-1)
         return (recorded + correction).astype(np.float32)
+
+
+class StateDependentGaussian(DiagGaussian):
+    """gSDE for PPO and A2C (Raffin et al. 2022, "Smooth Exploration for Robotic
+    Reinforcement Learning", eq. 5–6), as Stable-Baselines3 runs it on-policy:
+    full std, unsquashed (the environment gets u clipped to the bounds), the
+    features detached in the variance.
+
+    Exploration is u = μ(s) + z(s)·θ_ε, z the actor's last hidden features and
+    θ_ε a ``[dim z, dim A]`` matrix with entries N(0, σ²), σ a learned matrix
+    (``log_std`` of the backend's network). Over θ_ε, u is Gaussian with
+    variance σ̃² = (z²)·(σ²) per action dimension, so the network outputs
+    ``[μ ‖ log σ̃ ‖ z]`` (σ̃² + ``SDE_EPSILON`` inside the log) and log π and
+    the entropy are the diagonal Gaussian's of ``[μ ‖ log σ̃]``. Only training's
+    acting differs: it holds θ_ε for many steps (``sample_held``), which makes
+    exploration smooth in time; ``sample`` (a stochastic ``act``) draws as if
+    θ_ε were fresh.
+    """
+
+    name = "state_dependent_gaussian"
+
+    def __init__(self, space: gym.spaces.Box, latent_dim: int) -> None:
+        super().__init__(space)
+        self.latent_dim = int(latent_dim)
+        self.param_dim = 2 * self.action_dim + self.latent_dim
+
+    def split(self, params: Any, clamp: Any) -> tuple[Any, Any]:
+        """``(μ, log σ̃)``; σ̃ is kept from 0 by SDE_EPSILON, not clamped."""
+        d = self.action_dim
+        return params[:, :d], params[:, d : 2 * d]
+
+    def latent(self, params: np.ndarray) -> np.ndarray:
+        """The features z of each row."""
+        return params[:, 2 * self.action_dim :]
+
+    def sample_held(self, params: np.ndarray, matrices: np.ndarray) -> tuple[np.ndarray, dict]:
+        """Actions u = μ + z·θ_ε with one held θ_ε per row, and log N(u; μ, σ̃²)."""
+        mean, log_std = self.split(params, None)
+        u = mean + np.einsum("nl,nla->na", self.latent(params), matrices)
+        scaled = (u - mean) * np.exp(-log_std)
+        log_prob = -(0.5 * scaled * scaled + log_std).sum(-1) - self.action_dim * HALF_LOG_2PI
+        u = u.astype(np.float32)
+        return self.to_env(u), {"log_probs": log_prob.astype(np.float32), RAW: u}
 
 
 def squash_correction(u: np.ndarray) -> np.ndarray:

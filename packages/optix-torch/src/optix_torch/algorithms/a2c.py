@@ -144,8 +144,12 @@ class ActorCriticAgent(OnPolicyValues, TorchAgentBase):
 
     def act_info(self, observation: Any, episode_start: np.ndarray) -> tuple[np.ndarray, dict]:
         params, values = self._numpy_forward(observation, values=True)
-        actions, info = self.distribution.sample(params, self.generator)
+        actions, info = self.explore(params, self.generator)
         return actions, {**info, "values": values}
+
+    def explore(self, params: np.ndarray, noise: Any) -> tuple[np.ndarray, dict]:
+        """Training's actions, sampled (A2C's ``OnPolicyWindow`` adds gSDE's)."""
+        return self.distribution.sample(params, noise)
 
     def teardown(self) -> None:
         self.gradients.release()
@@ -179,6 +183,7 @@ class TorchAgent(OnPolicyWindow, ActorCriticAgent):
 
     def setup_learning(self, observation_space: gym.Space | None) -> None:
         self.env_steps = 0  # environment steps learned from: drives anneal_steps
+        self.check_exploration()
         self.init_normalizers(None, observation_space)
 
     def default_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
@@ -229,9 +234,12 @@ def make_a2c(
     hyperparams: HyperparamSet | None = None,
     device: str = "auto",
     seed: int | None = None,
+    **network: Any,
 ) -> TorchAgent:
     """The AgentSpec factory: ``ActorCritic`` chosen from the spaces ([64, 64]
-    tanh heads on flat features, as Stable-Baselines3's A2C)."""
+    tanh heads on flat features, as Stable-Baselines3's A2C), or with
+    ``use_sde`` gSDE's ``StateDependentActorCritic``; ``network`` holds their
+    options, as ``make_ppo``'s."""
     return default_agent(
-        TorchAgent, observation_space, action_space, hyperparams, device, seed, "a2c"
+        TorchAgent, observation_space, action_space, hyperparams, device, seed, "a2c", **network
     )

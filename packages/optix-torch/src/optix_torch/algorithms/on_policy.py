@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -19,6 +20,7 @@ from optix_core.types import EpisodeData, HyperparamSet
 from optix_torch.policies import observations as O
 from optix_torch.policies.distributions import distribution_for
 from optix_torch.policies.networks import ActorCritic, seeded
+from optix_torch.policies.sde import StateDependentActorCritic
 
 __all__ = ["OnPolicyValues", "default_agent", "explained_variance", "gae"]
 
@@ -34,6 +36,10 @@ class OnPolicyValues:
         return on_policy.rollout_values(
             data, obs, learn_actions, self.distribution, self._values, self._log_prob, recorded
         )
+
+    def sde_log_std(self) -> np.ndarray:
+        """gSDE's log σ, held by its network (``StateDependentActorCritic``)."""
+        return self.actor.sde_log_std()
 
     @torch.inference_mode()
     def _values(self, obs: Any) -> tuple[torch.Tensor, np.ndarray]:
@@ -54,13 +60,29 @@ def default_agent(
     device: str,
     seed: int | None,
     owner: str,
+    **options: Any,
 ) -> Any:
     """An AgentSpec factory's agent: ``ActorCritic`` chosen from the spaces
     (Stable-Baselines3's networks: [64, 64] tanh heads on flat features,
-    linear heads on a CNN's), with the action space's distribution."""
-    distribution = distribution_for(action_space, owner=owner)
-    with seeded(seed):
-        network = ActorCritic(observation_space, distribution.param_dim)
+    linear heads on a CNN's), with the action space's distribution; with
+    ``use_sde``, ``StateDependentActorCritic``. ``options`` are the network's
+    (``hidden``; ``ortho_init`` with ``use_sde``)."""
+    given = hyperparams.params if isinstance(hyperparams, HyperparamSet) else hyperparams
+    hp = {**agent_cls.DEFAULTS, **(given or {})}
+    if hp["use_sde"]:
+        if not isinstance(action_space, gym.spaces.Box):
+            raise ValueError(f"{owner}: use_sde explores Box actions, got {action_space}")
+        with seeded(seed):
+            network = StateDependentActorCritic(
+                observation_space, action_space, log_std_init=hp["log_std_init"], **options
+            )
+        distribution = network.distribution
+    else:
+        if "ortho_init" in options:
+            raise ValueError(f"{owner}: ortho_init is an option of use_sde's network only")
+        distribution = distribution_for(action_space, owner=owner)
+        with seeded(seed):
+            network = ActorCritic(observation_space, distribution.param_dim, **options)
     return agent_cls(
         network,
         hyperparams=hyperparams,

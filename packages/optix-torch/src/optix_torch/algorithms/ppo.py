@@ -65,6 +65,7 @@ from optix_torch.policies.networks import (
     check_actor_critic,
     probe_input,
 )
+from optix_torch.policies.sde import StateDependentActorCritic
 
 # Shuffled minibatches are gathered this many bytes at a time at most (all
 # epochs at once for small windows, an epoch at a time for images).
@@ -130,6 +131,7 @@ class TorchPPOAgent(PPOWindow, OnPolicyValues, TorchAgentBase):
             self.distribution.param_dim,
             self.algorithm,
         )
+        self.check_exploration()
         self.init_normalizers(reward_normalizer, observation_space)
         self.env_steps = 0  # environment steps learned from: drives anneal_steps
         params = [p for m in self.modules().values() for p in m.parameters()]
@@ -188,7 +190,7 @@ class TorchPPOAgent(PPOWindow, OnPolicyValues, TorchAgentBase):
         self, observation: Any, episode_start: np.ndarray
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         params, values = self._numpy_forward(self.observed(observation), values=True)
-        actions, info = self.distribution.sample(params, self.generator)
+        actions, info = self.explore(params, self.generator)
         return actions, {**info, "values": values}
 
     # ---- schedules ------------------------------------------------------
@@ -453,10 +455,13 @@ def pick_distribution(
     distribution: Distribution | str | None,
     owner: str,
 ) -> Distribution:
-    """The distribution given, or the one for ``action_space``; without a space,
-    a categorical over as many actions as the actor outputs (tensor-optix's form)."""
+    """The distribution given, gSDE's for its network, or the one for
+    ``action_space``; without a space, a categorical over as many actions as
+    the actor outputs (tensor-optix's form)."""
     if isinstance(distribution, Distribution):
         return distribution
+    if distribution is None and isinstance(actor, StateDependentActorCritic):
+        return actor.distribution
     if action_space is None:
         probe = probe_input(actor, observation_space)
         if probe is None:
@@ -477,10 +482,13 @@ def make_ppo(
     hyperparams: HyperparamSet | None = None,
     device: str = "auto",
     seed: int | None = None,
+    **network: Any,
 ) -> TorchPPOAgent:
     """The AgentSpec factory for "ppo": ``ActorCritic`` chosen from the spaces
     (Stable-Baselines3's PPO networks: [64, 64] tanh heads on flat features,
-    linear heads on NatureCNN's), with the action space's distribution."""
+    linear heads on NatureCNN's), with the action space's distribution, or
+    with ``use_sde`` gSDE's ``StateDependentActorCritic``; ``network`` holds
+    their options (a preset's ``network``: ``hidden``, ``ortho_init``)."""
     return default_agent(
-        TorchPPOAgent, observation_space, action_space, hyperparams, device, seed, "ppo"
+        TorchPPOAgent, observation_space, action_space, hyperparams, device, seed, "ppo", **network
     )

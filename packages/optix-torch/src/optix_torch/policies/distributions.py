@@ -39,6 +39,7 @@ __all__ = [
     "Distribution",
     "MultiCategorical",
     "SquashedGaussian",
+    "StateDependentGaussian",
     "distribution_for",
     "gaussian_action_space",
     "sample_categorical",
@@ -150,6 +151,10 @@ class SquashedGaussian(_Gaussian, core.SquashedGaussian):
         scale = torch.as_tensor(self.scale, dtype=params.dtype, device=params.device)
         a = center + scale * torch.tanh(params[:, : self.action_dim])
         return a.reshape(params.shape[0], *self.shape)
+
+
+class StateDependentGaussian(DiagGaussian, core.StateDependentGaussian):
+    """gSDE's: ``DiagGaussian``'s log π and entropy on ``[μ ‖ log σ̃]``."""
 
 
 FAMILY: dict[str, type[core.Distribution]] = {

@@ -1,8 +1,9 @@
 """A2C / REINFORCE hyperparameters (optix-torch's TorchAgent).
 
-``anneal_steps``, ``normalize_observations`` and ``normalize_reward`` are
-PPO's (``config.ppo``): rl-zoo's linear learning-rate schedule and SB3's
-VecNormalize (``optix_core.on_policy.OnPolicyWindow``).
+``anneal_steps``, ``normalize_observations``, ``normalize_reward``,
+``use_sde``, ``sde_sample_freq`` and ``log_std_init`` are PPO's
+(``config.ppo``): rl-zoo's linear learning-rate schedule, SB3's VecNormalize
+and gSDE (``optix_core.on_policy.OnPolicyWindow``).
 """
 
 from optix_core.hyperparams import Bound
@@ -23,8 +24,11 @@ DEFAULTS = {
     "anneal_steps": 0,
     "normalize_observations": False,
     "normalize_reward": False,
+    "use_sde": False,
+    "sde_sample_freq": -1,
+    "log_std_init": 0.0,
 }
-BUILT_WITH = ("use_rms_prop", "rms_prop_eps", "normalize_observations")
+BUILT_WITH = ("use_rms_prop", "rms_prop_eps", "normalize_observations", "use_sde", "log_std_init")
 BOUNDS = {
     "learning_rate": Bound(0.0, 1.0, open_low=True),
     "gamma": Bound(0.0, 1.0),
@@ -38,6 +42,9 @@ BOUNDS = {
     "anneal_steps": Bound(0, 2**62, integer=True),
     "normalize_observations": Bound.flag(),
     "normalize_reward": Bound.flag(),
+    "use_sde": Bound.flag(),
+    "sde_sample_freq": Bound(-1, 1 << 20, integer=True),
+    "log_std_init": Bound(-20.0, 2.0),
 }
 SEARCH_SPACE = {
     "learning_rate": ("log_float", 1e-4, 3e-3),

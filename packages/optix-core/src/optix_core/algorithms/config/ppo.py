@@ -11,6 +11,12 @@ keeps them constant). ``normalize_observations`` and ``normalize_reward`` are
 rl-zoo's ``normalize: true`` (SB3's VecNormalize): observations standardized
 by running statistics, rewards divided by the running std of the discounted
 return (``optix_core.on_policy.OnPolicyWindow.init_normalizers``).
+``use_sde``, ``sde_sample_freq`` and ``log_std_init`` are SB3's on-policy gSDE
+(``optix_core.policies.distributions.StateDependentGaussian``): exploration
+is the actor's last hidden features times a matrix θ_ε, drawn as each window
+begins and every ``sde_sample_freq`` steps within it (−1: only then), whose
+entries have the learned std exp(log σ), log σ starting at ``log_std_init``;
+the environment gets the action clipped to its bounds.
 """
 
 from optix_core.hyperparams import Bound
@@ -31,9 +37,13 @@ DEFAULTS = {
     "anneal_steps": 0,
     "normalize_observations": False,
     "normalize_reward": False,
+    "use_sde": False,
+    "sde_sample_freq": -1,
+    "log_std_init": 0.0,
 }
-# Networks trained on standardized observations act wrongly on raw ones: fixed when built.
-BUILT_WITH = ("normalize_observations",)
+# Networks trained on standardized observations act wrongly on raw ones, and gSDE
+# is a network of its own: fixed when built.
+BUILT_WITH = ("normalize_observations", "use_sde", "log_std_init")
 BOUNDS = {
     "learning_rate": Bound(0.0, 1.0, open_low=True),
     "clip_ratio": Bound(0.0, 1.0, open_low=True),
@@ -50,6 +60,9 @@ BOUNDS = {
     "anneal_steps": Bound(0, 2**62, integer=True),
     "normalize_observations": Bound.flag(),
     "normalize_reward": Bound.flag(),
+    "use_sde": Bound.flag(),
+    "sde_sample_freq": Bound(-1, 1 << 20, integer=True),
+    "log_std_init": Bound(-20.0, 2.0),
 }
 SEARCH_SPACE = {
     "learning_rate": ("log_float", 1e-4, 3e-3),
@@ -118,6 +131,28 @@ PRESETS = {
     # 16 environments x 1024 steps, 4 epochs of minibatches of 64, γ 0.999.
     "LunarLander-v3": _LUNAR_LANDER,
     "LunarLanderContinuous-v3": _LUNAR_LANDER,
+    # rl-baselines3-zoo's MountainCarContinuous settings: gSDE, one environment x 8
+    # steps (ten epochs over each 8-step window), normalized, γ 0.9999, PyTorch's
+    # default initialisation. The zoo reaches 88.3 within its 20k-step budget.
+    "MountainCarContinuous-v0": {
+        "hyperparams": {
+            "normalize_observations": True,
+            "normalize_reward": True,
+            "minibatch_size": 256,
+            "gamma": 0.9999,
+            "learning_rate": 7.77e-5,
+            "entropy_coef": 0.00429,
+            "clip_ratio": 0.1,
+            "n_epochs": 10,
+            "gae_lambda": 0.9,
+            "max_grad_norm": 5.0,
+            "vf_coef": 0.19,
+            "use_sde": True,
+            "log_std_init": -3.29,
+        },
+        "rollout": {"n_envs": 1, "window_size": 8},
+        "network": {"ortho_init": False},
+    },
     # gymnax's CartPole through optix-jax's compiled pipeline: a window costs
     # milliseconds, so it is wide (32 envs × 128 steps, PureJaxRL's rollout length)
     # and the update takes few, large minibatches at a higher rate. Seeds 0–2 reach
