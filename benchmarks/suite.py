@@ -215,6 +215,7 @@ class Result:
     eval_episodes: int
     eval_seed: int | None  # the first evaluation episode's seed; None: the zoo's own
     stop_reason: str = ""
+    runoff: str = ""  # which policy the runoff handed back, "best" or "final"; "": no runoff
 
 
 def optix_run(row: Row, seed: int, side: str, args: argparse.Namespace, root: Path) -> Result:
@@ -252,6 +253,7 @@ def optix_run(row: Row, seed: int, side: str, args: argparse.Namespace, root: Pa
         final["episodes"],
         final["seed"],
         reason,
+        (report.get("runoff") or {}).get("winner", ""),
     )
 
 
