@@ -106,6 +106,7 @@ _ZOO_CONTROL = {
     "epsilon_min": 0.1,
 }
 PRESETS = {
+    "CartPole-v1": {},  # the defaults are the zoo's CartPole settings
     "Acrobot-v1": {"hyperparams": dict(_ZOO_CONTROL)},
     "LunarLander-v3": {"hyperparams": dict(_ZOO_CONTROL)},
 }
