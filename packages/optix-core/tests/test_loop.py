@@ -581,7 +581,7 @@ class SmallWindowAgent(ScriptedAgent):
 
     @property
     def loop_hints(self):
-        return {"windows_per_evaluation": 3}
+        return {"steps_per_evaluation": 6}  # three of the 2-step windows
 
 
 def test_an_agent_with_small_windows_is_evaluated_every_so_many_of_them():
@@ -599,6 +599,17 @@ def test_an_agent_with_small_windows_is_evaluated_every_so_many_of_them():
     # Every third window, then intervals backed off to 2 x 3 windows; DORMANT after two misses.
     assert evaluated == [3, 6, 9, 15]
     assert report.final_state is LoopState.DORMANT
+
+
+def test_windows_of_varying_size_are_evaluated_one_by_one_whatever_the_hint():
+    agent = SmallWindowAgent(script(1, 2, 3, 4, 5, 6, then=6.0))
+    recorder = Recorder()
+    windows = pipeline()
+    windows.window_steps = None  # as a pipeline whose windows vary in size
+    RLOptimizer(
+        agent, windows, evaluator=SkillEvaluator(), max_episodes=4, callbacks=[recorder], **DENSE
+    ).run()
+    assert [event[0] for event in recorder.of("on_episode_end")] == [1, 2, 3, 4]
 
 
 def test_windows_per_evaluation_given_overrides_the_agents():

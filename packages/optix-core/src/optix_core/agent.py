@@ -105,8 +105,9 @@ class BaseAgent(ABC):
         Off-policy learners need more evaluations before a plateau means
         anything, since their scores lag the replay buffer
         (``min_episodes_before_dormant``). An agent whose windows are too small
-        to score one by one (A2C's 5 steps) asks for ``windows_per_evaluation``:
-        the loop's evaluation intervals count in that many windows.
+        to score one by one (A2C's 5 steps) asks for ``steps_per_evaluation``:
+        the loop's evaluation intervals count in as many windows as hold about
+        that many env steps (where the pipeline's windows are of a fixed size).
         """
         if self.is_on_policy:
             return {}

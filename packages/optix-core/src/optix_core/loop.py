@@ -86,7 +86,8 @@ class RLOptimizer:
     off-policy agents; a zero ``min_episodes_before_dormant`` takes the
     agent's ``loop_hints``; so does ``windows_per_evaluation=None``: the
     windows that ``base_interval`` and ``max_interval_episodes`` count in (1,
-    or 100 for A2C, whose 5-step windows are too small to score one by one).
+    or for A2C, whose 5-step windows are too small to score one by one, as
+    many as hold about 4,000 env steps: 100 windows of 8 x 5).
     ``relative_patience``, ``record_gain`` and ``unsolved_patience`` are
     optix's additions to the DORMANT test (``optix_core.scheduler``; 0,
     tensor-optix's test, by default); the last applies while the best
@@ -695,11 +696,7 @@ class RLOptimizer:
         min_dormant = self.min_episodes_before_dormant or agent.loop_hints.get(
             "min_episodes_before_dormant", 0
         )
-        # An agent whose windows are too small to score one by one counts its
-        # evaluation intervals in several windows (A2C: SB3's log_interval).
-        per_evaluation = self.windows_per_evaluation or int(
-            agent.loop_hints.get("windows_per_evaluation", 1)
-        )
+        per_evaluation = self.windows_per_evaluation or self._hinted_windows_per_evaluation(agent)
         options = dict(self.schedule_options)
         for key in ("base_interval", "max_interval_episodes"):
             options[key] *= per_evaluation
@@ -708,6 +705,17 @@ class RLOptimizer:
             dormant_threshold=max(dormant, options["plateau_threshold"]),
             min_episodes_before_dormant=min_dormant,
         )
+
+    def _hinted_windows_per_evaluation(self, agent: BaseAgent) -> int:
+        """The windows that hold about the env steps an agent with small windows
+        asks an evaluation to span (``loop_hints["steps_per_evaluation"]``; A2C's
+        8 x 5-step windows, scored one by one, end too few episodes); 1 without
+        a hint, or where the pipeline's windows vary in size."""
+        steps = agent.loop_hints.get("steps_per_evaluation")
+        window = self.pipeline.window_steps
+        if not steps or not window:
+            return 1
+        return max(1, round(steps / window))
 
     def _resume(self, agent: BaseAgent) -> None:
         assert self.registry is not None and self.scheduler is not None

@@ -88,6 +88,7 @@ class ActorLearnerPipeline(EnvPipeline):
         self.env_factory = env_factory
         self.n_envs, self.window_size, self.n_actors = n_envs, window_size, n_actors
         self.rounds = rounds
+        self.window_steps = rounds * n_actors * n_envs * window_size
         self.seed = 0 if seed is None else seed
         self.executor = _executor(executor, n_actors, address, start_method)
         super().__init__(n_actors * n_envs, stats_window)

@@ -27,6 +27,7 @@ class BasePipeline(ABC):
     agent: BaseAgent | None = None
     deterministic: bool = False
     acting_only: bool = False
+    window_steps: int | None = None  # env steps in each window, where fixed (None: they vary)
 
     def bind(self, agent: BaseAgent, *, acting_only: bool = False) -> None:
         """Act with ``agent`` from the next step on (the loop calls this)."""

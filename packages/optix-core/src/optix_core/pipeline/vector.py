@@ -49,6 +49,7 @@ class VectorBatchPipeline(EnvPipeline):
         self.seed = seed
         self.deterministic = deterministic
         self.n_envs = self.envs.num_envs
+        self.window_steps = self.n_envs * window_size
         super().__init__(self.n_envs, stats_window)
         self._obs: Any = None
         self._episode_start = np.ones(self.n_envs, dtype=bool)

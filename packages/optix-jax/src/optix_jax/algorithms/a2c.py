@@ -61,7 +61,8 @@ class FlaxAgent(OnPolicyWindow, P.OnPolicyNetworks, JaxAgentBase):
     Args:
         actor: an ``nnx.Module``, observations → the distribution's parameters
             ``[B, param_dim]``, or → ``(parameters, values [B])`` (an
-            actor-critic, as ``ActorCritic``). Parameters alone and no critic
+            actor-critic, as ``ActorCritic``, and with ``use_sde`` gSDE's
+            ``StateDependentActorCritic``). Parameters alone and no critic
             is REINFORCE.
         optimizer: an optax transformation with its learning rate injected
             (``optax.inject_hyperparams``); default Adam (ε = 1e-8), or
@@ -115,6 +116,7 @@ class FlaxAgent(OnPolicyWindow, P.OnPolicyNetworks, JaxAgentBase):
                 optimizer = rms_prop(self.hp["rms_prop_eps"])
             tx = optimizer or default_adam(1e-8)
             self.optimizer = new_optimizer(self.networks, tx)
+        self.check_exploration()
         self.init_networks()
         self.init_normalizers(None, observation_space)
         self.env_steps = 0  # environment steps learned from: drives anneal_steps
@@ -197,9 +199,12 @@ def make_a2c(
     hyperparams: HyperparamSet | None = None,
     device: str = "auto",
     seed: int | None = None,
+    **network: Any,
 ) -> FlaxAgent:
     """The AgentSpec factory for "a2c": ``ActorCritic`` chosen from the spaces
-    ([64, 64] tanh heads on flat features, as Stable-Baselines3's A2C)."""
+    ([64, 64] tanh heads on flat features, as Stable-Baselines3's A2C), or with
+    ``use_sde`` gSDE's ``StateDependentActorCritic``; ``network`` holds their
+    options, as ``make_ppo``'s."""
     return P.default_agent(
-        FlaxAgent, observation_space, action_space, hyperparams, device, seed, "a2c"
+        FlaxAgent, observation_space, action_space, hyperparams, device, seed, "a2c", **network
     )

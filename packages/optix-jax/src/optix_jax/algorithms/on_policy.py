@@ -6,8 +6,9 @@ optix-core's ``optix_core.on_policy``, which every backend reads. This adds
 the JAX half: ``PolicyNetworks`` (an actor and a critic, an actor-critic
 returning both, or for REINFORCE an actor alone, as one NNX module the
 optimizer steps), acting through a jitted forward pass with sampling in
-numpy from the agent's generators, the pure policy a compiled pipeline acts
-with (``compiled_policy``), GAE in JAX for windows that never leave the
+numpy from the agent's generators (training's through ``OnPolicyWindow.explore``,
+gSDE's held matrices with ``use_sde``), the pure policy a compiled pipeline
+acts with (``compiled_policy``), GAE in JAX for windows that never leave the
 device, and masked minibatch statistics for jitted updates of fixed shape.
 """
 
@@ -31,6 +32,7 @@ from optix_jax.policies import observations as O
 from optix_jax.policies.distributions import Distribution, distribution_for
 from optix_jax.policies.extractors import FlattenExtractor
 from optix_jax.policies.networks import ActorCritic
+from optix_jax.policies.sde import StateDependentActorCritic
 
 
 class PolicyNetworks(nnx.Module):
@@ -58,7 +60,7 @@ class PolicyNetworks(nnx.Module):
 def returns_values(actor: nnx.Module, observation_space: gym.Space | None) -> bool:
     """Whether ``actor`` returns ``(policy_output, value)`` rather than the policy output
     alone (probed on two observations; False when it cannot be probed)."""
-    if isinstance(actor, ActorCritic):
+    if isinstance(actor, ActorCritic | StateDependentActorCritic):
         return True
     if observation_space is None:
         return False
@@ -66,7 +68,8 @@ def returns_values(actor: nnx.Module, observation_space: gym.Space | None) -> bo
 
 
 class OnPolicyNetworks:
-    """Mixed into a ``JaxAgentBase``: call ``init_networks`` in the constructor, after
+    """Mixed into a ``JaxAgentBase``, behind ``OnPolicyWindow`` (whose ``explore``
+    training acts by): call ``init_networks`` in the constructor, after
     ``self.distribution`` and ``self.optimizer`` (an ``nnx.Optimizer`` over
     ``self.networks``) are set."""
 
@@ -124,8 +127,12 @@ class OnPolicyNetworks:
         self, observation: Any, episode_start: np.ndarray
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         params, values = self._numpy_forward(self.observed(observation))
-        actions, info = self.distribution.sample(params, self.rng)
+        actions, info = self.explore(params, self.rng)
         return actions, {**info, "values": values}
+
+    def sde_log_std(self) -> np.ndarray:
+        """gSDE's log σ, held by its network (``StateDependentActorCritic``)."""
+        return self.networks.actor.sde_log_std()
 
     def compiled_policy(self, deterministic: bool = False) -> tuple[Callable, Any]:
         """``(policy, state)`` for a compiled pipeline: ``policy(state, obs, key) ->
@@ -219,7 +226,9 @@ def numpy_snapshot(networks: PolicyNetworks) -> NumpyActorCritic | None:
 
 def refuse_host_normalizers(agent: Any) -> None:
     """A compiled pipeline keeps its windows on the device, where an agent's
-    normalizers (``OnPolicyWindow``'s), which work on the host's copy, cannot reach them."""
+    normalizers (``OnPolicyWindow``'s), which work on the host's copy, cannot reach
+    them; and it samples with ``sample_jax``, which cannot hold gSDE's matrices
+    (``OnPolicyWindow.explore``, on the host) from step to step."""
     host = agent.reward_normalizer is not None or agent.obs_normalizer is not None
     if host or agent.hp["normalize_reward"]:
         raise ValueError(
@@ -227,6 +236,12 @@ def refuse_host_normalizers(agent: Any) -> None:
             "reward_normalizer work on windows on the host; a compiled pipeline's window "
             "stays on the device: build the agent without them, or train on a gymnasium "
             "environment"
+        )
+    if agent.hp["use_sde"]:
+        raise ValueError(
+            f"{agent.algorithm}: use_sde explores with matrices held on the host from step "
+            "to step; a compiled pipeline samples each step on the device: build the agent "
+            "without use_sde, or train on a gymnasium environment"
         )
 
 
@@ -315,10 +330,13 @@ def pick_distribution(
     shared: bool,
     owner: str,
 ) -> Distribution:
-    """The distribution given, or the one for ``action_space``; without a space, a
-    categorical over as many actions as the actor outputs (tensor-optix's form)."""
+    """The distribution given, gSDE's for its network, or the one for
+    ``action_space``; without a space, a categorical over as many actions as the
+    actor outputs (tensor-optix's form)."""
     if isinstance(distribution, Distribution):
         return distribution
+    if distribution is None and isinstance(actor, StateDependentActorCritic):
+        return actor.distribution
     if action_space is None:
         if observation_space is None:
             raise ValueError(
@@ -338,15 +356,35 @@ def default_agent(
     device: str,
     seed: int | None,
     owner: str,
+    **options: Any,
 ) -> Any:
     """An AgentSpec factory's agent: ``ActorCritic`` chosen from the spaces
     (Stable-Baselines3's networks: [64, 64] tanh heads on flat features,
-    linear heads on NatureCNN's), with the action space's distribution."""
+    linear heads on NatureCNN's), with the action space's distribution; with
+    ``use_sde``, ``StateDependentActorCritic``. ``options`` are the network's
+    (``hidden``; ``ortho_init`` with ``use_sde``)."""
     from optix_jax.device import resolve_device
 
-    distribution = distribution_for(action_space, owner=owner)
-    with jax.default_device(resolve_device(device)):
-        network = ActorCritic(observation_space, distribution.param_dim, seed=seed)
+    given = hyperparams.params if isinstance(hyperparams, HyperparamSet) else hyperparams
+    hp = {**agent_cls.DEFAULTS, **(given or {})}
+    if hp["use_sde"]:
+        if not isinstance(action_space, gym.spaces.Box):
+            raise ValueError(f"{owner}: use_sde explores Box actions, got {action_space}")
+        with jax.default_device(resolve_device(device)):
+            network = StateDependentActorCritic(
+                observation_space,
+                action_space,
+                log_std_init=hp["log_std_init"],
+                seed=seed,
+                **options,
+            )
+        distribution = network.distribution
+    else:
+        if "ortho_init" in options:
+            raise ValueError(f"{owner}: ortho_init is an option of use_sde's network only")
+        distribution = distribution_for(action_space, owner=owner)
+        with jax.default_device(resolve_device(device)):
+            network = ActorCritic(observation_space, distribution.param_dim, seed=seed, **options)
     return agent_cls(
         network,
         hyperparams=hyperparams,

@@ -64,7 +64,8 @@ class FlaxPPOAgent(PPOWindow, P.OnPolicyNetworks, JaxAgentBase):
     Args:
         actor: an ``nnx.Module``, observations → the distribution's parameters
             ``[B, param_dim]``; or, with ``critic=None``, → ``(parameters,
-            values [B])``, as ``ActorCritic`` (the default network) does.
+            values [B])``, as ``ActorCritic`` (the default network) does, and
+            with ``use_sde`` gSDE's ``StateDependentActorCritic``.
         critic: observations → ``[B, 1]`` state values, or None (see ``actor``).
         optimizer: an optax transformation with its learning rate injected
             (``optax.inject_hyperparams``); default Adam (ε = 1e-5, as SB3's
@@ -115,6 +116,7 @@ class FlaxPPOAgent(PPOWindow, P.OnPolicyNetworks, JaxAgentBase):
             self.networks = P.PolicyNetworks(actor, critic, shared=critic is None)
             tx = optimizer or default_adam(1e-5)
             self.optimizer = new_optimizer(self.networks, tx)
+        self.check_exploration()
         self.init_normalizers(reward_normalizer, observation_space)
         self.env_steps = 0  # environment steps learned from: drives anneal_steps
         self.init_networks()
@@ -436,10 +438,13 @@ def make_ppo(
     hyperparams: HyperparamSet | None = None,
     device: str = "auto",
     seed: int | None = None,
+    **network: Any,
 ) -> FlaxPPOAgent:
     """The AgentSpec factory for "ppo": ``ActorCritic`` chosen from the spaces
     (Stable-Baselines3's PPO networks: [64, 64] tanh heads on flat features,
-    linear heads on NatureCNN's), with the action space's distribution."""
+    linear heads on NatureCNN's), with the action space's distribution, or
+    with ``use_sde`` gSDE's ``StateDependentActorCritic``; ``network`` holds
+    their options (a preset's ``network``: ``hidden``, ``ortho_init``)."""
     return P.default_agent(
-        FlaxPPOAgent, observation_space, action_space, hyperparams, device, seed, "ppo"
+        FlaxPPOAgent, observation_space, action_space, hyperparams, device, seed, "ppo", **network
     )

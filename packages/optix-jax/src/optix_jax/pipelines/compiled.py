@@ -114,6 +114,7 @@ class CompiledPipeline(EnvPipeline):
         self.env_id = env_id
         self.n_envs = n_envs
         self.window_size = window_size
+        self.window_steps = n_envs * window_size
         self.observation_space = to_gymnasium_space(self.env.observation_space(self.env_params))
         self.action_space = to_gymnasium_space(self.env.action_space(self.env_params))
         super().__init__(n_envs, stats_window)

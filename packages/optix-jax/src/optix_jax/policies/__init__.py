@@ -4,5 +4,6 @@
 Dict) as Flax NNX modules; ``distributions``: optix-core's action
 distributions with ``log_prob``, ``entropy`` and a pure ``sample`` in JAX;
 ``networks``: the default actor-critic chosen from the spaces, and the check
-that a user's networks fit; ``observations``: batches as JAX arrays.
+that a user's networks fit; ``sde``: gSDE's actor-critic (PPO's and A2C's
+``use_sde``); ``observations``: batches as JAX arrays.
 """

@@ -162,6 +162,11 @@ class SquashedGaussian(_Gaussian, core.SquashedGaussian):
         return jnp.clip(a, self.low, self.high).astype(jnp.float32).reshape(len(u), *self.shape)
 
 
+class StateDependentGaussian(DiagGaussian, core.StateDependentGaussian):
+    """gSDE's: ``DiagGaussian``'s log π and entropy on ``[μ ‖ log σ̃]`` (unclamped).
+    ``sample_jax`` draws as if θ_ε were fresh; held matrices are acting's, on the host."""
+
+
 def squash_correction(u: jax.Array) -> jax.Array:
     """log(1 − tanh²(u)) = 2 (log 2 − u − softplus(−2u)), per element (SAC's eq. 21 term)."""
     return 2.0 * (LOG_2 - u - jax.nn.softplus(-2.0 * u))

@@ -60,11 +60,12 @@ ONLINE_SEARCH_SPACE = {
     "entropy_coef": ("log_float", 1e-4, 0.05),
 }
 ROLLOUT = {"n_envs": 8, "window_size": 5}
-# A window of 5 steps ends an episode now and then; scored one by one, ten
+# A window of 8 x 5 steps ends an episode now and then; scored one by one, ten
 # evaluations without a record took 3,120 steps of LunarLander for convergence.
-# The loop scores every 100th window instead, as Stable-Baselines3's A2C logs
-# every 100 updates (log_interval) where its PPO logs every one.
-LOOP_HINTS = {"windows_per_evaluation": 100}
+# The loop scores windows of about 4,000 env steps together instead: every
+# 100th of 8 x 5 steps, as Stable-Baselines3's A2C logs every 100 updates
+# (log_interval) where its PPO logs every one; every 10th of MountainCar's 4 x 100.
+LOOP_HINTS = {"steps_per_evaluation": 4000}
 # rl-baselines3-zoo's A2C settings: SB3's A2C (RMSprop, environments x 5 steps)
 # without an entropy bonus; Acrobot's normalize observations and rewards
 # (VecNormalize). The zoo anneals LunarLander's learning rate to 0 over its
@@ -74,6 +75,15 @@ LOOP_HINTS = {"windows_per_evaluation": 100}
 # steps), where constant it scored 135.5 and 115.8 on seeds 0 and 1. Its
 # continuous tasks explore by gSDE, which optix's A2C does not offer.
 _ZOO = {"use_rms_prop": True, "entropy_coef": 0.0}
+# Its continuous tasks: gSDE, normalized, λ 0.9, the value loss weighed 0.4.
+_GSDE = {
+    **_ZOO,
+    "normalize_observations": True,
+    "normalize_reward": True,
+    "gae_lambda": 0.9,
+    "vf_coef": 0.4,
+    "use_sde": True,
+}
 PRESETS = {
     "CartPole-v1": {"hyperparams": _ZOO},
     "Acrobot-v1": {
@@ -83,6 +93,27 @@ PRESETS = {
     "LunarLander-v3": {
         "hyperparams": {**_ZOO, "gamma": 0.995, "learning_rate": 8.3e-4, "entropy_coef": 1e-5},
         "rollout": {"n_envs": 8, "window_size": 5},
+    },
+    "Pendulum-v1": {
+        "hyperparams": {**_GSDE, "gamma": 0.9, "log_std_init": -2.0},
+        "rollout": {"n_envs": 8, "window_size": 8},
+        "network": {"ortho_init": False},
+    },
+    "LunarLanderContinuous-v3": {
+        "hyperparams": {**_GSDE, "log_std_init": -2.0},
+        "rollout": {"n_envs": 4, "window_size": 8},
+        "network": {"ortho_init": False},
+    },
+    "MountainCarContinuous-v0": {
+        "hyperparams": {
+            **_ZOO,
+            "normalize_observations": True,
+            "normalize_reward": True,
+            "use_sde": True,
+            "sde_sample_freq": 16,
+        },
+        "rollout": {"n_envs": 4, "window_size": 100},
+        "network": {"ortho_init": False},
     },
 }
 SPEC = {
