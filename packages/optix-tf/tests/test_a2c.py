@@ -297,8 +297,9 @@ def test_a2c_declares_what_the_loop_tunes_online_by_default() -> None:
     assert space == config.ONLINE_SEARCH_SPACE
     assert set(space) == {"learning_rate", "entropy_coef"}  # never the discount or λ
     assert agent.hyperparam_bounds == config.BOUNDS
-    # 5-step windows are scored a hundred at a time (SB3 logs A2C every 100 updates).
-    assert agent.loop_hints == {"windows_per_evaluation": 100}
+    # About 4,000 env steps are scored together: a hundred 8 x 5-step windows (SB3
+    # logs A2C every 100 updates).
+    assert agent.loop_hints == {"steps_per_evaluation": 4000}
     for end in ("low", "high"):
         values = {n: getattr(p, end) for n, p in parse_search_space(space).items()}
         agent.set_hyperparams(HyperparamSet(values))

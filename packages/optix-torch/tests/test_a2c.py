@@ -71,8 +71,9 @@ def test_a2c_declares_what_the_loop_tunes_online_by_default() -> None:
         assert config.BOUNDS[name].accepts(p.low) and config.BOUNDS[name].accepts(p.high), name
     assert parsed["learning_rate"].low <= config.DEFAULTS["learning_rate"] <= 3e-3
     assert agent.hyperparam_bounds == config.BOUNDS
-    # 5-step windows are scored a hundred at a time (SB3 logs A2C every 100 updates).
-    assert agent.loop_hints == {"windows_per_evaluation": 100}
+    # About 4,000 env steps are scored together: a hundred 8 x 5-step windows (SB3
+    # logs A2C every 100 updates).
+    assert agent.loop_hints == {"steps_per_evaluation": 4000}
     assert SPSAOptimizer.from_search_space(space).space.names == tuple(space)
     for end in ("low", "high"):
         agent.set_hyperparams(HyperparamSet({n: getattr(p, end) for n, p in parsed.items()}))

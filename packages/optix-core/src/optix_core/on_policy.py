@@ -25,7 +25,7 @@ from optix_core.normalizers import ObsNormalizer, RewardNormalizer
 from optix_core.policies import observations as O
 from optix_core.policies.distributions import Distribution, StateDependentGaussian
 from optix_core.returns import compute_gae
-from optix_core.types import EpisodeData
+from optix_core.types import EpisodeData, HyperparamSet
 
 # The columns of PPO's window table ahead of the learn actions.
 OLD_LOG_PROB, ADVANTAGE, RETURN, OLD_VALUE = range(4)
@@ -135,6 +135,24 @@ class Window(NamedTuple):
     old_log_probs: np.ndarray  # log π_old [T·N]
     advantages: np.ndarray  # Â [T, N]
     returns: np.ndarray  # R = Â + V [T, N]
+
+
+def gsde_log_std_init(
+    agent_cls: Any, hyperparams: Any, action_space: gym.Space, options: dict[str, Any], owner: str
+) -> float | None:
+    """Where a factory's gSDE network starts log σ when the hyperparameters ask
+    for ``use_sde`` (over ``agent_cls.DEFAULTS``), else None; refuses gSDE on
+    actions other than a Box, and ``ortho_init`` (an option of gSDE's network)
+    without it."""
+    given = hyperparams.params if isinstance(hyperparams, HyperparamSet) else hyperparams
+    hp = {**agent_cls.DEFAULTS, **(given or {})}
+    if not hp["use_sde"]:
+        if "ortho_init" in options:
+            raise ValueError(f"{owner}: ortho_init is an option of use_sde's network only")
+        return None
+    if not isinstance(action_space, gym.spaces.Box):
+        raise ValueError(f"{owner}: use_sde explores Box actions, got {action_space}")
+    return float(hp["log_std_init"])
 
 
 class OnPolicyWindow:

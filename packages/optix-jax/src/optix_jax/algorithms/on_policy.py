@@ -25,6 +25,7 @@ import numpy as np
 from flax import nnx
 
 from optix_core import on_policy
+from optix_core.on_policy import gsde_log_std_init
 from optix_core.policies.numpy_networks import NumpyActorCritic
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_jax.base import compiled
@@ -365,25 +366,15 @@ def default_agent(
     (``hidden``; ``ortho_init`` with ``use_sde``)."""
     from optix_jax.device import resolve_device
 
-    given = hyperparams.params if isinstance(hyperparams, HyperparamSet) else hyperparams
-    hp = {**agent_cls.DEFAULTS, **(given or {})}
-    if hp["use_sde"]:
-        if not isinstance(action_space, gym.spaces.Box):
-            raise ValueError(f"{owner}: use_sde explores Box actions, got {action_space}")
-        with jax.default_device(resolve_device(device)):
+    log_std_init = gsde_log_std_init(agent_cls, hyperparams, action_space, options, owner)
+    with jax.default_device(resolve_device(device)):
+        if log_std_init is not None:
             network = StateDependentActorCritic(
-                observation_space,
-                action_space,
-                log_std_init=hp["log_std_init"],
-                seed=seed,
-                **options,
+                observation_space, action_space, log_std_init=log_std_init, seed=seed, **options
             )
-        distribution = network.distribution
-    else:
-        if "ortho_init" in options:
-            raise ValueError(f"{owner}: ortho_init is an option of use_sde's network only")
-        distribution = distribution_for(action_space, owner=owner)
-        with jax.default_device(resolve_device(device)):
+            distribution = network.distribution
+        else:
+            distribution = distribution_for(action_space, owner=owner)
             network = ActorCritic(observation_space, distribution.param_dim, seed=seed, **options)
     return agent_cls(
         network,

@@ -119,6 +119,7 @@ class TFAgent(OnPolicyWindow, OnPolicyNetworks, TFAgentBase):
                 check_actor_critic(
                     actor, critic, observation_space, self.distribution.param_dim, self.algorithm
                 )
+            self.check_exploration()
             if optimizer is None and self.hp["use_rms_prop"]:
                 optimizer = RMSprop(self.hp["learning_rate"], self.hp["rms_prop_eps"])
             self.optimizer = optimizer or keras.optimizers.Adam(
@@ -226,7 +227,12 @@ def make_a2c(
     hyperparams: HyperparamSet | None = None,
     device: str = "auto",
     seed: int | None = None,
+    **network: Any,
 ) -> TFAgent:
     """The AgentSpec factory for "a2c": ``ActorCritic`` chosen from the spaces
-    ([64, 64] tanh heads on flat features, as Stable-Baselines3's A2C)."""
-    return default_agent(TFAgent, observation_space, action_space, hyperparams, device, seed, "a2c")
+    ([64, 64] tanh heads on flat features, as Stable-Baselines3's A2C), or
+    with ``use_sde`` gSDE's ``StateDependentActorCritic``; ``network`` holds
+    their options, as ``make_ppo``'s."""
+    return default_agent(
+        TFAgent, observation_space, action_space, hyperparams, device, seed, "a2c", **network
+    )

@@ -7,8 +7,9 @@ TensorFlow half both agents act and learn through: the networks' forward
 pass (an actor and a critic, an actor-critic returning both, or, for
 REINFORCE, an actor alone), acting (through numpy copies of the default network's weights on the
 CPU, else a ``tf.function`` that does not retrace per call) with sampling
-in numpy from the agent's generators, the
-rollout's values through those networks, and the default agent of a factory.
+in numpy from the agent's generators (training's through ``explore``: gSDE's
+held matrices with ``use_sde``), the rollout's values through those networks,
+and the default agent of a factory.
 """
 
 from __future__ import annotations
@@ -21,16 +22,19 @@ import numpy as np
 import tensorflow as tf
 
 from optix_core import on_policy
+from optix_core.on_policy import gsde_log_std_init
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_tf.policies import observations as O
 from optix_tf.policies.distributions import distribution_for
 from optix_tf.policies.networks import ActorCritic, NumpyActorCritic, probe_input
+from optix_tf.policies.sde import StateDependentActorCritic
 
 
 class OnPolicyNetworks:
     """Mixed into a ``TFAgentBase`` that sets ``actor``, ``critic`` (or None),
     ``shared`` (the actor returns ``(parameters, values)`` itself),
-    ``distribution``, and ``_act = tf.function(self.forward, reduce_retracing=True)``."""
+    ``distribution``, and ``_act = tf.function(self.forward, reduce_retracing=True)``,
+    ahead of which ``OnPolicyWindow`` supplies ``explore``."""
 
     actor: keras.Model
     critic: keras.Model | None
@@ -108,8 +112,12 @@ class OnPolicyNetworks:
         self, observation: Any, episode_start: np.ndarray
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         params, values = self._numpy_forward(self.observed(observation))
-        actions, info = self.distribution.sample(params, self.rng)
+        actions, info = self.explore(params, self.rng)
         return actions, {**info, "values": values}
+
+    def sde_log_std(self) -> np.ndarray:
+        """gSDE's log σ, held by its network (``StateDependentActorCritic``)."""
+        return self.actor.sde_log_std()
 
     # ---- learning -------------------------------------------------------
 
@@ -155,12 +163,22 @@ def default_agent(
     device: str,
     seed: int | None,
     owner: str,
+    **options: Any,
 ) -> Any:
     """An AgentSpec factory's agent: ``ActorCritic`` chosen from the spaces
     (Stable-Baselines3's networks: [64, 64] tanh heads on flat features,
-    linear heads on NatureCNN's), with the action space's distribution."""
-    distribution = distribution_for(action_space, owner=owner)
-    network = ActorCritic(observation_space, distribution.param_dim, seed=seed)
+    linear heads on NatureCNN's), with the action space's distribution; with
+    ``use_sde``, ``StateDependentActorCritic``. ``options`` are the network's
+    (``hidden``; ``ortho_init`` with ``use_sde``)."""
+    log_std_init = gsde_log_std_init(agent_cls, hyperparams, action_space, options, owner)
+    if log_std_init is not None:
+        network = StateDependentActorCritic(
+            observation_space, action_space, log_std_init=log_std_init, seed=seed, **options
+        )
+        distribution = network.distribution
+    else:
+        distribution = distribution_for(action_space, owner=owner)
+        network = ActorCritic(observation_space, distribution.param_dim, seed=seed, **options)
     return agent_cls(
         network,
         hyperparams=hyperparams,

@@ -47,6 +47,7 @@ from optix_tf.base import TFAgentBase, set_learning_rate
 from optix_tf.policies import observations as O
 from optix_tf.policies.distributions import Distribution, distribution_for
 from optix_tf.policies.networks import check_actor_critic, probe_input
+from optix_tf.policies.sde import StateDependentActorCritic
 
 DIAGNOSTICS = ("policy_loss", "value_loss", "approx_kl", "clip_fraction")
 
@@ -73,7 +74,8 @@ class TFPPOAgent(PPOWindow, OnPolicyNetworks, TFAgentBase):
             actions as the actor has outputs.
         observation_space: when given, the networks are checked against it.
         distribution: a ``Distribution``, or for Box actions its name:
-            "squashed_gaussian" (default) or "gaussian".
+            "squashed_gaussian" (default) or "gaussian"; a
+            ``StateDependentActorCritic`` (``use_sde``) brings gSDE's.
     """
 
     algorithm = "ppo"
@@ -106,6 +108,7 @@ class TFPPOAgent(PPOWindow, OnPolicyNetworks, TFAgentBase):
             check_actor_critic(
                 actor, critic, observation_space, self.distribution.param_dim, self.algorithm
             )
+            self.check_exploration()
             self.optimizer = optimizer or keras.optimizers.Adam(
                 learning_rate=self.hp["learning_rate"], epsilon=1e-5
             )
@@ -333,10 +336,13 @@ def pick_distribution(
     distribution: Distribution | str | None,
     owner: str,
 ) -> Distribution:
-    """The distribution given, or the one for ``action_space``; without a space,
-    a categorical over as many actions as the actor outputs (tensor-optix's form)."""
+    """The distribution given, gSDE's for its network, or the one for
+    ``action_space``; without a space, a categorical over as many actions as
+    the actor outputs (tensor-optix's form)."""
     if isinstance(distribution, Distribution):
         return distribution
+    if distribution is None and isinstance(actor, StateDependentActorCritic):
+        return actor.distribution
     if action_space is None:
         probe = probe_input(actor, observation_space)
         if probe is None:
@@ -356,10 +362,13 @@ def make_ppo(
     hyperparams: HyperparamSet | None = None,
     device: str = "auto",
     seed: int | None = None,
+    **network: Any,
 ) -> TFPPOAgent:
     """The AgentSpec factory for "ppo": ``ActorCritic`` chosen from the spaces
     (Stable-Baselines3's PPO networks: [64, 64] tanh heads on flat features,
-    linear heads on NatureCNN's), with the action space's distribution."""
+    linear heads on NatureCNN's), with the action space's distribution, or
+    with ``use_sde`` gSDE's ``StateDependentActorCritic``; ``network`` holds
+    their options (a preset's ``network``: ``hidden``, ``ortho_init``)."""
     return default_agent(
-        TFPPOAgent, observation_space, action_space, hyperparams, device, seed, "ppo"
+        TFPPOAgent, observation_space, action_space, hyperparams, device, seed, "ppo", **network
     )

@@ -4,5 +4,6 @@
 Dict); ``distributions``: optix-core's action distributions with
 ``log_prob`` and ``entropy`` in TensorFlow; ``networks``: the default
 actor-critic chosen from the spaces, and the check that a user's Keras
-networks fit; ``observations``: batches as tensors.
+networks fit; ``sde``: gSDE's actor-critic (PPO's and A2C's ``use_sde``);
+``observations``: batches as tensors.
 """

@@ -88,6 +88,10 @@ class SquashedGaussian(_Gaussian, core.SquashedGaussian):
     pass
 
 
+class StateDependentGaussian(DiagGaussian, core.StateDependentGaussian):
+    """gSDE's: ``DiagGaussian``'s log π and entropy on ``[μ ‖ log σ̃]``."""
+
+
 FAMILY: dict[str, type[core.Distribution]] = {
     cls.name: cls
     for cls in (Categorical, MultiCategorical, Bernoulli, DiagGaussian, SquashedGaussian)

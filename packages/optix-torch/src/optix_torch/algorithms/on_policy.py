@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 
 from optix_core import on_policy
-from optix_core.on_policy import explained_variance, gae
+from optix_core.on_policy import explained_variance, gae, gsde_log_std_init
 from optix_core.types import EpisodeData, HyperparamSet
 from optix_torch.policies import observations as O
 from optix_torch.policies.distributions import distribution_for
@@ -67,19 +66,14 @@ def default_agent(
     linear heads on a CNN's), with the action space's distribution; with
     ``use_sde``, ``StateDependentActorCritic``. ``options`` are the network's
     (``hidden``; ``ortho_init`` with ``use_sde``)."""
-    given = hyperparams.params if isinstance(hyperparams, HyperparamSet) else hyperparams
-    hp = {**agent_cls.DEFAULTS, **(given or {})}
-    if hp["use_sde"]:
-        if not isinstance(action_space, gym.spaces.Box):
-            raise ValueError(f"{owner}: use_sde explores Box actions, got {action_space}")
+    log_std_init = gsde_log_std_init(agent_cls, hyperparams, action_space, options, owner)
+    if log_std_init is not None:
         with seeded(seed):
             network = StateDependentActorCritic(
-                observation_space, action_space, log_std_init=hp["log_std_init"], **options
+                observation_space, action_space, log_std_init=log_std_init, **options
             )
         distribution = network.distribution
     else:
-        if "ortho_init" in options:
-            raise ValueError(f"{owner}: ortho_init is an option of use_sde's network only")
         distribution = distribution_for(action_space, owner=owner)
         with seeded(seed):
             network = ActorCritic(observation_space, distribution.param_dim, **options)
