@@ -1055,8 +1055,8 @@ class TailRunoff(LuckyJudgement):
         super().__init__({2: 1000.0})
         self.plays: list[tuple[float, int]] = []
 
-    def runoff(self, agent, round=0):
-        self.plays.append((agent.skill, round))
+    def runoff(self, agent, number=0):
+        self.plays.append((agent.skill, number))
         returns = [-82.0] * 10 if agent.skill == 10 else [-80.0] * 9 + [-500.0]
         return PolicyEvaluation(np.array(returns), np.zeros(10))  # costs no env steps
 

@@ -8,8 +8,9 @@ deterministic pipeline, another agent's data) gets them from the current
 networks. The rest takes one forward pass, which the backend supplies.
 ``OnPolicyWindow``, mixed into PPO's and A2C's agents, turns a window into
 advantages and returns under the learning rate's schedule and SB3's
-normalizers, and explores (gSDE's held matrices with ``use_sde``); PPO's window then travels to the framework as one float32
-table (``PPOWindow``, ``loss_table``) cut into minibatches (``minibatch_starts``).
+normalizers, and explores (gSDE's held matrices with ``use_sde``); PPO's
+window then travels to the framework as one float32 table (``PPOWindow``,
+``loss_table``) cut into minibatches (``minibatch_starts``).
 """
 
 from __future__ import annotations
@@ -157,14 +158,15 @@ def gsde_log_std_init(
 
 class OnPolicyWindow:
     """The framework-free half of an on-policy agent (PPO, A2C), mixed into a
-        backend's agent ahead of its base: the learning rate's linear schedule,
-        the normalizers, and a window turned into its advantages and returns.
+    backend's agent ahead of its base: the learning rate's linear schedule,
+    the normalizers, a window turned into its advantages and returns, and
+    training's exploration (gSDE's held matrices with ``use_sde``).
 
-        The agent sets ``env_steps = 0``, calls ``init_normalizers`` and
-        ``check_exploration``, and has ``hp``, ``rng``, ``distribution`` and
-        ``rollout_values(data, obs, learn_actions, recorded)``; its ``act`` and
-        ``act_info`` feed the networks ``observed(observation)``, and ``act_info``
-        acts by ``explore``. With gSDE it supplies ``sde_log_std()``, log σ of the
+    The agent sets ``env_steps = 0``, calls ``init_normalizers`` and
+    ``check_exploration``, and has ``hp``, ``rng``, ``distribution`` and
+    ``rollout_values(data, obs, learn_actions, recorded)``; its ``act`` and
+    ``act_info`` feed the networks ``observed(observation)``, and ``act_info``
+    acts by ``explore``. With gSDE it supplies ``sde_log_std()``, log σ of the
     exploration matrices ``[dim z, dim A]`` as numpy.
     """
 

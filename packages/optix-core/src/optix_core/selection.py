@@ -153,8 +153,8 @@ class CheckpointSelection(ABC):
 
     runoff_episodes: int = 0  # episodes of each policy in each runoff round; 0: no runoff
 
-    def runoff(self, agent: BaseAgent, round: int = 0) -> PolicyEvaluation:
-        """Play the agent's policy on the episodes of the runoff's ``round``."""
+    def runoff(self, agent: BaseAgent, number: int = 0) -> PolicyEvaluation:
+        """Play the agent's policy on the episodes of the runoff's round ``number``."""
         raise NotImplementedError(f"{type(self).__name__} holds no runoff")
 
     def runoff_goes_on(self, runoff: Runoff, training_env_steps: int) -> bool:
@@ -326,8 +326,8 @@ class EvaluationSelection(CheckpointSelection):
             return True
         return self.env_steps <= self.max_share * metrics.metrics.get("env_steps", 0.0)
 
-    def runoff(self, agent: BaseAgent, round: int = 0) -> PolicyEvaluation:
-        seed = self.runoff_seed + round * ROUND_SEEDS
+    def runoff(self, agent: BaseAgent, number: int = 0) -> PolicyEvaluation:
+        seed = self.runoff_seed + number * ROUND_SEEDS
         result = self._evaluate(agent, self.runoff_episodes, seed)
         self.env_steps += result.env_steps
         return result
