@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -31,6 +33,23 @@ class TestPPOGSDE(TorchForward, OnPolicyGSDEConformance):
 class TestA2CGSDE(TorchForward, OnPolicyGSDEConformance):
     algo = "a2c"
     backend = "torch"
+
+
+@pytest.mark.parametrize("algo", ["ppo", "a2c"])
+def test_the_updates_log_probability_and_entropy_are_those_acting_recorded(algo) -> None:
+    """What the update differentiates (the torch ``log_prob`` and ``entropy``) is
+    the diagonal Gaussian of ``[μ ‖ log σ̃]``, unclamped, whose density acting recorded."""
+    agent = make_agent(
+        algo, "Pendulum-v1", device="cpu", seed=0,
+        hyperparams={"use_sde": True, "log_std_init": -1.0},
+    )  # fmt: skip
+    obs = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    _, info = agent.act_info(obs, np.zeros(4, dtype=bool))
+    params = torch.as_tensor(agent._numpy_forward(obs, values=False)[0])
+    log_prob = agent.distribution.log_prob(params, torch.as_tensor(info["raw_actions"]))
+    np.testing.assert_allclose(log_prob.numpy(), info["log_probs"], rtol=1e-5, atol=1e-5)
+    entropy = params[:, 1] + 0.5 + 0.5 * math.log(2 * math.pi)
+    torch.testing.assert_close(agent.distribution.entropy(params), entropy)
 
 
 @pytest.mark.parametrize("agent_cls", [TorchPPOAgent, TorchAgent])
