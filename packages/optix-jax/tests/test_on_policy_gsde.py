@@ -122,9 +122,21 @@ def test_log_std_trains_and_a_checkpoint_keeps_it(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("algo", ["ppo", "a2c"])
-def test_ortho_init_is_an_option_of_gsdes_network_only(algo) -> None:
-    with pytest.raises(ValueError, match="ortho_init is an option of use_sde's network"):
-        make_agent(algo, "Pendulum-v1", backend="jax", device="cpu", network={"ortho_init": False})
+def test_the_plain_network_takes_ortho_init_too(algo) -> None:
+    """A preset's ``ortho_init=False`` still builds when ``--hp use_sde=false`` turns
+    gSDE off: SB3's option applies to every on-policy network."""
+
+    def heads(ortho_init: bool):
+        agent = make_agent(
+            algo, "Pendulum-v1", backend="jax", device="cpu", seed=0,
+            network={"ortho_init": ortho_init},
+        )  # fmt: skip
+        return agent.networks.actor.actor_head
+
+    ortho, plain = heads(True), heads(False)
+    assert np.all(np.asarray(ortho.hidden[0].bias[...]) == 0)
+    bias = np.asarray(plain.hidden[0].bias[...])
+    assert not np.all(bias == 0) and np.all(np.abs(bias) <= 1 / math.sqrt(3))
 
 
 def test_ppos_mountain_car_preset_builds_gsdes_network_with_torchs_initialisation() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import gymnasium as gym
@@ -106,9 +107,14 @@ def test_learning_moves_log_sigma_and_checkpoints_keep_it(algo: str, tmp_path: P
     )  # log σ̃ read from the loaded log σ
 
 
-def test_ortho_init_is_an_option_of_gsdes_network_only() -> None:
+def test_the_plain_network_takes_ortho_init_too() -> None:
+    """A preset's ``ortho_init=False`` still builds when ``--hp use_sde=false`` turns
+    gSDE off: SB3's option applies to every on-policy network."""
     for algo in ("ppo", "a2c"):
-        with pytest.raises(ValueError, match="ortho_init is an option of use_sde's network"):
-            make_agent(algo, "Pendulum-v1", backend="tf", network={"ortho_init": False})
+        ortho = make_agent(algo, "Pendulum-v1", backend="tf", seed=0)
+        plain = make_agent(algo, "Pendulum-v1", backend="tf", seed=0, network={"ortho_init": False})
+        assert np.all(ortho.actor.actor_head.layers[0].bias.numpy() == 0)
+        bias = plain.actor.actor_head.layers[0].bias.numpy()
+        assert not np.all(bias == 0) and np.all(np.abs(bias) <= 1 / math.sqrt(3))
     agent = make_agent("ppo", "Pendulum-v1", backend="tf", network={"hidden": [8]})
     assert agent.actor.actor_head.layers[0].kernel.shape == (3, 8)

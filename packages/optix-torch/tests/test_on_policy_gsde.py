@@ -87,6 +87,15 @@ def test_the_exported_policy_acts_on_the_mean() -> None:
     np.testing.assert_allclose(exported, agent.act(obs, deterministic=True), rtol=1e-6)
 
 
-def test_ortho_init_is_an_option_of_gsdes_network_only() -> None:
-    with pytest.raises(ValueError, match="ortho_init is an option of use_sde's network"):
-        make_agent("ppo", "Pendulum-v1", device="cpu", network={"ortho_init": False})
+@pytest.mark.parametrize("algo", ["ppo", "a2c"])
+def test_the_plain_network_takes_ortho_init_too(algo) -> None:
+    """A preset's ``ortho_init=False`` still builds when ``--hp use_sde=false`` turns
+    gSDE off: SB3's option applies to every on-policy network."""
+    ortho = make_agent(algo, "Pendulum-v1", device="cpu", seed=0).actor.heads
+    plain = make_agent(
+        algo, "Pendulum-v1", device="cpu", seed=0, network={"ortho_init": False}
+    ).actor.heads
+    assert torch.all(ortho.biases[0] == 0)
+    bias = plain.biases[0]
+    assert not torch.all(bias == 0) and torch.all(bias.abs() <= 1 / math.sqrt(3))
+    assert torch.all(plain.weights[-1][1, :, 1:] == 0)  # the critic reads column 0 alone

@@ -139,17 +139,14 @@ class Window(NamedTuple):
 
 
 def gsde_log_std_init(
-    agent_cls: Any, hyperparams: Any, action_space: gym.Space, options: dict[str, Any], owner: str
+    agent_cls: Any, hyperparams: Any, action_space: gym.Space, owner: str
 ) -> float | None:
     """Where a factory's gSDE network starts log σ when the hyperparameters ask
     for ``use_sde`` (over ``agent_cls.DEFAULTS``), else None; refuses gSDE on
-    actions other than a Box, and ``ortho_init`` (an option of gSDE's network)
-    without it."""
+    actions other than a Box."""
     given = hyperparams.params if isinstance(hyperparams, HyperparamSet) else hyperparams
     hp = {**agent_cls.DEFAULTS, **(given or {})}
     if not hp["use_sde"]:
-        if "ortho_init" in options:
-            raise ValueError(f"{owner}: ortho_init is an option of use_sde's network only")
         return None
     if not isinstance(action_space, gym.spaces.Box):
         raise ValueError(f"{owner}: use_sde explores Box actions, got {action_space}")

@@ -363,10 +363,10 @@ def default_agent(
     (Stable-Baselines3's networks: [64, 64] tanh heads on flat features,
     linear heads on NatureCNN's), with the action space's distribution; with
     ``use_sde``, ``StateDependentActorCritic``. ``options`` are the network's
-    (``hidden``; ``ortho_init`` with ``use_sde``)."""
+    (``hidden``, ``ortho_init``)."""
     from optix_jax.device import resolve_device
 
-    log_std_init = gsde_log_std_init(agent_cls, hyperparams, action_space, options, owner)
+    log_std_init = gsde_log_std_init(agent_cls, hyperparams, action_space, owner)
     with jax.default_device(resolve_device(device)):
         if log_std_init is not None:
             network = StateDependentActorCritic(

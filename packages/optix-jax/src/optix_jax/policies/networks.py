@@ -20,7 +20,13 @@ import jax
 from flax import nnx
 
 from optix_core.policies.networks import check_actor_critic_outputs
-from optix_jax.policies.extractors import ImageCNN, default_extractor, dense, features_dim
+from optix_jax.policies.extractors import (
+    ImageCNN,
+    default_extractor,
+    dense,
+    features_dim,
+    torch_linear,
+)
 from optix_jax.policies.observations import probe, probe_batch
 
 ACTIVATIONS = {"tanh": jax.nn.tanh, "relu": jax.nn.relu}
@@ -28,7 +34,8 @@ ACTIVATIONS = {"tanh": jax.nn.tanh, "relu": jax.nn.relu}
 
 class MLP(nnx.Module):
     """``hidden`` dense layers with ``activation``, then a linear output of ``out_dim``,
-    initialised orthogonally (gain √2 inside, ``out_gain`` at the output)."""
+    initialised orthogonally (gain √2 inside, ``out_gain`` at the output), or with
+    ``ortho_init=False`` as PyTorch initialises ``nn.Linear``."""
 
     def __init__(
         self,
@@ -38,14 +45,17 @@ class MLP(nnx.Module):
         out_gain: float,
         activation: str,
         rngs: nnx.Rngs,
+        ortho_init: bool = True,
     ) -> None:
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; use one of {sorted(ACTIVATIONS)}")
+
+        def linear(a: int, b: int, gain: float) -> nnx.Linear:
+            return dense(a, b, gain, rngs) if ortho_init else torch_linear(a, b, rngs)
+
         dims = [in_dim, *hidden]
-        self.hidden = nnx.List(
-            [dense(a, b, math.sqrt(2), rngs) for a, b in itertools.pairwise(dims)]
-        )
-        self.out = dense(dims[-1], out_dim, out_gain, rngs)
+        self.hidden = nnx.List([linear(a, b, math.sqrt(2)) for a, b in itertools.pairwise(dims)])
+        self.out = linear(dims[-1], out_dim, out_gain)
         self.activation = activation
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -67,6 +77,9 @@ class ActorCritic(nnx.Module):
             flat vectors, none (linear heads) after a CNN, as SB3's policies.
         activation: the heads' activation ("tanh" or "relu").
         seed: seeds the initialisation.
+        ortho_init: SB3's orthogonal initialisation of the heads (the default);
+            False initialises them as PyTorch's ``nn.Linear``, as SB3's
+            ``ortho_init=False``.
     """
 
     def __init__(
@@ -77,14 +90,15 @@ class ActorCritic(nnx.Module):
         hidden: Sequence[int] | None = None,
         activation: str = "tanh",
         seed: int | None = None,
+        ortho_init: bool = True,
     ) -> None:
         rngs = nnx.Rngs(0 if seed is None else seed)
         self.extractor = extractor or default_extractor(observation_space, rngs)
         width = features_dim(self.extractor, observation_space)
         if hidden is None:
             hidden = () if isinstance(self.extractor, ImageCNN) else (64, 64)
-        self.actor_head = MLP(width, hidden, policy_dim, 0.01, activation, rngs)
-        self.critic_head = MLP(width, hidden, 1, 1.0, activation, rngs)
+        self.actor_head = MLP(width, hidden, policy_dim, 0.01, activation, rngs, ortho_init)
+        self.critic_head = MLP(width, hidden, 1, 1.0, activation, rngs, ortho_init)
 
     def __call__(self, obs: Any) -> tuple[jax.Array, jax.Array]:
         features = self.extractor(obs)

@@ -169,8 +169,8 @@ def default_agent(
     (Stable-Baselines3's networks: [64, 64] tanh heads on flat features,
     linear heads on NatureCNN's), with the action space's distribution; with
     ``use_sde``, ``StateDependentActorCritic``. ``options`` are the network's
-    (``hidden``; ``ortho_init`` with ``use_sde``)."""
-    log_std_init = gsde_log_std_init(agent_cls, hyperparams, action_space, options, owner)
+    (``hidden``, ``ortho_init``)."""
+    log_std_init = gsde_log_std_init(agent_cls, hyperparams, action_space, owner)
     if log_std_init is not None:
         network = StateDependentActorCritic(
             observation_space, action_space, log_std_init=log_std_init, seed=seed, **options

@@ -63,6 +63,8 @@ class ActorCritic(keras.Model):
             flat vectors, none (linear heads) after a CNN, as SB3's policies.
         activation: the heads' activation ("tanh" or "relu").
         seed: seeds the initialisation (without touching global generators).
+        ortho_init: SB3's orthogonal initialisation (the default); False gives
+            every layer PyTorch's default, as SB3's ``ortho_init=False``.
     """
 
     def __init__(
@@ -73,6 +75,7 @@ class ActorCritic(keras.Model):
         hidden: Sequence[int] | None = None,
         activation: str = "tanh",
         seed: int | None = None,
+        ortho_init: bool = True,
     ) -> None:
         super().__init__()
         seeds = np.random.default_rng(seed)
@@ -83,6 +86,8 @@ class ActorCritic(keras.Model):
         self.actor_head = mlp_head(hidden, policy_dim, 0.01, activation, seeds)
         self.critic_head = mlp_head(hidden, 1, 1.0, activation, seeds)
         self(probe_batch(observation_space))  # build every weight now
+        if not ortho_init:
+            torch_default_init(self, seeds)
 
     def call(self, obs: Any) -> tuple[tf.Tensor, tf.Tensor]:
         features = self.extractor(obs)
@@ -147,3 +152,14 @@ def check_actor_critic(
     check_actor_critic_outputs(
         out, None if value is None else tuple(value.shape), policy_dim, owner
     )
+
+
+def torch_default_init(network: keras.layers.Layer, seeds: np.random.Generator) -> None:
+    """PyTorch's default ``nn.Linear`` and ``nn.Conv2d`` initialisation on every
+    dense and convolutional layer of ``network`` (built): kernel and bias
+    uniform in ±1/√fan_in, drawn from ``seeds``."""
+    for layer in network._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.Dense | keras.layers.Conv2D):
+            bound = 1.0 / math.sqrt(math.prod(layer.kernel.shape[:-1]))
+            for variable in (layer.kernel, layer.bias):
+                variable.assign(seeds.uniform(-bound, bound, variable.shape).astype(np.float32))

@@ -23,7 +23,7 @@ import tensorflow as tf
 from optix_core.off_policy.gsde import SDE_EPSILON
 from optix_tf.policies.distributions import StateDependentGaussian
 from optix_tf.policies.extractors import default_extractor, orthogonal
-from optix_tf.policies.networks import mlp_head
+from optix_tf.policies.networks import mlp_head, torch_default_init
 from optix_tf.policies.observations import probe_batch
 
 
@@ -88,14 +88,3 @@ class StateDependentActorCritic(keras.Model):
     def sde_log_std(self) -> np.ndarray:
         """log σ as numpy, for drawing the exploration matrices."""
         return np.asarray(self.log_std.numpy(), dtype=np.float32)
-
-
-def torch_default_init(network: keras.layers.Layer, seeds: np.random.Generator) -> None:
-    """PyTorch's default ``nn.Linear`` and ``nn.Conv2d`` initialisation on every
-    dense and convolutional layer of ``network`` (built): kernel and bias
-    uniform in ±1/√fan_in, drawn from ``seeds``."""
-    for layer in network._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, keras.layers.Dense | keras.layers.Conv2D):
-            bound = 1.0 / math.sqrt(math.prod(layer.kernel.shape[:-1]))
-            for variable in (layer.kernel, layer.bias):
-                variable.assign(seeds.uniform(-bound, bound, variable.shape).astype(np.float32))

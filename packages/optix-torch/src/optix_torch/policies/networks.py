@@ -68,7 +68,8 @@ class TwinMLP(nn.Module):
 
     Initialised as Stable-Baselines3 and CleanRL initialise PPO: orthogonal
     weights with gain √2 in hidden layers, 0.01 for the policy head and 1 for
-    the value head, zero biases.
+    the value head, zero biases; with ``ortho_init=False`` (SB3's option) as
+    PyTorch initialises ``nn.Linear``, weights and biases uniform in ±1/√fan_in.
     """
 
     def __init__(
@@ -77,12 +78,14 @@ class TwinMLP(nn.Module):
         policy_dim: int,
         hidden: Sequence[int] = (64, 64),
         activation: str = "tanh",
+        ortho_init: bool = True,
     ) -> None:
         super().__init__()
         if activation not in ("tanh", "relu"):
             raise ValueError(f"activation must be 'tanh' or 'relu', got {activation!r}")
         self.in_dim, self.policy_dim = int(in_dim), int(policy_dim)
         self.hidden, self.activation = tuple(int(h) for h in hidden), activation
+        self.ortho_init = ortho_init
         widths = [self.in_dim, *self.hidden, max(self.policy_dim, 1)]
         self.weights = nn.ParameterList(
             nn.Parameter(torch.empty(2, fan_in, fan_out))
@@ -99,6 +102,9 @@ class TwinMLP(nn.Module):
             # nn.Linear's [out, in] orthogonal matrix, stored as [in, out].
             return nn.init.orthogonal_(torch.empty(fan_out, fan_in), gain=gain).T
 
+        if not self.ortho_init:
+            self._torch_default_init()
+            return
         last = len(self.weights) - 1
         for k, w in enumerate(self.weights):
             fan_in, fan_out = w.shape[1:]
@@ -111,6 +117,14 @@ class TwinMLP(nn.Module):
                 w[1, :, :1] = orthogonal(fan_in, 1, 1.0)
         for b in self.biases:
             b.zero_()
+
+    def _torch_default_init(self) -> None:
+        for w, b in zip(self.weights, self.biases, strict=True):
+            bound = 1.0 / math.sqrt(w.shape[1])
+            w.uniform_(-bound, bound)
+            b.uniform_(-bound, bound)
+        self.weights[-1][1, :, 1:] = 0.0  # the critic reads its column 0 alone
+        self.biases[-1][1, :, 1:] = 0.0
 
     def towers(self, x: torch.Tensor) -> torch.Tensor:
         """Both towers' outputs ``[2, B, width]``."""
@@ -145,7 +159,7 @@ class TwinMLP(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"in_dim={self.in_dim}, policy_dim={self.policy_dim}, hidden={self.hidden}, "
-            f"activation={self.activation!r}"
+            f"activation={self.activation!r}, ortho_init={self.ortho_init}"
         )
 
 
@@ -161,6 +175,8 @@ class ActorCritic(nn.Module):
         hidden: the heads' hidden widths; default (64, 64) on features of
             flat vectors, none (linear heads) after a CNN, as SB3's policies.
         activation: "tanh" or "relu" in the heads.
+        ortho_init: SB3's orthogonal initialisation (the default); False keeps
+            PyTorch's, as SB3's ``ortho_init=False``.
     """
 
     def __init__(
@@ -170,16 +186,18 @@ class ActorCritic(nn.Module):
         extractor: nn.Module | None = None,
         hidden: Sequence[int] | None = None,
         activation: str = "tanh",
+        ortho_init: bool = True,
     ) -> None:
         super().__init__()
         if extractor is None:
             extractor = default_extractor(observation_space)
-            orthogonal_init(extractor)
+            if ortho_init:
+                orthogonal_init(extractor)
         self.extractor = extractor
         self.features_dim = features_dim(extractor, observation_space)
         if hidden is None:
             hidden = () if isinstance(extractor, ImageCNN) else (64, 64)
-        self.heads = TwinMLP(self.features_dim, policy_dim, hidden, activation)
+        self.heads = TwinMLP(self.features_dim, policy_dim, hidden, activation, ortho_init)
 
     @property
     def flat(self) -> bool:
