@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from optix_core.pipeline import VectorBatchPipeline
 from optix_core.registry import make_agent
+from optix_core.testing.learning_runs import collect_windows
 from optix_core.types import EpisodeData, HyperparamSet
 
 ENV_ID = "Pendulum-v1"  # 3 observations, 1 action in [-2, 2]
@@ -123,8 +123,5 @@ class OnPolicyGSDEConformance:
 
 
 def _window(agent: Any) -> EpisodeData:
-    pipeline = VectorBatchPipeline(env_id=ENV_ID, n_envs=2, window_size=16, seed=0, agent=agent)
-    try:
-        return pipeline.collect()
-    finally:
-        pipeline.close()
+    (window,) = collect_windows(agent, ENV_ID, 1, n_envs=2, window=16, seed=0)
+    return window

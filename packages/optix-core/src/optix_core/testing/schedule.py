@@ -15,8 +15,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from optix_core.pipeline import VectorBatchPipeline
 from optix_core.registry import make_agent
+from optix_core.testing.learning_runs import collect_windows
 from optix_core.types import EpisodeData, HyperparamSet
 
 ENV_ID = "CartPole-v1"
@@ -69,8 +69,5 @@ class ScheduleConformance:
 
 
 def _window(agent: Any) -> EpisodeData:
-    pipeline = VectorBatchPipeline(env_id=ENV_ID, n_envs=2, window_size=100, seed=0, agent=agent)
-    try:
-        return pipeline.collect()
-    finally:
-        pipeline.close()
+    (window,) = collect_windows(agent, ENV_ID, 1, n_envs=2, window=100, seed=0)
+    return window
