@@ -30,10 +30,10 @@ def test_a_backend_alone_trains_its_preferred_algorithm(tmp_path, capsys) -> Non
         ("Acrobot-v1", "a2c", "a2c uses its tuned settings for Acrobot-v1"),
         ("CartPole-v1", "ppo", "ppo uses its tuned settings for CartPole-v1"),
         (
-            "LunarLanderContinuous-v3",
-            "a2c",
-            "a2c has no tuned settings for LunarLanderContinuous-v3 and trains on its "
-            "defaults; ppo, sac, td3 have them (--algo)",
+            "CartPole-v1",
+            "rainbow",
+            "rainbow has no tuned settings for CartPole-v1 and trains on its defaults; "
+            "a2c, dqn, ppo have them (--algo)",
         ),
         ("optix-tests/Catch-v0", "ppo", None),  # no algorithm has: nothing to say
     ],
