@@ -142,11 +142,12 @@ def gsde_log_std_init(
     agent_cls: Any, hyperparams: Any, action_space: gym.Space, owner: str
 ) -> float | None:
     """Where a factory's gSDE network starts log σ when the hyperparameters ask
-    for ``use_sde`` (over ``agent_cls.DEFAULTS``), else None; refuses gSDE on
-    actions other than a Box."""
+    for ``use_sde`` (over ``agent_cls.DEFAULTS``; an agent without the key, as
+    IMPALA's learner, has no gSDE), else None; refuses gSDE on actions other
+    than a Box."""
     given = hyperparams.params if isinstance(hyperparams, HyperparamSet) else hyperparams
     hp = {**agent_cls.DEFAULTS, **(given or {})}
-    if not hp["use_sde"]:
+    if not hp.get("use_sde", False):
         return None
     if not isinstance(action_space, gym.spaces.Box):
         raise ValueError(f"{owner}: use_sde explores Box actions, got {action_space}")
