@@ -3,7 +3,7 @@
     uv run python benchmarks/suite.py [--rows CartPole-v1:ppo Pendulum-v1:sac ...]
         [--seeds 0 1 2] [--sides auto budget sb3] [--eval-episodes 100]
         [--sb3-max-steps 100000] [--out benchmarks/results/suite.json]
-        [--curves benchmarks/results/curves]
+        [--curves benchmarks/results/curves] [--merge FILE] [--work DIR]
 
 For each row (environment, algorithm, the zoo's budget and published score)
 and seed, up to three runs:
@@ -20,7 +20,7 @@ and seed, up to three runs:
   the zoo's published score, marked ``published`` (one run, its own
   evaluation).
 
-Each optix run is a fresh ``optix train`` process; the policy it hands back
+Each optix run is an ``optix train`` process; the policy it hands back
 (its best checkpoint) is evaluated by ``optix eval RUN --json`` on
 ``--eval-episodes`` deterministic episodes from seed ``EVAL_SEED``, the
 episodes ``optix eval`` plays by default, which never choose a checkpoint.
@@ -35,11 +35,18 @@ run's minus one standard error, and the zoo's score reached with at most half
 of the zoo's env steps. The results go to ``--out`` as JSON and are printed
 as a Markdown table; each row's learning curves, the seeds of a side drawn
 together by ``optix plot``, go to ``--curves``.
+
+A row can take longer than one sitting (LunarLanderContinuous SAC: hours a
+run). ``--out`` is written after every run, and with ``--work DIR`` the runs
+stay in DIR: the same command again evaluates the finished runs there and
+resumes the unfinished ones where their last window left them (``optix train
+--resume``, exact; wall time counts the sittings' training only).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -227,7 +234,12 @@ def optix_run(row: Row, seed: int, side: str, args: argparse.Namespace, root: Pa
     if side == "budget":
         words.append("--no-early-stop")  # the whole budget, as SB3 trains
     started = time.perf_counter()
-    _optix("train", *words, "--max-steps", str(cap), timeout=args.timeout)
+    earlier = sorted(parent.iterdir()) if parent.exists() else []
+    if not earlier:
+        _optix("train", *words, "--max-steps", str(cap), timeout=args.timeout)
+    elif not (earlier[0] / "report.json").exists():  # a killed suite's run: exact resume
+        print(f"  optix {side}: resuming {earlier[0]}", flush=True)
+        _optix("train", "--resume", str(earlier[0]), timeout=args.timeout)
     (run_dir,) = parent.iterdir()
     report = json.loads((run_dir / "report.json").read_text())
     episodes = ("--episodes", str(args.eval_episodes), "--seed", str(EVAL_SEED))
@@ -453,6 +465,32 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def write(args: argparse.Namespace, rows: list[Row], new: list[Result]) -> list[dict[str, Any]]:
+    """``--out``: the runs (``--merge``'s with this command's in place) and each
+    row's summary; returns the summaries."""
+    results = merged(Path(args.merge), new) if args.merge else new
+    chosen = {(row.env_id, row.algo): row for row in rows}  # with a --budget override
+    summaries = [
+        summary(
+            chosen.get((row.env_id, row.algo), row),
+            [r for r in results if (r.env_id, r.algo) == (row.env_id, row.algo)],
+        )
+        for row in SUITE
+        if any((r.env_id, r.algo) == (row.env_id, row.algo) for r in results)
+    ]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data = {
+        "machine": f"{os.cpu_count()} CPUs",
+        "date": time.strftime("%Y-%m-%d"),
+        "command": " ".join(sys.argv),
+        "runs": [asdict(r) for r in results],
+        "rows": summaries,
+    }
+    out.write_text(json.dumps(_finite(data), indent=2) + "\n")
+    return summaries
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", nargs="+", metavar="ENV:ALGO", help="default: every row")
@@ -474,6 +512,12 @@ def main() -> None:
         metavar="FILE",
         help="start from FILE's runs and replace those this command reruns (a side, a seed)",
     )
+    parser.add_argument(
+        "--work",
+        metavar="DIR",
+        help="keep the optix runs in DIR (default: a temporary folder); run again with the "
+        "same DIR, a finished run is evaluated again, an unfinished one resumed",
+    )
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     rows = SUITE
@@ -486,44 +530,26 @@ def main() -> None:
     if args.budget is not None:
         rows = [Row(**{**asdict(r), "budget": args.budget}) for r in rows]
     results: list[Result] = []
-    for row in rows:
-        mine = []
-        optix_sides = [side for side in ("auto", "budget") if side in args.sides]
-        with tempfile.TemporaryDirectory() as root:
+    with contextlib.ExitStack() as stack:
+        work = Path(args.work or stack.enter_context(tempfile.TemporaryDirectory()))
+        for row in rows:
+            root = work / f"{row.env_id}-{row.algo}"
+            optix_sides = [side for side in ("auto", "budget") if side in args.sides]
             for seed in args.seeds:
                 print(f"{row.env_id} {row.algo} seed {seed}", flush=True)
                 for side in optix_sides:
-                    mine.append(optix_run(row, seed, side, args, Path(root)))
+                    results.append(optix_run(row, seed, side, args, root))
+                    write(args, rows, results)  # a killed suite keeps what ran
                 if "sb3" in args.sides and row.budget <= args.sb3_max_steps:
-                    mine.append(sb3_run(row, seed, args))
+                    results.append(sb3_run(row, seed, args))
+                    write(args, rows, results)
             if args.curves:
-                plot_curves(row, Path(root), optix_sides, Path(args.curves))
-        if "sb3" in args.sides and row.budget > args.sb3_max_steps:
-            mine.append(published(row))
-        results += mine
-    if args.merge:
-        results = merged(Path(args.merge), results)
-    chosen = {(row.env_id, row.algo): row for row in rows}  # with a --budget override
-    summaries = [
-        summary(
-            chosen.get((row.env_id, row.algo), row),
-            [r for r in results if (r.env_id, r.algo) == (row.env_id, row.algo)],
-        )
-        for row in SUITE
-        if any((r.env_id, r.algo) == (row.env_id, row.algo) for r in results)
-    ]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    data = {
-        "machine": f"{os.cpu_count()} CPUs",
-        "date": time.strftime("%Y-%m-%d"),
-        "command": " ".join(sys.argv),
-        "runs": [asdict(r) for r in results],
-        "rows": summaries,
-    }
-    out.write_text(json.dumps(_finite(data), indent=2) + "\n")
+                plot_curves(row, root, optix_sides, Path(args.curves))
+            if "sb3" in args.sides and row.budget > args.sb3_max_steps:
+                results.append(published(row))
+    summaries = write(args, rows, results)
     print(table(summaries))
-    print(f"results: {out}")
+    print(f"results: {args.out}")
 
 
 if __name__ == "__main__":

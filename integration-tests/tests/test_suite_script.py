@@ -5,8 +5,11 @@ side's learning curves are drawn."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from optix_core.selection import SELECTION_SEED
@@ -47,3 +50,36 @@ def test_one_row_runs_end_to_end_and_writes_a_well_formed_result(tmp_path):
     for side in ("auto", "budget"):  # optix plot's PNG of each optix side
         image = tmp_path / "curves" / f"CartPole-v1-dqn-{side}.png"
         assert image.read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_killed_suite_resumes_its_unfinished_run_and_keeps_its_runs_dir(tmp_path):
+    """A row longer than a sitting: killed mid-run, the same command with the same
+    --work resumes the run where its last window left it, in the same directory."""
+    work, out = tmp_path / "work", tmp_path / "suite.json"
+    command = [
+        *(sys.executable, str(ROOT / "benchmarks" / "suite.py"), "--rows", "CartPole-v1:dqn"),
+        *("--seeds", "0", "--sides", "budget", "--budget", "20000", "--eval-episodes", "3"),
+        *("--curves", "", "--work", str(work), "--out", str(out)),
+    ]
+    parent = work / "CartPole-v1-dqn" / "budget-seed0"
+    first = subprocess.Popen(command, cwd=tmp_path, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not list(parent.glob("*/checkpoints/latest-*/manifest.json")):
+            assert first.poll() is None and time.monotonic() < deadline, "no window checkpointed"
+            time.sleep(0.2)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    (run_dir,) = parent.iterdir()
+    assert not (run_dir / "report.json").exists() and not out.exists()
+
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"resuming {run_dir}" in again.stdout
+    assert list(parent.iterdir()) == [run_dir]
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["env_steps"] >= 20000
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["stop_reason"] == "max_env_steps (20,000) reached"
+    assert run["env_steps"] == report["env_steps"] + report["selection_env_steps"]

@@ -115,5 +115,5 @@ SPEC = {
     "name": "a2c",
     "action_spaces": ("discrete", "continuous", "multi_discrete", "multi_binary"),
     "on_policy": True,
-    "summary": "Advantage actor-critic (REINFORCE without a critic)",
+    "summary": "Advantage actor-critic; without a critic, REINFORCE",
 }
