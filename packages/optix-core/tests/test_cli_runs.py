@@ -50,7 +50,9 @@ def test_runs_lists_every_run_with_what_it_trained_and_its_best_score(two_runs, 
         row = rows[run_dir.name]
         assert row[1:5] == [env, "cem", "numpy", seed]
         assert row[5] == f"{report['best_score']:.4g}"
-        assert f"{report['final_eval']['mean']:.4g} ± " in out
+        final = report["final_eval"]
+        # as the report prints it
+        assert row[6:9] == [f"{final['mean']:.1f}", "±", f"{final['std']:.1f}"]
         assert f"{report['env_steps']:,}" in row
         assert " ".join(row).endswith(f"{report['final_state']}, max windows")
 

@@ -110,8 +110,9 @@ def _row(path: Path) -> tuple[float, list[str]]:
     last = lines[-1] if lines else {}
     final = report.get("final_eval") or {}
     final_eval = ""
-    if isinstance(final, dict) and _is_number(final.get("mean")):
-        final_eval = f"{_num(final['mean'])} ± {_num(final.get('std'))}"
+    if isinstance(final, dict) and _is_number(final.get("mean")):  # as the report prints it
+        std = final.get("std")
+        final_eval = f"{final['mean']:.1f}" + (f" ± {std:.1f}" if _is_number(std) else "")
     steps = report.get("env_steps", last.get("env_steps"))
     wall = report.get("wall_time", last.get("time"))
     row = [
