@@ -32,6 +32,7 @@ from optix_core.buffers import PrioritizedReplayBuffer, window_transitions
 from optix_core.evaluation import evaluate_policy
 from optix_core.hyperparams import HyperparamError
 from optix_core.testing import toy_envs  # noqa: F401 - registers the optix-tests/ environments
+from optix_core.testing.epsilon_greedy import EpsilonGreedyConformance
 from optix_core.testing.learning_runs import learn_and_evaluate, learn_with_evaluations
 from optix_core.types import EpisodeData
 from optix_torch import accel
@@ -333,70 +334,10 @@ def test_networks_other_than_a_plain_mlp_go_through_autograd() -> None:
 # ---- exploration -------------------------------------------------------------------
 
 
-def test_epsilon_is_random_until_learning_starts_then_follows_the_linear_schedule() -> None:
-    agent = cartpole_agent(learning_starts=1000, exploration_steps=8000, epsilon_min=0.04)
-    assert agent.epsilon == 1.0
-    agent.num_timesteps = 4000
-    assert agent.epsilon == pytest.approx(1.0 - 0.96 * 0.5)
-    agent.num_timesteps = 20_000
-    assert agent.epsilon == pytest.approx(0.04)
+class TestEpsilonGreedy(EpsilonGreedyConformance):
+    """ε's schedule, training actions and checkpoints (optix-core's conformance)."""
 
-
-def test_epsilon_moves_at_every_training_action_within_a_window() -> None:
-    """ε follows the env steps collected so far, not the windows learned from."""
-    agent = cartpole_agent(learning_starts=0, exploration_steps=100, epsilon_min=0.0)
-    obs = np.random.default_rng(0).normal(size=(2, 4)).astype(np.float32)
-    greedy = agent.act(obs, deterministic=True)
-    explored = []
-    for call in range(60):  # one vector step of 2 envs per call
-        assert agent.epsilon == pytest.approx(max(0.0, 1.0 - 2 * call / 100))
-        actions, _ = agent.act_info(obs, np.zeros(2, dtype=bool))
-        explored.append(np.any(actions != greedy))
-    assert agent.epsilon == 0.0 and not any(explored[50:])  # ε reached 0 at step 100
-    assert sum(explored[:10]) >= 3  # ε near 1: about half the steps differ from greedy
-
-
-def test_learn_continues_the_clock_act_info_started() -> None:
-    agent = cartpole_agent(learning_starts=0, exploration_steps=1000, gradient_steps=0)
-    data = windows(agent, 1)[0]  # the pipeline acted with act_info: 128 env steps
-    assert agent.epsilon == pytest.approx(1.0 - 0.96 * 128 / 1000)
-    assert agent.learn(data)["epsilon"] == pytest.approx(1.0 - 0.96 * 128 / 1000)
-    fresh = cartpole_agent(learning_starts=0, exploration_steps=1000, gradient_steps=0)
-    fresh.learn(data)  # learning from a window it did not act for moves its clock too
-    assert fresh.epsilon == agent.epsilon
-
-
-def test_epsilon_decays_multiplicatively_per_env_step_without_exploration_steps() -> None:
-    agent = cartpole_agent(
-        exploration_steps=0, learning_starts=0, epsilon=0.5, epsilon_decay=0.99, epsilon_min=0.1
-    )
-    obs = np.zeros((2, 4), dtype=np.float32)
-    for call in range(3):
-        assert agent.epsilon == pytest.approx(0.5 * 0.99 ** (2 * call))
-        agent.act_info(obs, np.zeros(2, dtype=bool))
-    agent.num_timesteps = 1000
-    assert agent.epsilon == pytest.approx(0.1)
-
-
-def test_training_actions_are_random_until_learning_starts() -> None:
-    agent = cartpole_agent(learning_starts=10, exploration_steps=0, epsilon=0.0, epsilon_min=0.0)
-    obs = np.zeros((2, 4), dtype=np.float32)
-    rates = []
-    for _ in range(7):
-        rates.append(agent.epsilon)
-        agent.act_info(obs, np.zeros(2, dtype=bool))
-    assert rates == [1.0] * 5 + [0.0] * 2  # steps 0-9 collected at random, then greedy
-
-
-def test_act_does_not_advance_epsilon_and_explores_at_its_rate() -> None:
-    agent = cartpole_agent(learning_starts=0, exploration_steps=0, epsilon=0.3)
-    obs = np.random.default_rng(0).normal(size=(4000, 4)).astype(np.float32)
-    greedy = agent.act(obs, deterministic=True)
-    for _ in range(3):
-        actions = agent.act(obs)
-    assert agent.epsilon == 0.3
-    # a random action differs from the greedy one half the time with two actions
-    assert np.mean(actions != greedy) == pytest.approx(0.15, abs=0.03)
+    backend = "torch"
 
 
 # ---- replay -------------------------------------------------------------------
@@ -602,22 +543,6 @@ def test_resume_keeps_the_replay_buffer_and_continues_exactly(tmp_path) -> None:
     assert restored.learn(data[2]) == agent.learn(data[2])
     obs = data[2].observations.reshape(-1, 4)
     np.testing.assert_array_equal(restored.act(obs, True), agent.act(obs, True))
-
-
-def test_a_checkpoint_taken_while_acting_keeps_epsilon_exact(tmp_path: Path) -> None:
-    agent = cartpole_agent(learning_starts=0, exploration_steps=100)
-    obs = np.random.default_rng(0).normal(size=(2, 4)).astype(np.float32)
-    for _ in range(10):
-        agent.act_info(obs, np.zeros(2, dtype=bool))
-    agent.save_weights(str(tmp_path / "ckpt"))
-    restored = cartpole_agent(seed=9, learning_starts=0, exploration_steps=100)
-    restored.load_weights(str(tmp_path / "ckpt"))
-    assert restored.epsilon == agent.epsilon == pytest.approx(1.0 - 0.96 * 20 / 100)
-    for _ in range(5):
-        np.testing.assert_array_equal(
-            restored.act_info(obs, np.zeros(2, dtype=bool))[0],
-            agent.act_info(obs, np.zeros(2, dtype=bool))[0],
-        )
 
 
 def test_resume_keeps_a_prioritized_n_step_buffer(tmp_path) -> None:
