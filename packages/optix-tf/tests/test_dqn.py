@@ -5,7 +5,6 @@ steps that do not retrace, and learning CartPole-v1."""
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import gymnasium as gym
 import keras
@@ -22,6 +21,7 @@ from optix_core.registry import RegistryError
 from optix_core.testing import AgentConformance
 from optix_core.testing.epsilon_greedy import EpsilonGreedyConformance
 from optix_core.testing.learning_runs import learn_with_evaluations
+from optix_core.testing.replay_checkpoints import ReplayCheckpointConformance
 from optix_core.types import EpisodeData
 from optix_tf.algorithms.dqn import QNetwork, TFDQNAgent, make_dqn
 from optix_tf.policies.extractors import CombinedExtractor, OneHotExtractor, SmallCNN
@@ -68,15 +68,6 @@ def windows(
         return [pipeline.collect() for _ in range(count)]
     finally:
         pipeline.close()
-
-
-def buffer_arrays(agent: TFDQNAgent) -> dict[str, np.ndarray]:
-    buffer = agent.replay.buffer
-    arrays = buffer.get(np.arange(len(buffer)))
-    arrays["__position"] = np.asarray(buffer.position)
-    if isinstance(buffer, PrioritizedReplayBuffer):
-        arrays["__priorities"] = np.array(buffer.tree.leaves[: len(buffer)])
-    return arrays
 
 
 def assert_same_weights(a: keras.Model, b: keras.Model, **tolerance) -> None:
@@ -329,58 +320,10 @@ class TestEpsilonGreedy(EpsilonGreedyConformance):
 # ---- checkpoints ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("hp", [{}, {"per_alpha": 0.6}], ids=["uniform", "prioritized"])
-def test_resume_keeps_the_replay_buffer_and_continues_exactly(tmp_path: Path, hp) -> None:
-    settings = {**FAST, **hp}
-    agent = cartpole_agent(**settings)
-    data = windows(cartpole_agent(seed=7), 3)  # a third agent acts: no generator is consumed
-    agent.learn(data[0])
-    agent.learn(data[1])
-    agent.save_weights(str(tmp_path / "ckpt"))
-    assert (tmp_path / "ckpt" / "replay.npz").is_file()
+class TestReplayCheckpoints(ReplayCheckpointConformance):
+    """Replay, counters and the next update across a checkpoint (optix-core's conformance)."""
 
-    restored = cartpole_agent(seed=123, **settings)
-    restored.load_weights(str(tmp_path / "ckpt"))
-    expected, got = buffer_arrays(agent), buffer_arrays(restored)
-    assert expected.keys() == got.keys()
-    for key in expected:
-        np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
-    assert (restored.num_timesteps, restored.vector_steps, restored.n_updates) == (
-        agent.num_timesteps,
-        agent.vector_steps,
-        agent.n_updates,
-    )
-    assert_same_weights(restored.q_network, agent.q_network)
-    assert_same_weights(restored.target_network, agent.target_network)
-    # the same next updates: same minibatches, same weights, same optimizer moments
-    assert restored.learn(data[2]) == agent.learn(data[2])
-    assert_same_weights(restored.q_network, agent.q_network)
-    obs = data[2].observations.reshape(-1, 4)
-    np.testing.assert_array_equal(restored.act(obs, True), agent.act(obs, True))
-    np.testing.assert_array_equal(restored.act(obs), agent.act(obs))
-
-
-def test_resume_keeps_a_prioritized_n_step_buffer(tmp_path: Path) -> None:
-    """The stored n-step transitions and their priorities come back, followed by
-    the n-step writer's pending tail (optix-core's ``Replay``)."""
-    agent = cartpole_agent(per_alpha=0.6, n_step=3, **FAST)
-    for data in windows(cartpole_agent(seed=7), 2):
-        agent.learn(data)
-    agent.save_weights(str(tmp_path / "ckpt"))
-    restored = cartpole_agent(seed=5, per_alpha=0.6, n_step=3, **FAST)
-    restored.load_weights(str(tmp_path / "ckpt"))
-    expected, got = buffer_arrays(agent), buffer_arrays(restored)
-    saved, cut = len(agent.replay), int(agent.replay.writer.pending.sum())
-    assert cut > 0 and len(restored.replay) == saved + cut
-    capacity = agent.replay.buffer.capacity
-    assert int(got.pop("__position")) == (int(expected.pop("__position")) + cut) % capacity
-    for key in expected:
-        np.testing.assert_array_equal(got[key][:saved], expected[key], err_msg=key)
-    assert restored.replay.buffer.max_priority == agent.replay.buffer.max_priority
-    # Then the steps the writer held, as transitions a truncation at the checkpoint
-    # adds (a resumed run starts new episodes): shorter spans, bootstrapped.
-    assert (got["discounts"][saved:] > agent.hp["gamma"] ** 3).all()
-    assert not got["terminated"][saved:].any()
+    backend = "tf"
 
 
 # ---- learning -------------------------------------------------------------------

@@ -19,6 +19,7 @@ from optix_core.pipeline import VectorBatchPipeline
 from optix_core.registry import RegistryError
 from optix_core.testing import AgentConformance
 from optix_core.testing.learning_runs import learn_with_evaluations
+from optix_core.testing.replay_checkpoints import buffer_arrays
 from optix_core.types import EpisodeData
 from optix_tf.algorithms.noisy import NoisyLinear, draw_noise, noise_size, noisy_layers, set_noise
 from optix_tf.algorithms.rainbow import (
@@ -586,14 +587,6 @@ def test_the_compiled_update_and_acting_do_not_retrace() -> None:
         assert pixels.act(frames).shape == (n,)
     assert pixels._greedy.experimental_get_tracing_count() <= 2
     assert pixels._noisy_greedy.experimental_get_tracing_count() <= 2
-
-
-def buffer_arrays(agent: TFRainbowDQNAgent) -> dict[str, np.ndarray]:
-    buffer = agent.replay.buffer
-    arrays = buffer.get(np.arange(len(buffer)))
-    arrays["__position"] = np.asarray(buffer.position)
-    arrays["__priorities"] = np.array(buffer.tree.leaves[: len(buffer)])
-    return arrays
 
 
 def test_resume_keeps_the_replay_buffer_and_continues_exactly(tmp_path: Path) -> None:

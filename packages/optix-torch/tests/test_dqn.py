@@ -34,6 +34,7 @@ from optix_core.hyperparams import HyperparamError
 from optix_core.testing import toy_envs  # noqa: F401 - registers the optix-tests/ environments
 from optix_core.testing.epsilon_greedy import EpsilonGreedyConformance
 from optix_core.testing.learning_runs import learn_and_evaluate, learn_with_evaluations
+from optix_core.testing.replay_checkpoints import ReplayCheckpointConformance
 from optix_core.types import EpisodeData
 from optix_torch import accel
 from optix_torch.algorithms.dqn import QNetwork, TorchDQNAgent, make_dqn
@@ -56,15 +57,6 @@ class TestDQNConformance(QLearningConformance):
 
 def cartpole_agent(seed: int = 0, **hp) -> TorchDQNAgent:
     return make_agent("dqn", "CartPole-v1", hyperparams=HyperparamSet(hp), device="cpu", seed=seed)
-
-
-def buffer_arrays(agent: TorchDQNAgent) -> dict[str, np.ndarray]:
-    buffer = agent.replay.buffer
-    arrays = buffer.get(np.arange(len(buffer)))
-    arrays["__position"] = np.asarray(buffer.position)
-    if isinstance(buffer, PrioritizedReplayBuffer):
-        arrays["__priorities"] = np.array(buffer.tree.leaves[: len(buffer)])
-    return arrays
 
 
 def concatenated(parts: list[EpisodeData]) -> EpisodeData:
@@ -520,61 +512,10 @@ def test_changing_capacity_or_alpha_keeps_the_most_recent_transitions() -> None:
 # ---- checkpoints ------------------------------------------------------------------
 
 
-def test_resume_keeps_the_replay_buffer_and_continues_exactly(tmp_path) -> None:
-    agent = cartpole_agent(**FAST)
-    data = windows(agent, 3)
-    agent.learn(data[0])
-    agent.learn(data[1])
-    agent.save_weights(str(tmp_path / "ckpt"))
-    assert (tmp_path / "ckpt" / "replay.npz").is_file()
+class TestReplayCheckpoints(ReplayCheckpointConformance):
+    """Replay, counters and the next update across a checkpoint (optix-core's conformance)."""
 
-    restored = cartpole_agent(seed=123, **FAST)
-    restored.load_weights(str(tmp_path / "ckpt"))
-    expected, got = buffer_arrays(agent), buffer_arrays(restored)
-    assert expected.keys() == got.keys()
-    for key in expected:
-        np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
-    assert (restored.num_timesteps, restored.vector_steps, restored.n_updates) == (
-        agent.num_timesteps,
-        agent.vector_steps,
-        agent.n_updates,
-    )
-    # the same next update: same minibatches, same weights, same optimizer moments
-    assert restored.learn(data[2]) == agent.learn(data[2])
-    obs = data[2].observations.reshape(-1, 4)
-    np.testing.assert_array_equal(restored.act(obs, True), agent.act(obs, True))
-
-
-def test_resume_keeps_a_prioritized_n_step_buffer(tmp_path) -> None:
-    """The stored n-step transitions and their priorities come back, followed by
-    the n-step writer's pending tail (optix-core's ``Replay``)."""
-    agent = cartpole_agent(per_alpha=0.6, n_step=3, **FAST)
-    for data in windows(agent, 2):
-        agent.learn(data)
-    agent.save_weights(str(tmp_path / "ckpt"))
-    restored = cartpole_agent(seed=5, per_alpha=0.6, n_step=3, **FAST)
-    restored.load_weights(str(tmp_path / "ckpt"))
-    expected, got = buffer_arrays(agent), buffer_arrays(restored)
-    saved, cut = len(agent.replay), int(agent.replay.writer.pending.sum())
-    assert cut > 0 and len(restored.replay) == saved + cut
-    capacity = agent.replay.buffer.capacity
-    assert int(got.pop("__position")) == (int(expected.pop("__position")) + cut) % capacity
-    for key in expected:
-        np.testing.assert_array_equal(got[key][:saved], expected[key], err_msg=key)
-    assert restored.replay.buffer.max_priority == agent.replay.buffer.max_priority
-    # Then the steps the writer held, as transitions a truncation at the checkpoint
-    # adds (a resumed run starts new episodes): shorter spans, bootstrapped.
-    assert (got["discounts"][saved:] > agent.hp["gamma"] ** 3).all()
-    assert not got["terminated"][saved:].any()
-
-
-def test_a_checkpoint_saved_before_any_experience_loads_with_an_empty_buffer(tmp_path) -> None:
-    empty = cartpole_agent()
-    empty.save_weights(str(tmp_path / "ckpt"))
-    busy = cartpole_agent(learning_starts=10_000)
-    busy.learn(windows(busy, 1)[0])
-    busy.load_weights(str(tmp_path / "ckpt"))
-    assert len(busy.replay) == 0 and busy.num_timesteps == 0
+    backend = "torch"
 
 
 # ---- learning -------------------------------------------------------------------
