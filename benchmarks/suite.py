@@ -24,6 +24,8 @@ Each optix run is an ``optix train`` process; the policy it hands back
 (its best checkpoint) is evaluated by ``optix eval RUN --json`` on
 ``--eval-episodes`` deterministic episodes from seed ``EVAL_SEED``, the
 episodes ``optix eval`` plays by default, which never choose a checkpoint.
+An autonomous run that trained past the budget says so in its stop reason,
+with the env steps of its training score's last record (``record_steps``).
 SB3's final model plays the same episodes through the same function
 (``optix_core.evaluate_policy``); each run records its ``eval_seed``. Env
 steps count every step an optix run took, the deterministic episodes that
@@ -223,6 +225,7 @@ class Result:
     eval_seed: int | None  # the first evaluation episode's seed; None: the zoo's own
     stop_reason: str = ""
     runoff: str = ""  # which policy the runoff handed back, "best" or "final"; "": no runoff
+    record_steps: int | None = None  # training env steps at the training score's last record
 
 
 def optix_run(row: Row, seed: int, side: str, args: argparse.Namespace, root: Path) -> Result:
@@ -247,6 +250,9 @@ def optix_run(row: Row, seed: int, side: str, args: argparse.Namespace, root: Pa
     reason = report["stop_reason"]
     if side == "auto" and reason.startswith("max_env_steps"):
         reason = f"safety cap ({args.auto_cap:g}x the zoo's budget) reached: still improving"
+    record_steps = steps_at(run_dir, report.get("record_window"))
+    if side == "auto" and record_steps is not None and record_steps > row.budget:
+        reason += f"; still improving past the budget: its last record at {record_steps:,} steps"
     steps = report["env_steps"] + report["selection_env_steps"]
     print(
         f"  optix {side}: {final['mean']:.1f} ± {final['std']:.1f} after {steps:,} env steps, "
@@ -266,7 +272,16 @@ def optix_run(row: Row, seed: int, side: str, args: argparse.Namespace, root: Pa
         final["seed"],
         reason,
         (report.get("runoff") or {}).get("winner", ""),
+        record_steps,
     )
+
+
+def steps_at(run_dir: Path, window: int | None) -> int | None:
+    """The training env steps when evaluation ``window`` ended (``metrics.jsonl``)."""
+    if window is None:
+        return None
+    lines = (json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines())
+    return next((int(line["env_steps"]) for line in lines if line["window"] == window), None)
 
 
 def _optix(*words: str, timeout: float | None = None) -> str:

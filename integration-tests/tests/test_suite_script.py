@@ -39,6 +39,8 @@ def test_one_row_runs_end_to_end_and_writes_a_well_formed_result(tmp_path):
         reported = set(range(run["eval_seed"], run["eval_seed"] + 8))
         assert not reported & set(range(SELECTION_SEED, SELECTION_SEED + 8))
     assert runs["budget"]["stop_reason"] == "max_env_steps (1,500) reached"
+    for side in ("auto", "budget"):  # the first evaluation is a record: every run has one
+        assert 0 < runs[side]["record_steps"] <= runs[side]["env_steps"]
     assert runs["budget"]["env_steps"] > 1500  # checkpoint selection's episodes count too
     assert runs["auto"]["env_steps"] >= runs["budget"]["env_steps"] or runs["auto"][
         "stop_reason"

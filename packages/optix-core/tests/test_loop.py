@@ -275,6 +275,9 @@ def test_dormant_waits_longer_while_the_best_checkpoint_has_not_solved_the_task(
     unsolved = "unsolved: the best checkpoint scores 10 below the solved score 20"
     assert (unsolved in report.stop_reason) == (stops_at == 40)
     assert agent.skill == 10
+    # the climb's last record, in the report as in its reason (the suite reads it)
+    assert report.record_window == report.to_dict()["record_window"] == 10
+    assert "since the last record (window 10)" in report.stop_reason
 
 
 @pytest.mark.parametrize(("solved_score", "stops_at"), [(10.0, 15), (20.0, 40)])

@@ -787,6 +787,7 @@ class RLOptimizer:
             final_eval=final,
             runoff=self.runoff,
             pipeline=self.pipeline.summary(),
+            record_window=self.scheduler.record_episode or None,
         )
 
 

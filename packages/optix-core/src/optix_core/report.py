@@ -36,6 +36,8 @@ def progress_line(metrics: EvalMetrics, state: LoopState) -> str:
 class LoopReport:
     """The run's outcome. ``best_score`` is the selection score of the best
     checkpoint (the policy the agent holds now), ``best_episode`` its window;
+    ``record_window`` is the window of the training score's last record (what
+    DORMANT's patience counts from: the run was still improving there);
     ``runoff`` is the best checkpoint's runoff against the final policy, where
     there was one; ``final_eval`` plays the policy handed back on episodes that
     did not choose it."""
@@ -56,6 +58,7 @@ class LoopReport:
     final_eval: PolicyEvaluation | None = None
     runoff: Runoff | None = None
     pipeline: dict[str, Any] = field(default_factory=dict)  # the pipeline's summary()
+    record_window: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         final = self.final_eval
@@ -68,6 +71,7 @@ class LoopReport:
             "final_state": self.final_state.value,
             "best_score": finite_or_none(self.best_score),
             "best_window": self.best_episode,
+            "record_window": self.record_window,
             "best_train_score": finite_or_none(self.best_train_score),
             "selection_episodes": self.selection_episodes,
             "val_score": finite_or_none(self.val_score),
