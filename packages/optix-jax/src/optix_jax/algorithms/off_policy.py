@@ -394,8 +394,10 @@ class OffPolicyAgent(JaxReplayAgent):
         """Build what is the algorithm's own, once the shared networks are in place."""
 
     def trained(self) -> dict[str, Any]:
-        """Every NNX object (networks, targets, optimizers) the update changes, by name."""
-        raise NotImplementedError
+        """Every NNX object the update changes, by name: ``modules()`` (networks,
+        targets), then each of ``optimizers()`` as ``NAME_optimizer``."""
+        optimizers = {f"{name}_optimizer": o for name, o in self.optimizers().items()}
+        return {**self.modules(), **optimizers}
 
     def weights_changed(self) -> None:
         self._actor_state = nnx.state(self.actor)

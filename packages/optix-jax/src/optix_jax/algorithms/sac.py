@@ -161,17 +161,6 @@ class FlaxSACAgent(GSDEActing, OffPolicyAgent):
         graphdef = nnx.graphdef(self.trained())
         self._steps = partial(SAC_STEPS, graphdef, self.action_dim, self._sde is not None)
 
-    def trained(self) -> dict[str, Any]:
-        return {
-            "actor": self.actor,
-            "critic": self.critic,
-            "critic_target": self.critic_target,
-            "temperature": self.temperature,
-            "actor_optimizer": self.actor_optimizer,
-            "critic_optimizer": self.critic_optimizer,
-            "alpha_optimizer": self.alpha_optimizer,
-        }
-
     def modules(self) -> dict[str, nnx.Module]:
         return {
             "actor": self.actor,

@@ -68,16 +68,6 @@ class FlaxTD3Agent(TD3Exploration, OffPolicyAgent):
         self.actor_target = nnx.clone(self.actor)
         self._steps = partial(TD3_STEPS, nnx.graphdef(self.trained()))
 
-    def trained(self) -> dict[str, Any]:
-        return {
-            "actor": self.actor,
-            "actor_target": self.actor_target,
-            "critic": self.critic,
-            "critic_target": self.critic_target,
-            "actor_optimizer": self.actor_optimizer,
-            "critic_optimizer": self.critic_optimizer,
-        }
-
     def modules(self) -> dict[str, nnx.Module]:
         return {
             "actor": self.actor,
