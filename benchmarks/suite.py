@@ -41,8 +41,9 @@ together by ``optix plot``, go to ``--curves``.
 A row can take longer than one sitting (LunarLanderContinuous SAC: hours a
 run). ``--out`` is written after every run, and with ``--work DIR`` the runs
 stay in DIR: the same command again evaluates the finished runs there and
-resumes the unfinished ones where their last window left them (``optix train
---resume``, exact; wall time counts the sittings' training only).
+resumes the unfinished ones from their last window (``optix train --resume``:
+the agent, its replay and the loop as they were, the environments on new
+episodes; wall time counts the sittings' training only).
 """
 
 from __future__ import annotations
@@ -240,7 +241,7 @@ def optix_run(row: Row, seed: int, side: str, args: argparse.Namespace, root: Pa
     earlier = sorted(parent.iterdir()) if parent.exists() else []
     if not earlier:
         _optix("train", *words, "--max-steps", str(cap), timeout=args.timeout)
-    elif not (earlier[0] / "report.json").exists():  # a killed suite's run: exact resume
+    elif not (earlier[0] / "report.json").exists():  # a killed suite's run: resumed
         print(f"  optix {side}: resuming {earlier[0]}", flush=True)
         _optix("train", "--resume", str(earlier[0]), timeout=args.timeout)
     (run_dir,) = parent.iterdir()
