@@ -503,7 +503,9 @@ def write(args: argparse.Namespace, rows: list[Row], new: list[Result]) -> list[
         "runs": [asdict(r) for r in results],
         "rows": summaries,
     }
-    out.write_text(json.dumps(_finite(data), indent=2) + "\n")
+    partial = out.with_name(out.name + ".partial")  # a suite killed while writing keeps the last
+    partial.write_text(json.dumps(_finite(data), indent=2) + "\n")
+    partial.replace(out)
     return summaries
 
 
