@@ -24,7 +24,7 @@ from optix_core.pipeline import VectorBatchPipeline
 from optix_core.registry import RegistryError
 from optix_core.testing import AgentConformance, toy_envs  # noqa: F401 - optix-tests/ envs
 from optix_core.testing.epsilon_greedy import EpsilonGreedyConformance
-from optix_core.testing.learning_runs import learn_with_evaluations
+from optix_core.testing.learning_runs import FAST, learn_with_evaluations
 from optix_core.testing.replay_checkpoints import ReplayCheckpointConformance
 from optix_core.types import EpisodeData
 from optix_jax.algorithms.dqn import FlaxDQNAgent, QNetwork, make_dqn, next_values, td_loss
@@ -38,15 +38,6 @@ from optix_jax.policies.extractors import (
 from optix_jax.policies.networks import MLP
 
 CARTPOLE = gym.make("CartPole-v1")
-
-# One update phase per 64-step test window: train_freq 64 vector steps, 8 gradient steps.
-FAST = {
-    "learning_starts": 64,
-    "batch_size": 32,
-    "train_freq": 64,
-    "gradient_steps": 8,
-    "target_update_freq": 5,
-}
 
 
 class TestDQNConformance(AgentConformance):

@@ -20,20 +20,11 @@ from optix_core.pipeline import VectorBatchPipeline
 from optix_core.registry import RegistryError
 from optix_core.testing import AgentConformance
 from optix_core.testing.epsilon_greedy import EpsilonGreedyConformance
-from optix_core.testing.learning_runs import learn_with_evaluations
+from optix_core.testing.learning_runs import FAST, learn_with_evaluations
 from optix_core.testing.replay_checkpoints import ReplayCheckpointConformance
 from optix_core.types import EpisodeData
 from optix_tf.algorithms.dqn import QNetwork, TFDQNAgent, make_dqn
 from optix_tf.policies.extractors import CombinedExtractor, OneHotExtractor, SmallCNN
-
-# One update phase per 64-step test window: train_freq 64 vector steps, 8 gradient steps.
-FAST = {
-    "learning_starts": 64,
-    "batch_size": 32,
-    "train_freq": 64,
-    "gradient_steps": 8,
-    "target_update_freq": 5,
-}
 
 
 class TestDQNConformance(AgentConformance):

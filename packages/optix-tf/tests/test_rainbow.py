@@ -18,7 +18,7 @@ from optix_core.buffers import PrioritizedReplayBuffer, window_transitions
 from optix_core.pipeline import VectorBatchPipeline
 from optix_core.registry import RegistryError
 from optix_core.testing import AgentConformance
-from optix_core.testing.learning_runs import learn_with_evaluations
+from optix_core.testing.learning_runs import FAST, learn_with_evaluations
 from optix_core.testing.replay_checkpoints import buffer_arrays
 from optix_core.types import EpisodeData
 from optix_tf.algorithms.noisy import NoisyLinear, draw_noise, noise_size, noisy_layers, set_noise
@@ -35,15 +35,6 @@ from optix_tf.policies.extractors import (
     OneHotExtractor,
     SmallCNN,
 )
-
-# One update phase per 64-step test window: train_freq 64 vector steps, 8 gradient steps.
-FAST = {
-    "learning_starts": 64,
-    "batch_size": 32,
-    "train_freq": 64,
-    "gradient_steps": 8,
-    "target_update_freq": 5,
-}
 
 
 class TestRainbowConformance(AgentConformance):

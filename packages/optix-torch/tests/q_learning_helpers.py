@@ -24,15 +24,6 @@ CATCH, CATCH_LARGE, DICT_GOAL = (
     "optix-tests/DictGoal-v0",
 )
 
-# One update phase per 64-step test window: train_freq 64 vector steps, 8 gradient steps.
-FAST = {
-    "learning_starts": 64,
-    "batch_size": 32,
-    "train_freq": 64,
-    "gradient_steps": 8,
-    "target_update_freq": 5,
-}
-
 
 class QLearningConformance(AgentConformance):
     """The conformance suite for a Q-learning agent (its subclass names ``algo`` and

@@ -16,7 +16,6 @@ from q_learning_helpers import (
     CATCH,
     CATCH_LARGE,
     DICT_GOAL,
-    FAST,
     QLearningConformance,
     assert_refuses_a_continuous_env,
     assert_target_synced,
@@ -33,7 +32,7 @@ from optix_core.evaluation import evaluate_policy
 from optix_core.hyperparams import HyperparamError
 from optix_core.testing import toy_envs  # noqa: F401 - registers the optix-tests/ environments
 from optix_core.testing.epsilon_greedy import EpsilonGreedyConformance
-from optix_core.testing.learning_runs import learn_and_evaluate, learn_with_evaluations
+from optix_core.testing.learning_runs import FAST, learn_and_evaluate, learn_with_evaluations
 from optix_core.testing.replay_checkpoints import ReplayCheckpointConformance
 from optix_core.types import EpisodeData
 from optix_torch import accel

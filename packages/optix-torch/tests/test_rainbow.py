@@ -10,7 +10,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from q_learning_helpers import (
-    FAST,
     QLearningConformance,
     assert_refuses_a_continuous_env,
     assert_target_synced,
@@ -24,7 +23,7 @@ from torch import nn
 from optix_core import HyperparamSet, make_agent
 from optix_core.buffers import PrioritizedReplayBuffer
 from optix_core.testing import toy_envs  # noqa: F401 - registers the optix-tests/ environments
-from optix_core.testing.learning_runs import learn_with_evaluations
+from optix_core.testing.learning_runs import FAST, learn_with_evaluations
 from optix_torch.algorithms.noisy import NoisyLinear, noisy_layers, reset_noise
 from optix_torch.algorithms.rainbow import (
     RainbowQNetwork,

@@ -7,6 +7,16 @@ from optix_core.evaluation import PolicyEvaluation, evaluate_policy
 from optix_core.pipeline import VectorBatchPipeline
 from optix_core.types import EpisodeData
 
+# Q-learning settings that update within a test's first 64-step window: train_freq
+# 64 vector steps, 8 gradient steps on batches of 32 (DQN's and Rainbow's tests).
+FAST = {
+    "learning_starts": 64,
+    "batch_size": 32,
+    "train_freq": 64,
+    "gradient_steps": 8,
+    "target_update_freq": 5,
+}
+
 
 def collect_windows(
     agent, env_id: str, count: int, n_envs: int, window: int, seed: int

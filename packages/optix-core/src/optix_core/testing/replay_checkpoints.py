@@ -19,18 +19,10 @@ import pytest
 
 from optix_core.buffers import PrioritizedReplayBuffer
 from optix_core.registry import make_agent
-from optix_core.testing.learning_runs import collect_windows
+from optix_core.testing.learning_runs import FAST, collect_windows
 from optix_core.types import EpisodeData
 
 ENV_ID = "CartPole-v1"
-# Updates from the first window on: 64 vector steps of 2 environments a window.
-FAST = {
-    "learning_starts": 64,
-    "batch_size": 32,
-    "train_freq": 64,
-    "gradient_steps": 8,
-    "target_update_freq": 5,
-}
 
 
 def buffer_arrays(agent: Any) -> dict[str, np.ndarray]:
