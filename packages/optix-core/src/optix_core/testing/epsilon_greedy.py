@@ -3,8 +3,8 @@
 Subclass ``EpsilonGreedyConformance`` in a test module and set ``backend`` (and
 ``algo`` for an agent other than ``dqn``). ε follows the env steps collected so
 far, as Stable-Baselines3's ``exploration_rate`` does: 1 until ``learning_starts``,
-then linear from 1 to ``epsilon_min`` over ``exploration_steps`` (or multiplied
-by ``epsilon_decay`` per env step without them). Training actions
+then linear from ``epsilon`` to ``epsilon_min`` over ``exploration_steps`` (or
+multiplied by ``epsilon_decay`` per env step without them). Training actions
 (``act_info``) move the clock; ``act`` explores at the current rate and moves
 nothing; checkpoints carry the clock. The tests read the agent's public
 surface: ``epsilon``, ``num_timesteps``, ``act``, ``act_info``, ``learn``'s
