@@ -1,4 +1,4 @@
-"""TFPPOAgent: conformance, every action space, the update, checkpoints, learning."""
+"""TFPPOAgent: conformance, the update, checkpoints, learning (every space: test_policies.py)."""
 
 from __future__ import annotations
 
@@ -56,62 +56,6 @@ def keras_mlp(in_dim: int, out_dim: int) -> keras.Sequential:
             keras.layers.Dense(out_dim),
         ]
     )
-
-
-SPACES = {
-    "discrete": gym.spaces.Discrete(3),
-    "multi_discrete": gym.spaces.MultiDiscrete([2, 3]),
-    "multi_binary": gym.spaces.MultiBinary(3),
-    "box": gym.spaces.Box(-2.0, 2.0, (2,), np.float32),
-}
-OBSERVATIONS = {
-    "flat": gym.spaces.Box(-1.0, 1.0, (4,), np.float32),
-    "image": gym.spaces.Box(0, 255, (10, 10, 2), np.uint8),
-    "discrete": gym.spaces.Discrete(5),
-    "dict": gym.spaces.Dict(
-        {"pos": gym.spaces.Box(-1.0, 1.0, (3,), np.float32), "cell": gym.spaces.Discrete(4)}
-    ),
-}
-
-
-def random_window(observation_space, action_space, agent, steps: int = 16, envs: int = 2):
-    """A window collected by ``agent`` on random observations, with rewards that
-    favour one action, as the pipeline would record it."""
-    from optix_core.policies.observations import stack
-    from optix_core.types import EpisodeData
-
-    observation_space.seed(0)
-    obs = [stack([observation_space.sample() for _ in range(envs)]) for _ in range(steps + 1)]
-    actions, infos = [], []
-    for t in range(steps):
-        a, info = agent.act_info(obs[t], np.zeros(envs, bool))
-        actions.append(a)
-        infos.append(info)
-    data = EpisodeData(
-        observations=stack(obs[:-1]),
-        actions=np.stack(actions),
-        rewards=np.ones((steps, envs), np.float32),
-        terminated=np.zeros((steps, envs), bool),
-        truncated=np.zeros((steps, envs), bool),
-        next_observations=obs[-1],
-    )
-    data.policy_info = {k: np.stack([i[k] for i in infos]) for k in infos[0]}
-    return data
-
-
-@pytest.mark.parametrize("obs_kind", sorted(OBSERVATIONS))
-@pytest.mark.parametrize("act_kind", sorted(SPACES))
-def test_every_observation_and_action_space_acts_and_learns(obs_kind, act_kind) -> None:
-    obs_space, act_space = OBSERVATIONS[obs_kind], SPACES[act_kind]
-    agent = make_ppo(
-        obs_space, act_space, hyperparams=HyperparamSet({"n_epochs": 2}), device="cpu", seed=0
-    )
-    data = random_window(obs_space, act_space, agent)
-    assert all(act_space.contains(a) for a in data.actions[0])
-    before = [v.numpy().copy() for v in agent.variables]
-    stats = agent.learn(data)
-    assert stats["updates"] > 0 and np.isfinite(stats["policy_loss"])
-    assert any(not np.allclose(a, v.numpy()) for a, v in zip(before, agent.variables, strict=True))
 
 
 def test_the_compiled_update_equals_an_eager_one_written_out() -> None:

@@ -14,10 +14,8 @@ from torch.distributions import Categorical as TorchCategorical
 
 from optix_core import VectorBatchPipeline, make_agent
 from optix_core.evaluation import evaluate_policy
-from optix_core.testing import (
-    AgentConformance,
-    toy_envs,  # noqa: F401 - registers the optix-tests/ environments
-)
+from optix_core.testing import AgentConformance
+from optix_core.testing.toy_envs import SPACE_ENVS
 from optix_core.types import HyperparamSet
 from optix_torch.algorithms.a2c import TorchAgent
 from optix_torch.algorithms.ppo import TorchPPOAgent
@@ -34,16 +32,6 @@ from optix_torch.policies import (
 from optix_torch.policies.distributions import Bernoulli, MultiCategorical
 
 torch.set_num_threads(1)
-
-SPACE_ENVS = (
-    "optix-tests/Catch-v0",
-    "optix-tests/CatchLarge-v0",
-    "optix-tests/MultiDiscreteMatch-v0",
-    "optix-tests/BitMatch-v0",
-    "optix-tests/DictGoal-v0",
-    "FrozenLake-v1",
-    "Pendulum-v1",
-)
 
 
 class TestPPOOnEverySpace(AgentConformance):

@@ -17,7 +17,8 @@ observation, and scores far above random only then:
 - ``optix-tests/DictGoal-v0``: a Dict observation (a Discrete goal, a Box of
   noise); reward 1 for the action equal to the goal, 8 steps. Random: 8/3.
 
-For continuous actions, ``POINTER_ENVS`` (``PointAt`` below) show a target
+``SPACE_ENVS`` lists them with FrozenLake-v1 (Discrete observations) and
+Pendulum-v1 (Box actions). For continuous actions, ``POINTER_ENVS`` (``PointAt`` below) show a target
 as an image, a Dict or a Discrete index. ``masked_cartpole()`` is CartPole-v1
 without its velocities, for recurrent policies; ``optix-tests/FarCartPole-v0``
 is CartPole-v1 seen from far off (every observation ×50, +1000), which a
@@ -133,6 +134,20 @@ ENVS = {
 for env_id, (cls, kwargs) in ENVS.items():
     if env_id not in gym.registry:
         gym.register(env_id, entry_point=cls, kwargs=kwargs)
+
+# Every observation space the policy layer reads (uint8 images small and
+# large, Dict, Discrete, flat Box) and every action space it acts in
+# (Discrete, MultiDiscrete, MultiBinary, Box): a conformance class with
+# ``env_ids = SPACE_ENVS`` checks an on-policy agent's whole contract on each.
+SPACE_ENVS = (
+    "optix-tests/Catch-v0",
+    "optix-tests/CatchLarge-v0",
+    "optix-tests/MultiDiscreteMatch-v0",
+    "optix-tests/BitMatch-v0",
+    "optix-tests/DictGoal-v0",
+    "FrozenLake-v1",
+    "Pendulum-v1",
+)
 
 
 # ---- continuous actions (SAC, TD3) on image, Dict and Discrete observations ----
