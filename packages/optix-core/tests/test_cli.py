@@ -38,6 +38,10 @@ def optix(
         ),
         (["train", "CartPole-v1", "--algo", "cem", "--hp", "elite_frac=2"], "elite_frac=2"),
         (
+            ["train", "CartPole-v1", "--algo", "cem", "--hp", "elite_frac=high"],
+            "elite_frac='high' is not a number",
+        ),
+        (
             ["train", "CartPole-v1", "--algo", "cem", "--hp", "popsize=8"],
             "unknown hyperparameter 'popsize'",
         ),
@@ -58,6 +62,22 @@ def optix(
 def test_bad_input_is_one_clear_line_and_exit_code_2(args, says, tmp_path):
     assert_usage_error(optix(*args, cwd=tmp_path), says)
     assert not (tmp_path / "runs").exists(), "no run directory for a run that never started"
+
+
+def test_hp_values_read_as_json_or_pythons_words_else_as_strings():
+    from optix_core.cli.args import parse_hyperparams
+
+    pairs = ["a=3e-4", "b=true", "c=True", "d=False", "e=None", "f=[64, 64]", "g=tanh", "h="]
+    assert parse_hyperparams(pairs) == {
+        "a": 3e-4,
+        "b": True,
+        "c": True,
+        "d": False,
+        "e": None,
+        "f": [64, 64],
+        "g": "tanh",
+        "h": "",
+    }
 
 
 def assert_usage_error(result: subprocess.CompletedProcess, says: str) -> None:

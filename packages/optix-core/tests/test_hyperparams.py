@@ -18,6 +18,7 @@ PPO_BOUNDS = {
     "learning_rate": Bound(0.0, 1.0, open_low=True),
     "n_epochs": Bound(1, 1000, integer=True),
     "gamma": Bound(0.0, 1.0),
+    "normalize_advantage": Bound.flag(),
 }
 
 
@@ -88,7 +89,7 @@ def test_unknown_key_message_names_the_owner_the_key_and_the_known_ones():
     with pytest.raises(HyperparamError) as excinfo:
         check_hyperparams({"lr": 0.1, "zz": 1}, PPO_BOUNDS, "ppo")
     assert str(excinfo.value) == (
-        "ppo: unknown hyperparameter 'lr'; known: gamma, learning_rate, n_epochs"
+        "ppo: unknown hyperparameter 'lr'; known: gamma, learning_rate, n_epochs, normalize_advantage"
     )
 
 
@@ -99,7 +100,9 @@ def test_unknown_key_message_names_the_owner_the_key_and_the_known_ones():
         ({"gamma": 1.5}, "ppo: gamma=1.5 is outside its valid range [0, 1]"),
         ({"n_epochs": 2.5}, "ppo: n_epochs=2.5 is outside its valid range [1, 1000] (integer)"),
         ({"n_epochs": 0}, "ppo: n_epochs=0 is outside its valid range [1, 1000] (integer)"),
-        ({"gamma": "high"}, "ppo: gamma='high' is outside its valid range [0, 1]"),
+        ({"gamma": "high"}, "ppo: gamma='high' is not a number; its valid range is [0, 1]"),
+        ({"gamma": True}, "ppo: gamma=True is not a number; its valid range is [0, 1]"),
+        ({"normalize_advantage": 1}, "ppo: normalize_advantage=1 is not True or False"),
     ],
 )
 def test_out_of_range_message(params, message):

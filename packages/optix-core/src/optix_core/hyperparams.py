@@ -82,10 +82,17 @@ def check_hyperparams(
     for key, value in params.items():
         bound = bounds[key]
         if not bound.accepts(value):
-            raise HyperparamError(
-                f"{owner}: {key}={value!r} is outside its valid range {bound.describe()}"
-            )
+            raise HyperparamError(f"{owner}: {key}={value!r} {_refusal(bound, value)}")
     return {k: (int(v) if bounds[k].integer else v) for k, v in params.items()}
+
+
+def _refusal(bound: Bound, value: Any) -> str:
+    """Why ``bound`` refuses ``value``, in words a user can act on."""
+    if bound.boolean:
+        return "is not True or False"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"is not a number; its valid range is {bound.describe()}"
+    return f"is outside its valid range {bound.describe()}"
 
 
 def _fmt(x: float) -> str:

@@ -26,7 +26,11 @@ def add_algorithm_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", help="torch, jax, tf or numpy (default: the preferred one)")
     parser.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument(
-        "--hp", action="append", default=[], metavar="KEY=VALUE", help="set a hyperparameter"
+        "--hp",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a hyperparameter; VALUE is JSON (3e-4, true, [64, 64]) or True/False/None",
     )
 
 
@@ -128,15 +132,20 @@ def _find(kind: str, algo: str | None, backend: str | None) -> AgentSpec:
     return registry.find_agent(algo, kind, backend)
 
 
+# Python's spelling of the JSON words, as rl-zoo's ``--hyperparams use_sde:True`` has it.
+PYTHON_WORDS = {"True": True, "False": False, "None": None}
+
+
 def parse_hyperparams(pairs: list[str]) -> dict[str, Any]:
-    """``--hp KEY=VALUE`` pairs; values are JSON where they parse, strings otherwise."""
+    """``--hp KEY=VALUE`` pairs; values are JSON (or True, False, None) where
+    they parse, strings otherwise."""
     params = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
             raise UsageError(f"--hp takes KEY=VALUE, got {pair!r}")
         try:
-            params[key] = json.loads(raw)
+            params[key] = PYTHON_WORDS[raw] if raw in PYTHON_WORDS else json.loads(raw)
         except json.JSONDecodeError:
             params[key] = raw
     return params
