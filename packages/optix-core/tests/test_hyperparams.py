@@ -98,7 +98,10 @@ def test_unknown_key_message_names_the_owner_the_key_and_the_known_ones():
     [
         ({"learning_rate": 0.0}, "ppo: learning_rate=0.0 is outside its valid range (0, 1]"),
         ({"gamma": 1.5}, "ppo: gamma=1.5 is outside its valid range [0, 1]"),
-        ({"n_epochs": 2.5}, "ppo: n_epochs=2.5 is outside its valid range [1, 1000] (integer)"),
+        (
+            {"n_epochs": 2.5},
+            "ppo: n_epochs=2.5 is not a whole number; its valid range is [1, 1000] (integer)",
+        ),
         ({"n_epochs": 0}, "ppo: n_epochs=0 is outside its valid range [1, 1000] (integer)"),
         ({"gamma": "high"}, "ppo: gamma='high' is not a number; its valid range is [0, 1]"),
         ({"gamma": True}, "ppo: gamma=True is not a number; its valid range is [0, 1]"),

@@ -92,6 +92,8 @@ def _refusal(bound: Bound, value: Any) -> str:
         return "is not True or False"
     if isinstance(value, bool) or not isinstance(value, int | float):
         return f"is not a number; its valid range is {bound.describe()}"
+    if bound.integer and not float(value).is_integer():
+        return f"is not a whole number; its valid range is {bound.describe()}"
     return f"is outside its valid range {bound.describe()}"
 
 
