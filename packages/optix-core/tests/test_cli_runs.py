@@ -1,4 +1,4 @@
-"""``optix runs [DIR]`` on real run directories, and what ``optix plot`` checks
+"""``optix runs [DIR ...]`` on real run directories, and what ``optix plot`` checks
 before it needs matplotlib (drawing itself is tested in optix-callbacks)."""
 
 from __future__ import annotations
@@ -61,6 +61,27 @@ def test_runs_on_a_run_directory_lists_that_run(two_runs, capsys):
     _, cartpole, _ = two_runs
     assert main(["runs", str(cartpole)]) == 0
     assert list(table_rows(capsys.readouterr().out)) == [cartpole.name]
+
+
+def test_runs_lists_several_folders_in_one_table(two_runs, tmp_path, capsys):
+    """Runs of different folders that share a name (a suite's seeds) are named with
+    their folder, or by their path where the folders share names too."""
+    root, cartpole, pendulum = two_runs
+    for folder in ("seed0", "seed1", "a/seed2", "b/seed2"):
+        shutil.copytree(cartpole, tmp_path / folder / cartpole.name)
+    folders = [tmp_path / f for f in ("seed0", "seed1", "a/seed2", "b/seed2")]
+    assert main(["runs", *map(str, folders), str(pendulum), str(root)]) == 0
+    rows = table_rows(capsys.readouterr().out)
+    assert sorted(rows) == sorted(
+        [
+            f"seed0/{cartpole.name}",
+            f"seed1/{cartpole.name}",
+            str(tmp_path / "a/seed2" / cartpole.name),
+            str(tmp_path / "b/seed2" / cartpole.name),
+            f"{root.name}/{cartpole.name}",
+            pendulum.name,  # named twice, listed once
+        ]
+    )
 
 
 def test_runs_says_how_each_unfinished_run_stands(two_runs, tmp_path, capsys):

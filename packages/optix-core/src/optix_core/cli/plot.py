@@ -1,6 +1,6 @@
-"""``optix runs [DIR]`` and ``optix plot RUN [RUN ...]``: look at run directories.
+"""``optix runs [DIR ...]`` and ``optix plot RUN [RUN ...]``: look at run directories.
 
-``optix runs`` lists what ``optix train`` wrote under DIR (default ``runs``):
+``optix runs`` lists what ``optix train`` wrote under each DIR (default ``runs``):
 one line per run, oldest first, with what it trained, its best score, its final
 evaluation and where it stands. It reads JSON files only: no framework and no
 numpy is imported, and a damaged run is listed with its problem, not a crash.
@@ -37,9 +37,13 @@ _STAMP = re.compile(r"(\d{8}-\d{6})(?:-\d+)?$")
 
 
 def add_parsers(sub: Any) -> None:
-    p = sub.add_parser("runs", help="list the run directories under DIR, oldest first")
+    p = sub.add_parser("runs", help="list the run directories under each DIR, oldest first")
     p.add_argument(
-        "dir", nargs="?", default="runs", metavar="DIR", help="where runs are (default: runs)"
+        "dirs",
+        nargs="*",
+        default=["runs"],
+        metavar="DIR",
+        help="where runs are, or a run directory (default: runs)",
     )
     p.set_defaults(handler=cmd_runs)
 
@@ -71,23 +75,48 @@ def add_parsers(sub: Any) -> None:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    root = Path(args.dir)
+    roots = [Path(d) for d in args.dirs]
+    listed = {run.resolve(): run for root in roots for run in _runs_under(root)}
+    candidates = list(listed.values())  # a run named twice is listed once
+    if not candidates:
+        print(f"optix: no run directories under {', '.join(map(str, roots))}")
+        return 0
+    rows = sorted(
+        (_row(path, name) for path, name in zip(candidates, _names(candidates), strict=True)),
+        key=lambda r: (r[0], r[1][0]),
+    )
+    header = ["run", "env", "algo", "backend", "seed", "best", "final eval", "env steps"]
+    print(table([*header, "wall time", "state"], [row for _, row in rows]))
+    return 0
+
+
+def _names(runs: list[Path]) -> list[str]:
+    """Each run's name; runs of different folders that share one (a suite's seeds)
+    are named with their folder, or by their whole path where that is shared too."""
+    names = [run.resolve().name for run in runs]
+    with_folder = [f"{r.resolve().parent.name}/{n}" for r, n in zip(runs, names, strict=True)]
+    unique = []
+    for run, name, longer in zip(runs, names, with_folder, strict=True):
+        if names.count(name) == 1:
+            unique.append(name)
+        elif with_folder.count(longer) == 1:
+            unique.append(longer)
+        else:
+            unique.append(str(run))
+    return unique
+
+
+def _runs_under(root: Path) -> list[Path]:
+    """``root`` if it is a run, and the runs directly under it."""
     if not root.exists():
         raise UsageError(f"{root} does not exist (optix train writes runs under --run-dir runs)")
     if not root.is_dir():
         raise UsageError(f"{root} is not a directory")
-    candidates = [root] if _looks_like_run(root) else []
+    runs = [root] if _looks_like_run(root) else []
     try:
-        candidates += sorted(p for p in root.iterdir() if p.is_dir() and _looks_like_run(p))
+        return runs + sorted(p for p in root.iterdir() if p.is_dir() and _looks_like_run(p))
     except OSError as exc:
         raise UsageError(f"cannot read {root}: {exc.strerror}") from None
-    if not candidates:
-        print(f"optix: no run directories under {root}")
-        return 0
-    rows = sorted((_row(path) for path in candidates), key=lambda r: (r[0], r[1][0]))
-    header = ["run", "env", "algo", "backend", "seed", "best", "final eval", "env steps"]
-    print(table([*header, "wall time", "state"], [row for _, row in rows]))
-    return 0
 
 
 def _looks_like_run(path: Path) -> bool:
@@ -96,9 +125,9 @@ def _looks_like_run(path: Path) -> bool:
     return any((path / name).exists() for name in (CONFIG, METRICS, REPORT, CHECKPOINTS))
 
 
-def _row(path: Path) -> tuple[float, list[str]]:
-    """(start time, the table row) of one run; its problem in the state column."""
-    name = path.resolve().name
+def _row(path: Path, name: str) -> tuple[float, list[str]]:
+    """(start time, the table row) of one run, named ``name``; its problem in the
+    state column."""
     problems: list[str] = []
     try:
         config = read_config(path)
