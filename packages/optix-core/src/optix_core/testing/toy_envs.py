@@ -18,11 +18,12 @@ observation, and scores far above random only then:
   noise); reward 1 for the action equal to the goal, 8 steps. Random: 8/3.
 
 ``SPACE_ENVS`` lists them with FrozenLake-v1 (Discrete observations) and
-Pendulum-v1 (Box actions). For continuous actions, ``POINTER_ENVS`` (``PointAt`` below) show a target
-as an image, a Dict or a Discrete index. ``masked_cartpole()`` is CartPole-v1
-without its velocities, for recurrent policies; ``optix-tests/FarCartPole-v0``
-is CartPole-v1 seen from far off (every observation ×50, +1000), which a
-network learns from only once its inputs are standardized.
+Pendulum-v1 (Box actions). For continuous actions, ``POINTER_ENVS``
+(``PointAt`` below) show a target as an image, a Dict or a Discrete index.
+``masked_cartpole()`` is CartPole-v1 without its velocities, for recurrent
+policies; ``optix-tests/FarCartPole-v0`` is CartPole-v1 seen from far off
+(every observation ×50, +1000), which a network learns from only once its
+inputs are standardized.
 """
 
 from __future__ import annotations
