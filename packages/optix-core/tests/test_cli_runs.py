@@ -53,7 +53,8 @@ def test_runs_lists_every_run_with_what_it_trained_and_its_best_score(two_runs, 
         final = report["final_eval"]
         # as the report prints it
         assert row[6:9] == [f"{final['mean']:.1f}", "±", f"{final['std']:.1f}"]
-        assert f"{report['env_steps']:,}" in row
+        steps = f"{report['env_steps']:,} + {report['selection_env_steps']:,}"
+        assert steps in " ".join(row)
         assert " ".join(row).endswith(f"{report['final_state']}, max windows")
 
 

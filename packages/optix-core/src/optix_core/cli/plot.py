@@ -85,8 +85,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
         (_row(path, name) for path, name in zip(candidates, _names(candidates), strict=True)),
         key=lambda r: (r[0], r[1][0]),
     )
-    header = ["run", "env", "algo", "backend", "seed", "best", "final eval", "env steps"]
-    print(table([*header, "wall time", "state"], [row for _, row in rows]))
+    header = ["run", "env", "algo", "backend", "seed", "best", "final eval"]
+    header += ["env steps (+ selection)", "wall time", "state"]
+    print(table(header, [row for _, row in rows]))
     return 0
 
 
@@ -152,11 +153,20 @@ def _row(path: Path, name: str) -> tuple[float, list[str]]:
         str(config.get("seed", "")),
         _num(report["best_score"] if "best_score" in report else last.get("best")),
         final_eval,
-        f"{steps:,}" if isinstance(steps, int) else "",
+        _steps(steps, report.get("selection_env_steps")),
         _duration(wall),
         "; ".join(problems) if problems else _state(path, report, last),
     ]
     return _started(path, name), row
+
+
+def _steps(training: Any, selection: Any) -> str:
+    """Env steps as the report counts them: training, + those that chose checkpoints."""
+    if not isinstance(training, int):
+        return ""
+    return f"{training:,}" + (
+        f" + {selection:,}" if isinstance(selection, int) and selection else ""
+    )
 
 
 def _read_report(path: Path, problems: list[str]) -> dict[str, Any]:
