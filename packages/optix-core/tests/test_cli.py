@@ -48,6 +48,8 @@ def optix(
         (["train", "CartPole-v1", "--max-episodes", "0"], "--max-windows must be >= 1"),
         (["train", "CartPole-v1", "--max-steps", "0"], "--max-steps must be >= 1"),
         (["train", "CartPole-v1", "--seed", "-1"], "--seed must be >= 0"),
+        (["train", "CartPole-v1", "--n-envs", "0"], "--n-envs must be >= 1"),
+        (["train", "CartPole-v1", "--window-size", "0"], "--window-size must be >= 1"),
         (["train", "CartPole-v1", "--selection-share", "0"], "--selection-share must be > 0"),
         (["train", "CartPole-v1", "--no-early-stop"], "--no-early-stop needs --max-steps"),
         (["train", "--resume", "no/such/run"], "run directory no/such/run does not exist"),
@@ -127,6 +129,8 @@ def finished_run(tmp_path_factory) -> Path:
         (["--backend", "numpy"], "--backend"),
         (["--seed", "0"], "--seed"),
         (["--hp", "noise_std=0.1"], "--hp"),
+        (["--n-envs", "2"], "--n-envs"),
+        (["--window-size", "64"], "--window-size"),
         (["--tune"], "--tune"),
     ],
 )
@@ -210,6 +214,19 @@ def test_train_converges_stops_by_itself_and_reports(tmp_path):
     evaluated = optix("eval", str(run_dir), "--episodes", "5", cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr
     assert "over 5 episodes" in evaluated.stdout
+
+
+def test_the_rollout_is_the_users_where_given_and_recorded(tmp_path):
+    """--n-envs and --window-size (SB3's n_envs and n_steps) replace the preset's rollout."""
+    result = optix(
+        "train", "CartPole-v1", "--algo", "cem", "--seed", "0", "--n-envs", "3",
+        "--window-size", "40", "--max-windows", "2", "--run-dir", "out", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (tmp_path / "out").iterdir()
+    config = json.loads((run_dir / "config.json").read_text())
+    assert (config["n_envs"], config["window_size"]) == (3, 40)
+    assert json.loads((run_dir / "report.json").read_text())["env_steps"] == 2 * 3 * 40
 
 
 OPTIX = [sys.executable, "-m", "optix_core.cli"]

@@ -91,6 +91,8 @@ FIXED_ON_RESUME = {
     "tune": "--tune",
     "selection_episodes": "--selection-episodes",
     "selection_share": "--selection-share",
+    "n_envs": "--n-envs",
+    "window_size": "--window-size",
     "no_early_stop": "--no-early-stop",
     "actors": "--actors",
     "ray": "--ray",
@@ -111,6 +113,21 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--max-steps", type=int, help="stop after this many environment steps (total_timesteps)"
+    )
+    p.add_argument(
+        "--n-envs",
+        type=int,
+        metavar="N",
+        help="environments stepped together (default: the algorithm's preset for ENV, else "
+        "its own)",
+    )
+    p.add_argument(
+        "--window-size",
+        type=int,
+        metavar="STEPS",
+        help="steps of each environment in a window, what the agent learns from at once "
+        "(n_steps in Stable-Baselines3's A2C and PPO; default: the preset's, else the "
+        "algorithm's)",
     )
     p.add_argument(
         "--no-early-stop",
@@ -164,6 +181,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_at_least("--max-steps", args.max_steps, 1)
     check_at_least("--seed", args.seed, 0)
     check_at_least("--selection-episodes", args.selection_episodes, 1)
+    check_at_least("--n-envs", args.n_envs, 1)
+    check_at_least("--window-size", args.window_size, 1)
     if args.no_early_stop and not args.resume and not (args.max_steps or args.max_windows):
         raise UsageError(
             "--no-early-stop needs --max-steps or --max-windows: a budget to train for"
@@ -194,8 +213,8 @@ def _start(args: argparse.Namespace) -> int:
         device=args.device or "auto",
         seed=args.seed if args.seed is not None else random.SystemRandom().randrange(2**31),
         hyperparams={**defaults, **file_hp, **parse_hyperparams(args.hp)},
-        n_envs=rollout.get("n_envs", 1),
-        window_size=rollout.get("window_size", 2048),
+        n_envs=args.n_envs or rollout.get("n_envs", 1),
+        window_size=args.window_size or rollout.get("window_size", 2048),
         max_windows=args.max_windows,
         max_env_steps=args.max_steps,
         loop=dict(LOOP_DEFAULTS),
