@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 
 from optix_core.algorithms.cem_config import DEFAULTS, SEARCH_SPACE
 from optix_core.runs import TrainConfig
+from optix_core.trials.rl_trial import TRAIN_STEPS
 
 OPTIX = str(Path(sys.executable).with_name("optix"))
 
@@ -86,6 +87,7 @@ FIX_ALL = [arg for key in SEARCH_SPACE for arg in ("--hp", f"{key}={DEFAULTS[key
         (["tune", "--resume", "no/such/run"], "tune run directory no/such/run does not exist"),
         (["tune", "show"], "tune show needs a tune run directory"),
         (["tune", "CartPole-v1", "--algo", "cem", "--timeout", "-1"], "--timeout must be >= 0"),
+        (["tune", "CartPole-v1", "--algo", "cem", "--n-envs", "0"], "--n-envs must be >= 1"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_exit_code_2(args, says, tmp_path):
@@ -151,7 +153,8 @@ def test_tune_with_two_workers_prints_every_trial_and_the_best(tmp_path):
 
 
 def test_then_train_trains_with_the_best_configuration(tmp_path):
-    result = optix(*TUNE, "--then-train", "--max-episodes", "15", cwd=tmp_path)
+    rollout = ["--n-envs", "3", "--window-size", "40"]
+    result = optix(*TUNE, *rollout, "--then-train", "--max-episodes", "15", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     runs = sorted((tmp_path / "out").iterdir())
     (tune_dir,) = [r for r in runs if "-tune-" in r.name]
@@ -160,6 +163,10 @@ def test_then_train_trains_with_the_best_configuration(tmp_path):
     config = TrainConfig.load(train_dir)
     assert config.hyperparams.items() >= best.items()
     assert config.seed == 0 and config.max_windows == 15
+    # The trials stepped 3 environments 40 steps a window, and so does the run after them.
+    trained = [t.user_attrs[TRAIN_STEPS] for t in journal_study(tune_dir).trials if t.params]
+    assert trained and all(steps % 120 == 0 for steps in trained), trained
+    assert (config.n_envs, config.window_size) == (3, 40)
     assert (train_dir / "report.json").is_file()
     assert f"run directory {Path('out') / train_dir.name}" in result.stdout
     assert "Training Complete" in result.stdout
@@ -271,12 +278,16 @@ def test_sigterm_stops_every_worker_and_fails_their_trials(stopped_sweep):
     assert re.search(r"^trial +\d+  running   score ", stdout, re.M), "progress lines"
 
 
-def test_resume_refuses_settings_that_would_change_the_sweep(stopped_sweep):
+@pytest.mark.parametrize(
+    ("flag", "value", "stored"),
+    [("--trial-steps", "5000", "6000"), ("--n-envs", "3", "8"), ("--window-size", "40", "500")],
+)
+def test_resume_refuses_settings_that_would_change_the_sweep(flag, value, stored, stopped_sweep):
     cwd, run_dir, *_ = stopped_sweep
-    result = optix("tune", "--resume", str(run_dir), "--trial-steps", "5000", cwd=cwd)
+    result = optix("tune", "--resume", str(run_dir), flag, value, cwd=cwd)
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
-    assert "--trial-steps 5000 (it has 6000) would change what its trials measure" in line
+    assert f"{flag} {value} (it has {stored}) would change what its trials measure" in line
 
 
 @pytest.fixture(scope="module")

@@ -80,6 +80,39 @@ def add_actor_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_rollout_args(parser: argparse.ArgumentParser) -> None:
+    """--n-envs and --window-size: the rollout (Stable-Baselines3's n_envs and n_steps)."""
+    parser.add_argument(
+        "--n-envs",
+        type=int,
+        metavar="N",
+        help="environments stepped together (default: the algorithm's preset for ENV, else "
+        "its own)",
+    )
+    parser.add_argument(
+        "--window-size",
+        type=int,
+        metavar="STEPS",
+        help="steps of each environment in a window, what the agent learns from at once "
+        "(n_steps in Stable-Baselines3's A2C and PPO; default: the preset's, else the "
+        "algorithm's)",
+    )
+
+
+def check_rollout_args(args: argparse.Namespace) -> None:
+    check_at_least("--n-envs", args.n_envs, 1)
+    check_at_least("--window-size", args.window_size, 1)
+
+
+def rollout_size(args: argparse.Namespace, rollout: dict[str, int]) -> tuple[int, int]:
+    """(n_envs, window_size): the flags where given, else the preset's rollout, else
+    one environment and 2048 steps."""
+    return (
+        args.n_envs or rollout.get("n_envs", 1),
+        args.window_size or rollout.get("window_size", 2048),
+    )
+
+
 def pipeline_options(
     spec: AgentSpec, rollout: dict[str, int], actors: int | None = None, ray: str | None = None
 ) -> dict[str, Any]:

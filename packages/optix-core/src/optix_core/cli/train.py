@@ -24,14 +24,17 @@ from optix_core.cli import callbacks
 from optix_core.cli.args import (
     add_actor_args,
     add_algorithm_args,
+    add_rollout_args,
     add_run_dir_arg,
     add_seed_arg,
     add_verbose_arg,
     build_agent,
     check_at_least,
+    check_rollout_args,
     parse_hyperparams,
     pipeline_options,
     resolve_spec,
+    rollout_size,
 )
 from optix_core.cli.errors import UsageError
 
@@ -114,21 +117,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--max-steps", type=int, help="stop after this many environment steps (total_timesteps)"
     )
-    p.add_argument(
-        "--n-envs",
-        type=int,
-        metavar="N",
-        help="environments stepped together (default: the algorithm's preset for ENV, else "
-        "its own)",
-    )
-    p.add_argument(
-        "--window-size",
-        type=int,
-        metavar="STEPS",
-        help="steps of each environment in a window, what the agent learns from at once "
-        "(n_steps in Stable-Baselines3's A2C and PPO; default: the preset's, else the "
-        "algorithm's)",
-    )
+    add_rollout_args(p)
     p.add_argument(
         "--no-early-stop",
         action="store_true",
@@ -181,8 +170,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_at_least("--max-steps", args.max_steps, 1)
     check_at_least("--seed", args.seed, 0)
     check_at_least("--selection-episodes", args.selection_episodes, 1)
-    check_at_least("--n-envs", args.n_envs, 1)
-    check_at_least("--window-size", args.window_size, 1)
+    check_rollout_args(args)
     if args.no_early_stop and not args.resume and not (args.max_steps or args.max_windows):
         raise UsageError(
             "--no-early-stop needs --max-steps or --max-windows: a budget to train for"
@@ -206,6 +194,7 @@ def _start(args: argparse.Namespace) -> int:
         raise UsageError("train needs an environment id (optix train CartPole-v1) or --resume RUN")
     spec = resolve_spec(args.env, args.algo, args.backend)
     defaults, rollout = spec.settings(args.env)
+    n_envs, window_size = rollout_size(args, rollout)
     config = TrainConfig(
         env_id=args.env,
         algo=spec.name,
@@ -213,8 +202,8 @@ def _start(args: argparse.Namespace) -> int:
         device=args.device or "auto",
         seed=args.seed if args.seed is not None else random.SystemRandom().randrange(2**31),
         hyperparams={**defaults, **file_hp, **parse_hyperparams(args.hp)},
-        n_envs=args.n_envs or rollout.get("n_envs", 1),
-        window_size=args.window_size or rollout.get("window_size", 2048),
+        n_envs=n_envs,
+        window_size=window_size,
         max_windows=args.max_windows,
         max_env_steps=args.max_steps,
         loop=dict(LOOP_DEFAULTS),

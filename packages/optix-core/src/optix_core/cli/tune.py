@@ -11,7 +11,8 @@ Optuna, numpy and gymnasium load only when ``tune`` runs.
 Each trial trains the agent with hyperparameters from the AgentSpec's
 search space (``--hp`` fixes one instead, and is kept for ``--then-train``)
 over the spec's rollout (its preset for the environment, where it has one:
-``AgentSpec.settings``), with no online tuning, and is scored by a
+``AgentSpec.settings``; ``--n-envs`` and ``--window-size`` replace it), with
+no online tuning, and is scored by a
 deterministic evaluation of its best checkpoint. The first trial is the
 baseline: the algorithm's defaults (and preset). Storage: an SQLite file in
 the run directory for one worker, a journal file there for several, or
@@ -42,13 +43,16 @@ from typing import Any
 
 from optix_core.cli.args import (
     add_algorithm_args,
+    add_rollout_args,
     add_run_dir_arg,
     add_seed_arg,
     add_verbose_arg,
     check_at_least,
+    check_rollout_args,
     parse_hyperparams,
     pipeline_options,
     resolve_spec,
+    rollout_size,
 )
 from optix_core.cli.errors import UsageError
 from optix_core.cli.train import LOOP_DEFAULTS, run_train
@@ -72,6 +76,8 @@ FLAGS = {
     "algo": "--algo",
     "backend": "--backend",
     "hp": "--hp",
+    "n_envs": "--n-envs",
+    "window_size": "--window-size",
     "trial_steps": "--trial-steps",
     "seeds_per_trial": "--seeds-per-trial",
     "eval_episodes": "--eval-episodes",
@@ -91,6 +97,7 @@ def add_parser(subparsers: Any) -> None:
         "'optix tune show RUN' lists a sweep's trials",
     )
     add_algorithm_args(p)
+    add_rollout_args(p)
     p.add_argument("run", nargs="?", help="with 'show': the tune run directory")
     p.add_argument(
         "--trials",
@@ -251,7 +258,7 @@ def _tune(args: argparse.Namespace, state: dict[str, Any]) -> int:
         except RunError as exc:
             raise UsageError(str(exc)) from None
     study_name = args.study_name or f"{args.env}-{spec.name}"
-    n_envs, window_size = rollout.get("n_envs", 1), rollout.get("window_size", 2048)
+    n_envs, window_size = rollout_size(args, rollout)
     try:
         orchestrator = TrialOrchestrator(
             agent_factory,
@@ -380,6 +387,7 @@ def _check_counts(args: argparse.Namespace) -> None:
         ("--seed", args.seed, 0),
     ]:
         check_at_least(flag, value, minimum)
+    check_rollout_args(args)
     for flag, value in (
         ("--timeout", args.timeout),
         ("--progress-interval", args.progress_interval),
@@ -465,6 +473,8 @@ def _resume_settings(args: argparse.Namespace) -> Path:
         "algo": settings["algo"],
         "backend": settings["backend"],
         "hp": settings.get("fixed_params", {}),
+        "n_envs": settings["n_envs"],
+        "window_size": settings["window_size"],
         "trial_steps": settings["trial_steps"],
         "seeds_per_trial": settings["seeds_per_trial"],
         "eval_episodes": settings["eval_episodes"],
@@ -584,6 +594,9 @@ def _train_argv(
         argv += ["--device", args.device]
     if args.max_windows is not None:
         argv += ["--max-windows", str(args.max_windows)]
+    for flag, value in (("--n-envs", args.n_envs), ("--window-size", args.window_size)):
+        if value is not None:  # train over the rollout the trials measured
+            argv += [flag, str(value)]
     if args.verbose:
         argv.append("--verbose")
     return argv
