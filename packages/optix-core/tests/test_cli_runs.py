@@ -65,8 +65,9 @@ def test_runs_on_a_run_directory_lists_that_run(two_runs, capsys):
 
 
 def test_runs_lists_several_folders_in_one_table(two_runs, tmp_path, capsys):
-    """Runs of different folders that share a name (a suite's seeds) are named with
-    their folder, or by their path where the folders share names too."""
+    """Runs of several folders (a suite's seeds) are named with their folder, so
+    that each row says where it comes from, or by their path where the folders
+    share names too."""
     root, cartpole, pendulum = two_runs
     for folder in ("seed0", "seed1", "a/seed2", "b/seed2"):
         shutil.copytree(cartpole, tmp_path / folder / cartpole.name)
@@ -80,7 +81,7 @@ def test_runs_lists_several_folders_in_one_table(two_runs, tmp_path, capsys):
             str(tmp_path / "a/seed2" / cartpole.name),
             str(tmp_path / "b/seed2" / cartpole.name),
             f"{root.name}/{cartpole.name}",
-            pendulum.name,  # named twice, listed once
+            f"{root.name}/{pendulum.name}",  # named twice, listed once
         ]
     )
 

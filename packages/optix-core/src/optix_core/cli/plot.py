@@ -92,19 +92,16 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def _names(runs: list[Path]) -> list[str]:
-    """Each run's name; runs of different folders that share one (a suite's seeds)
-    are named with their folder, or by their whole path where that is shared too."""
+    """Each run's name; runs of several folders (a suite's sides and seeds) are all
+    named with their folder, or by their whole path where that is shared."""
     names = [run.resolve().name for run in runs]
+    if len({run.resolve().parent for run in runs}) == 1:
+        return names
     with_folder = [f"{r.resolve().parent.name}/{n}" for r, n in zip(runs, names, strict=True)]
-    unique = []
-    for run, name, longer in zip(runs, names, with_folder, strict=True):
-        if names.count(name) == 1:
-            unique.append(name)
-        elif with_folder.count(longer) == 1:
-            unique.append(longer)
-        else:
-            unique.append(str(run))
-    return unique
+    return [
+        longer if with_folder.count(longer) == 1 else str(run)
+        for run, longer in zip(runs, with_folder, strict=True)
+    ]
 
 
 def _runs_under(root: Path) -> list[Path]:
