@@ -342,6 +342,8 @@ def test_train_reuses_what_a_sweep_found_with_hp_file(resumed_sweep):
         str(run_dir / "tune.json"),
         "--max-windows",
         "2",
+        "--n-envs",
+        "2",
         "--run-dir",
         "t",
         cwd=cwd,
@@ -351,6 +353,17 @@ def test_train_reuses_what_a_sweep_found_with_hp_file(resumed_sweep):
     config = TrainConfig.load(train_dir)
     assert config.env_id == "CartPole-v1" and config.algo == "cem", "from tune.json"
     assert config.hyperparams.items() >= summary["best_params"].items()
+    assert (config.n_envs, config.window_size) == (2, summary["window_size"]), "--n-envs wins"
+
+
+def test_a_damaged_rollout_in_hp_file_is_refused(resumed_sweep, tmp_path):
+    _, run_dir, _ = resumed_sweep
+    summary = json.loads((run_dir / "tune.json").read_text())
+    (tmp_path / "tune.json").write_text(json.dumps({**summary, "window_size": "500"}))
+    result = optix("train", "--hp-file", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "window_size must be a whole number >= 1, got '500'" in result.stderr
+    assert not (tmp_path / "runs").exists()
 
 
 def test_hp_file_for_another_algorithm_is_refused(resumed_sweep, tmp_path):

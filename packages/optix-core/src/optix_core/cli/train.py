@@ -141,8 +141,8 @@ def add_parser(sub: Any) -> None:
         "--hp-file",
         metavar="FILE",
         help="start from the hyperparameters in FILE: an optix tune run's tune.json (or its "
-        "directory), for the best configuration it found, or a JSON object of name: value; "
-        "--hp overrides them",
+        "directory), for the best configuration it found and the rollout it measured, or a "
+        "JSON object of name: value; --hp, --n-envs and --window-size override them",
     )
     add_run_dir_arg(p)
     p.add_argument("--resume", metavar="RUN", help="continue the run in directory RUN")
@@ -269,7 +269,7 @@ def _settings_line(spec: AgentSpec, env_id: str) -> str | None:
 
 def _hp_file(args: argparse.Namespace) -> dict[str, Any]:
     """The hyperparameters of ``--hp-file``; a tune.json also names the environment,
-    algorithm and backend it was tuned for, which fill in what was not given."""
+    algorithm, backend and rollout it was tuned for, which fill in what was not given."""
     path = Path(args.hp_file)
     if path.is_dir():
         path = path / "tune.json"
@@ -291,6 +291,12 @@ def _hp_file(args: argparse.Namespace) -> dict[str, Any]:
     args.algo = args.algo or algo
     args.backend = args.backend or data.get("backend")
     args.env = args.env or data.get("env_id")
+    for key in ("n_envs", "window_size"):
+        value = data.get(key)
+        if value is not None and not (isinstance(value, int) and value >= 1):
+            raise UsageError(f"--hp-file {path}: {key} must be a whole number >= 1, got {value!r}")
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     print(
         f"optix: hyperparameters from {path}: trial {data.get('best_trial')} of "
         f"{data.get('env_id')}, score {data.get('best_score')}",

@@ -11,8 +11,8 @@ Optuna, numpy and gymnasium load only when ``tune`` runs.
 Each trial trains the agent with hyperparameters from the AgentSpec's
 search space (``--hp`` fixes one instead, and is kept for ``--then-train``)
 over the spec's rollout (its preset for the environment, where it has one:
-``AgentSpec.settings``; ``--n-envs`` and ``--window-size`` replace it), with
-no online tuning, and is scored by a
+``AgentSpec.settings``; ``--n-envs`` and ``--window-size`` replace it, and
+``tune.json`` keeps it for ``optix train --hp-file``), with no online tuning, and is scored by a
 deterministic evaluation of its best checkpoint. The first trial is the
 baseline: the algorithm's defaults (and preset). Storage: an SQLite file in
 the run directory for one worker, a journal file there for several, or
@@ -350,6 +350,8 @@ def _tune(args: argparse.Namespace, state: dict[str, Any]) -> int:
         "best_score": best_score,
         "best_params": best_params,
         "fixed_params": fixed,
+        "n_envs": n_envs,  # the rollout the trials measured, which --hp-file keeps
+        "window_size": window_size,
     }
     _write_json(run_dir / TUNE_JSON, summary)
     if not args.then_train:
@@ -594,9 +596,6 @@ def _train_argv(
         argv += ["--device", args.device]
     if args.max_windows is not None:
         argv += ["--max-windows", str(args.max_windows)]
-    for flag, value in (("--n-envs", args.n_envs), ("--window-size", args.window_size)):
-        if value is not None:  # train over the rollout the trials measured
-            argv += [flag, str(value)]
     if args.verbose:
         argv.append("--verbose")
     return argv
