@@ -40,7 +40,7 @@ def add_seed_arg(parser: argparse.ArgumentParser) -> None:
 
 def add_run_dir_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--run-dir", default="runs", help="where run directories go (default: runs)"
+        "--run-dir", default="runs", metavar="DIR", help="where run directories go (default: runs)"
     )
 
 

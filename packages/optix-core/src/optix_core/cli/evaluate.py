@@ -17,7 +17,9 @@ from optix_core.cli.errors import UsageError
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("eval", help="evaluate a run's best checkpoint")
     p.add_argument("run", help="a run directory written by optix train")
-    p.add_argument("--episodes", type=int, default=20, help="episodes to play (default: 20)")
+    p.add_argument(
+        "--episodes", type=int, default=20, metavar="N", help="episodes to play (default: 20)"
+    )
     p.add_argument(
         "--seed", type=int, help="seed of the first episode (default: the report's seeds)"
     )

@@ -112,10 +112,14 @@ def add_parser(sub: Any) -> None:
         "--max-episodes",
         dest="max_windows",
         type=int,
+        metavar="N",
         help="stop after this many windows (--max-episodes is tensor-optix's name for it)",
     )
     p.add_argument(
-        "--max-steps", type=int, help="stop after this many environment steps (total_timesteps)"
+        "--max-steps",
+        type=int,
+        metavar="STEPS",
+        help="stop after this many environment steps (total_timesteps)",
     )
     add_rollout_args(p)
     p.add_argument(
@@ -127,6 +131,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--selection-episodes",
         type=int,
+        metavar="N",
         help=f"deterministic episodes judging each checkpoint candidate (default: "
         f"{SELECTION_EPISODES})",
     )

@@ -102,52 +102,67 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--trials",
         type=int,
+        metavar="N",
         help="trials to run, in all (default: 20; with --resume: the sweep's own budget)",
     )
     p.add_argument(
         "--trial-steps",
         type=int,
+        metavar="STEPS",
         help=f"env steps per trial (default: {MEASURED_DEFAULTS['trial_steps']})",
     )
     p.add_argument(
         "--workers",
         type=int,
+        metavar="K",
         help="worker processes (default: 1; with --resume: as the sweep ran)",
     )
     p.add_argument(
         "--threads-per-worker",
         type=int,
+        metavar="T",
         help="framework threads in each worker (default: the cores shared out among the "
         "workers; 0: the frameworks' own defaults)",
     )
     p.add_argument(
         "--storage",
+        metavar="URL",
         help="study storage: postgresql+psycopg://user@host:port/db, sqlite:///file.db (one "
         "worker) or a journal file path (default: a file in the run directory)",
     )
-    p.add_argument("--study-name", help="study to create or join (default: ENV-ALGO)")
-    p.add_argument("--seeds-per-trial", type=int, help="score the mean of N seeds (default: 1)")
-    p.add_argument("--eval-episodes", type=int, help="scoring episodes per seed (default: 10)")
+    p.add_argument(
+        "--study-name", metavar="NAME", help="study to create or join (default: ENV-ALGO)"
+    )
+    p.add_argument(
+        "--seeds-per-trial", type=int, metavar="M", help="score the mean of N seeds (default: 1)"
+    )
+    p.add_argument(
+        "--eval-episodes", type=int, metavar="E", help="scoring episodes per seed (default: 10)"
+    )
     p.add_argument(
         "--warmup-steps",
         type=int,
+        metavar="STEPS",
         help="env steps before a trial can be pruned (default: a quarter of --trial-steps)",
     )
     p.add_argument("--sampler", choices=("tpe", "random"), help="sampler (default: tpe)")
     p.add_argument(
         "--n-startup-trials",
         type=int,
+        metavar="N",
         help="random trials before TPE models the results (default: 10)",
     )
     p.add_argument(
         "--timeout",
         type=float,
+        metavar="SECONDS",
         help="start no trial after this many seconds (running trials finish)",
     )
     p.add_argument(
         "--progress-interval",
         type=float,
         default=PROGRESS_INTERVAL_S,
+        metavar="SECONDS",
         help="seconds between progress lines of a running trial (default: 10; 0: every evaluation)",
     )
     add_seed_arg(p)
@@ -162,6 +177,7 @@ def add_parser(subparsers: Any) -> None:
         "--max-episodes",
         dest="max_windows",
         type=int,
+        metavar="N",
         help="with --then-train: stop after N windows",
     )
     add_verbose_arg(p)
