@@ -102,6 +102,8 @@ def test_runs_says_how_each_unfinished_run_stands(two_runs, tmp_path, capsys):
     running = copy("b-running")
     (running / "report.json").unlink()
     (running / "checkpoints" / ".lock").write_text(f"{os.getpid()}\n")  # a live writer's pid
+    config = json.loads((running / "config.json").read_text())
+    (running / "config.json").write_text(json.dumps({**config, "max_env_steps": 1_000_000}))
     interrupted = copy("c-interrupted")
     report = json.loads((interrupted / "report.json").read_text())
     (interrupted / "report.json").write_text(json.dumps({**report, "stop_reason": "interrupted"}))
@@ -115,6 +117,8 @@ def test_runs_says_how_each_unfinished_run_stands(two_runs, tmp_path, capsys):
     assert set(rows) == {"a-killed", "b-running", "c-interrupted", "d-damaged"}
     assert rows["a-killed"][-1] == "unfinished"
     assert rows["b-running"][-2:] == ["running", "(ACTIVE)"]
+    assert "of 1,000,000" in " ".join(rows["b-running"]), "how far into its --max-steps"
+    assert " of " not in " ".join(rows["a-killed"]), "no budget, no 'of'"
     assert rows["c-interrupted"][-1] == "interrupted"
     assert "config.json is damaged (JSONDecodeError" in " ".join(rows["d-damaged"])
 

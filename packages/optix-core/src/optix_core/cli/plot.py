@@ -142,6 +142,7 @@ def _row(path: Path, name: str) -> tuple[float, list[str]]:
         final_eval = f"{final['mean']:.1f}" + (f" ± {std:.1f}" if _is_number(std) else "")
     steps = report.get("env_steps", last.get("env_steps"))
     wall = report.get("wall_time", last.get("time"))
+    budget = config.get("max_env_steps")
     row = [
         name,
         str(config.get("env_id", "")),
@@ -150,19 +151,22 @@ def _row(path: Path, name: str) -> tuple[float, list[str]]:
         str(config.get("seed", "")),
         _num(report["best_score"] if "best_score" in report else last.get("best")),
         final_eval,
-        _steps(steps, report.get("selection_env_steps")),
+        _steps(steps, report.get("selection_env_steps"), None if report else budget),
         _duration(wall),
         "; ".join(problems) if problems else _state(path, report, last),
     ]
     return _started(path, name), row
 
 
-def _steps(training: Any, selection: Any) -> str:
-    """Env steps as the report counts them: training, + those that chose checkpoints."""
+def _steps(training: Any, selection: Any, budget: Any = None) -> str:
+    """Env steps as the report counts them: training, + those that chose checkpoints;
+    "of BUDGET" for a run still under way with --max-steps."""
     if not isinstance(training, int):
         return ""
-    return f"{training:,}" + (
-        f" + {selection:,}" if isinstance(selection, int) and selection else ""
+    return (
+        f"{training:,}"
+        + (f" + {selection:,}" if isinstance(selection, int) and selection else "")
+        + (f" of {budget:,}" if isinstance(budget, int) else "")
     )
 
 
