@@ -284,6 +284,51 @@ def kill_points():
     return [config_written, five_evaluations, mid_checkpoint_write]
 
 
+def test_a_run_killed_and_resumed_is_the_run_never_killed(tmp_path):
+    """SIGKILL after five evaluations, then --resume: the interrupted episodes go
+    on, and the run reports every window, its checkpoints and its final
+    evaluation as the same command that was never killed."""
+    budget = ["--max-windows", "40"]
+    (tmp_path / "killed").mkdir()
+    (tmp_path / "never").mkdir()
+    proc = start_training(tmp_path / "killed", *budget)
+    try:
+        wait_for(lambda: five_evaluations(tmp_path / "killed"), proc, "five evaluations")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    killed = run_dir_of(tmp_path / "killed")
+    resumed = optix("train", "--resume", str(killed), cwd=tmp_path / "killed")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "the interrupted episodes going on" in resumed.stdout
+    never = optix(
+        "train",
+        "CartPole-v1",
+        *CEM_ARGS,
+        "--seed",
+        "3",
+        "--run-dir",
+        "out",
+        *budget,
+        cwd=tmp_path / "never",
+    )
+    assert never.returncode == 0, never.stderr
+    unkilled = run_dir_of(tmp_path / "never")
+
+    def outcome(run: Path) -> tuple[list[dict], dict]:
+        lines = [{k: v for k, v in line.items() if k != "time"} for line in metrics_lines(run)]
+        report = json.loads((run / "report.json").read_text())
+        # snapshot ids count writes: the killed run wrote the window it lost twice
+        return lines, {k: v for k, v in report.items() if k not in ("wall_time", "best_snapshot")}
+
+    assert outcome(killed) == outcome(unkilled)
+
+
+def five_evaluations(tmp: Path) -> bool:
+    run = run_dir_of(tmp)
+    return run is not None and len(metrics_lines(run)) >= 5
+
+
 @pytest.mark.parametrize("killed_at", kill_points(), ids=lambda f: f.__name__)
 def test_sigkill_at_any_moment_then_resume_completes_replaying_at_most_one_window(
     killed_at, tmp_path

@@ -197,8 +197,8 @@ def test_a_resumed_loop_continues_the_optimizer_exactly(tmp_path):
         ).run()
         return watcher
 
-    # A resumed pipeline restarts its environments, so proposals may land on other
-    # windows; the optimizer's sequence of proposals carries on unchanged.
+    # KnobAgent does not continue episodes on a resume, so the environments restart
+    # and proposals may land on other windows; their sequence carries on unchanged.
     straight = run(tmp_path / "straight", 150)
     run(tmp_path / "split", 40)
     resumed = run(tmp_path / "split", 150, resume=True)

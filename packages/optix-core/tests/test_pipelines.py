@@ -389,10 +389,142 @@ def test_state_dict_round_trip():
     recent = data.infos["recent_returns"]
     np.testing.assert_array_equal(recent[: len(before)], before)
     assert len(recent) == len(before) + len(data.infos["episode_returns"])
-    # A resumed pipeline starts fresh episodes, seeded apart from the first ones.
+    # Without continue_episodes() it starts new episodes, seeded apart from the first ones.
     reset_obs, _ = gym.make("CartPole-v1").reset(seed=2 + 7919 * 3)
     np.testing.assert_array_equal(data.observations[0, 0], reset_obs)
     assert not np.array_equal(data.observations[0, 0], earlier[0].observations[0, 0])
+
+
+class LinearPolicy(BaseAgent):
+    """Continuous actions from a fixed linear map: deterministic, and crashing
+    LunarLanderContinuous within about a hundred steps, so windows hold resets."""
+
+    def __init__(self, obs_dim: int, act_dim: int) -> None:
+        self.weights = np.random.default_rng(0).normal(size=(obs_dim, act_dim))
+
+    def act(self, observation, deterministic=False):
+        return np.tanh(np.asarray(observation) @ self.weights).astype(np.float32)
+
+    def learn(self, episode_data):
+        return {}
+
+    def get_hyperparams(self):
+        return HyperparamSet({})
+
+    def set_hyperparams(self, hyperparams):
+        pass
+
+    def save_weights(self, path):
+        pass
+
+    def load_weights(self, path):
+        pass
+
+
+def assert_same_windows(got: list[EpisodeData], want: list[EpisodeData]) -> None:
+    assert len(got) == len(want)
+    for a, b in zip(got, want, strict=True):
+        assert a.episode_id == b.episode_id
+        for field in ("observations", "actions", "rewards", "terminated", "truncated"):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
+        for key in ("episode_returns", "episode_lengths", "episode_start_steps"):
+            np.testing.assert_array_equal(a.infos[key], b.infos[key], err_msg=key)
+
+
+RESUMABLE = [
+    ("CartPole-v1", AnglePolicy, 40, False),
+    ("CartPole-v1", AnglePolicy, 40, True),  # environments in subprocesses
+    ("LunarLanderContinuous-v3", lambda: LinearPolicy(8, 2), 60, False),
+]
+
+
+@pytest.mark.parametrize(("env_id", "policy", "window_size", "async_envs"), RESUMABLE)
+def test_a_resumed_pipeline_continues_the_interrupted_episodes_exactly(
+    env_id, policy, window_size, async_envs
+):
+    """Stopped after two windows mid-episode, saved through JSON and resumed, the
+    pipeline collects the windows the unstopped one did, bit for bit, episode
+    ends and returns included (Box2D's state is rebuilt, not saved)."""
+
+    def pipeline() -> VectorBatchPipeline:
+        return VectorBatchPipeline(
+            env_id=env_id,
+            n_envs=3,
+            window_size=window_size,
+            seed=5,
+            agent=policy(),
+            async_envs=async_envs,
+        )
+
+    unstopped = pipeline()
+    want = [unstopped.collect() for _ in range(6)]
+    unstopped.close()
+    first = pipeline()
+    for _ in range(2):
+        first.collect()
+    state = json.loads(json.dumps(first.state_dict()))
+    first.close()
+    assert any(r["actions"] for r in state["episodes"]["records"]), "stopped mid-episode"
+    assert any("rng" in r for r in state["episodes"]["records"]), "after an autoreset too"
+
+    resumed = pipeline()
+    resumed.load_state_dict(state)
+    assert resumed.continue_episodes()
+    got = [resumed.collect() for _ in range(4)]
+    resumed.close()
+    assert sum(len(w.infos["episode_returns"]) for w in got) >= 3
+    assert_same_windows(got, want[2:])
+
+
+class OutsideRandomness(gym.Wrapper):
+    """Randomness that ``np_random`` does not hold (ALE's sticky actions, say)."""
+
+    draws = np.random.default_rng()
+
+    def reset(self, **kwargs):
+        _, info = self.env.reset(**kwargs)
+        cartpole = self.env.unwrapped
+        cartpole.state = cartpole.state + self.draws.normal(scale=0.01, size=4)
+        return np.array(cartpole.state, dtype=np.float32), info
+
+
+def test_an_environment_that_does_not_replay_gets_new_episodes(caplog):
+    def pipeline() -> VectorBatchPipeline:
+        make = lambda: OutsideRandomness(gym.make("CartPole-v1"))  # noqa: E731
+        return VectorBatchPipeline(
+            env_fns=[make, make], window_size=30, seed=2, agent=AnglePolicy()
+        )
+
+    first = pipeline()
+    first.collect()
+    state = json.loads(json.dumps(first.state_dict()))
+    first.close()
+    resumed = pipeline()
+    resumed.load_state_dict(state)
+    assert not resumed.continue_episodes()
+    assert "starts new episodes" in caplog.text
+    data = [resumed.collect() for _ in range(3)]
+    resumed.close()
+    starts = np.concatenate([w.infos["episode_start_steps"] for w in data])
+    assert starts.size and (starts >= 60).all(), "every episode ended began after the resume"
+
+
+def test_a_given_vector_env_cannot_be_rebuilt_and_gets_new_episodes():
+    def pipeline() -> VectorBatchPipeline:
+        envs = SyncVectorEnv(
+            [lambda: gym.make("CartPole-v1")], autoreset_mode=AutoresetMode.SAME_STEP
+        )
+        return VectorBatchPipeline(envs=envs, window_size=20, seed=1, agent=AnglePolicy())
+
+    first = pipeline()
+    first.collect()
+    state = first.state_dict()
+    first.close()
+    assert "episodes" not in state
+    resumed = pipeline()
+    resumed.load_state_dict(state)
+    assert not resumed.continue_episodes()
+    resumed.close()
 
 
 # ---- errors ---------------------------------------------------------------------------------

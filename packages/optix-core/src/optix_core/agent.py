@@ -44,6 +44,14 @@ class BaseAgent(ABC):
         ``mask`` is True, or for all rows. Evaluations call it at episode ends;
         a memoryless policy has nothing to forget."""
 
+    def continue_episodes(self) -> bool:
+        """A resumed run's pipeline rebuilt the episodes its checkpoint interrupted:
+        return True to act on in them with the acting state ``load_weights``
+        restored (what a stateful policy remembers, a candidate drawn per
+        episode, steps held for n-step returns), or False, the default, for new
+        episodes. Called once, after loading and before the first window."""
+        return False
+
     @abstractmethod
     def learn(self, episode_data: EpisodeData) -> dict[str, float]:
         """Update from one window; return diagnostics (loss values and the like)."""

@@ -237,6 +237,7 @@ class RLOptimizer:
         self.checkpoint_extra = checkpoint_extra or {}
         self.episode = 0  # windows learned so far (tensor-optix's name)
         self.rollbacks = 0  # times the best checkpoint was restored mid-run
+        self.continued_episodes = False  # a resume went on in the episodes it interrupted
         self.scheduler: BackoffScheduler | None = None
         self.registry: CheckpointRegistry | None = None
         self.best: Candidate | None = None
@@ -735,6 +736,11 @@ class RLOptimizer:
         self.best = None if state.get("best") is None else Candidate(**state["best"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.pipeline.load_state_dict(state.get("pipeline", {}))
+        continued = self.pipeline.continue_episodes()
+        if continued and not _continues_episodes(agent):
+            self.pipeline.restart_episodes()
+            continued = False
+        self.continued_episodes = continued
         if self.val_pipeline is not None:
             self.val_pipeline.load_state_dict(state.get("val_pipeline", {}))
         if self.optimizer is not None and state.get("optimizer"):
@@ -744,7 +750,12 @@ class RLOptimizer:
         self.callbacks.load_state_dict(state.get("callbacks", {}))
         bests = self.registry.snapshots("best")
         self.best_snapshot = bests[0] if bests else None
-        log.info("resumed at window %d from %s", self.episode, manifest["snapshot_id"])
+        log.info(
+            "resumed at window %d from %s, %s",
+            self.episode,
+            manifest["snapshot_id"],
+            "the interrupted episodes going on" if continued else "in new episodes",
+        )
 
     def _close(self) -> None:
         if self.registry is None:
@@ -793,3 +804,10 @@ class RLOptimizer:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _continues_episodes(agent: Any) -> bool:
+    """Whether ``agent`` acts on in episodes a checkpoint interrupted (an agent that
+    does not subclass BaseAgent says nothing, and starts new ones)."""
+    continue_episodes = getattr(agent, "continue_episodes", None)
+    return bool(continue_episodes()) if callable(continue_episodes) else False

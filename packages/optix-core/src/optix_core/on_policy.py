@@ -284,6 +284,11 @@ class OnPolicyWindow:
             self.reward_normalizer = RewardNormalizer(self.hp["gamma"], n_envs=envs)
         return self.reward_normalizer
 
+    def continue_episodes(self) -> bool:
+        """Windows hold all the rest: what acting carries across them (gSDE's
+        matrices and their step, the normalizers) is in ``extra_state``."""
+        return True
+
     def extra_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {"env_steps": self.env_steps, "sde_step": self._sde_step}
         if self._sde_matrices is not None:

@@ -218,6 +218,24 @@ class RecurrentPPOWindow:
 
     algorithm: str
     reward_normalizer: RewardNormalizer | None = None  # made by the first learn
+    _interrupted_state: tuple[np.ndarray, np.ndarray] | None = None  # (h, c) a load brought
+
+    def rollout_state(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The backend's: the LSTM state (h, c) after the last step ``act_info`` took,
+        as numpy ``[N, hidden]``; None before the first."""
+        raise NotImplementedError
+
+    def restore_rollout_state(self, state: tuple[np.ndarray, np.ndarray]) -> None:
+        """The backend's: ``act_info`` steps on from ``state``."""
+        raise NotImplementedError
+
+    def continue_episodes(self) -> bool:
+        """``act_info`` steps on from the state the checkpoint's last step left."""
+        if self._interrupted_state is None:
+            return False
+        self.restore_rollout_state(self._interrupted_state)
+        self._interrupted_state = None
+        return True
 
     def recurrent_window(self, data: EpisodeData, hidden_size: int, step: Step) -> RecurrentWindow:
         """The recorded states checked, then V, Â (GAE-λ on rewards scaled by
@@ -280,12 +298,20 @@ class RecurrentPPOWindow:
         return self.reward_normalizer
 
     def extra_state(self) -> dict[str, Any]:
-        if self.reward_normalizer is None:
-            return {}
-        state = self.reward_normalizer.state_dict()
-        return {"reward_normalizer": {k: np.asarray(v).tolist() for k, v in state.items()}}
+        state: dict[str, Any] = {}
+        if self.reward_normalizer is not None:
+            saved = self.reward_normalizer.state_dict()
+            state["reward_normalizer"] = {k: np.asarray(v).tolist() for k, v in saved.items()}
+        rollout = self.rollout_state()
+        if rollout is not None:  # the episodes under way, for continue_episodes
+            state["rollout_state"] = [np.asarray(s).tolist() for s in rollout]
+        return state
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
+        rollout = state.get("rollout_state")
+        self._interrupted_state = (
+            None if rollout is None else tuple(np.asarray(s, dtype=np.float32) for s in rollout)
+        )
         saved = state.get("reward_normalizer")
         self.reward_normalizer = None
         if saved is not None:

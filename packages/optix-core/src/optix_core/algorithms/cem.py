@@ -72,6 +72,7 @@ class CEMAgent(BaseAgent):
         self._pending: list[tuple[np.ndarray, float]] = []
         self._open: dict[int, tuple[np.ndarray, float]] = {}
         self._candidates: np.ndarray | None = None
+        self._interrupted: tuple[np.ndarray, dict[int, tuple[np.ndarray, float]]] | None = None
 
     # ---- acting -----------------------------------------------------------
 
@@ -207,12 +208,20 @@ class CEMAgent(BaseAgent):
             if self._pending
             else np.zeros((0, self.mean.size))
         )
+        columns = sorted(self._open)
         np.savez(
             directory / "cem.npz",
             mean=self.mean,
             std=self.std,
             pending_thetas=pending_thetas,
             pending_returns=np.array([r for _, r in self._pending], dtype=np.float64),
+            # the episodes under way: each column's candidate, and the returns so far
+            candidates=np.zeros((0, self.mean.size))
+            if self._candidates is None
+            else self._candidates,
+            open_columns=np.array(columns, dtype=np.int64),
+            open_thetas=np.array([self._open[c][0] for c in columns]).reshape(-1, self.mean.size),
+            open_returns=np.array([self._open[c][1] for c in columns], dtype=np.float64),
         )
         state = {
             "generation": self.generation,
@@ -237,6 +246,23 @@ class CEMAgent(BaseAgent):
                     arrays["pending_thetas"].copy(), arrays["pending_returns"].tolist(), strict=True
                 )
             )
+            held = "candidates" in arrays.files and len(arrays["candidates"])
+            self._interrupted = (
+                (
+                    arrays["candidates"].copy(),
+                    {
+                        int(c): (theta.copy(), float(r))
+                        for c, theta, r in zip(
+                            arrays["open_columns"],
+                            arrays["open_thetas"],
+                            arrays["open_returns"],
+                            strict=True,
+                        )
+                    },
+                )
+                if held
+                else None
+            )
         state = json.loads((directory / "cem.json").read_text())
         self.generation = int(state["generation"])
         self._hp = HyperparamSet.from_dict(state["hyperparams"])
@@ -244,6 +270,15 @@ class CEMAgent(BaseAgent):
         self._act_rng.bit_generator.state = state["act_rng"]
         self._open = {}
         self._candidates = None
+
+    def continue_episodes(self) -> bool:
+        """Each column acts on with the candidate its episode was drawn with, and
+        adds to the return it had."""
+        if self._interrupted is None:
+            return False
+        self._candidates, self._open = self._interrupted
+        self._interrupted = None
+        return True
 
 
 def make_cem(

@@ -466,7 +466,12 @@ def _train(
         except CheckpointError as exc:
             raise UsageError(str(exc)) from None
         if resuming:
-            print(f"optix: resuming {run_dir} at window {loop.episode + 1}", flush=True)
+            episodes = (
+                "the interrupted episodes going on"
+                if loop.continued_episodes
+                else "in new episodes"
+            )
+            print(f"optix: resuming {run_dir} at window {loop.episode + 1}, {episodes}", flush=True)
         with _sigterm_as_ctrl_c():
             report = loop.run()
     except TrainingDivergedError as exc:

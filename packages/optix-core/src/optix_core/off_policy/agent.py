@@ -172,6 +172,12 @@ class ReplayAgentMixin:
         for key, name in COUNTERS.items():
             setattr(self, name, int(state.get(key, 0)))
 
+    def continue_episodes(self) -> bool:
+        """Exploration's state (OU noise, gSDE's matrices) and the counters came back
+        with the checkpoint; steps an n-step writer held did not (they were cut
+        short as truncations), and with them the episodes start anew."""
+        return not self.replay.cut_at_load
+
     def save_extra(self, path: Path) -> None:
         super().save_extra(path)  # type: ignore[misc]
         self.replay.save(path / REPLAY_FILE)

@@ -68,6 +68,7 @@ class Replay:
         self.rng, self.owner = rng, owner
         self.buffer: CompactReplayBuffer | None = None
         self.writer: NStepWriter | None = None
+        self.cut_at_load = False  # the last load cut pending n-step steps short
         self.capacity, self.alpha, self.gamma, self.n_step = 1, 0.0, 0.99, 1
 
     def __len__(self) -> int:
@@ -159,7 +160,8 @@ class Replay:
 
         Steps an n-step writer still holds go beside it (``CUT_FILE``) as the
         transitions their episodes' truncation here would add: a run resumed
-        from the checkpoint starts new episodes, and ``load`` stores them.
+        from the checkpoint starts new episodes (the agent does not continue
+        them, ``continue_episodes``), and ``load`` stores them.
         """
         if self.buffer is None:
             return
@@ -176,6 +178,7 @@ class Replay:
         otherwise one is built for the saved observations and actions.
         """
         self.writer = None
+        self.cut_at_load = path.with_name(CUT_FILE).is_file()
         if not path.is_file():
             self.buffer = None
             return

@@ -68,6 +68,15 @@ class BasePipeline(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned."""
 
+    def continue_episodes(self) -> bool:
+        """After ``load_state_dict``: continue the episodes its checkpoint interrupted,
+        if the pipeline can (True), or start new ones (False, the default)."""
+        return False
+
+    def restart_episodes(self) -> None:
+        """Start new episodes after all, where ``continue_episodes`` continued them
+        but the agent cannot (its acting state did not come back with the checkpoint)."""
+
     def _require_agent(self) -> BaseAgent:
         if self.agent is None:
             raise RuntimeError(

@@ -59,6 +59,21 @@ class EpisodeStats:
         self.running_length[column] = 0
         self.running_start[column] = self.steps
 
+    def running_state(self) -> dict[str, Any]:
+        """JSON-ready: the episodes under way, for ``continue_running``."""
+        return {
+            "returns": self.running_return.tolist(),
+            "lengths": self.running_length.tolist(),
+            "starts": self.running_start.tolist(),
+        }
+
+    def continue_running(self, state: dict[str, Any]) -> None:
+        """The episodes under way go on as ``running_state`` saved them (a resumed run
+        that rebuilt its environments)."""
+        self.running_return[:] = state["returns"]
+        self.running_length[:] = state["lengths"]
+        self.running_start[:] = state["starts"]
+
     def restart(self, steps: int) -> None:
         """Every environment starts a new episode at ``steps`` (a resumed run)."""
         self.steps = steps

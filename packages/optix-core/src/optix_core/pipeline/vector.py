@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
+from gymnasium.vector.utils import concatenate, create_empty_array
 
 from optix_core.agent import BaseAgent
 from optix_core.pipeline.base import EnvPipeline
+from optix_core.pipeline.episode_replay import EpisodeRecorder, observation_digests
 from optix_core.pipeline.recorder import WindowRecorder
 from optix_core.registry import make_env
 from optix_core.types import EpisodeData
+
+log = logging.getLogger(__name__)
 
 
 class VectorBatchPipeline(EnvPipeline):
@@ -24,6 +29,11 @@ class VectorBatchPipeline(EnvPipeline):
     step (``autoreset_mode=AutoresetMode.SAME_STEP``). ``async_envs=True``
     steps the environments in subprocesses, which pays off when one step
     costs more than the inter-process round trip.
+
+    The environments it builds record each episode's start and actions
+    (``EpisodeRecorder``), so that a resumed run continues the episodes its
+    checkpoint interrupted (``continue_episodes``); a ready ``envs`` cannot,
+    and a resumed run starts new episodes there.
     """
 
     def __init__(
@@ -44,6 +54,7 @@ class VectorBatchPipeline(EnvPipeline):
         if window_size < 1:
             raise ValueError(f"window_size must be >= 1, got {window_size}")
         self.envs = _build_envs(env_fns, env_id, n_envs, envs, async_envs, env_kwargs or {})
+        self._records_episodes = envs is None  # the pipeline built them, as EpisodeRecorders
         self.window_size = window_size
         self.agent = agent
         self.seed = seed
@@ -54,6 +65,7 @@ class VectorBatchPipeline(EnvPipeline):
         self._obs: Any = None
         self._episode_start = np.ones(self.n_envs, dtype=bool)
         self._box_actions = isinstance(self.envs.single_action_space, gym.spaces.Box)
+        self._interrupted: dict[str, Any] | None = None  # a checkpoint's episodes, to continue
 
     def collect(self) -> EpisodeData:
         """Step every environment ``window_size`` times and return the window."""
@@ -89,9 +101,55 @@ class VectorBatchPipeline(EnvPipeline):
     def close(self) -> None:
         self.envs.close()
 
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        if self._records_episodes and self._obs is not None:
+            state["episodes"] = {
+                "records": list(self.envs.get_attr("episode_record")),
+                "observations": observation_digests(self.envs.single_observation_space, self._obs),
+                "episode_start": self._episode_start.tolist(),
+                "running": self.stats.running_state(),
+            }
+        return state
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self._obs = None  # the environments restart: new episodes
+        self._obs = None  # new episodes, unless continue_episodes() rebuilds the old ones
+        self._interrupted = state.get("episodes")
+
+    def continue_episodes(self) -> bool:
+        """Rebuild the episodes the loaded state's checkpoint interrupted: reset each
+        environment as its episode began and replay its actions. False, with new
+        episodes to come, where the state holds none or an environment does not
+        rebuild the observation it was saved at."""
+        saved, self._interrupted = self._interrupted, None
+        if saved is None or any(record is None for record in saved["records"]):
+            return False
+        self._reset()  # the vector environment's own bookkeeping, then each episode
+        space = self.envs.single_observation_space
+        try:
+            self.envs.set_attr("pending_replay", saved["records"])
+            replayed = self.envs.call("replay_pending")
+            obs = concatenate(space, replayed, create_empty_array(space, self.n_envs))
+            rebuilt = observation_digests(space, obs) == saved["observations"]
+        except Exception as exc:  # an environment that refuses its own generator state
+            log.warning("replaying the interrupted episodes failed: %s", exc)
+            rebuilt = False
+        if not rebuilt:
+            log.warning(
+                "the environments did not rebuild the episodes the checkpoint interrupted "
+                "(randomness outside env.np_random?): the resumed run starts new episodes"
+            )
+            self._obs = None
+            return False
+        self._obs = obs
+        self._episode_start = np.asarray(saved["episode_start"], dtype=bool)
+        self.stats.continue_running(saved["running"])
+        return True
+
+    def restart_episodes(self) -> None:
+        self._obs = None
+        self.stats.restart(self._steps)
 
 
 class BatchPipeline(VectorBatchPipeline):
@@ -154,4 +212,16 @@ def _build_envs(
     if not env_fns:
         raise ValueError("env_fns is empty: give at least one environment factory")
     vector_cls = AsyncVectorEnv if async_envs else SyncVectorEnv
-    return vector_cls(list(env_fns), autoreset_mode=AutoresetMode.SAME_STEP)
+    recorded = [_Recorded(fn) for fn in env_fns]
+    return vector_cls(recorded, autoreset_mode=AutoresetMode.SAME_STEP)
+
+
+class _Recorded:
+    """An environment factory whose environment is wrapped in an ``EpisodeRecorder``
+    (a class, not a closure: AsyncVectorEnv pickles it to its workers)."""
+
+    def __init__(self, env_fn: Callable[[], gym.Env]) -> None:
+        self.env_fn = env_fn
+
+    def __call__(self) -> gym.Env:
+        return EpisodeRecorder(self.env_fn())

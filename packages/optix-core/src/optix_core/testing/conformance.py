@@ -262,6 +262,51 @@ class AgentConformance:
             if file.is_file():
                 assert not _is_pickle(file.read_bytes()), f"{file.name} is a pickle"
 
+    def test_a_checkpoint_taken_mid_episode_continues_them_as_never_saved(
+        self, env_id: str, tmp_path: Path
+    ) -> None:
+        """A resumed run whose pipeline rebuilt the episodes its checkpoint
+        interrupted asks the agent to continue them (``continue_episodes``); an
+        agent that says it does acts and learns on as the agent never saved."""
+        agent = self.make(env_id)
+        pipeline = self.pipeline(agent, env_id)
+        try:
+            for _ in range(self.learn_windows):
+                window = pipeline.collect()
+                agent.learn(window)
+            agent.save_weights(str(tmp_path / "agent"))
+            twin = self.make(env_id, seed=self.seed + 1)
+            twin.load_weights(str(tmp_path / "agent"))
+            if not twin.continue_episodes():
+                pytest.skip(f"{self.algo} ({self.backend}) starts new episodes on a resume")
+            for _ in range(2):
+                starts = np.logical_or(window.terminated[-1], window.truncated[-1])
+                window = pipeline.collect()  # acted by the agent never saved
+                for t in range(len(window.rewards)):
+                    actions, info = twin.act_info(_at(window.observations, t), starts)
+                    recorded = {"actions": window.actions[t]}
+                    recorded |= {key: window.policy_info[key][t] for key in info}
+                    for key, want in recorded.items():  # recurrent states, values, ...
+                        got = actions if key == "actions" else info[key]
+                        np.testing.assert_allclose(
+                            np.asarray(got, dtype=np.float64),
+                            np.asarray(want, dtype=np.float64),
+                            rtol=RTOL,
+                            err_msg=f"the restored agent's {key} differ at step {t}",
+                        )
+                    starts = np.logical_or(window.terminated[t], window.truncated[t])
+                want, got = agent.learn(window), twin.learn(window)
+                for key in want:
+                    assert got[key] == pytest.approx(want[key], rel=1e-6, abs=1e-9), key
+        finally:
+            pipeline.close()
+        probes = self.probe_observations(env_id, PROBES)
+        np.testing.assert_allclose(
+            self.deterministic_actions(twin, probes),
+            self.deterministic_actions(agent, probes),
+            rtol=RTOL,
+        )
+
     def test_learns_from_a_short_window(self, env_id: str) -> None:
         agent = self.make(env_id)
         diagnostics = agent.learn(self.window(agent, env_id))
@@ -391,6 +436,13 @@ def _batch(samples: list[Any], space: gym.Space) -> Any:
         bounded = np.isfinite(space.low) & np.isfinite(space.high)
         obs = np.where(bounded, obs, np.clip(obs, -3, 3)).astype(space.dtype)
     return obs
+
+
+def _at(observations: Any, t: int) -> Any:
+    """Step ``t`` of a window's observations (a dict of arrays for Dict spaces)."""
+    if isinstance(observations, dict):
+        return {k: v[t] for k, v in observations.items()}
+    return observations[t]
 
 
 def _rows(obs: Any) -> int:

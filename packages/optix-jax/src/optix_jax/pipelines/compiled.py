@@ -93,7 +93,8 @@ class CompiledPipeline(EnvPipeline):
     the pipeline resets ended environments itself, after recording their last
     observation. Its ``jax.random`` key is part of ``state_dict``, so a
     resumed run continues the same stream; the environments themselves start
-    new episodes on resume, as with every other pipeline.
+    new episodes on resume (their states on the device are not in the
+    checkpoint, where VectorBatchPipeline's replay rebuilds its own).
     """
 
     def __init__(

@@ -337,6 +337,13 @@ class TFRecurrentPPOAgent(RecurrentPPOWindow, TFAgentBase):
         self._snapshot = None
         self._rollout_state = self._act_state = None
 
+    def rollout_state(self) -> tuple[np.ndarray, np.ndarray] | None:
+        return self._rollout_state
+
+    def restore_rollout_state(self, state: tuple[np.ndarray, np.ndarray]) -> None:
+        h, c = state
+        self._rollout_state = (h.copy(), c.copy())
+
     def optimizers(self) -> dict[str, keras.optimizers.Optimizer]:
         return {"main": self.optimizer}
 

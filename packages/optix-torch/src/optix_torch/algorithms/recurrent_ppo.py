@@ -398,6 +398,16 @@ class TorchRecurrentPPOAgent(RecurrentPPOWindow, TorchAgentBase):
         super().load_weights(path)
         self._rollout_state = self._act_state = None
 
+    def rollout_state(self) -> tuple[np.ndarray, np.ndarray] | None:
+        if self._rollout_state is None:
+            return None
+        h, c = self._rollout_state
+        return h.cpu().numpy(), c.cpu().numpy()
+
+    def restore_rollout_state(self, state: tuple[np.ndarray, np.ndarray]) -> None:
+        h, c = state
+        self._rollout_state = (self.to_tensor(h), self.to_tensor(c))
+
     # ---- helpers ---------------------------------------------------------
 
     def _batch(self, observation: Any) -> O.ObsTensor:
