@@ -38,6 +38,11 @@ class EpisodeRecorder(gym.Wrapper):
         self._actions: list[np.ndarray] = []
         self.pending_replay: dict[str, Any] | None = None  # set by the vector env, then replayed
 
+    @property
+    def spec(self) -> Any:
+        """The environment's own: recording changes nothing of what it is."""
+        return self.env.spec
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
         if options:
             self._start = None  # options may say anything: the episode cannot be replayed
