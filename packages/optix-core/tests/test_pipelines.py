@@ -395,30 +395,16 @@ def test_state_dict_round_trip():
     assert not np.array_equal(data.observations[0, 0], earlier[0].observations[0, 0])
 
 
-class LinearPolicy(BaseAgent):
+class LinearPolicy(AnglePolicy):
     """Continuous actions from a fixed linear map: deterministic, and crashing
     LunarLanderContinuous within about a hundred steps, so windows hold resets."""
 
     def __init__(self, obs_dim: int, act_dim: int) -> None:
+        super().__init__()
         self.weights = np.random.default_rng(0).normal(size=(obs_dim, act_dim))
 
-    def act(self, observation, deterministic=False):
-        return np.tanh(np.asarray(observation) @ self.weights).astype(np.float32)
-
-    def learn(self, episode_data):
-        return {}
-
-    def get_hyperparams(self):
-        return HyperparamSet({})
-
-    def set_hyperparams(self, hyperparams):
-        pass
-
-    def save_weights(self, path):
-        pass
-
-    def load_weights(self, path):
-        pass
+    def policy(self, obs: np.ndarray) -> np.ndarray:
+        return np.tanh(obs @ self.weights).astype(np.float32)
 
 
 def assert_same_windows(got: list[EpisodeData], want: list[EpisodeData]) -> None:
