@@ -24,8 +24,9 @@ Each optix run is an ``optix train`` process; the policy it hands back
 (its best checkpoint) is evaluated by ``optix eval RUN --json`` on
 ``--eval-episodes`` deterministic episodes from seed ``EVAL_SEED``, the
 episodes ``optix eval`` plays by default, which never choose a checkpoint.
-An autonomous run that trained past the budget says so in its stop reason,
-with the env steps of its training score's last record (``record_steps``).
+An autonomous run that trained past the budget says why in its stop reason,
+with the env steps of its training score's last record (``record_steps``):
+still improving past the budget, or past it by DORMANT's patience alone.
 SB3's final model plays the same episodes through the same function
 (``optix_core.evaluate_policy``); each run records its ``eval_seed``. Env
 steps count every step an optix run took, the deterministic episodes that
@@ -252,8 +253,8 @@ def optix_run(row: Row, seed: int, side: str, args: argparse.Namespace, root: Pa
     if side == "auto" and reason.startswith("max_env_steps"):
         reason = f"safety cap ({args.auto_cap:g}x the zoo's budget) reached: still improving"
     record_steps = steps_at(run_dir, report.get("record_window"))
-    if side == "auto" and record_steps is not None and record_steps > row.budget:
-        reason += f"; still improving past the budget: its last record at {record_steps:,} steps"
+    if side == "auto":
+        reason += past_the_budget(report["env_steps"], record_steps, row.budget)
     steps = report["env_steps"] + report["selection_env_steps"]
     print(
         f"  optix {side}: {final['mean']:.1f} ± {final['std']:.1f} after {steps:,} env steps, "
@@ -274,6 +275,19 @@ def optix_run(row: Row, seed: int, side: str, args: argparse.Namespace, root: Pa
         reason,
         (report.get("runoff") or {}).get("winner", ""),
         record_steps,
+    )
+
+
+def past_the_budget(training_steps: int, record_steps: int | None, budget: int) -> str:
+    """Why an autonomous run trained past the zoo's budget, if it did: its training
+    score still set records there, or DORMANT's patience alone took it past."""
+    if record_steps is None or training_steps <= budget:
+        return ""
+    if record_steps > budget:
+        return f"; still improving past the budget: its last record at {record_steps:,} steps"
+    return (
+        f"; past the budget by DORMANT's patience: its last record at {record_steps:,} "
+        "steps, within the budget"
     )
 
 

@@ -45,6 +45,8 @@ def test_one_row_runs_end_to_end_and_writes_a_well_formed_result(tmp_path):
     assert runs["auto"]["env_steps"] >= runs["budget"]["env_steps"] or runs["auto"][
         "stop_reason"
     ].startswith("converged")
+    # it trains past 1,500 steps (DQN learns from 1,000 on) and says why
+    assert "past the budget" in runs["auto"]["stop_reason"], runs["auto"]["stop_reason"]
     (row,) = data["rows"]
     assert set(row["sides"]) == {"auto", "budget", "sb3"}
     assert set(row["targets"]) == {"auto >= budget - 1 SE", "zoo score with <= 50% of its steps"}
@@ -52,6 +54,22 @@ def test_one_row_runs_end_to_end_and_writes_a_well_formed_result(tmp_path):
     for side in ("auto", "budget"):  # optix plot's PNG of each optix side
         image = tmp_path / "curves" / f"CartPole-v1-dqn-{side}.png"
         assert image.read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_run_past_the_budget_says_whether_it_was_still_improving_there():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import suite
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    assert suite.past_the_budget(400_000, 300_000, 500_000) == ""
+    assert suite.past_the_budget(600_000, None, 500_000) == ""
+    assert "still improving past the budget: its last record at 550,000" in (
+        suite.past_the_budget(700_000, 550_000, 500_000)
+    )
+    assert "past the budget by DORMANT's patience: its last record at 367,616" in (
+        suite.past_the_budget(551_424, 367_616, 500_000)
+    )
 
 
 def test_a_killed_suite_resumes_its_unfinished_run_and_keeps_its_runs_dir(tmp_path):
