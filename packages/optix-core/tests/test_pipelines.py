@@ -11,7 +11,8 @@ import pytest
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from optix_core.agent import BaseAgent
-from optix_core.pipeline import BatchPipeline, VectorBatchPipeline
+from optix_core.pipeline import BatchPipeline, VectorBatchPipeline, episode_replay
+from optix_core.pipeline.episode_replay import EpisodeActions
 from optix_core.registry import RegistryError
 from optix_core.types import EpisodeData, HyperparamSet
 
@@ -538,3 +539,24 @@ def test_collect_without_an_agent_says_how_to_give_one():
     with pytest.raises(RuntimeError, match="agent="):
         pipeline.collect()
     pipeline.close()
+
+
+def test_episode_actions_keep_each_current_episode_and_no_more(monkeypatch):
+    """What a checkpoint holds of each episode under way: its actions since it began,
+    none of an episode past RECORD_LIMIT, and nothing of the episodes that ended."""
+    monkeypatch.setattr(episode_replay, "TRIM_EVERY", 4)
+    monkeypatch.setattr(episode_replay, "RECORD_LIMIT", 6)
+    kept = EpisodeActions(2)
+    for t in range(10):
+        kept.add(np.array([t, 100 + t]), dones=np.array([t == 3, False]))
+    assert kept.of(0) == [4, 5, 6, 7, 8, 9], "its episode began after step 3"
+    assert kept.of(1) is None, "ten actions, past the limit of six"
+    assert len(kept.steps) < 10, "the steps no episode needs are dropped"
+    kept.add(np.array([10, 110]), dones=np.array([True, True]))
+    kept.add(np.array([11, 111]), dones=np.array([False, False]))
+    assert (kept.of(0), kept.of(1)) == ([11], [111])
+
+    resumed = EpisodeActions(2)
+    resumed.load([[4, 5, 6], [111]], np.dtype(np.int64))
+    resumed.add(np.array([7, 112]), dones=np.array([False, False]))
+    assert (resumed.of(0), resumed.of(1)) == ([4, 5, 6, 7], [111, 112])

@@ -21,21 +21,21 @@ import numpy as np
 from gymnasium.vector.utils import iterate
 
 RECORD_LIMIT = 30_000  # actions an episode may hold (Atari's longest: 27,000); past it, none
+TRIM_EVERY = 1024  # steps no episode needs any more, dropped together
 
 
-class EpisodeRecorder(gym.Wrapper):
-    """Records how the current episode began and the actions taken since, and replays them.
+class ReplayableEnv(gym.Wrapper):
+    """Records how the current episode began, and replays an episode from there.
 
     The start is the seed of a seeded ``reset``, or else the environment's
-    generator state just before the reset drew from it (an autoreset). An
-    episode longer than ``RECORD_LIMIT`` steps stops being recorded, and a
-    resume starts a new one instead.
+    generator state just before the reset drew from it (an autoreset). The
+    actions are the pipeline's to keep (``EpisodeActions``, a batch at a
+    time); ``replay_pending`` takes both.
     """
 
     def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
-        self._start: dict[str, Any] | None = None
-        self._actions: list[np.ndarray] = []
+        self.episode_began: dict[str, Any] | None = None
         self.pending_replay: dict[str, Any] | None = None  # set by the vector env, then replayed
 
     @property
@@ -45,31 +45,17 @@ class EpisodeRecorder(gym.Wrapper):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
         if options:
-            self._start = None  # options may say anything: the episode cannot be replayed
+            self.episode_began = None  # options may say anything: the episode cannot be replayed
         elif seed is None:
-            self._start = {"rng": copy.deepcopy(self.env.unwrapped.np_random.bit_generator.state)}
+            state = self.env.unwrapped.np_random.bit_generator.state
+            self.episode_began = {"rng": copy.deepcopy(state)}
         else:
-            self._start = {"seed": int(seed)}
-        self._actions = []
+            self.episode_began = {"seed": int(seed)}
         return self.env.reset(seed=seed, options=options)
 
-    def step(self, action: Any) -> Any:
-        if self._start is not None:
-            if len(self._actions) < RECORD_LIMIT:
-                self._actions.append(np.array(action, copy=True))
-            else:
-                self._start, self._actions = None, []
-        return self.env.step(action)
-
-    @property
-    def episode_record(self) -> dict[str, Any] | None:
-        """JSON-ready: the episode's start and its actions; None when it cannot be replayed."""
-        if self._start is None:
-            return None
-        return {**self._start, "actions": [action.tolist() for action in self._actions]}
-
     def replay_pending(self) -> Any:
-        """Replay ``pending_replay`` (an ``episode_record``) and return the observation it ends at."""
+        """Replay ``pending_replay`` (how an episode began, and its ``actions``) and
+        return the observation it ends at."""
         record, self.pending_replay = self.pending_replay, None
         if record is None:
             raise ValueError("no episode to replay: set pending_replay first")
@@ -80,8 +66,56 @@ class EpisodeRecorder(gym.Wrapper):
             observation, _ = self.reset()
         dtype = self.action_space.dtype
         for action in record["actions"]:
-            observation, *_ = self.step(np.asarray(action, dtype=dtype))
+            observation, *_ = self.env.step(np.asarray(action, dtype=dtype))
         return observation
+
+
+class EpisodeActions:
+    """The actions of each environment's current episode, kept one batch per step
+    (a copy per vector step, none per environment)."""
+
+    def __init__(self, n_envs: int) -> None:
+        self.steps: list[np.ndarray] = []
+        self.first = np.zeros(n_envs, dtype=np.int64)  # where each episode's actions begin
+        self.dropped = np.zeros(n_envs, dtype=bool)  # episodes past RECORD_LIMIT
+
+    def add(self, actions: np.ndarray, dones: np.ndarray) -> None:
+        """One step's actions; ``dones`` ended those environments' episodes."""
+        self.steps.append(np.array(actions, copy=True))
+        kept = len(self.steps)
+        too_long = kept - self.first > RECORD_LIMIT
+        self.dropped |= too_long
+        self.first[too_long | dones] = kept
+        self.dropped[dones] = False
+        head = int(self.first.min())
+        if head >= TRIM_EVERY:
+            del self.steps[:head]
+            self.first -= head
+
+    def restart(self) -> None:
+        """Every environment begins a new episode."""
+        self.steps.clear()
+        self.first[:] = 0
+        self.dropped[:] = False
+
+    def of(self, env: int) -> list[Any] | None:
+        """JSON-ready: environment ``env``'s actions this episode; None past RECORD_LIMIT."""
+        if self.dropped[env]:
+            return None
+        return [step[env].tolist() for step in self.steps[self.first[env] :]]
+
+    def load(self, actions: list[list[Any]], dtype: np.dtype) -> None:
+        """Hold the replayed episodes' ``actions`` (one list per environment) as if
+        they had been taken here."""
+        self.restart()
+        longest = max((len(a) for a in actions), default=0)
+        filler = next((a[0] for a in actions if a), None)  # where an episode had not begun
+        self.first[:] = [longest - len(a) for a in actions]
+        for t in range(longest):
+            step = [
+                a[t - f] if t >= f else filler for a, f in zip(actions, self.first, strict=True)
+            ]
+            self.steps.append(np.asarray(step, dtype=dtype))
 
 
 def observation_digests(space: gym.Space, observations: Any) -> list[str]:

@@ -13,7 +13,11 @@ from gymnasium.vector.utils import concatenate, create_empty_array
 
 from optix_core.agent import BaseAgent
 from optix_core.pipeline.base import EnvPipeline
-from optix_core.pipeline.episode_replay import EpisodeRecorder, observation_digests
+from optix_core.pipeline.episode_replay import (
+    EpisodeActions,
+    ReplayableEnv,
+    observation_digests,
+)
 from optix_core.pipeline.recorder import WindowRecorder
 from optix_core.registry import make_env
 from optix_core.types import EpisodeData
@@ -30,8 +34,9 @@ class VectorBatchPipeline(EnvPipeline):
     steps the environments in subprocesses, which pays off when one step
     costs more than the inter-process round trip.
 
-    The environments it builds record each episode's start and actions
-    (``EpisodeRecorder``), so that a resumed run continues the episodes its
+    The environments it builds record how each episode began
+    (``ReplayableEnv``) and the pipeline keeps the actions since
+    (``EpisodeActions``), so that a resumed run continues the episodes its
     checkpoint interrupted (``continue_episodes``); a ready ``envs`` cannot,
     and a resumed run starts new episodes there.
     """
@@ -54,7 +59,8 @@ class VectorBatchPipeline(EnvPipeline):
         if window_size < 1:
             raise ValueError(f"window_size must be >= 1, got {window_size}")
         self.envs = _build_envs(env_fns, env_id, n_envs, envs, async_envs, env_kwargs or {})
-        self._records_episodes = envs is None  # the pipeline built them, as EpisodeRecorders
+        # Environments the pipeline built are ReplayableEnvs: it keeps their episodes' actions.
+        self._actions = EpisodeActions(self.envs.num_envs) if envs is None else None
         self.window_size = window_size
         self.agent = agent
         self.seed = seed
@@ -80,6 +86,8 @@ class VectorBatchPipeline(EnvPipeline):
             env_actions = np.clip(actions, space.low, space.high) if self._box_actions else actions
             obs, rewards, terminated, truncated, infos = self.envs.step(env_actions)
             dones = np.logical_or(terminated, truncated)
+            if self._actions is not None:
+                self._actions.add(env_actions, dones)
             finals = {}
             if dones.any():
                 final_obs = infos["final_obs"]
@@ -97,15 +105,22 @@ class VectorBatchPipeline(EnvPipeline):
         seed = None if self.seed is None else self.seed + 7919 * self._windows
         self._obs, _ = self.envs.reset(seed=seed)
         self._episode_start = np.ones(self.n_envs, dtype=bool)
+        if self._actions is not None:
+            self._actions.restart()
 
     def close(self) -> None:
         self.envs.close()
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        if self._records_episodes and self._obs is not None:
+        if self._actions is not None and self._obs is not None:
+            records = []
+            for env, began in enumerate(self.envs.get_attr("episode_began")):
+                actions = self._actions.of(env)
+                replayable = began is not None and actions is not None
+                records.append({**began, "actions": actions} if replayable else None)
             state["episodes"] = {
-                "records": list(self.envs.get_attr("episode_record")),
+                "records": records,
                 "observations": observation_digests(self.envs.single_observation_space, self._obs),
                 "episode_start": self._episode_start.tolist(),
                 "running": self.stats.running_state(),
@@ -145,6 +160,8 @@ class VectorBatchPipeline(EnvPipeline):
         self._obs = obs
         self._episode_start = np.asarray(saved["episode_start"], dtype=bool)
         self.stats.continue_running(saved["running"])
+        actions = [record["actions"] for record in saved["records"]]
+        self._actions.load(actions, self.envs.single_action_space.dtype)
         return True
 
     def restart_episodes(self) -> None:
@@ -212,16 +229,16 @@ def _build_envs(
     if not env_fns:
         raise ValueError("env_fns is empty: give at least one environment factory")
     vector_cls = AsyncVectorEnv if async_envs else SyncVectorEnv
-    recorded = [_Recorded(fn) for fn in env_fns]
-    return vector_cls(recorded, autoreset_mode=AutoresetMode.SAME_STEP)
+    replayable = [_Replayable(fn) for fn in env_fns]
+    return vector_cls(replayable, autoreset_mode=AutoresetMode.SAME_STEP)
 
 
-class _Recorded:
-    """An environment factory whose environment is wrapped in an ``EpisodeRecorder``
+class _Replayable:
+    """An environment factory whose environment is wrapped in a ``ReplayableEnv``
     (a class, not a closure: AsyncVectorEnv pickles it to its workers)."""
 
     def __init__(self, env_fn: Callable[[], gym.Env]) -> None:
         self.env_fn = env_fn
 
     def __call__(self) -> gym.Env:
-        return EpisodeRecorder(self.env_fn())
+        return ReplayableEnv(self.env_fn())
