@@ -102,7 +102,8 @@ class EpisodeActions:
         """JSON-ready: environment ``env``'s actions this episode; None past RECORD_LIMIT."""
         if self.dropped[env]:
             return None
-        return [step[env].tolist() for step in self.steps[self.first[env] :]]
+        kept = self.steps[self.first[env] :]
+        return np.stack(kept)[:, env].tolist() if kept else []
 
     def load(self, actions: list[list[Any]], dtype: np.dtype) -> None:
         """Hold the replayed episodes' ``actions`` (one list per environment) as if
