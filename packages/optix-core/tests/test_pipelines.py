@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import gymnasium as gym
@@ -514,6 +515,28 @@ def test_a_given_vector_env_cannot_be_rebuilt_and_gets_new_episodes():
     resumed.close()
 
 
+def test_a_given_vector_env_gets_new_episodes_from_a_state_that_holds_some(caplog):
+    """A checkpoint of a pipeline that built its environments, loaded into one given a
+    ready vector environment (which records no episode starts), starts new episodes
+    quietly: nothing to replay them with."""
+    built = VectorBatchPipeline(
+        env_id="CartPole-v1", n_envs=1, window_size=20, seed=1, agent=AnglePolicy()
+    )
+    built.collect()
+    state = json.loads(json.dumps(built.state_dict()))
+    built.close()
+    assert state["episodes"]["records"][0] is not None
+    envs = SyncVectorEnv([lambda: gym.make("CartPole-v1")], autoreset_mode=AutoresetMode.SAME_STEP)
+    given = VectorBatchPipeline(envs=envs, window_size=20, seed=1, agent=AnglePolicy())
+    given.load_state_dict(state)
+    with caplog.at_level(logging.WARNING):
+        assert not given.continue_episodes()
+    assert not caplog.records, "nothing failed: there was nothing to replay with"
+    given.restart_episodes()
+    assert given.collect().observations.shape == (20, 1, 4)
+    given.close()
+
+
 # ---- errors ---------------------------------------------------------------------------------
 
 
@@ -549,14 +572,17 @@ def test_episode_actions_keep_each_current_episode_and_no_more(monkeypatch):
     kept = EpisodeActions(2)
     for t in range(10):
         kept.add(np.array([t, 100 + t]), dones=np.array([t == 3, False]))
-    assert kept.of(0) == [4, 5, 6, 7, 8, 9], "its episode began after step 3"
-    assert kept.of(1) is None, "ten actions, past the limit of six"
+    assert kept.per_env() == [[4, 5, 6, 7, 8, 9], None], (
+        "the first episode began after step 3; the second's ten actions are past the limit"
+    )
     assert len(kept.steps) < 10, "the steps no episode needs are dropped"
     kept.add(np.array([10, 110]), dones=np.array([True, True]))
     kept.add(np.array([11, 111]), dones=np.array([False, False]))
-    assert (kept.of(0), kept.of(1)) == ([11], [111])
+    assert kept.per_env() == [[11], [111]]
 
     resumed = EpisodeActions(2)
     resumed.load([[4, 5, 6], [111]], np.dtype(np.int64))
     resumed.add(np.array([7, 112]), dones=np.array([False, False]))
-    assert (resumed.of(0), resumed.of(1)) == ([4, 5, 6, 7], [111, 112])
+    assert resumed.per_env() == [[4, 5, 6, 7], [111, 112]]
+    resumed.restart()
+    assert resumed.per_env() == [[], []]

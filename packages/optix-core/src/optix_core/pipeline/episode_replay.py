@@ -98,12 +98,13 @@ class EpisodeActions:
         self.first[:] = 0
         self.dropped[:] = False
 
-    def of(self, env: int) -> list[Any] | None:
-        """JSON-ready: environment ``env``'s actions this episode; None past RECORD_LIMIT."""
-        if self.dropped[env]:
-            return None
-        kept = self.steps[self.first[env] :]
-        return np.stack(kept)[:, env].tolist() if kept else []
+    def per_env(self) -> list[list[Any] | None]:
+        """JSON-ready: each environment's actions this episode; None past RECORD_LIMIT."""
+        kept = np.stack(self.steps) if self.steps else None
+        return [
+            None if dropped else ([] if kept is None else kept[first:, env].tolist())
+            for env, (first, dropped) in enumerate(zip(self.first, self.dropped, strict=True))
+        ]
 
     def load(self, actions: list[list[Any]], dtype: np.dtype) -> None:
         """Hold the replayed episodes' ``actions`` (one list per environment) as if

@@ -114,11 +114,12 @@ class VectorBatchPipeline(EnvPipeline):
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
         if self._actions is not None and self._obs is not None:
-            records = []
-            for env, began in enumerate(self.envs.get_attr("episode_began")):
-                actions = self._actions.of(env)
-                replayable = began is not None and actions is not None
-                records.append({**began, "actions": actions} if replayable else None)
+            records = [
+                {**began, "actions": actions} if began is not None and actions is not None else None
+                for began, actions in zip(
+                    self.envs.get_attr("episode_began"), self._actions.per_env(), strict=True
+                )
+            ]
             state["episodes"] = {
                 "records": records,
                 "observations": observation_digests(self.envs.single_observation_space, self._obs),
@@ -139,6 +140,8 @@ class VectorBatchPipeline(EnvPipeline):
         rebuild the observation it was saved at."""
         saved, self._interrupted = self._interrupted, None
         if saved is None or any(record is None for record in saved["records"]):
+            return False
+        if self._actions is None:  # a given vector environment: its episodes cannot be rebuilt
             return False
         self._reset()  # the vector environment's own bookkeeping, then each episode
         space = self.envs.single_observation_space
