@@ -368,6 +368,34 @@ def test_loading_into_a_buffer_keeps_its_writers_pending_observations(tmp_path):
         assert_observations_kept(compact)
 
 
+@pytest.mark.parametrize("buffer_cls", [ReplayBuffer, CompactReplayBuffer])
+def test_a_writers_pending_steps_saved_and_restored_go_on_as_never_saved(tmp_path, buffer_cls):
+    """``state_arrays`` → a new buffer loaded from the file → ``restore``: the spans
+    the saved writer held complete with the next windows' steps as the original's do,
+    though the restored buffer gave their frames other ids."""
+    stream = VectorStream(np.random.default_rng(12), n_envs=2, p_end=0.1)
+    tight = {} if buffer_cls is ReplayBuffer else {"observation_headroom": 0.0}
+    original = buffer_cls(8, fields(True), **tight)
+    writer = NStepWriter(original, n=4, gamma=0.9, n_envs=2)
+    writer.add_window(stream.window(7))
+    assert writer.pending.any()
+    path = original.save(tmp_path / "buffer")
+    held = writer.state_arrays()
+
+    restored = buffer_cls(8, fields(True), **tight)
+    restored.load(path)
+    twin = NStepWriter(restored, n=4, gamma=0.9, n_envs=2)
+    twin.restore(held)
+    np.testing.assert_array_equal(twin.pending, writer.pending)
+    for steps in (1, 3, 6):  # completes the held spans, then wraps the buffer
+        data = stream.window(steps)
+        writer.add_window(data)
+        twin.add_window(data)
+        assert_same(original, restored)
+    with pytest.raises(ReplayBufferError, match="pending steps"):
+        NStepWriter(restored, n=3, gamma=0.9, n_envs=2).restore(held)
+
+
 def test_the_ring_grows_rather_than_drop_an_observation_in_use():
     stream = VectorStream(np.random.default_rng(7), n_envs=2, p_end=1.0)  # every step ends
     plain, compact = ReplayBuffer(40, fields()), CompactReplayBuffer(40, fields())

@@ -436,16 +436,57 @@ def test_the_counters_and_the_memory_survive_a_checkpoint(tmp_path: Path) -> Non
             np.testing.assert_array_equal(a.parts[0][key], b.parts[0][key])
 
 
+def by_first_observation(replay: Replay) -> dict[str, np.ndarray]:
+    """The stored transitions ordered by their first observation (a numbered stream's
+    own order, whatever slots and frame ids they got)."""
+    stored = replay.buffer.get(np.arange(len(replay)))
+    order = np.argsort(stored["observations"][:, 0], kind="stable")
+    return {name: values[order] for name, values in stored.items()}
+
+
+def assert_same_transitions(got: Replay, want: Replay) -> None:
+    assert len(got) == len(want)
+    got_rows, want_rows = by_first_observation(got), by_first_observation(want)
+    for name in want_rows:
+        np.testing.assert_array_equal(got_rows[name], want_rows[name], err_msg=name)
+
+
 @pytest.mark.parametrize("per_alpha", [0.0, 0.5])
-def test_a_checkpoint_ends_the_n_step_writers_pending_steps_as_a_truncation(
+def test_a_checkpoint_keeps_the_steps_the_n_step_writer_held_for_the_episodes_going_on(
     tmp_path: Path, per_alpha: float
 ) -> None:
-    """A resumed run starts new episodes: the steps the writer still held (two per
-    column at n = 3) come back as the transitions a truncation after the window's
-    last step adds, bootstrapping from the observation after it."""
+    """Two steps per column wait for their 3-step spans at the checkpoint: a resumed
+    agent that continues the episodes completes them with the next window's steps,
+    as the agent never saved does."""
     agent = NumpyReplayAgent(n_step=3, gradient_steps=0, per_alpha=per_alpha)
     agent.learn(numbered_window(0, 5, 2))
     assert list(agent.replay.writer.pending) == [2, 2]
+    agent.save_extra(tmp_path)
+    restored = NumpyReplayAgent(n_step=3, gradient_steps=0, per_alpha=per_alpha)
+    restored.load_extra(tmp_path)
+    assert restored.continue_episodes()
+
+    following = numbered_window(10, 4, 2)
+    agent.learn(following)
+    restored.learn(following)
+    assert list(restored.replay.writer.pending) == list(agent.replay.writer.pending)
+    assert_same_transitions(restored.replay, agent.replay)
+    spans = by_first_observation(restored.replay)
+    eight = spans["observations"][:, 0] == 8  # column 0's last step before the checkpoint
+    np.testing.assert_allclose(spans["rewards"][eight], 8 + 0.9 * 10 + 0.81 * 12)
+    np.testing.assert_allclose(spans["next_observations"][eight, 0], 14.0)
+
+
+@pytest.mark.parametrize("per_alpha", [0.0, 0.5])
+def test_steps_the_n_step_writer_held_end_as_a_truncation_when_new_episodes_start(
+    tmp_path: Path, per_alpha: float
+) -> None:
+    """A resumed run that starts new episodes (the agent was not asked to continue
+    them): the steps the writer held come back as the transitions a truncation after
+    the checkpoint's last step adds, bootstrapping from the observation after it,
+    and the new episodes' steps do not join their spans."""
+    agent = NumpyReplayAgent(n_step=3, gradient_steps=0, per_alpha=per_alpha)
+    agent.learn(numbered_window(0, 5, 2))
     agent.save_extra(tmp_path)
     restored = NumpyReplayAgent(n_step=3, gradient_steps=0, per_alpha=per_alpha)
     restored.load_extra(tmp_path)
@@ -455,20 +496,17 @@ def test_a_checkpoint_ends_the_n_step_writers_pending_steps_as_a_truncation(
     truncated = dataclasses.replace(truncated, final_observations=truncated.observations + 2)
     cut_there = NumpyReplayAgent(n_step=3, gradient_steps=0, per_alpha=per_alpha)
     cut_there.learn(truncated)
+    new_episodes = numbered_window(100, 4, 2)
+    restored.learn(new_episodes)
+    cut_there.learn(new_episodes)
 
-    def by_first_observation(replay: Replay) -> dict[str, np.ndarray]:
-        stored = replay.buffer.get(np.arange(len(replay)))
-        order = np.argsort(stored["observations"][:, 0])
-        return {name: values[order] for name, values in stored.items()}
-
-    got, want = by_first_observation(restored.replay), by_first_observation(cut_there.replay)
-    assert len(restored.replay) == len(agent.replay) + 4 == len(cut_there.replay)
-    for name in want:
-        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
-    last = got["observations"][:, 0] == 8  # column 0's last step: R = r, bootstraps from 10
-    np.testing.assert_allclose(got["rewards"][last], 8.0)
-    np.testing.assert_allclose(got["next_observations"][last, 0], 10.0)
-    np.testing.assert_allclose(got["discounts"][last], 0.9)
+    assert len(restored.replay) == len(agent.replay) + 4 + 4
+    assert_same_transitions(restored.replay, cut_there.replay)
+    spans = by_first_observation(restored.replay)
+    last = spans["observations"][:, 0] == 8  # column 0's last step: R = r, bootstraps from 10
+    np.testing.assert_allclose(spans["rewards"][last], 8.0)
+    np.testing.assert_allclose(spans["next_observations"][last, 0], 10.0)
+    np.testing.assert_allclose(spans["discounts"][last], 0.9)
 
 
 def test_a_checkpoint_without_counters_or_memory_starts_empty(tmp_path: Path) -> None:

@@ -142,6 +142,17 @@ class CompactReplayBuffer(ReplayBuffer):
             out[name] = self._read(out.pop(key))
         return out
 
+    def encoded(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Rows of full observations stored as ids: their frames written to the ring
+        (each one, shared or not), kept as long as the buffer keeps anything."""
+        out = dict(rows)
+        frames = [np.asarray(out[name], dtype=self._obs.dtype) for name in _IDS]
+        self._reserve(sum(len(f) for f in frames))
+        for (name, key), f in zip(_IDS.items(), frames, strict=True):
+            del out[name]
+            out[key] = self._put(f)
+        return out
+
     def _read(self, ids: np.ndarray) -> np.ndarray:
         return self._obs.take(ids % len(self._obs), axis=0)
 

@@ -18,6 +18,7 @@ observation ids: there the pending steps hold ids, not frames.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -112,6 +113,30 @@ class NStepWriter:
             else:
                 self._pending[name][waiting] = values
 
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """The pending steps, observations as frames, for a checkpoint (``restore``)."""
+        held = self.buffer.decoded(self._held())
+        return {
+            "count": self._count.copy(),
+            "rewards": self._rewards.copy(),
+            **{f"held.{name}": values for name, values in held.items()},
+        }
+
+    def restore(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """Hold the steps ``state_arrays`` gave as if this writer had taken them: the
+        episodes they belong to go on from here."""
+        count, rewards = np.asarray(arrays["count"]), np.asarray(arrays["rewards"])
+        if count.shape != self._count.shape or rewards.shape != self._rewards.shape:
+            raise ReplayBufferError(
+                f"the saved pending steps are for {rewards.shape} (columns, n); this writer "
+                f"holds {self._rewards.shape}"
+            )
+        held = {name[5:]: arrays[name] for name in arrays if name.startswith("held.")}
+        rows = self.buffer.encoded(held)
+        self._count[:] = count
+        self._rewards[:] = rewards
+        self._set_held(rows)
+
     def reset(self) -> None:
         """Drop every pending step (for example after the environments were reset by hand)."""
         self._count[:] = 0
@@ -177,9 +202,9 @@ class NStepWriter:
         """The pending steps as the transitions their episodes' truncation after the
         last step would add, in the buffer's stored layout; the writer is left as it is.
 
-        What a checkpoint keeps of the writer: a resumed run starts new
-        episodes, so the ones in progress end where the checkpoint was taken,
-        bootstrapping from the observation after their last step.
+        What a resumed run makes of the steps when it starts new episodes: the
+        ones in progress end where the checkpoint was taken, bootstrapping from
+        the observation after their last step.
         """
         ended = [
             self._ended(c, {name: self._last_next[name][c] for name in self._next}, False)

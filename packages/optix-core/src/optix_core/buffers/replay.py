@@ -363,6 +363,11 @@ class ReplayBuffer:
         which ``add`` takes; here the two layouts are one."""
         return rows
 
+    def encoded(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The inverse of ``decoded``: rows of ``fields`` in the stored layout, with
+        whatever storage they point into written; here the two layouts are one."""
+        return rows
+
     def _check_batch_size(self, batch_size: int) -> None:
         if int(batch_size) < 1:
             raise NotEnoughTransitionsError(f"batch_size must be at least 1, got {batch_size}")

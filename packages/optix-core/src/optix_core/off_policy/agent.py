@@ -173,10 +173,11 @@ class ReplayAgentMixin:
             setattr(self, name, int(state.get(key, 0)))
 
     def continue_episodes(self) -> bool:
-        """Exploration's state (OU noise, gSDE's matrices) and the counters came back
-        with the checkpoint; steps an n-step writer held did not (they were cut
-        short as truncations), and with them the episodes start anew."""
-        return not self.replay.cut_at_load
+        """Exploration's state (OU noise, gSDE's matrices), the counters and the
+        steps an n-step writer held came back with the checkpoint: the agent goes
+        on in the interrupted episodes."""
+        self.replay.continue_episodes()
+        return True
 
     def save_extra(self, path: Path) -> None:
         super().save_extra(path)  # type: ignore[misc]

@@ -25,8 +25,8 @@ from optix_core.policies import observations as O
 from optix_core.types import EpisodeData
 
 REPLAY_FILE = "replay.npz"  # the memory's file in a checkpoint directory
-# Beside it: the n-step writer's pending steps, as the transitions a cut adds (NStepWriter.cut).
-CUT_FILE = "replay-cut.npz"
+# Beside it: the steps the n-step writer held, waiting for their spans (NStepWriter.state_arrays).
+HELD_FILE = "replay-held.npz"
 # Added to |δ| before it becomes a priority, so a transition fitted exactly can still be drawn.
 PRIORITY_EPS = 1e-6
 
@@ -68,7 +68,8 @@ class Replay:
         self.rng, self.owner = rng, owner
         self.buffer: CompactReplayBuffer | None = None
         self.writer: NStepWriter | None = None
-        self.cut_at_load = False  # the last load cut pending n-step steps short
+        # the last load brought back held n-step steps that no one has yet said go on
+        self.held_undecided = False
         self.capacity, self.alpha, self.gamma, self.n_step = 1, 0.0, 0.99, 1
 
     def __len__(self) -> int:
@@ -90,6 +91,8 @@ class Replay:
 
     def feed(self, data: EpisodeData) -> WindowFeed:
         """The window, to be stored slice by slice (``WindowFeed.store_until``)."""
+        if self.held_undecided:
+            self._end_held_episodes()
         data = O.packed_window(data)
         obs, actions = np.asarray(data.observations), np.asarray(data.actions)
         specs = (
@@ -152,33 +155,50 @@ class Replay:
 
     def clear(self) -> None:
         self.buffer, self.writer = None, None
+        self.held_undecided = False
+
+    def continue_episodes(self) -> None:
+        """The steps the n-step writer held at the checkpoint go on into the episodes
+        the resumed run rebuilt, as if it had never stopped."""
+        self.held_undecided = False
+
+    def _end_held_episodes(self) -> None:
+        """No one continued the episodes the checkpoint interrupted: the steps the
+        writer held end as those episodes' truncation at the checkpoint."""
+        self.held_undecided = False
+        if self.writer is None:  # a new gamma or n_step dropped them already
+            return
+        assert self.buffer is not None
+        self.buffer.add_stored(**self.writer.cut())
+        self.writer.reset()
 
     # ---- persistence --------------------------------------------------------
 
     def save(self, path: Path) -> None:
         """Write the buffer to ``path`` (``replay.npz``: numpy arrays, no pickle); nothing when empty.
 
-        Steps an n-step writer still holds go beside it (``CUT_FILE``) as the
-        transitions their episodes' truncation here would add: a run resumed
-        from the checkpoint starts new episodes (the agent does not continue
-        them, ``continue_episodes``), and ``load`` stores them.
+        Steps an n-step writer still holds go beside it (``HELD_FILE``), their
+        observations as frames: a resumed run that continues their episodes
+        (``continue_episodes``) completes their spans, one that starts new
+        episodes ends them there as truncations.
         """
         if self.buffer is None:
             return
         self.buffer.save(path)
         if self.writer is not None and self.writer.pending.any():
-            np.savez(path.with_name(CUT_FILE), **self.buffer.decoded(self.writer.cut()))
+            np.savez(path.with_name(HELD_FILE), **self.writer.state_arrays())
 
     def load(self, path: Path) -> None:
-        """Restore a saved buffer and the cut transitions beside it; a checkpoint
-        without one leaves the memory empty.
+        """Restore a saved buffer and the steps the n-step writer held beside it; a
+        checkpoint without one leaves the memory empty.
 
         The agent's hyperparameters were restored first, so a buffer already
         built has the file's capacity and kind and takes it in place;
-        otherwise one is built for the saved observations and actions.
+        otherwise one is built for the saved observations and actions. The
+        held steps wait for ``continue_episodes``; the first window stored
+        without it ends their episodes at the checkpoint.
         """
-        self.writer = None
-        self.cut_at_load = path.with_name(CUT_FILE).is_file()
+        self.writer, self.held_undecided = None, False
         if not path.is_file():
             self.buffer = None
             return
@@ -187,10 +207,14 @@ class Replay:
                 saved_spec(path, "observations"), saved_spec(path, "field.actions")
             )
         self.buffer.load(path)
-        cut = path.with_name(CUT_FILE)
-        if cut.is_file():
-            with np.load(cut, allow_pickle=False) as f:
-                self.buffer.add(**{name: f[name] for name in f.files})
+        held = path.with_name(HELD_FILE)
+        if held.is_file():
+            with np.load(held, allow_pickle=False) as f:
+                arrays = {name: f[name] for name in f.files}
+            n_envs, n = arrays["rewards"].shape
+            self.writer = NStepWriter(self.buffer, n, self.gamma, n_envs)
+            self.writer.restore(arrays)
+            self.held_undecided = True
 
     # ---- helpers --------------------------------------------------------------
 
