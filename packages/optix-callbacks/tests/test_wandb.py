@@ -15,6 +15,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 import zlib
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -98,7 +99,10 @@ class Recorder(LoopCallback):
 
 
 def read_records(path: Path) -> list[Any]:
+    """The records of a complete chunk each; a tail still being written is left out."""
     data = path.read_bytes()
+    if len(data) < 7:
+        return []
     ident, magic, version = struct.unpack("<4sHB", data[:7])
     assert (ident, magic, version) == (b":W&B", 0xBEE1, 0), "not a wandb transaction log"
     block = 32768
@@ -109,6 +113,8 @@ def read_records(path: Path) -> list[Any]:
         if left < 7 or (kind == 0 and length == 0):  # a block's zero-filled tail
             pos += left
             continue
+        if pos + 7 + length > len(data):
+            break
         chunk = data[pos + 7 : pos + 7 + length]
         assert zlib.crc32(bytes([kind]) + chunk) == crc, f"bad chunk at {pos} in {path}"
         pos += 7 + length
@@ -159,11 +165,30 @@ def read_run(path: Path) -> OfflineRun:
     return run
 
 
-def read_runs(wandb_dir: Path, run_id: str) -> list[OfflineRun]:
+def read_runs(wandb_dir: Path, run_id: str, wait: float = 30.0) -> list[OfflineRun]:
     """Every part of one wandb run id under ``wandb_dir``, oldest first (wandb
-    writes each start, resumes included, to its own directory)."""
-    paths = sorted(wandb_dir.glob(f"wandb/offline-run-*-{run_id}*/run-{run_id}.wandb"))
-    return [read_run(path) for path in paths]
+    writes each start, resumes included, to its own directory).
+
+    wandb's service process may still be writing a part's file when ``finish()``
+    has returned (seen on a loaded machine): each part is read again until it
+    holds its exit record, for ``wait`` seconds at most.
+    """
+    deadline = time.monotonic() + wait
+    paths = sorted(
+        wandb_dir.glob(f"wandb/offline-run-*-{run_id}*/run-{run_id}.wandb"), key=_started
+    )
+    while True:
+        runs = [read_run(path) for path in paths]
+        if all(run.exited for run in runs) or time.monotonic() > deadline:
+            return runs
+        time.sleep(0.1)
+
+
+def _started(path: Path) -> tuple[str, int]:
+    """A part's start: its directory's time (to the second), then the ``-N`` wandb
+    appends to a name taken within that second."""
+    _, _, started, *rest = path.parent.name.split("-")
+    return started, int(rest[1]) if len(rest) > 1 else 0
 
 
 def _children(name: str) -> list[str]:
