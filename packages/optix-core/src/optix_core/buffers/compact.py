@@ -173,10 +173,7 @@ class CompactReplayBuffer(ReplayBuffer):
     def add(self, **values: Any) -> np.ndarray:
         """Store full transitions (see ``ReplayBuffer.add``): two observations each."""
         batch, n = self._validate(values)
-        self._reserve(2 * n)
-        for name, key in _IDS.items():
-            batch[key] = self._put(batch.pop(name))
-        return self._write(batch, n)
+        return self._write(self.encoded(batch), n)
 
     def stored_window(
         self, data: EpisodeData, held: Mapping[str, np.ndarray] | None = None
