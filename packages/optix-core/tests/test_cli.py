@@ -410,6 +410,9 @@ def test_a_run_stopped_by_ctrl_c_resumes_without_a_new_budget(monkeypatch, capsy
     capsys.readouterr()
     run_dir = run_dir_of(tmp_path)
     assert json.loads((run_dir / "report.json").read_text())["stop_reason"] == "interrupted"
+    spent = optix("train", "--resume", str(run_dir), "--max-windows", "3", cwd=tmp_path)
+    assert_usage_error(spent, "--max-windows 3 would stop it at once")
+    assert json.loads((run_dir / "report.json").read_text())["stop_reason"] == "interrupted"
     result = optix("train", "--resume", str(run_dir), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "at window 4" in result.stdout

@@ -330,7 +330,6 @@ def _resume(args: argparse.Namespace) -> int:
         config.device = args.device
     config.callbacks = {**config.callbacks, **callbacks.requested(args)}  # watched as before
     watchers = callbacks.build(config.callbacks, run_dir)
-    config.save(run_dir)
     agent = _agent(config)
     return _train(config, agent, run_dir, _pipeline(config, agent), watchers, resuming=True)
 
@@ -364,6 +363,24 @@ def _check_resumable(run_dir: Path, args: argparse.Namespace) -> None:
         raise UsageError(
             f"{run_dir} has finished ({stopped}) after {windows:,} windows and {steps:,} env "
             "steps; give a larger --max-windows or --max-steps to continue it"
+        )
+
+
+def _check_budget_ahead(config: Any, windows: int, env_steps: int, run_dir: Path) -> None:
+    """A resume whose budget its run has already reached would stop at once and
+    report the run finished: refuse it instead, before a window is trained."""
+    reached = [
+        f"{flag} {budget:,}"
+        for flag, budget, done in (
+            ("--max-windows", config.max_windows, windows),
+            ("--max-steps", config.max_env_steps, env_steps),
+        )
+        if budget is not None and done >= budget
+    ]
+    if reached:
+        raise UsageError(
+            f"{run_dir} is already at {windows:,} windows and {env_steps:,} env steps, "
+            f"so {' and '.join(reached)} would stop it at once; give a larger budget to continue"
         )
 
 
@@ -466,6 +483,8 @@ def _train(
         except CheckpointError as exc:
             raise UsageError(str(exc)) from None
         if resuming:
+            _check_budget_ahead(config, loop.episode, pipeline.env_steps, run_dir)
+            config.save(run_dir)  # the new budget, device and watchers; under the run's lock
             episodes = (
                 "the interrupted episodes going on"
                 if loop.continued_episodes
