@@ -526,7 +526,7 @@ def test_dqn_learns_cartpole_to_475() -> None:
     20-episode evaluation (every 2,560 steps) to reach 475 comes within 51,200 env
     steps, and the policy balances on 20 other episodes. Not at 475 there: the
     evaluation that first reaches it is the luckiest so far, and on fresh episodes
-    the same policy can drop a few (456.9, three of 20 below 330, on one machine;
+    the same policy can drop a few (456.9, four of 20 below 330, on one machine;
     a random policy scores about 20)."""
     agent = make_agent("dqn", "CartPole-v1", device="cpu", seed=0)
     scores = learn_with_evaluations(agent, "CartPole-v1", 51_200, stop_at=475)
