@@ -19,6 +19,11 @@ hands back and that policy's judged score:
   (``LOOP_DEFAULTS``, ``SELECTION_SHARE``, the environment's
   ``reward_threshold`` as the solved score, DORMANT confirmed on the current
   policy); it stops where ``optix train`` stops on the same seed.
+- ``optix + trend``: ``optix`` with DORMANT also held while the score still
+  climbs by ``--trend-gain`` of what the run has learned per doubling of the
+  run (``trend_scheduler``): a rule measured here, not shipped. On the
+  training score as the loop sees it, and on every window's judged score,
+  which makes judging every window part of its cost.
 - ``optix 0.x``: the settings before relative patience: evaluations backing
   off to every 8 windows, DORMANT after 10 without improvement, every
   candidate judged.
@@ -144,35 +149,84 @@ class Outcome:
     score: float  # that policy's judged score
 
 
+def trend_scheduler(trend_gain: float) -> Any:
+    """``BackoffScheduler`` whose DORMANT also waits while ``climbing()``: the
+    least-squares slope of the scores it is shown (``observe``) against
+    log2(window), over the last two doublings of the run (windows from a
+    quarter of the way in), less one standard error, is above ``trend_gain``
+    of what the run has learned (its record smoothed score above its lowest).
+    That is, doubling the run would add more than that share, confidently."""
+    from optix_core.scheduler import BackoffScheduler
+
+    class TrendHeldScheduler(BackoffScheduler):
+        def __init__(self, **options: Any) -> None:
+            super().__init__(**options)
+            self.trend: list[tuple[int, float]] = []
+
+        def observe(self, window: int, score: float) -> None:
+            self.trend = [(w, x) for w, x in self.trend if 4 * w >= window]
+            self.trend.append((window, score))
+
+        def climbing(self) -> bool:
+            if len(self.trend) < 3 or not np.isfinite(self.record_smoothed):
+                return False
+            windows, scores = (
+                np.asarray(v, dtype=np.float64) for v in zip(*self.trend, strict=True)
+            )
+            x = np.log2(windows)
+            spread = np.sum((x - x.mean()) ** 2)
+            slope, intercept = np.polyfit(x, scores, 1)
+            residuals = scores - (slope * x + intercept)
+            se = math.sqrt(np.sum(residuals**2) / (len(scores) - 2) / spread)
+            learned = self.record_smoothed - self.lowest_smoothed
+            return slope - se > trend_gain * learned
+
+        def converged(self, episode: int, solved: bool = True) -> bool:
+            return super().converged(episode, solved) and not self.climbing()
+
+    return TrendHeldScheduler
+
+
 def optix_rule(
-    loop: dict[str, Any], share: float | None, paired: bool = True
+    loop: dict[str, Any],
+    share: float | None,
+    paired: bool = True,
+    trend_on: str | None = None,
+    trend_gain: float = 0.005,
 ) -> Callable[[Curve], Outcome]:
     """The loop's scheduler and checkpoint selection over a recorded curve: a
     window is judged when selection would judge it, and at DORMANT the current
     policy is judged and sends the run on when it clearly beats the best, as
     ``RLOptimizer`` does; the task is solved once the best candidate reaches
     ``loop["solved_score"]`` (when given). Candidates compare by their paired
-    episodes' returns when ``paired`` (every window judged on the same episodes)."""
+    episodes' returns when ``paired`` (every window judged on the same episodes).
+    ``trend_on`` ("train" or "judged") holds DORMANT while that score still
+    climbs by ``trend_gain`` a doubling (``trend_scheduler``); "judged" judges
+    every window, each a candidate, and counts it."""
     from optix_core.scheduler import BackoffScheduler
     from optix_core.selection import Candidate, EvaluationSelection
     from optix_core.types import LoopState
 
     schedule = {k: v for k, v in loop.items() if k != "solved_score"}
     solved_score = loop.get("solved_score")
+    make_scheduler = trend_scheduler(trend_gain) if trend_on else BackoffScheduler
 
     def run(curve: Curve) -> Outcome:
-        scheduler = BackoffScheduler(**schedule)
+        scheduler = make_scheduler(**schedule)
         selection = EvaluationSelection("unused", JUDGE_EPISODES, max_share=share)
         best: Candidate | None = None
         judging = 0
         for p in curve:
             if not scheduler.should_evaluate(p.window):
                 continue
+            if trend_on:
+                scheduler.observe(p.window, p.judged if trend_on == "judged" else p.train)
             solved = solved_score is None or (best is not None and best.score >= solved_score)
             decision = scheduler.record(p.window, p.train, solved)
             dormant = decision.state is LoopState.DORMANT
             affordable = share is None or judging <= share * p.env_steps
-            if (selection.is_candidate(decision) and affordable) or dormant:
+            candidate_judged = selection.is_candidate(decision) and affordable
+            if candidate_judged or dormant or trend_on == "judged":
                 judging += p.judge_steps
                 sem = float(np.std(p.returns) / math.sqrt(len(p.returns)))
                 returns = p.returns if paired else []
@@ -250,10 +304,17 @@ def replay(args: argparse.Namespace) -> None:
         name: [Point(*row) for row in rows]
         for name, rows in json.loads(Path(args.curves).read_text()).items()
     }
+
+    def shipped(name: str) -> dict[str, Any]:
+        return {**LOOP_DEFAULTS, **loop_hints(name), "solved_score": solved_score(name)}
+
     rules: dict[str, Callable[[str, Curve], Outcome]] = {
-        "optix": lambda name, c: optix_rule(
-            {**LOOP_DEFAULTS, **loop_hints(name), "solved_score": solved_score(name)},
-            SELECTION_SHARE,
+        "optix": lambda name, c: optix_rule(shipped(name), SELECTION_SHARE)(c),
+        "optix + trend (training score)": lambda name, c: optix_rule(
+            shipped(name), SELECTION_SHARE, trend_on="train", trend_gain=args.trend_gain
+        )(c),
+        "optix + trend (judged score)": lambda name, c: optix_rule(
+            shipped(name), SELECTION_SHARE, trend_on="judged", trend_gain=args.trend_gain
         )(c),
         "optix 0.x": lambda name, c: optix_rule(
             {
@@ -313,6 +374,12 @@ def main() -> None:
     add_record_command(sub, [0, 1, 2])
     rep = sub.add_parser("replay")
     rep.add_argument("curves")
+    rep.add_argument(
+        "--trend-gain",
+        type=float,
+        default=0.005,
+        help="the trend hold's share of what the run learned, per doubling (default: 0.005)",
+    )
     args = parser.parse_args()
     record(args) if args.command == "record" else replay(args)
 
