@@ -242,3 +242,23 @@ def test_spsa_tunes_cem_on_cartpole_every_proposal_reaches_the_agent_and_it_conv
     assert report.final_state is LoopState.DORMANT
     evaluation = evaluate_policy(agent, "CartPole-v1", episodes=20, seed=0)
     assert evaluation.mean >= 475, str(evaluation)
+
+
+def test_the_default_tuner_follows_the_pipelines_seed():
+    """RLOptimizer's own SPSA (no optimizer given) draws its probes from the
+    pipeline's seed: a seeded run proposes, and so trains, the same each time."""
+
+    def proposals(seed: int) -> list[dict]:
+        agent = make_agent("cem", "CartPole-v1", seed=0)  # tunes noise_std
+        pipe = VectorBatchPipeline(env_id="CartPole-v1", n_envs=2, window_size=100, seed=seed)
+        watcher = Watcher(agent, None)
+        try:
+            RLOptimizer(agent, pipe, max_episodes=12, callbacks=[watcher]).run()
+        finally:
+            pipe.close()
+        return [new for _, _, new, _ in watcher.updates]
+
+    first = proposals(seed=3)
+    assert len(first) >= 4
+    assert proposals(seed=3) == first
+    assert proposals(seed=4) != first

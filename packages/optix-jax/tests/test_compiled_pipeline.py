@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from optix_core import make_agent
+from optix_core import RLOptimizer, make_agent
+from optix_core.callbacks import LoopCallback
 from optix_core.cli import main
 from optix_core.registry import environment_family
 from optix_core.specs import load_object
@@ -196,14 +197,32 @@ def test_episode_statistics_match_the_rewards_between_boundaries():
 # ---- resume ---------------------------------------------------------------------------------
 
 
-def test_state_dict_is_json_and_a_resume_continues_the_same_key_stream():
+def test_a_resume_that_continues_its_episodes_collects_what_the_pipeline_never_stopped_would():
+    """Stopped mid-episode (64-step windows end no CartPole episode of a pushing
+    policy cleanly), saved as JSON and continued: the same windows, to the bit."""
     original = cartpole(seed=11)
     collect(original, 2)
     state = json.loads(json.dumps(original.state_dict()))
     resumed = cartpole(seed=99)  # the seed given is overridden by the state
     resumed.load_state_dict(state)
+    assert resumed.continue_episodes()
+    for a, b in zip(collect(original, 3), collect(resumed, 3), strict=True):
+        assert a.episode_id == b.episode_id
+        for field in ("observations", "actions", "rewards", "terminated", "truncated"):
+            np.testing.assert_array_equal(np.asarray(getattr(a, field)), getattr(b, field))
+        for key in ("episode_returns", "episode_lengths", "episode_start_steps", "recent_returns"):
+            np.testing.assert_array_equal(a.infos[key], b.infos[key])
+    assert resumed.state_dict() == original.state_dict()
+
+
+def test_a_resume_in_new_episodes_keeps_the_key_stream_and_the_statistics():
+    original = cartpole(seed=11)
+    collect(original, 2)
+    state = json.loads(json.dumps(original.state_dict()))
+    resumed = cartpole(seed=99)
+    resumed.load_state_dict(state)
     assert resumed.env_steps == original.env_steps
-    a, b = original.collect(), resumed.collect()
+    a, b = original.collect(), resumed.collect()  # without continue_episodes(): new ones
     assert resumed.state_dict()["key"] == original.state_dict()["key"]
     assert (a.episode_id, b.episode_id) == (3, 3)
     assert resumed.env_steps == original.env_steps
@@ -212,6 +231,54 @@ def test_state_dict_is_json_and_a_resume_continues_the_same_key_stream():
     assert not np.array_equal(a.observations, b.observations)
     recent = np.concatenate([state["stats"]["recent"], b.infos["episode_returns"]])[-20:]
     np.testing.assert_allclose(b.infos["recent_returns"], recent)
+
+
+def test_episodes_saved_with_other_environments_are_not_continued(caplog):
+    original = cartpole(n_envs=4, seed=11)
+    collect(original, 1)
+    resumed = cartpole(n_envs=2, seed=11)
+    resumed.load_state_dict(json.loads(json.dumps(original.state_dict())))
+    assert not resumed.continue_episodes()
+    assert "do not fit gymnax:CartPole-v1 with 2 environments" in caplog.text
+    first = resumed.collect()
+    np.testing.assert_array_less(np.abs(np.asarray(first.observations[0])), 0.05 + 1e-7)
+
+
+class WindowScores(LoopCallback):
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, float]] = []
+
+    def on_episode_end(self, episode_id, metrics) -> None:
+        self.seen.append((episode_id, metrics.primary_score))
+
+
+def ppo_run(directory, windows: int, resume: bool = False):
+    """PPO on gymnax CartPole through the loop, every window scored, online
+    tuning on (its SPSA seeded by the pipeline's seed)."""
+    agent = make_agent("ppo", CARTPOLE, backend="jax", seed=0, hyperparams={"n_epochs": 2})
+    pipeline = CompiledPipeline(CARTPOLE, 4, 64, seed=0, agent=agent)
+    scores = WindowScores()
+    RLOptimizer(
+        agent,
+        pipeline,
+        checkpoint_dir=directory,
+        resume=resume,
+        max_episodes=windows,
+        backoff_factor=1.0,
+        max_interval_episodes=1,
+        callbacks=[scores],
+    ).run()
+    return scores.seen, pipeline.state_dict()
+
+
+def test_a_resumed_ppo_run_on_the_device_is_the_run_never_stopped(tmp_path):
+    """Stopped after four windows, with episodes under way in every environment,
+    and resumed: the same scores and the same environments as never stopped."""
+    straight, straight_state = ppo_run(tmp_path / "straight", 8)
+    ppo_run(tmp_path / "split", 4)
+    resumed, resumed_state = ppo_run(tmp_path / "split", 8, resume=True)
+    assert resumed == [seen for seen in straight if seen[0] > 4]
+    assert resumed_state == straight_state
 
 
 # ---- bad input ------------------------------------------------------------------------------

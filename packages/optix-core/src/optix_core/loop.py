@@ -97,7 +97,9 @@ class RLOptimizer:
     fixed-budget run, as Stable-Baselines3 trains. Give ``agent_factory``
     (called with the ``hyperparams`` dict when ``run()`` starts) instead of
     ``agent`` to build the agent late. ``optimizer=None`` is SPSA over the
-    agent's ``search_space`` (none unless the agent declares one).
+    agent's ``search_space`` (none unless the agent declares one), seeded
+    with the pipeline's ``seed`` where it has one, so that a seeded run
+    tunes, and so trains, the same each time.
 
     ``selection`` decides which policy is the best checkpoint (see
     ``optix_core.selection``): by default the best smoothed training score,
@@ -665,7 +667,8 @@ class RLOptimizer:
 
     def _prepare(self, agent: BaseAgent) -> Path | None:
         if self.optimizer is None:
-            self.optimizer = SPSAOptimizer.from_search_space(agent.search_space)
+            seed = getattr(self.pipeline, "seed", None)
+            self.optimizer = SPSAOptimizer.from_search_space(agent.search_space, seed=seed)
         self.pipeline.bind(agent)
         if self.val_pipeline is not None:
             self.val_pipeline.bind(agent, acting_only=True)

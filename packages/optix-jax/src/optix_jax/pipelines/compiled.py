@@ -12,6 +12,7 @@ The agent takes part through a small protocol, :class:`CompiledPolicy`.
 from __future__ import annotations
 
 import functools
+import logging
 import random
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol, runtime_checkable
@@ -25,6 +26,8 @@ from optix_core.agent import BaseAgent
 from optix_core.pipeline.base import EnvPipeline
 from optix_core.types import EpisodeData
 from optix_jax.envs.gymnax import PREFIX, end_flags, load, to_gymnasium_space
+
+log = logging.getLogger(__name__)
 
 # policy(params, obs [N, ...], key) -> (env_actions [N, ...], info {name: [N, ...]})
 PolicyFn = Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
@@ -91,10 +94,10 @@ class CompiledPipeline(EnvPipeline):
 
     Episodes end as in gymnasium (:func:`optix_jax.envs.gymnax.end_flags`);
     the pipeline resets ended environments itself, after recording their last
-    observation. Its ``jax.random`` key is part of ``state_dict``, so a
-    resumed run continues the same stream; the environments themselves start
-    new episodes on resume (their states on the device are not in the
-    checkpoint, where VectorBatchPipeline's replay rebuilds its own).
+    observation. ``state_dict`` holds its ``jax.random`` key and the
+    environments' states with the episodes under way (a few numbers per
+    environment), so a resumed run goes on in the same episodes with the same
+    stream, as never stopped (``continue_episodes``).
     """
 
     def __init__(
@@ -122,6 +125,7 @@ class CompiledPipeline(EnvPipeline):
         self.seed = random.SystemRandom().randrange(2**31) if seed is None else seed
         self._key = jax.random.key(self.seed)
         self._carry: _Carry | None = None
+        self._interrupted: dict[str, Any] | None = None  # a loaded state's episodes
         self._reset_all, self._collect = _programs(name, n_envs, window_size)
         if agent is not None:
             self.bind(agent)
@@ -180,13 +184,51 @@ class CompiledPipeline(EnvPipeline):
         self.stats.add_ended(returns[ended], lengths, starts)
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "key": jax.random.key_data(self._key).tolist()}
+        state = {**super().state_dict(), "key": jax.random.key_data(self._key).tolist()}
+        if self._carry is not None:
+            leaves = jax.device_get(jax.tree_util.tree_leaves(self._carry))
+            state["episodes"] = {
+                "leaves": [np.asarray(leaf).tolist() for leaf in leaves],
+                "dtypes": [str(np.asarray(leaf).dtype) for leaf in leaves],
+            }
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         if "key" in state:
             self._key = jax.random.wrap_key_data(jnp.asarray(state["key"], dtype=jnp.uint32))
-        self._carry = None  # the environments restart: new episodes
+        self._carry = None  # new episodes, unless continue_episodes() restores the old ones
+        self._interrupted = state.get("episodes")
+
+    def continue_episodes(self) -> bool:
+        """Put back the environments' states and the episodes under way that the
+        loaded state saved; False, with new episodes to come, where it saved none
+        or they do not fit this pipeline's environments."""
+        saved, self._interrupted = self._interrupted, None
+        if saved is None:
+            return False
+        template = self._reset_all(self._key, self.env_params)  # the carry's structure
+        leaves, structure = jax.tree_util.tree_flatten(template)
+        restored = [
+            np.asarray(values, dtype=dtype)
+            for values, dtype in zip(saved["leaves"], saved["dtypes"], strict=False)
+        ]
+        if len(restored) != len(leaves) or any(
+            r.shape != leaf.shape or r.dtype != leaf.dtype
+            for r, leaf in zip(restored, leaves, strict=False)
+        ):
+            log.warning(
+                "the checkpoint's environment states do not fit %s with %d environments: "
+                "the resumed run starts new episodes",
+                self.env_id,
+                self.n_envs,
+            )
+            return False
+        self._carry = jax.tree_util.tree_unflatten(structure, [jnp.asarray(r) for r in restored])
+        return True
+
+    def restart_episodes(self) -> None:
+        self._carry = None
 
 
 def make_pipeline(env_id: str, n_envs: int, window_size: int, seed: int | None) -> CompiledPipeline:
