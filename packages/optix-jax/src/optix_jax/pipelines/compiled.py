@@ -127,7 +127,7 @@ class CompiledPipeline(EnvPipeline):
         self.seed = random.SystemRandom().randrange(2**31) if seed is None else seed
         self._key = jax.random.key(self.seed)
         self._carry: _Carry | None = None
-        self._interrupted: dict[str, Any] | None = None  # a loaded state's episodes
+        self._interrupted: list[dict[str, Any]] | None = None  # a loaded state's episodes
         self._reset_all, self._collect = _programs(name, n_envs, window_size)
         if agent is not None:
             self.bind(agent)
@@ -206,7 +206,7 @@ class CompiledPipeline(EnvPipeline):
         saved, self._interrupted = self._interrupted, None
         if saved is None:
             return False
-        template = self._reset_all(self._key, self.env_params)  # the carry's structure
+        template = jax.eval_shape(self._reset_all, self._key, self.env_params)
         leaves, structure = jax.tree_util.tree_flatten(template)
         restored = [_unpacked(leaf) for leaf in saved]
         if len(restored) != len(leaves) or any(
