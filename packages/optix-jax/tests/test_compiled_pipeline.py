@@ -198,10 +198,11 @@ def test_episode_statistics_match_the_rewards_between_boundaries():
 
 
 def test_a_resume_that_continues_its_episodes_collects_what_the_pipeline_never_stopped_would():
-    """Stopped mid-episode (64-step windows end no CartPole episode of a pushing
-    policy cleanly), saved as JSON and continued: the same windows, to the bit."""
+    """Stopped between windows with every environment mid-episode, saved as JSON
+    and continued: the next windows are the never-stopped pipeline's, to the bit."""
     original = cartpole(seed=11)
     collect(original, 2)
+    assert (np.asarray(original._carry.episode_length) > 0).all()
     state = json.loads(json.dumps(original.state_dict()))
     resumed = cartpole(seed=99)  # the seed given is overridden by the state
     resumed.load_state_dict(state)
