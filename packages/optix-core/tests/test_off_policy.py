@@ -35,6 +35,7 @@ from optix_core.off_policy import (
     due_steps,
     epsilon_greedy,
     epsilon_schedule,
+    first_update,
     learner_fields,
     per_beta,
     require_discrete,
@@ -90,6 +91,21 @@ def test_due_steps_are_sb3s_whatever_the_windows(
 ) -> None:
     args = (n_envs, train_freq, learning_starts, gradient_steps)
     assert windowed_due_steps(windows, *args) == sb3_due_steps(windows, *args)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n_envs=st.integers(1, 4),
+    train_freq=st.integers(1, 9),
+    learning_starts=st.integers(0, 100),
+)
+def test_first_update_is_when_sb3_first_trains(
+    n_envs: int, train_freq: int, learning_starts: int
+) -> None:
+    """What ``optix train`` refuses a budget below: SB3's first training step."""
+    horizon = [learning_starts + 2 * train_freq]  # one window, long enough to reach it
+    (_, seen), *_ = sb3_due_steps(horizon, n_envs, train_freq, learning_starts, 1)
+    assert first_update(learning_starts, train_freq, n_envs) == seen
 
 
 @pytest.mark.parametrize(

@@ -88,6 +88,14 @@ FIX_ALL = [arg for key in SEARCH_SPACE for arg in ("--hp", f"{key}={DEFAULTS[key
         (["tune", "show"], "tune show needs a tune run directory"),
         (["tune", "CartPole-v1", "--algo", "cem", "--timeout", "-1"], "--timeout must be >= 0"),
         (["tune", "CartPole-v1", "--algo", "cem", "--n-envs", "0"], "--n-envs must be >= 1"),
+        (
+            ["tune", "Pendulum-v1", "--algo", "td3", "--trial-steps", "6000"],
+            "--trial-steps 6,000 ends before td3 first learns, after 10,200 env steps",
+        ),
+        (
+            ["tune", "CartPole-v1", "--algo", "dqn", "--then-train", "--max-windows", "1"],
+            "--max-windows 1 (256 env steps) ends before dqn first learns",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_line_and_exit_code_2(args, says, tmp_path):

@@ -30,11 +30,13 @@ from optix_core.cli.args import (
     add_verbose_arg,
     build_agent,
     check_at_least,
+    check_budget_learns,
     check_rollout_args,
     parse_hyperparams,
     pipeline_options,
     resolve_spec,
     rollout_size,
+    whole_windows,
 )
 from optix_core.cli.errors import UsageError
 
@@ -221,6 +223,11 @@ def _start(args: argparse.Namespace) -> int:
     )
     agent = _agent(config)  # bad hyperparameters or devices fail before anything is written
     pipeline = _pipeline(config, agent)  # so does an agent the pipeline cannot drive
+    try:
+        _check_budget_learns(config, pipeline.window_steps)
+    except UsageError:
+        pipeline.close()
+        raise
     solved = reward_threshold(args.env)
     if solved is not None:
         config.loop["solved_score"] = solved
@@ -251,6 +258,26 @@ def _start(args: argparse.Namespace) -> int:
         flush=True,
     )
     return _train(config, agent, run_dir, pipeline, watchers)
+
+
+def _check_budget_learns(config: Any, window_steps: int | None) -> None:
+    """--max-steps or --max-windows that end before an off-policy agent first learns."""
+    budgets = []
+    if config.max_env_steps is not None:
+        steps = config.max_env_steps
+        budgets.append((f"--max-steps {steps:,}", whole_windows(steps, window_steps)))
+    if config.max_windows is not None and window_steps:
+        steps = config.max_windows * window_steps
+        budgets.append((f"--max-windows {config.max_windows:,} ({steps:,} env steps)", steps))
+    for budget, steps in budgets:
+        check_budget_learns(
+            config.algo,
+            config.hyperparams,
+            config.n_envs,
+            budget,
+            steps,
+            "the run would hand back the policy it started with",
+        )
 
 
 def _settings_line(spec: AgentSpec, env_id: str) -> str | None:

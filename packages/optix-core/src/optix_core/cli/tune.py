@@ -48,11 +48,13 @@ from optix_core.cli.args import (
     add_seed_arg,
     add_verbose_arg,
     check_at_least,
+    check_budget_learns,
     check_rollout_args,
     parse_hyperparams,
     pipeline_options,
     resolve_spec,
     rollout_size,
+    whole_windows,
 )
 from optix_core.cli.errors import UsageError
 from optix_core.cli.train import LOOP_DEFAULTS, run_train
@@ -254,6 +256,8 @@ def _tune(args: argparse.Namespace, state: dict[str, Any]) -> int:
     )
     _check_agent(agent_factory, 0 if args.seed is None else args.seed)
     space = {k: v for k, v in spec.search_space.items() if k not in fixed}
+    n_envs, window_size = rollout_size(args, rollout)
+    _check_budgets_learn(args, spec.name, {**defaults, **fixed}, space, n_envs, window_size)
     try:
         parse_search_space(space)
         storage = resolve_storage(args.storage, args.workers, Path(args.run_dir))
@@ -274,7 +278,6 @@ def _tune(args: argparse.Namespace, state: dict[str, Any]) -> int:
         except RunError as exc:
             raise UsageError(str(exc)) from None
     study_name = args.study_name or f"{args.env}-{spec.name}"
-    n_envs, window_size = rollout_size(args, rollout)
     try:
         orchestrator = TrialOrchestrator(
             agent_factory,
@@ -379,6 +382,29 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2))
     tmp.replace(path)
+
+
+def _check_budgets_learn(
+    args: argparse.Namespace,
+    algo: str,
+    hyperparams: dict[str, Any],
+    space: dict[str, Any],
+    n_envs: int,
+    window_size: int,
+) -> None:
+    """--trial-steps, and --then-train's --max-windows, that end before an
+    off-policy agent first learns; what the sweep moves is not known yet."""
+    window_steps = n_envs * window_size
+    known = {k: v for k, v in hyperparams.items() if k not in space}
+    trial = f"--trial-steps {args.trial_steps:,}"
+    steps = whole_windows(args.trial_steps, window_steps)
+    waste = "every trial would score the policy it started with"
+    check_budget_learns(algo, known, n_envs, trial, steps, waste)
+    if args.then_train and args.max_windows is not None:
+        steps = args.max_windows * window_steps
+        budget = f"--max-windows {args.max_windows:,} ({steps:,} env steps)"
+        waste = "the run after the sweep would hand back the policy it started with"
+        check_budget_learns(algo, known, n_envs, budget, steps, waste)
 
 
 def _fill_defaults(args: argparse.Namespace) -> None:

@@ -55,6 +55,17 @@ def due_steps(
     return DueSteps(t[due], seen[due])
 
 
+def first_update(learning_starts: int, train_freq: int, n_envs: int) -> int:
+    """Env steps collected when the first updates fall due (``due_steps``' first).
+
+    The first vector step that is a multiple of ``train_freq`` and ends with
+    more than ``learning_starts`` env steps collected; a budget that ends
+    sooner trains nothing.
+    """
+    after = learning_starts // n_envs + 1  # the first vector step past learning_starts
+    return -(-after // train_freq) * train_freq * n_envs
+
+
 def per_beta(env_steps: int, start: float, anneal_steps: int) -> float:
     """β of prioritized replay once ``env_steps`` env steps were collected.
 
