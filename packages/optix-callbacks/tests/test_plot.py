@@ -176,6 +176,23 @@ def test_several_different_runs_are_overlaid_in_their_own_colours(seed_runs, tun
     assert near(img, FIRST, alpha=SPREAD_ALPHA, tol=4).sum() < 500
 
 
+def test_runs_of_other_algorithms_are_named_with_their_backend(seed_runs, tmp_path, monkeypatch):
+    """Seed 1 of cem (numpy) against seed 1 of another algorithm and backend:
+    the legend and the state strips tell them apart."""
+    import matplotlib
+
+    other = tmp_path / "other"
+    shutil.copytree(seed_runs[0], other)
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "algo": "ppo", "backend": "jax"}))
+    monkeypatch.setitem(matplotlib.rcParams, "svg.fonttype", "none")  # text stays text
+    output = tmp_path / "both.svg"
+    assert plot(seed_runs[0], other, "-o", output) == 0
+    text = output.read_text()
+    for name in ("CartPole-v1 cem (numpy) seed 1", "CartPole-v1 ppo (jax) seed 1"):
+        assert text.count(name) == 2, name  # its legend entry and its state strip
+
+
 def test_rollbacks_are_marked(tuned_run, tmp_path):
     """The CLI's loop never rolls back on its own; the count the loop writes is
     raised from one evaluation on, in a copy of a real run."""

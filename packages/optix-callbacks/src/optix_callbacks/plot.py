@@ -352,7 +352,7 @@ def _draw_state_strips(
                 [(start, stop - start)], (row + 0.1, 0.8), facecolors=STATE_COLOURS[state]
             )
             seen.add(state)
-    labels = [f"seed {run['config'].get('seed')}" for run in runs]
+    labels = _strip_labels(runs)
     ax.set_yticks([row + 0.5 for row in range(len(runs))], labels=labels, fontsize="x-small")
     for tick, run in zip(ax.get_yticklabels(), runs, strict=True):
         tick.set_color(colour_of[id(run)])
@@ -484,12 +484,23 @@ def _key_handles(
 
 
 def _label(config: Mapping[str, Any]) -> str:
-    return f"{config.get('env_id')} {config.get('algo')} seed {config.get('seed')}"
+    return f"{config.get('env_id')} {_algo(config)} seed {config.get('seed')}"
+
+
+def _algo(config: Mapping[str, Any]) -> str:
+    return f"{config.get('algo')} ({config.get('backend')})"
+
+
+def _strip_labels(runs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Each state strip's name: its seed, or all of its label where the runs
+    differ by more than their seeds."""
+    full = len(_unique(f"{r['config'].get('env_id')} {_algo(r['config'])}" for r in runs)) > 1
+    return [_label(r["config"]) if full else f"seed {r['config'].get('seed')}" for r in runs]
 
 
 def _title(runs: Sequence[Mapping[str, Any]]) -> str:
     envs = _unique(str(run["config"].get("env_id")) for run in runs)
-    algos = _unique(f"{run['config'].get('algo')} ({run['config'].get('backend')})" for run in runs)
+    algos = _unique(_algo(run["config"]) for run in runs)
     return f"{', '.join(envs)} — {', '.join(algos)}"
 
 
