@@ -255,6 +255,26 @@ def test_windows_of_a_warming_up_agent_are_not_evaluated():
     assert agent.skill == 3
 
 
+def test_no_dormant_while_the_agent_explores_and_the_stop_says_since_when():
+    """A flat score while ε falls (DQN on MountainCar): no DORMANT until the
+    agent stops exploring at window 20, then 0.5 x 20 windows more."""
+
+    class Exploring(ScriptedAgent):
+        @property
+        def exploring(self) -> bool:
+            return self.t <= 20
+
+    report = loop(
+        Exploring(script(1, then=1)),
+        plateau_threshold=2,
+        dormant_threshold=3,
+        relative_patience=0.5,
+        max_episodes=1000,
+    ).run()
+    assert report.episodes == 30
+    assert "10 windows since exploration ended (window 20)" in report.stop_reason
+
+
 @pytest.mark.parametrize(("solved_score", "stops_at"), [(None, 15), (10.0, 15), (20.0, 40)])
 def test_dormant_waits_longer_while_the_best_checkpoint_has_not_solved_the_task(
     solved_score, stops_at

@@ -35,6 +35,7 @@ from optix_core.off_policy import (
     due_steps,
     epsilon_greedy,
     epsilon_schedule,
+    exploration_end,
     first_update,
     learner_fields,
     per_beta,
@@ -181,6 +182,29 @@ def test_epsilon_decays_per_env_step_without_exploration_steps() -> None:
     hp = {**EPS_HP, "exploration_steps": 0, "learning_starts": 0}
     assert epsilon_schedule(10, hp) == pytest.approx(0.99**10)
     assert epsilon_schedule(10**6, hp) == 0.05
+
+
+@pytest.mark.parametrize(
+    "hp",
+    [
+        EPS_HP,  # linear: at exploration_steps
+        {**EPS_HP, "exploration_steps": 50},  # ... or learning_starts, if later
+        {**EPS_HP, "exploration_steps": 0},  # multiplicative
+        {**EPS_HP, "exploration_steps": 0, "learning_starts": 500},
+    ],
+)
+def test_exploration_ends_where_epsilon_reaches_its_floor(hp) -> None:
+    """What the loop waits for before it may call a plateau converged."""
+    end = exploration_end(hp)
+    assert epsilon_schedule(end, hp) == pytest.approx(hp["epsilon_min"])
+    assert epsilon_schedule(end - 1, hp) > hp["epsilon_min"] + 1e-9
+
+
+def test_exploration_without_an_end_does_not_hold_the_loop() -> None:
+    """ε constant, or decaying towards 0 for ever: nothing to wait for past the
+    random start."""
+    for changed in ({"epsilon_decay": 1.0}, {"epsilon_min": 0.0}, {"epsilon": 0.05}):
+        assert exploration_end({**EPS_HP, "exploration_steps": 0, **changed}) == 100
 
 
 def test_epsilon_greedy_draws_the_same_stream_whatever_the_network_says() -> None:

@@ -129,6 +129,47 @@ def test_an_unsolved_task_holds_dormant_for_unsolved_patience():
     assert dormant_at(solved=False, relative_patience=4.0) == 100
 
 
+def test_no_dormant_while_the_agent_explores_and_patience_counts_from_its_end():
+    """A flat score from the first window (MountainCar's -200) with the agent
+    exploring to window 40: no DORMANT meanwhile, whatever the plateau's length;
+    after, the patience counts from window 40 as from a record there (3 x 40
+    unsolved). A record after exploration counts from the record, as before."""
+    options = dict(plateau_threshold=2, dormant_threshold=3, max_interval_episodes=1)
+
+    def dormant_at(scores: list[float], explored_to: int, solved: bool = False) -> int:
+        scheduler = exact(relative_patience=0.5, unsolved_patience=3.0, **options)
+        states = [
+            scheduler.record(w, s, solved, exploring=w <= explored_to).state
+            for w, s in enumerate(scores, 1)
+        ]
+        assert LoopState.DORMANT not in states[:explored_to]
+        return states.index(LoopState.DORMANT) + 1
+
+    flat = [-200.0] * 400
+    assert dormant_at(flat, explored_to=0) == 4  # the plateau alone: 3 evaluations
+    assert dormant_at(flat, explored_to=40) == 160  # 40 + 3 x 40
+    assert dormant_at(flat, explored_to=40, solved=True) == 60  # 40 + 0.5 x 40
+    plain = exact(**options)  # tensor-optix's test alone: held only while exploring
+    states = [plain.record(w, -200.0, exploring=w <= 40).state for w in range(1, 61)]
+    assert states.index(LoopState.DORMANT) + 1 == 41
+    climb_after = [-200.0] * 50 + [-200.0 + s for s in range(1, 51)] + [-150.0] * 300
+    assert dormant_at(climb_after, explored_to=40) == 400  # record at 100: 100 + 3 x 100
+
+
+def test_the_end_of_exploration_survives_a_checkpoint():
+    """Exploring to window 20, flat, checkpointed at 25: the resumed scheduler
+    still waits 0.5 x 20 windows from window 20, DORMANT at 30."""
+    options = dict(relative_patience=0.5, plateau_threshold=2, dormant_threshold=3)
+    scheduler = exact(**options)
+    for window in range(1, 26):
+        scheduler.record(window, -200.0, exploring=window <= 20)
+    restored = exact(**options)
+    restored.load_state_dict(json.loads(json.dumps(scheduler.state_dict())))
+    assert restored.patience_from == 20
+    states = [restored.record(w, -200.0).state for w in range(26, 31)]
+    assert states == [LoopState.COOLING] * 4 + [LoopState.DORMANT]
+
+
 def test_records_inside_the_noise_margin_postpone_dormant():
     """A curve creeping up by less than the margin is credited nothing, but each
     record moves the patience on; once flat, DORMANT follows."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -94,6 +95,23 @@ def test_a_presets_network_is_built_kept_in_the_run_and_rebuilt_to_evaluate(
     assert main(["eval", str(run_dir), "--episodes", "1"]) == 0
     assert "MountainCarContinuous-v0 sac (torch)" in capsys.readouterr().out
     assert main(["train", "--resume", str(run_dir), "--max-windows", "5"]) == 0
+
+
+def test_dqn_on_mountaincar_acts_fresh_and_is_scored_every_256_steps(tmp_path, capsys) -> None:
+    """The preset's 16-step windows (the zoo's train_freq, so the acting policy is
+    as fresh as SB3's) are scored at most once every 256 env steps (each time a
+    200-step episode has ended since), not at every window that ends one."""
+    report, config, out = train(
+        "MountainCar-v0", tmp_path, capsys, "--algo", "dqn", "--max-windows", "160"
+    )
+    assert "dqn uses its tuned settings for MountainCar-v0" in out
+    assert (config.n_envs, config.window_size) == (1, 16)
+    assert config.hyperparams["exploration_steps"] == 24_000
+    (run_dir,) = tmp_path.iterdir()
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [line["env_steps"] for line in lines]
+    assert len(steps) >= 4 and all(b - a >= 256 for a, b in itertools.pairwise(steps))
+    assert report["stop_reason"].startswith("max_episodes")
 
 
 @pytest.mark.slow

@@ -195,13 +195,14 @@ class RichDashboardCallback(LoopCallback):
         solved = loop.solved
         patience = scheduler.patience(solved)
         if patience:  # DORMANT also waits in proportion to the learning
-            record = scheduler.record_episode
+            start = scheduler.patience_from
+            what = "exploration ended" if start > scheduler.record_episode else "the last record"
             needed = max(1, math.ceil(patience))
-            since = loop.episode - record
+            since = loop.episode - start
             unsolved = "" if solved else f", unsolved (below {loop.solved_score:g})"
             grid.add_row(
                 ProgressBar(total=needed, completed=min(since, needed), width=20),
-                f"{since} of {needed} windows since the last record (window {record}){unsolved}",
+                f"{since} of {needed} windows since {what} (window {start}){unsolved}",
             )
         return grid
 

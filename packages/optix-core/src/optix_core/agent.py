@@ -107,6 +107,14 @@ class BaseAgent(ABC):
         return False
 
     @property
+    def exploring(self) -> bool:
+        """Whether the agent is still on its exploration schedule (DQN's ε on its
+        way down to ``epsilon_min``). The loop does not call a plateau
+        converged meanwhile: MountainCar's score sits at −200 until exploration
+        has found the flag."""
+        return self.warming_up
+
+    @property
     def loop_hints(self) -> dict[str, Any]:
         """Loop settings this kind of agent needs where the user left them on auto.
 

@@ -326,7 +326,7 @@ class RLOptimizer:
             if self.scheduler.should_evaluate(self.episode) and not agent.warming_up:
                 metrics = self._score(data, diagnostics, val_windows)
             if metrics is not None:
-                decision = self._decide(metrics)
+                decision = self._decide(agent, metrics)
                 events += self._select(agent, metrics, decision)
                 events += self._guard(agent, metrics, decision)
             events += self._tune(agent, data, diagnostics)
@@ -366,9 +366,11 @@ class RLOptimizer:
         self.last_metrics = metrics
         return metrics
 
-    def _decide(self, metrics: EvalMetrics) -> ScheduleDecision:
+    def _decide(self, agent: BaseAgent, metrics: EvalMetrics) -> ScheduleDecision:
         assert self.scheduler is not None
-        decision = self.scheduler.record(self.episode, metrics.primary_score, self.solved)
+        decision = self.scheduler.record(
+            self.episode, metrics.primary_score, self.solved, agent.exploring
+        )
         metrics.metrics.update(smoothed_score=decision.smoothed, interval=float(decision.interval))
         if self.optimizer is not None:  # is a probe of the optimizer in force?
             metrics.metrics["tuning_probe"] = float(self.optimizer.is_probing)
@@ -518,9 +520,12 @@ class RLOptimizer:
                 "evaluations without improvement"
             )
             if scheduler.relative_patience:
+                start = scheduler.patience_from
+                since = (
+                    "exploration ended" if start > scheduler.record_episode else "the last record"
+                )
                 self._stop_reason += (
-                    f", {self.episode - scheduler.record_episode} windows since the "
-                    f"last record (window {scheduler.record_episode})"
+                    f", {self.episode - start} windows since {since} (window {start})"
                 )
             if not self.solved:
                 self._stop_reason += f", unsolved: {self._short_of_solved()}"

@@ -39,6 +39,15 @@ learning before it and still be climbing: TD3 on LunarLanderContinuous set
 its last record 3,500 steps after its warm-up, stayed below it for the next
 33,000 steps, then climbed to 260 (SAC: 10,000 steps of learning, 18,000
 flat, then 270).
+
+While the agent is still exploring on its schedule (``record(...,
+exploring=True)``: DQN's ε on its way down), there is no DORMANT, and the
+windows DORMANT waits for count from the last evaluation that explored
+when it came after the last record. A plateau then is the schedule's, not
+the learning's: DQN on MountainCar sits at −200 until exploration has
+found the flag (rl-zoo's settings explore for 24,000 steps; the score left
+-200 between 40,000 and 55,000 in SB3 and optix alike), and was called
+converged after 8,000.
 """
 
 from __future__ import annotations
@@ -119,6 +128,7 @@ class BackoffScheduler:
         self.record_gain = record_gain
         self.unsolved_patience = unsolved_patience
         self.record_episode = 0  # when the smoothed score last set a record
+        self.explored_episode = 0  # the last evaluation at which the agent was exploring
         self.record_smoothed = -np.inf
         self.lowest_smoothed = np.inf
         self.state = LoopState.ACTIVE
@@ -149,20 +159,26 @@ class BackoffScheduler:
         residuals = scores - (slope * t + intercept)
         return float(np.sqrt(np.sum(residuals**2) / (scores.size - 2)))
 
+    @property
+    def patience_from(self) -> int:
+        """The window DORMANT's patience counts from: the last record, or the
+        end of exploration where that came later."""
+        return max(self.record_episode, self.explored_episode)
+
     def patience(self, solved: bool = True) -> float:
-        """Windows since the last record that DORMANT waits for."""
+        """Windows since ``patience_from`` that DORMANT waits for."""
         factor = self.relative_patience
         if not solved:
             factor = max(factor, self.unsolved_patience)
-        return factor * self.record_episode
+        return factor * self.patience_from
 
-    def converged(self, episode: int, solved: bool = True) -> bool:
+    def converged(self, episode: int, solved: bool = True, exploring: bool = False) -> bool:
         """The DORMANT test, once the score has not improved at this evaluation."""
-        patience = self.patience(solved)
         return (
-            self.consecutive_no_improvement >= self.dormant_threshold
+            not exploring
+            and self.consecutive_no_improvement >= self.dormant_threshold
             and self.n_evaluations >= self.min_episodes_before_dormant
-            and episode - self.record_episode >= patience
+            and episode - self.patience_from >= self.patience(solved)
         )
 
     def _is_record(self, smoothed: float) -> bool:
@@ -174,10 +190,13 @@ class BackoffScheduler:
     def effective_margin(self) -> float:
         return max(self.improvement_margin, self.noise_k * self.noise())
 
-    def record(self, episode: int, score: float, solved: bool = True) -> ScheduleDecision:
+    def record(
+        self, episode: int, score: float, solved: bool = True, exploring: bool = False
+    ) -> ScheduleDecision:
         """Take the score of the evaluation at ``episode`` and move the state machine;
         ``solved=False`` (the task is not solved yet) holds DORMANT for
-        ``unsolved_patience``.
+        ``unsolved_patience``, ``exploring=True`` (the agent is still on its
+        exploration schedule) holds it off.
 
         A score that is not finite counts as an evaluation without improvement
         but stays out of the noise window and the smoothing: one broken score
@@ -189,6 +208,8 @@ class BackoffScheduler:
         if finite:
             self._raw.append(score)
         self.n_evaluations += 1
+        if exploring:
+            self.explored_episode = episode
         recent = list(self._raw)[-self.score_smoothing :]
         smoothed = float(np.mean(recent)) if finite else math.nan
         improved = finite and smoothed > self.best_smoothed + margin
@@ -208,7 +229,7 @@ class BackoffScheduler:
             self.interval = min(
                 math.ceil(self.interval * self.backoff_factor), self.max_interval_episodes
             )
-            if self.converged(episode, solved):
+            if self.converged(episode, solved, exploring):
                 self.state = LoopState.DORMANT
             elif self.consecutive_no_improvement >= self.plateau_threshold:
                 self.state = LoopState.COOLING
@@ -233,6 +254,7 @@ class BackoffScheduler:
             "consecutive_no_improvement": self.consecutive_no_improvement,
             "n_evaluations": self.n_evaluations,
             "record_episode": self.record_episode,
+            "explored_episode": self.explored_episode,
             "record_smoothed": _finite_or_none(self.record_smoothed),
             "lowest_smoothed": _finite_or_none(self.lowest_smoothed),
             "best_smoothed": None if not np.isfinite(self.best_smoothed) else self.best_smoothed,
@@ -246,6 +268,7 @@ class BackoffScheduler:
         self.consecutive_no_improvement = int(state["consecutive_no_improvement"])
         self.n_evaluations = int(state["n_evaluations"])
         self.record_episode = int(state.get("record_episode", 0))
+        self.explored_episode = int(state.get("explored_episode", 0))
         record = state.get("record_smoothed")
         self.record_smoothed = -np.inf if record is None else float(record)
         lowest = state.get("lowest_smoothed")

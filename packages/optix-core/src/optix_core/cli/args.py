@@ -137,25 +137,26 @@ def pipeline_options(
     return options
 
 
-def check_budget_learns(
+def budget_without_learning(
     algo: str, hyperparams: dict[str, Any], n_envs: int, budget: str, steps: int, waste: str
-) -> None:
-    """Refuse a budget of ``steps`` env steps (``budget``, as the user gave it)
-    that ends before an off-policy agent's first update: it would train nothing
-    (rl-zoo's Pendulum TD3 collects 10,000 random steps first). ``waste`` says
-    what would be lost."""
+) -> str | None:
+    """What is wrong with a budget of ``steps`` env steps (``budget``, as the user
+    gave it) that ends before an off-policy agent's first update, so trains
+    nothing (rl-zoo's Pendulum TD3 collects 10,000 random steps first); None
+    when it learns. ``waste`` says what would be lost."""
     from optix_core.off_policy.schedule import first_update
 
     starts, train_freq = hyperparams.get("learning_starts"), hyperparams.get("train_freq")
     if not isinstance(starts, int) or not isinstance(train_freq, int) or train_freq < 1:
-        return  # an on-policy agent, or settings the agent itself refuses
+        return None  # an on-policy agent, or settings the agent itself refuses
     first = first_update(starts, train_freq, n_envs)
-    if steps < first:
-        raise UsageError(
-            f"{budget} ends before {algo} first learns, after {first:,} env steps "
-            f"(learning_starts {starts:,}, train_freq {train_freq:,}): {waste}; "
-            "give a larger budget, or a smaller --hp learning_starts"
-        )
+    if steps >= first:
+        return None
+    return (
+        f"{budget} ends before {algo} first learns, after {first:,} env steps "
+        f"(learning_starts {starts:,}, train_freq {train_freq:,}): {waste}; "
+        "give a larger budget, or a smaller --hp learning_starts"
+    )
 
 
 def whole_windows(steps: int, window_steps: int | None) -> int:

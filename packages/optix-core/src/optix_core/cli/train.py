@@ -15,6 +15,7 @@ import json
 import random
 import shutil
 import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,9 +29,9 @@ from optix_core.cli.args import (
     add_run_dir_arg,
     add_seed_arg,
     add_verbose_arg,
+    budget_without_learning,
     build_agent,
     check_at_least,
-    check_budget_learns,
     check_rollout_args,
     parse_hyperparams,
     pipeline_options,
@@ -223,11 +224,7 @@ def _start(args: argparse.Namespace) -> int:
     )
     agent = _agent(config)  # bad hyperparameters or devices fail before anything is written
     pipeline = _pipeline(config, agent)  # so does an agent the pipeline cannot drive
-    try:
-        _check_budget_learns(config, pipeline.window_steps)
-    except UsageError:
-        pipeline.close()
-        raise
+    _warn_budget_without_learning(config, pipeline.window_steps)
     solved = reward_threshold(args.env)
     if solved is not None:
         config.loop["solved_score"] = solved
@@ -260,8 +257,9 @@ def _start(args: argparse.Namespace) -> int:
     return _train(config, agent, run_dir, pipeline, watchers)
 
 
-def _check_budget_learns(config: Any, window_steps: int | None) -> None:
-    """--max-steps or --max-windows that end before an off-policy agent first learns."""
+def _warn_budget_without_learning(config: Any, window_steps: int | None) -> None:
+    """--max-steps or --max-windows that end before an off-policy agent first
+    learns: said, not refused (a one-window run is a fair smoke test)."""
     budgets = []
     if config.max_env_steps is not None:
         steps = config.max_env_steps
@@ -270,14 +268,17 @@ def _check_budget_learns(config: Any, window_steps: int | None) -> None:
         steps = config.max_windows * window_steps
         budgets.append((f"--max-windows {config.max_windows:,} ({steps:,} env steps)", steps))
     for budget, steps in budgets:
-        check_budget_learns(
+        problem = budget_without_learning(
             config.algo,
             config.hyperparams,
             config.n_envs,
             budget,
             steps,
-            "the run would hand back the policy it started with",
+            "the run will hand back the policy it started with",
         )
+        if problem is not None:
+            print(f"optix: warning: {problem}", file=sys.stderr, flush=True)
+            return
 
 
 def _settings_line(spec: AgentSpec, env_id: str) -> str | None:

@@ -47,8 +47,8 @@ from optix_core.cli.args import (
     add_run_dir_arg,
     add_seed_arg,
     add_verbose_arg,
+    budget_without_learning,
     check_at_least,
-    check_budget_learns,
     check_rollout_args,
     parse_hyperparams,
     pipeline_options,
@@ -399,12 +399,15 @@ def _check_budgets_learn(
     trial = f"--trial-steps {args.trial_steps:,}"
     steps = whole_windows(args.trial_steps, window_steps)
     waste = "every trial would score the policy it started with"
-    check_budget_learns(algo, known, n_envs, trial, steps, waste)
+    problems = [budget_without_learning(algo, known, n_envs, trial, steps, waste)]
     if args.then_train and args.max_windows is not None:
         steps = args.max_windows * window_steps
         budget = f"--max-windows {args.max_windows:,} ({steps:,} env steps)"
         waste = "the run after the sweep would hand back the policy it started with"
-        check_budget_learns(algo, known, n_envs, budget, steps, waste)
+        problems.append(budget_without_learning(algo, known, n_envs, budget, steps, waste))
+    for problem in problems:
+        if problem is not None:
+            raise UsageError(problem)
 
 
 def _fill_defaults(args: argparse.Namespace) -> None:

@@ -39,6 +39,7 @@ from optix_core.off_policy.q_learning import (
     check_n_actions,
     epsilon_greedy,
     epsilon_schedule,
+    exploration_end,
     require_discrete,
 )
 from optix_core.off_policy.schedule import (
@@ -75,6 +76,7 @@ __all__ = [
     "due_steps",
     "epsilon_greedy",
     "epsilon_schedule",
+    "exploration_end",
     "first_update",
     "learner_fields",
     "per_beta",

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from optix_core.off_policy.memory import REPLAY_FILE, Replay
+from optix_core.off_policy.q_learning import exploration_end
 from optix_core.off_policy.schedule import PACK_BYTES, HostMinibatches, due_steps, per_beta
 from optix_core.types import EpisodeData
 
@@ -80,6 +81,14 @@ class ReplayAgentMixin:
         """Whether training actions are still uniformly random, as SB3's are until
         ``learning_starts`` env steps were collected."""
         return self.steps_collected < self.hp["learning_starts"]
+
+    @property
+    def exploring(self) -> bool:
+        """Whether ε is still falling (``q_learning.exploration_end``), or, for
+        an agent without an ε schedule, training actions are still random."""
+        if "exploration_steps" in self.hp:
+            return self.steps_collected < exploration_end(self.hp)
+        return self.warming_up
 
     def per_beta(self, env_steps: int) -> float:
         """β of prioritized replay once ``env_steps`` env steps were collected (``schedule.per_beta``)."""

@@ -7,6 +7,7 @@ from the agent's numpy generator, so every backend explores alike.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -30,6 +31,18 @@ def epsilon_schedule(env_steps: int, hp: Mapping[str, Any]) -> float:
         progress = min(1.0, env_steps / hp["exploration_steps"])
         return hp["epsilon"] + progress * (hp["epsilon_min"] - hp["epsilon"])
     return max(hp["epsilon_min"], hp["epsilon"] * hp["epsilon_decay"] ** env_steps)
+
+
+def exploration_end(hp: Mapping[str, Any]) -> int:
+    """Env steps after which ``epsilon_schedule`` stays at ``epsilon_min``: the
+    end of the agent's exploration schedule."""
+    starts = int(hp["learning_starts"])
+    if hp["exploration_steps"] > 0:
+        return max(starts, int(hp["exploration_steps"]))
+    epsilon, floor, decay = hp["epsilon"], hp["epsilon_min"], hp["epsilon_decay"]
+    if epsilon <= floor or floor <= 0.0 or decay >= 1.0:
+        return starts  # constant, or decaying towards 0 without an end to wait for
+    return max(starts, math.ceil(math.log(floor / epsilon) / math.log(decay)))
 
 
 def epsilon_greedy(

@@ -57,6 +57,14 @@ class EpsilonGreedyConformance:
         agent.num_timesteps = 20_000
         assert agent.epsilon == pytest.approx(0.04)
 
+    def test_the_agent_explores_until_epsilon_reaches_its_floor(self) -> None:
+        """``exploring``, which holds off the loop's DORMANT, ends with the schedule."""
+        agent = self.agent(learning_starts=1000, exploration_steps=8000, epsilon_min=0.04)
+        for steps, exploring in ((0, True), (7999, True), (8000, False), (20_000, False)):
+            agent.num_timesteps = steps
+            assert agent.exploring is exploring, steps
+            assert (agent.epsilon > 0.04 + 1e-9) is exploring
+
     def test_epsilon_moves_at_every_training_action_within_a_window(self) -> None:
         """ε follows the env steps collected so far, not the windows learned from."""
         agent = self.agent(learning_starts=0, exploration_steps=100, epsilon_min=0.0)

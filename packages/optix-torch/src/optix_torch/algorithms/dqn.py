@@ -98,6 +98,7 @@ class TorchDQNAgent(QAgentBase):
     algorithm = "dqn"
     DEFAULTS = config.DEFAULTS
     BOUNDS = config.BOUNDS
+    LOOP_HINTS = config.LOOP_HINTS
 
     def __init__(
         self,
