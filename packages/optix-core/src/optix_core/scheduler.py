@@ -45,9 +45,9 @@ exploring=True)``: DQN's ε on its way down), there is no DORMANT, and the
 windows DORMANT waits for count from the last evaluation that explored
 when it came after the last record. A plateau then is the schedule's, not
 the learning's: DQN on MountainCar sits at −200 until exploration has
-found the flag (rl-zoo's settings explore for 24,000 steps; the score left
--200 between 40,000 and 55,000 in SB3 and optix alike), and was called
-converged after 8,000.
+found the flag (rl-zoo's settings explore for 24,000 steps; the training
+score passed -190 after 45,000 to 55,000 in SB3 and optix alike), and was
+called converged after 8,000.
 """
 
 from __future__ import annotations
