@@ -364,7 +364,7 @@ def five_evaluations(tmp: Path) -> bool:
 
 
 @pytest.mark.parametrize("killed_at", kill_points(), ids=lambda f: f.__name__)
-def test_sigkill_at_any_moment_then_resume_completes_replaying_at_most_one_window(
+def test_sigkill_at_any_moment_then_resume_completes_replaying_no_evaluated_window(
     killed_at, tmp_path
 ):
     proc = start_training(tmp_path)

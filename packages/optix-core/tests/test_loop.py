@@ -836,6 +836,43 @@ def test_resume_continues_the_episode_counter_and_scheduler_state(tmp_path):
     assert agent.skill == whole.agent.skill
 
 
+def saved_windows(monkeypatch, tmp_path, latest_seconds, interrupt_at=None):
+    """The windows each ``latest`` snapshot of a 10-window run held, evaluated every 4th."""
+    import optix_core.loop as loop_module
+
+    monkeypatch.setattr(loop_module, "LATEST_SECONDS", latest_seconds)
+    saved: list[int] = []
+    save = CheckpointRegistry.save
+
+    def recording(self, agent, **kwargs):
+        if kwargs["kind"] == "latest":
+            saved.append(kwargs["episode_id"])
+        return save(self, agent, **kwargs)
+
+    monkeypatch.setattr(CheckpointRegistry, "save", recording)
+
+    def curve(t):
+        if t == interrupt_at:
+            raise KeyboardInterrupt
+        return float(t)
+
+    options = {"windows_per_evaluation": 4, "max_interval_episodes": 1, "max_episodes": 10}
+    loop(ScriptedAgent(curve), checkpoint_dir=tmp_path, **options).run()
+    return saved
+
+
+def test_small_windows_are_saved_together_but_every_evaluated_window_and_the_last(
+    monkeypatch, tmp_path
+):
+    # Windows far shorter than LATEST_SECONDS: the first is saved (the run can be
+    # resumed at once), then those evaluated (4, 8) and the last.
+    assert saved_windows(monkeypatch, tmp_path / "fast", 1e9) == [1, 4, 8, 10]
+    # Windows that take longer than it: every one.
+    assert saved_windows(monkeypatch, tmp_path / "slow", 0.0) == list(range(1, 11))
+    # Interrupted in window 7: the state of window 4 is what a resume starts from.
+    assert saved_windows(monkeypatch, tmp_path / "stopped", 1e9, interrupt_at=6) == [1, 4]
+
+
 def test_old_snapshots_without_resume_raise_file_exists(tmp_path):
     _, first = resumable(tmp_path, 3)
     first.run()

@@ -71,6 +71,9 @@ log = logging.getLogger("optix")
 AgentFactory = Callable[[dict[str, Any]], BaseAgent]
 Event = tuple[Hook, tuple[Any, ...]]
 DURABLE_SECONDS = 30.0  # the longest a machine crash may set a run back
+# The most training a killed process may lose besides the window it was in: windows
+# shorter than this are saved together (an evaluated one always is).
+LATEST_SECONDS = 1.0
 
 
 class TrainingDivergedError(RuntimeError):
@@ -252,6 +255,8 @@ class RLOptimizer:
         self._started = time.monotonic()
         self._temp_dir: Path | None = None
         self._last_durable = -math.inf
+        self._last_saved = -math.inf
+        self._saved_window = 0  # the window the newest ``latest`` snapshot holds
 
     # ---- public controls -------------------------------------------------
 
@@ -286,6 +291,8 @@ class RLOptimizer:
         try:
             while self._stop_reason is None and not self._budget_spent():
                 self._step(agent, next(windows), val_windows)
+            if self._saved_window != self.episode:
+                self._save_latest(agent)
             if self._trained_out:
                 self.runoff = self._runoff(agent)
         except KeyboardInterrupt:
@@ -320,8 +327,9 @@ class RLOptimizer:
         self.episode += 1
         diagnostics = self._learn(agent, data)
         assert self.scheduler is not None
+        metrics = None
         if diagnostics is not None:
-            metrics = decision = None
+            decision = None
             events: list[Event] = []
             if self.scheduler.should_evaluate(self.episode) and not agent.warming_up:
                 metrics = self._score(data, diagnostics, val_windows)
@@ -331,7 +339,9 @@ class RLOptimizer:
                 events += self._guard(agent, metrics, decision)
             events += self._tune(agent, data, diagnostics)
             self._notify(metrics, decision, events)
-        self._save_latest(agent)
+        # An evaluated window is always saved: metrics.jsonl and the best
+        # checkpoints never run ahead of the state a resume starts from.
+        self._save_latest(agent, due=metrics is not None)
 
     def _learn(self, agent: BaseAgent, data: EpisodeData) -> dict[str, Any] | None:
         """The agent's update; None when it diverged and was rolled back."""
@@ -562,14 +572,20 @@ class RLOptimizer:
             extra={**self.checkpoint_extra, "candidate": asdict(candidate)},
         )
 
-    def _save_latest(self, agent: BaseAgent) -> None:
+    def _save_latest(self, agent: BaseAgent, due: bool = True) -> None:
+        """Save the loop's state; a window that is not ``due`` only once
+        LATEST_SECONDS passed since the last save, so that a checkpoint's cost
+        (tens of milliseconds: weights, optimizer moments, hashes) stays small
+        next to windows of a few env steps."""
         if self.checkpoint_dir is None:  # nothing to resume from a temporary directory
+            return
+        if not due and time.monotonic() - self._last_saved < LATEST_SECONDS:
             return
         assert self.registry is not None
         metrics = self.last_metrics or EvalMetrics(primary_score=math.nan)
-        # Every window's state survives a killed process; fsync (what survives a
-        # lost machine) at most every DURABLE_SECONDS, or it would cost small
-        # windows more than their learning.
+        # A killed process loses at most LATEST_SECONDS besides its window; fsync
+        # (what survives a lost machine) at most every DURABLE_SECONDS, or it
+        # would cost small windows more than their learning.
         durable = time.monotonic() - self._last_durable >= DURABLE_SECONDS
         self.registry.save(
             agent,
@@ -582,8 +598,10 @@ class RLOptimizer:
             extra=self.checkpoint_extra,
             durable=durable,
         )
+        self._last_saved = time.monotonic()
+        self._saved_window = self.episode
         if durable:
-            self._last_durable = time.monotonic()
+            self._last_durable = self._last_saved
 
     def loop_state(self) -> dict[str, Any]:
         """Everything besides the agent that an exact resume needs."""
@@ -738,7 +756,7 @@ class RLOptimizer:
                 "snapshot is corrupt"
             )
         state = manifest["loop_state"]
-        self.episode = int(state["episode"])
+        self.episode = self._saved_window = int(state["episode"])
         self.rollbacks = int(state.get("rollbacks", 0))
         self._elapsed_before = float(state.get("wall_time", 0.0))
         self.best = None if state.get("best") is None else Candidate(**state["best"])
