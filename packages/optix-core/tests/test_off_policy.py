@@ -325,6 +325,10 @@ class NumpyAgentBase:
     def teardown(self) -> None:
         self.calls.append("teardown")
 
+    @property
+    def loop_hints(self) -> dict[str, Any]:
+        return {"min_episodes_before_dormant": 30}  # BaseAgent's, for off-policy agents
+
 
 class NumpyReplayAgent(ReplayAgentMixin, NumpyAgentBase):
     def __init__(self, seed: int = 0, **hp: Any) -> None:
@@ -411,6 +415,13 @@ def test_the_counters_and_acting_steps() -> None:
     stats = agent.replay_stats()
     assert stats == {"replay_size": 8.0, "n_updates": 0.0, "num_timesteps": 8.0}
     assert not agent.is_on_policy
+
+
+def test_a_replay_agent_is_scored_every_256_env_steps_whatever_its_windows() -> None:
+    # A preset's small windows (acting with a fresher policy) are scored as often
+    # as the default 256-step windows; the off-policy base's hints stay.
+    hints = NumpyReplayAgent().loop_hints
+    assert hints == {"steps_per_evaluation": 256, "min_episodes_before_dormant": 30}
 
 
 def test_prioritized_draws_one_minibatch_at_a_time_with_the_beta_of_its_step() -> None:

@@ -9,7 +9,7 @@ minibatch. The base supplies what every optix agent has: ``hp`` (the
 hyperparameters), ``rng`` (the agent's numpy generator, saved with its
 checkpoints), ``algorithm``, and the hooks this mixin extends
 (``apply_hyperparams``, ``extra_state``, ``load_extra_state``,
-``save_extra``, ``load_extra``, ``teardown``).
+``save_extra``, ``load_extra``, ``teardown``, ``loop_hints``).
 """
 
 from __future__ import annotations
@@ -89,6 +89,14 @@ class ReplayAgentMixin:
         if "exploration_steps" in self.hp:
             return self.steps_collected < exploration_end(self.hp)
         return self.warming_up
+
+    @property
+    def loop_hints(self) -> dict[str, Any]:
+        """An evaluation every 256 env steps, what the default windows give, also
+        where smaller windows keep the acting policy fresh (acting holds a
+        window's first policy: MountainCar-v0's DQN preset acts in windows of
+        its train_freq, 16 steps)."""
+        return {"steps_per_evaluation": 256, **super().loop_hints}  # type: ignore[misc]
 
     def per_beta(self, env_steps: int) -> float:
         """β of prioritized replay once ``env_steps`` env steps were collected (``schedule.per_beta``)."""

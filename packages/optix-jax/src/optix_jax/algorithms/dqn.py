@@ -106,7 +106,6 @@ class FlaxDQNAgent(JaxReplayAgent):
     algorithm = "dqn"
     DEFAULTS = config.DEFAULTS
     BOUNDS = config.BOUNDS
-    LOOP_HINTS = config.LOOP_HINTS
     adam_eps = 1e-8  # ε of the default Adam (torch's default, as optix-torch and optix-tf)
 
     def __init__(

@@ -81,7 +81,6 @@ class TFDQNAgent(QAgentBase):
     algorithm = "dqn"
     DEFAULTS = config.DEFAULTS
     BOUNDS = config.BOUNDS
-    LOOP_HINTS = config.LOOP_HINTS
 
     def __init__(
         self,

@@ -98,7 +98,6 @@ class TorchDQNAgent(QAgentBase):
     algorithm = "dqn"
     DEFAULTS = config.DEFAULTS
     BOUNDS = config.BOUNDS
-    LOOP_HINTS = config.LOOP_HINTS
 
     def __init__(
         self,

@@ -88,9 +88,6 @@ SEARCH_SPACE = {
     "gradient_steps": ("int", 16, 256),
 }
 ROLLOUT = {"n_envs": 1, "window_size": 256}
-# An evaluation every 256 env steps, what the default windows give, also where a
-# preset's smaller windows keep the acting policy fresh (MountainCar-v0's 16).
-LOOP_HINTS = {"steps_per_evaluation": 256}
 # rl-baselines3-zoo's tuned settings for the classic-control and Box2D tasks it
 # trains DQN on with 1e5 env steps (its net_arch [256, 256] is the default
 # network): one gradient step per env step every 4 steps (gradient_steps -1),
