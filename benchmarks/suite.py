@@ -4,6 +4,7 @@
         [--seeds 0 1 2] [--sides auto budget sb3] [--eval-episodes 100]
         [--sb3-max-steps 100000] [--out benchmarks/results/suite.json]
         [--curves benchmarks/results/curves] [--merge FILE] [--work DIR]
+        [--window-size STEPS]
 
 For each row (environment, algorithm, the zoo's budget and published score)
 and seed, up to three runs:
@@ -259,6 +260,8 @@ def optix_run(row: Row, seed: int, side: str, args: argparse.Namespace, root: Pa
     words = [row.env_id, "--algo", row.algo, "--seed", str(seed), "--run-dir", str(parent)]
     if side == "budget":
         words.append("--no-early-stop")  # the whole budget, as SB3 trains
+    if args.window_size:
+        words += ["--window-size", str(args.window_size)]
     started = time.perf_counter()
     earlier = sorted(parent.iterdir()) if parent.exists() else []
     if not earlier:
@@ -554,6 +557,12 @@ def main() -> None:
     parser.add_argument("--auto-cap", type=float, default=5.0, help="x the zoo's budget")
     parser.add_argument("--budget", type=int, help="override every row's budget (smoke tests)")
     parser.add_argument("--timeout", type=float, default=4 * 3600, help="seconds per optix run")
+    parser.add_argument(
+        "--window-size",
+        type=int,
+        help="optix's windows, in steps of each environment (default: the preset's); an "
+        "off-policy agent acts through a window with the policy of its start",
+    )
     parser.add_argument("--out", default="benchmarks/results/suite.json")
     parser.add_argument(
         "--curves",

@@ -79,7 +79,7 @@ def test_a_killed_suite_resumes_its_unfinished_run_and_keeps_its_runs_dir(tmp_pa
     command = [
         *(sys.executable, str(ROOT / "benchmarks" / "suite.py"), "--rows", "CartPole-v1:dqn"),
         *("--seeds", "0", "--sides", "budget", "--budget", "20000", "--eval-episodes", "3"),
-        *("--curves", "", "--work", str(work), "--out", str(out)),
+        *("--curves", "", "--work", str(work), "--out", str(out), "--window-size", "128"),
     ]
     parent = work / "CartPole-v1-dqn" / "budget-seed0"
     first = subprocess.Popen(command, cwd=tmp_path, start_new_session=True)
@@ -100,6 +100,7 @@ def test_a_killed_suite_resumes_its_unfinished_run_and_keeps_its_runs_dir(tmp_pa
     assert list(parent.iterdir()) == [run_dir]
     report = json.loads((run_dir / "report.json").read_text())
     assert report["env_steps"] >= 20000
+    assert json.loads((run_dir / "config.json").read_text())["window_size"] == 128
     (run,) = json.loads(out.read_text())["runs"]
     assert run["stop_reason"] == "max_env_steps (20,000) reached"
     assert run["env_steps"] == report["env_steps"] + report["selection_env_steps"]
