@@ -13,9 +13,11 @@ selection policy judge the policy and checkpoints it when it is the new best,
 happened, in that order. *tune* runs on every window: it asks the online
 optimizer for the next hyperparameters as soon as the ones in force have
 evidence of their own, experience collected entirely under them
-(``optix_core.tuning``), independent of the evaluation schedule. After every window the loop's whole state is written as the
-``latest`` snapshot (when it has a ``checkpoint_dir``), so a killed run
-resumes having lost at most the window in progress.
+(``optix_core.tuning``), independent of the evaluation schedule. The loop's
+whole state is written as the ``latest`` snapshot (when it has a
+``checkpoint_dir``) after every evaluated window and after any other once
+``LATEST_SECONDS`` passed since the last, so a killed run resumes having
+lost at most the window in progress and the second before it.
 
 Before it stops on DORMANT the loop has the selection policy judge the
 current policy, if this window did not: the training score can be flat while
