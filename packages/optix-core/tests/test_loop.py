@@ -873,6 +873,55 @@ def test_small_windows_are_saved_together_but_every_evaluated_window_and_the_las
     assert saved_windows(monkeypatch, tmp_path / "stopped", 1e9, interrupt_at=6) == [1, 4]
 
 
+def test_a_run_interrupted_between_saves_resumes_as_the_run_never_interrupted(
+    monkeypatch, tmp_path
+):
+    import optix_core.loop as loop_module
+
+    monkeypatch.setattr(loop_module, "LATEST_SECONDS", 1e9)  # only evaluated windows are saved
+    options = {
+        "evaluator": SkillEvaluator(),
+        "windows_per_evaluation": 4,
+        "max_interval_episodes": 1,
+        "max_episodes": 20,
+        **EXACT,
+    }
+
+    def curve(t):
+        return 10.0 * math.sin(t / 3.0) + t / 2.0
+
+    def interrupted(t):
+        if t == 6:
+            raise KeyboardInterrupt  # in window 7: windows 5 and 6 were not saved
+        return curve(t)
+
+    straight = Recorder()
+    whole = RLOptimizer(
+        ScriptedAgent(curve, save_clock=True), pipeline(), callbacks=[straight], **options
+    )
+    whole_report = whole.run()
+    RLOptimizer(
+        ScriptedAgent(interrupted, save_clock=True), pipeline(), checkpoint_dir=tmp_path, **options
+    ).run()
+
+    resumed = Recorder()
+    agent = ScriptedAgent(curve, save_clock=True)
+    second = RLOptimizer(
+        agent, pipeline(), checkpoint_dir=tmp_path, resume=True, callbacks=[resumed], **options
+    )
+    second.setup()
+    assert second.episode == 4 and agent.t == 4
+    report = second.run()
+    assert [e[0] for e in resumed.of("on_episode_end")] == [8, 12, 16, 20]
+    assert resumed.scores() == straight.scores()[1:]
+    assert report.env_steps == whole_report.env_steps
+    assert (report.best_episode, report.best_score) == (
+        whole_report.best_episode,
+        whole_report.best_score,
+    )
+    assert agent.skill == whole.agent.skill
+
+
 def test_old_snapshots_without_resume_raise_file_exists(tmp_path):
     _, first = resumable(tmp_path, 3)
     first.run()

@@ -3,10 +3,11 @@
 A new run checks everything it was asked for (environment, algorithm,
 hyperparameters, device) before it creates its run directory. The loop
 writes the ``latest`` snapshot after every evaluated window, and after any
-other once a second has passed since the last, so ``--resume RUN`` continues a killed run having lost at
-most the window in progress and the second before it; it
-continues the run as it was configured, so flags that would change what is
-trained are refused, and only the budget and the device may change.
+other once a second has passed since the last, so ``--resume RUN``
+continues a killed run having lost at most the window in progress and the
+second before it; it continues the run as it was configured, so flags that
+would change what is trained are refused, and only the budget and the
+device may change.
 """
 
 from __future__ import annotations
