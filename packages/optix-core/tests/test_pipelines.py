@@ -409,6 +409,17 @@ class LinearPolicy(AnglePolicy):
         return np.tanh(obs @ self.weights).astype(np.float32)
 
 
+class CellPolicy(AnglePolicy):
+    """Discrete observations (FrozenLake's cell number): an action from the cell."""
+
+    @staticmethod
+    def policy(obs: np.ndarray) -> np.ndarray:
+        return (obs * 3 + 1) % 4
+
+    def act_info(self, observation, episode_start):
+        return self.policy(np.asarray(observation)), {}
+
+
 def assert_same_windows(got: list[EpisodeData], want: list[EpisodeData]) -> None:
     assert len(got) == len(want)
     for a, b in zip(got, want, strict=True):
@@ -423,6 +434,7 @@ RESUMABLE = [
     ("CartPole-v1", AnglePolicy, 40, False),
     ("CartPole-v1", AnglePolicy, 40, True),  # environments in subprocesses
     ("LunarLanderContinuous-v3", lambda: LinearPolicy(8, 2), 60, False),
+    ("FrozenLake-v1", CellPolicy, 20, False),  # Discrete observations
 ]
 
 

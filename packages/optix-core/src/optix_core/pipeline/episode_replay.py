@@ -66,7 +66,9 @@ class ReplayableEnv(gym.Wrapper):
             observation, _ = self.reset()
         dtype = self.action_space.dtype
         for action in record["actions"]:
-            observation, *_ = self.env.step(np.asarray(action, dtype=dtype))
+            # [()] makes a Discrete action the numpy scalar the vector env steps
+            # with, not a 0-d array (FrozenLake looks it up in a dict)
+            observation, *_ = self.env.step(np.asarray(action, dtype=dtype)[()])
         return observation
 
 
@@ -120,9 +122,12 @@ class EpisodeActions:
             self.steps.append(np.asarray(step, dtype=dtype))
 
 
-def observation_digests(space: gym.Space, observations: Any) -> list[str]:
-    """One digest per environment of a batch of observations: what a replay must rebuild."""
-    return [_digest(observation) for observation in iterate(space, observations)]
+def observation_digests(batch_space: gym.Space, observations: Any) -> list[str]:
+    """One digest per environment of a batch of observations: what a replay must rebuild.
+
+    ``batch_space`` is the vector environment's ``observation_space``, the batch's
+    own: a single ``Discrete`` space cannot split a batch of its integers."""
+    return [_digest(observation) for observation in iterate(batch_space, observations)]
 
 
 def _digest(observation: Any) -> str:
