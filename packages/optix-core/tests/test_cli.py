@@ -116,6 +116,51 @@ def test_a_budget_that_ends_before_the_first_update_is_said_so(
         assert said.count("\n") == 1  # once, for the first budget it concerns
 
 
+SHORT_ENVS = """
+import gymnasium as gym
+import numpy as np
+
+
+class FiveSteps(gym.Env):
+    observation_space = gym.spaces.Box(-1, 1, (4,))
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(4, dtype=np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.zeros(4, dtype=np.float32), 1.0, self.t == 5, False, {}
+
+
+gym.register("FiveSteps-v0", entry_point=FiveSteps)
+gym.register("LimitedFiveSteps-v0", entry_point=FiveSteps, max_episode_steps=100)
+"""
+
+
+@pytest.mark.parametrize(
+    ("env_id", "warned"), [("FiveSteps-v0", True), ("LimitedFiveSteps-v0", False)]
+)
+def test_an_environment_without_a_time_limit_is_said_so_with_how_to_give_it_one(
+    env_id, warned, tmp_path
+):
+    """Evaluation waits for episodes to end; where gymnasium registers no limit,
+    the user learns before training how long it may wait, and what to do."""
+    (tmp_path / "short_envs.py").write_text(SHORT_ENVS)
+    result = optix(
+        "train", f"short_envs:{env_id}", "--algo", "cem", "--max-windows", "1",
+        "--run-dir", "out", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    said = f"short_envs:{env_id} sets no time limit"
+    assert (said in result.stderr) == warned
+    if warned:
+        assert "evaluation cuts one at 100,000 steps" in result.stderr
+        assert "max_episode_steps=N) and train M:LimitedFiveSteps-v0" in result.stderr
+
+
 def assert_usage_error(result: subprocess.CompletedProcess, says: str) -> None:
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()

@@ -25,6 +25,7 @@ from optix_core.registry import (
     make_agent,
     provider,
     reward_threshold,
+    sets_no_time_limit,
 )
 from optix_core.specs import AgentSpec, BackendSpec, EvaluatorSpec, load_object
 from optix_core.types import HyperparamSet
@@ -239,6 +240,28 @@ def test_reward_threshold_is_the_score_the_environment_calls_solved():
     assert reward_threshold("CartPole-v1") == 475.0
     assert reward_threshold("LunarLanderContinuous-v3") == 200.0
     assert reward_threshold("Pendulum-v1") is None  # names none
+
+
+class FramesLimited(gym.Env):
+    """An Atari-like environment: it cuts episodes itself, counting frames."""
+
+    observation_space = gym.spaces.Box(-1, 1, (4,))
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, max_num_frames_per_episode: int = 108_000) -> None:
+        self.max_frames = max_num_frames_per_episode
+
+
+def test_an_environment_registered_without_a_time_limit_is_known_as_such():
+    assert sets_no_time_limit("CliffWalking-v1")
+    assert not sets_no_time_limit("CartPole-v1")  # 500 steps
+    gym.register(
+        "FramesLimited-v0", entry_point=FramesLimited, kwargs={"max_num_frames_per_episode": 400}
+    )
+    try:
+        assert not sets_no_time_limit("FramesLimited-v0")
+    finally:
+        del gym.registry["FramesLimited-v0"]
 
 
 def test_out_of_range_hyperparams_are_refused_before_building():

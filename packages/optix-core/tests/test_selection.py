@@ -112,6 +112,32 @@ def test_evaluation_returns_are_ordered_by_the_episode_played_not_by_when_it_end
     assert result.lengths.tolist() == [4, 5, 1, 2]
 
 
+class EndlessWhenOdd(gym.Env):
+    """One point a step; an episode seeded odd never ends (no time limit), any
+    other ends after 3 steps."""
+
+    observation_space = gym.spaces.Box(-1, 1, (4,))
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.endless = seed is not None and seed % 2 == 1
+        self.t = 0
+        return np.zeros(4, dtype=np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.zeros(4, dtype=np.float32), 1.0, not self.endless and self.t == 3, False, {}
+
+
+def test_an_episode_that_never_ends_is_cut_and_counts_what_it_gathered(caplog):
+    agent = CEMAgent(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2), seed=0)
+    result = evaluate_policy(agent, EndlessWhenOdd, episodes=4, n_envs=2, max_episode_steps=50)
+    assert result.returns.tolist() == [3.0, 3.0, 50.0, 3.0]  # environment 1 seeded 1, reset
+    assert result.lengths.tolist() == [3, 3, 50, 3]
+    assert "cut 1 episode(s) at 50 steps" in caplog.text
+
+
 def test_every_candidate_plays_the_same_episodes():
     agent = CEMAgent(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2), seed=0)
     selection = EvaluationSelection("CartPole-v1", 5, n_envs=5)

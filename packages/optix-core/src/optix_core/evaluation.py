@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,14 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from optix_core.agent import BaseAgent
 from optix_core.registry import environment_family, make_env
 from optix_core.specs import load_object
+
+log = logging.getLogger("optix")
+
+# Where an evaluation episode is cut when the environment has not ended it: past
+# any time limit gymnasium registers (Atari's 108,000 frames are 27,000 steps),
+# and a policy that never ends an episode (CliffWalking's, walking into a wall;
+# it sets no limit) would otherwise hold evaluation forever.
+EPISODE_STEP_LIMIT = 100_000
 
 
 @dataclass
@@ -60,6 +69,7 @@ def evaluate_policy(
     n_envs: int = 8,
     deterministic: bool = True,
     env_kwargs: dict[str, Any] | None = None,
+    max_episode_steps: int = EPISODE_STEP_LIMIT,
 ) -> PolicyEvaluation:
     """Play ``episodes`` whole episodes, seeded from ``seed``, and return their returns.
 
@@ -75,6 +85,11 @@ def evaluate_policy(
     ended: two policies evaluated with the same arguments face the same starts at
     the same index, so their returns can be compared pairwise.
 
+    An episode the environment has not ended after ``max_episode_steps`` is cut
+    there and counts with the return it gathered (a warning says so): an
+    environment without a time limit would otherwise wait forever on a policy
+    that never ends one.
+
     A ``prefix:Name`` id whose environment family offers its own ``evaluate``
     (``EnvironmentSpec.evaluate``; optix-jax's plays gymnax episodes in one
     compiled program) is played by it when no ``env_kwargs`` are given, and
@@ -83,6 +98,8 @@ def evaluate_policy(
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if max_episode_steps < 1:
+        raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}")
     if isinstance(env_id, str) and not env_kwargs:
         result = _family_evaluation(agent, env_id, episodes, seed, deterministic)
         if result is not None:
@@ -95,6 +112,7 @@ def evaluate_policy(
     n_envs = min(n_envs, episodes)
     targets = np.full(n_envs, episodes // n_envs) + (np.arange(n_envs) < episodes % n_envs)
     envs = SyncVectorEnv([env_fn] * n_envs, autoreset_mode=AutoresetMode.SAME_STEP)
+    cuts = 0
     try:
         obs, _ = envs.reset(seed=seed)
         agent.reset_state()
@@ -111,7 +129,9 @@ def evaluate_policy(
             obs, rewards, terminated, truncated, _ = envs.step(actions)
             running += rewards
             steps += 1
-            dones = np.logical_or(terminated, truncated)
+            ended = np.logical_or(terminated, truncated)
+            cut = ~ended & (steps >= max_episode_steps)
+            dones = ended | cut
             if dones.any():
                 agent.reset_state(dones)
             for i in np.flatnonzero(dones):
@@ -121,8 +141,18 @@ def evaluate_policy(
                     done_count[i] += 1
                 running[i] = 0.0
                 steps[i] = 0
+            if cut.any():  # the vector env resets only the episodes it ended itself
+                obs, _ = envs.reset(options={"reset_mask": cut})
+                cuts += int(cut.sum())
     finally:
         envs.close()
+    if cuts:
+        log.warning(
+            "evaluation cut %d episode(s) at %s steps: the environment had not ended "
+            "them (it sets no time limit?); each counts with the return it gathered",
+            cuts,
+            f"{max_episode_steps:,}",
+        )
     return PolicyEvaluation(
         np.asarray([r for env in returns for r in env]),
         np.asarray([n for env in lengths for n in env]),

@@ -288,11 +288,29 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
 def reward_threshold(env_id: str) -> float | None:
     """The score at which the environment counts its task as solved (gymnasium's
     ``spec.reward_threshold``), or None where it names none."""
+    threshold = getattr(_env_spec(env_id), "reward_threshold", None)
+    return None if threshold is None else float(threshold)
+
+
+def sets_no_time_limit(env_id: str) -> bool:
+    """Whether gymnasium registers ``env_id`` without a time limit
+    (``max_episode_steps``), so an episode lasts until the environment ends it
+    (CliffWalking-v1). ALE's Atari environments limit their episodes themselves,
+    in frames (``max_num_frames_per_episode``)."""
+    spec = _env_spec(env_id)
+    return (
+        spec is not None
+        and spec.max_episode_steps is None
+        and "max_num_frames_per_episode" not in spec.kwargs
+    )
+
+
+def _env_spec(env_id: str) -> Any:
+    """gymnasium's ``EnvSpec`` of the environment ``env_id`` names, or None (an
+    environment family's may have none)."""
     env = make_env(env_id)
     try:
-        spec = getattr(env, "spec", None)
-        threshold = getattr(spec, "reward_threshold", None)
-        return None if threshold is None else float(threshold)
+        return getattr(env, "spec", None)
     finally:
         env.close()
 

@@ -196,7 +196,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _start(args: argparse.Namespace) -> int:
-    from optix_core.registry import reward_threshold
+    from optix_core.registry import reward_threshold, sets_no_time_limit
     from optix_core.runs import TrainConfig, new_run_dir
 
     file_hp = _hp_file(args) if args.hp_file else {}
@@ -227,6 +227,8 @@ def _start(args: argparse.Namespace) -> int:
     agent = _agent(config)  # bad hyperparameters or devices fail before anything is written
     pipeline = _pipeline(config, agent)  # so does an agent the pipeline cannot drive
     _warn_budget_without_learning(config, pipeline.window_steps)
+    if sets_no_time_limit(args.env):
+        _warn_no_time_limit(args.env)
     solved = reward_threshold(args.env)
     if solved is not None:
         config.loop["solved_score"] = solved
@@ -257,6 +259,23 @@ def _start(args: argparse.Namespace) -> int:
         flush=True,
     )
     return _train(config, agent, run_dir, pipeline, watchers)
+
+
+def _warn_no_time_limit(env_id: str) -> None:
+    """An environment without a time limit: said, not refused (its episodes may
+    well end on their own)."""
+    from optix_core.evaluation import EPISODE_STEP_LIMIT
+
+    name = env_id.rpartition(":")[2]
+    print(
+        f"optix: warning: {env_id} sets no time limit, so an episode lasts until the "
+        f"environment ends it; evaluation cuts one at {EPISODE_STEP_LIMIT:,} steps, so a "
+        "policy that never ends one makes every judgement that long. To give it a limit, "
+        f"register it in a module M with gymnasium.register('Limited{name}', ..., "
+        f"max_episode_steps=N) and train M:Limited{name}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _warn_budget_without_learning(config: Any, window_steps: int | None) -> None:

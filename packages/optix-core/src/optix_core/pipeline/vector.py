@@ -149,9 +149,7 @@ class VectorBatchPipeline(EnvPipeline):
             self.envs.set_attr("pending_replay", saved["records"])
             replayed = self.envs.call("replay_pending")
             obs = concatenate(space, replayed, create_empty_array(space, self.n_envs))
-            rebuilt = (
-                observation_digests(self.envs.observation_space, obs) == saved["observations"]
-            )
+            rebuilt = observation_digests(self.envs.observation_space, obs) == saved["observations"]
         except Exception as exc:  # an environment that refuses its own generator state
             log.warning("replaying the interrupted episodes failed: %s", exc)
             rebuilt = False
