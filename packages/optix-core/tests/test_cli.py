@@ -135,7 +135,14 @@ class FiveSteps(gym.Env):
         return np.zeros(4, dtype=np.float32), 1.0, self.t == 5, False, {}
 
 
+class LongEpisodes(FiveSteps):
+    def step(self, action):
+        self.t += 1
+        return np.zeros(4, dtype=np.float32), 1.0, self.t == 1000, False, {}
+
+
 gym.register("FiveSteps-v0", entry_point=FiveSteps)
+gym.register("LongEpisodes-v0", entry_point=LongEpisodes, max_episode_steps=1000)
 gym.register("LimitedFiveSteps-v0", entry_point=FiveSteps, max_episode_steps=100)
 """
 
@@ -159,6 +166,21 @@ def test_an_environment_without_a_time_limit_is_said_so_with_how_to_give_it_one(
     if warned:
         assert "evaluation cuts one at 100,000 steps" in result.stderr
         assert "max_episode_steps=N) and train M:LimitedFiveSteps-v0" in result.stderr
+
+
+def test_a_run_that_scored_no_window_says_why_and_eval_says_what_to_do(tmp_path):
+    (tmp_path / "short_envs.py").write_text(SHORT_ENVS)
+    env = {"PYTHONPATH": str(tmp_path)}
+    result = optix(
+        "train", "short_envs:LongEpisodes-v0", "--algo", "cem", "--max-windows", "1",
+        "--window-size", "8", "--run-dir", "out", cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Best score       : n/a: no window was scored (none ended an episode" in result.stdout
+    (run_dir,) = (tmp_path / "out").iterdir()
+    evaluated = optix("eval", str(run_dir), cwd=tmp_path, env=env)
+    assert_usage_error(evaluated, "has no best checkpoint to evaluate yet: no window of it was")
+    assert "optix train --resume continues it" in evaluated.stderr
 
 
 def assert_usage_error(result: subprocess.CompletedProcess, says: str) -> None:

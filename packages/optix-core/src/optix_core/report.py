@@ -108,7 +108,7 @@ class LoopReport:
 
     def _best(self) -> str:
         if self.best_score is None:
-            return "n/a"
+            return "n/a: no window was scored (none ended an episode once the agent learned)"
         where = [f"window {self.best_episode}"]
         if self.selection_episodes:
             where.append(f"mean of {self.selection_episodes} deterministic episodes")

@@ -55,7 +55,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     manifest = CheckpointRegistry(run_dir / CHECKPOINTS).restore(agent, kind="best")
     if manifest is None:
-        raise UsageError(f"{run_dir} has no usable checkpoint to evaluate yet")
+        raise UsageError(
+            f"{run_dir} has no best checkpoint to evaluate yet: no window of it was scored "
+            "(none ended an episode once the agent learned); optix train --resume continues it"
+        )
     seed = REPORT_SEED if args.seed is None else args.seed
     result = evaluate_policy(agent, config.env_id, episodes=args.episodes, seed=seed)
     if args.json:
