@@ -88,8 +88,10 @@ def test_refuses_a_discrete_action_space_and_unbounded_actions() -> None:
     unbounded = gym.spaces.Box(-np.inf, np.inf, shape=(2,))
     with pytest.raises(ValueError, match="must be finite"):
         make_sac(OBS, unbounded)
-    with pytest.raises(ValueError, match="sac reads Box, Discrete or Dict observations"):
-        make_sac(gym.spaces.MultiBinary(4), ACT)
+    with pytest.raises(
+        ValueError, match="sac reads Box, Discrete, MultiDiscrete, MultiBinary or Dict observations"
+    ):
+        make_sac(gym.spaces.Tuple((gym.spaces.Discrete(2),)), ACT)
 
 
 def test_refuses_networks_whose_output_does_not_fit() -> None:

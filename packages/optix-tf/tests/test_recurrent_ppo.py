@@ -400,7 +400,10 @@ def test_spaces_no_distribution_or_extractor_serves_are_refused() -> None:
     box = gym.spaces.Box(-1, 1, (3,), np.float32)
     with pytest.raises(ValueError, match="Discrete, MultiDiscrete, MultiBinary or Box action"):
         make_recurrent_ppo(box, gym.spaces.Tuple((gym.spaces.Discrete(2),)), device="cpu")
-    with pytest.raises(ValueError, match="recurrent-ppo reads Box, Discrete or Dict observations"):
+    with pytest.raises(
+        ValueError,
+        match="recurrent-ppo reads Box, Discrete, MultiDiscrete, MultiBinary or Dict observations",
+    ):
         make_recurrent_ppo(gym.spaces.Tuple((box,)), gym.spaces.Discrete(2), device="cpu")
 
 

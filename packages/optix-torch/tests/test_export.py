@@ -39,6 +39,7 @@ ENVS = [
     "Pendulum-v1",  # → Box, squashed Gaussian
     "optix-tests/MultiDiscreteMatch-v0",  # → MultiDiscrete
     "optix-tests/DictGoal-v0",  # Dict of a Discrete index and a Box
+    "optix-tests/IndexMatch-v0",  # MultiDiscrete indices, one-hot in the network
     "optix-tests/Catch-v0",  # uint8 image
 ]
 

@@ -1,6 +1,7 @@
 """The policy layer: every observation and action space through PPO and A2C,
 default networks chosen from the spaces, users' extractors, and learning on
-pixels, MultiDiscrete actions and Dict observations."""
+pixels, MultiDiscrete actions, and Dict, MultiDiscrete and MultiBinary
+observations."""
 
 from __future__ import annotations
 
@@ -62,8 +63,18 @@ def test_the_default_extractor_follows_the_observation_space() -> None:
     )
     assert isinstance(combined, CombinedExtractor)
     assert isinstance(combined.extractors["image"], NatureCNN)
-    with pytest.raises(ValueError, match="reads Box, Discrete or Dict observations"):
+    with pytest.raises(ValueError, match="reads Box, Discrete, MultiDiscrete, MultiBinary or Dict"):
         default_extractor(gym.spaces.Tuple((gym.spaces.Discrete(2),)))
+
+
+def test_discrete_and_multidiscrete_observations_are_one_hot_from_their_first_value() -> None:
+    multi = gym.spaces.MultiDiscrete([3, 2], start=[1, -1])
+    assert isinstance(default_extractor(multi), OneHotExtractor)
+    assert isinstance(default_extractor(gym.spaces.MultiBinary(4)), FlattenExtractor)
+    hot = default_extractor(multi)(torch.tensor([[2, 0], [1, -1]]))
+    torch.testing.assert_close(hot, torch.tensor([[0.0, 1, 0, 0, 1], [1, 0, 0, 1, 0]]))
+    single = default_extractor(gym.spaces.Discrete(3, start=-1))(torch.tensor([1, -1]))
+    torch.testing.assert_close(single, torch.tensor([[0.0, 0, 1], [1, 0, 0]]))
 
 
 def test_images_are_scaled_inside_the_network_and_travel_as_uint8() -> None:
@@ -183,6 +194,13 @@ def test_ppo_with_the_default_cnn_learns_catch_from_pixels() -> None:
 def test_ppo_learns_multidiscrete_actions() -> None:
     agent = train_ppo("optix-tests/MultiDiscreteMatch-v0", 20_480, {"learning_rate": 1e-3})
     assert fresh_score(agent, "optix-tests/MultiDiscreteMatch-v0") >= 7.5  # random: 2.7
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env_id", ["optix-tests/IndexMatch-v0", "optix-tests/BitCopy-v0"])
+def test_ppo_learns_from_multidiscrete_and_multibinary_observations(env_id: str) -> None:
+    agent = train_ppo(env_id, 20_480, {"learning_rate": 1e-3})
+    assert fresh_score(agent, env_id) >= 7.5  # random: 2.7 and 4
 
 
 @pytest.mark.slow

@@ -141,7 +141,9 @@ def test_factory_rejects_spaces_it_cannot_serve() -> None:
         ValueError, match=r"ppo acts on Discrete, MultiDiscrete, MultiBinary or Box"
     ):
         make_ppo(OBS, pair)
-    with pytest.raises(ValueError, match="reads Box, Discrete or Dict observations"):
+    with pytest.raises(
+        ValueError, match="reads Box, Discrete, MultiDiscrete, MultiBinary or Dict observations"
+    ):
         make_ppo(pair, ACT)
     with pytest.raises(ValueError, match="unbounded"):
         make_ppo(OBS, gym.spaces.Box(-np.inf, np.inf, (2,)))

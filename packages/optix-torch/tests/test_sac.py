@@ -403,8 +403,10 @@ def test_dict_observations_reach_the_networks_as_a_dict_of_tensors() -> None:
 
 
 def test_refuses_observation_spaces_no_default_network_reads() -> None:
-    with pytest.raises(ValueError, match="sac reads Box, Discrete or Dict observations"):
-        make_sac(gym.spaces.MultiBinary(4), ACT)
+    with pytest.raises(
+        ValueError, match="sac reads Box, Discrete, MultiDiscrete, MultiBinary or Dict observations"
+    ):
+        make_sac(gym.spaces.Tuple((gym.spaces.Discrete(2),)), ACT)
 
 
 # ---- the user's networks ---------------------------------------------------------

@@ -4,10 +4,11 @@ Windows hold observations as ``[T, N, ...]`` arrays (or dicts of them);
 these helpers apply one operation to a plain array and a dict alike, and
 every backend turns the result into its own tensors. Observations keep
 their own dtype where that saves bytes: uint8 images stay uint8 (the
-network scales them), Discrete indices stay integers (the network one-hots
-them); floating observations become float32. Replay buffers store a Dict
-observation as one numpy record (``packed_window``, ``unpacked``), so it is
-stored once like any other.
+network scales them), Discrete and MultiDiscrete indices and MultiBinary
+bits stay integers (the network one-hots the indices); floating
+observations become float32. Replay buffers store a Dict observation as one
+numpy record (``packed_window``, ``unpacked``), so it is stored once like
+any other.
 """
 
 from __future__ import annotations
@@ -72,6 +73,20 @@ def seeded_copy(space: gym.Space) -> gym.Space:
     return space
 
 
+# What every backend's default network reads (Dict: of these): Box as it is
+# (pixels through a CNN), Discrete and MultiDiscrete one-hot, MultiBinary as floats.
+READABLE = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
+
+
+def one_hot_layout(space: gym.Space) -> tuple[np.ndarray, np.ndarray]:
+    """For a Discrete or MultiDiscrete space: each component's number of values and
+    its first value, flattened. One-hot features concatenate the components'
+    one-hots, as Stable-Baselines3's ``preprocess_obs`` does."""
+    if isinstance(space, gym.spaces.Discrete):
+        return np.array([int(space.n)]), np.array([int(space.start)])
+    return np.asarray(space.nvec).reshape(-1), np.asarray(space.start).reshape(-1)
+
+
 def check_observation_space(space: gym.Space, owner: str) -> None:
     """Refuse observation spaces no default network reads, before any work starts."""
     if isinstance(space, gym.spaces.Dict):
@@ -80,10 +95,11 @@ def check_observation_space(space: gym.Space, owner: str) -> None:
                 raise ValueError(f"{owner}: nested Dict observations are not supported ({key!r})")
             check_observation_space(sub, owner)
         return
-    if not isinstance(space, gym.spaces.Box | gym.spaces.Discrete):
+    if not isinstance(space, READABLE):
         raise ValueError(
-            f"{owner} reads Box, Discrete or Dict observations, got {space}; wrap the "
-            "environment to one of those, or build the agent with your own network"
+            f"{owner} reads Box, Discrete, MultiDiscrete, MultiBinary or Dict observations, "
+            f"got {space}; wrap the environment to one of those, or build the agent with "
+            "your own network"
         )
 
 

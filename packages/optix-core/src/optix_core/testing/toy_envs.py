@@ -16,6 +16,9 @@ observation, and scores far above random only then:
   reward the fraction copied, 8 steps. Random: 4.
 - ``optix-tests/DictGoal-v0``: a Dict observation (a Discrete goal, a Box of
   noise); reward 1 for the action equal to the goal, 8 steps. Random: 8/3.
+- ``optix-tests/IndexMatch-v0`` and ``optix-tests/BitCopy-v0``: the two
+  matching tasks above with the targets observed as they are named, a
+  MultiDiscrete and a MultiBinary observation.
 
 ``SPACE_ENVS`` lists them with FrozenLake-v1 (Discrete observations) and
 Pendulum-v1 (Box actions). For continuous actions, ``POINTER_ENVS``
@@ -81,29 +84,37 @@ class _Matching(gym.Env):
 
 
 class MultiDiscreteMatch(_Matching):
-    def __init__(self, targets: int = 2, choices: int = 3) -> None:
-        self.targets, self.choices = targets, choices
-        self.observation_space = gym.spaces.Box(0, 1, (targets * choices,), np.float32)
+    def __init__(self, targets: int = 2, choices: int = 3, indices: bool = False) -> None:
+        self.targets, self.choices, self.indices = targets, choices, indices
+        self.observation_space = (
+            gym.spaces.MultiDiscrete([choices] * targets)
+            if indices
+            else gym.spaces.Box(0, 1, (targets * choices,), np.float32)
+        )
         self.action_space = gym.spaces.MultiDiscrete([choices] * targets)
 
     def _draw(self) -> np.ndarray:
         return self.np_random.integers(self.choices, size=self.targets)
 
     def _observation(self) -> np.ndarray:
+        if self.indices:
+            return self.target.copy()
         return np.eye(self.choices, dtype=np.float32)[self.target].reshape(-1)
 
 
 class BitMatch(_Matching):
-    def __init__(self, bits: int = 4) -> None:
-        self.bits = bits
-        self.observation_space = gym.spaces.Box(0, 1, (bits,), np.float32)
+    def __init__(self, bits: int = 4, binary: bool = False) -> None:
+        self.bits, self.binary = bits, binary
+        self.observation_space = (
+            gym.spaces.MultiBinary(bits) if binary else gym.spaces.Box(0, 1, (bits,), np.float32)
+        )
         self.action_space = gym.spaces.MultiBinary(bits)
 
     def _draw(self) -> np.ndarray:
         return self.np_random.integers(2, size=self.bits)
 
     def _observation(self) -> np.ndarray:
-        return self.target.astype(np.float32)
+        return self.target.astype(np.int8 if self.binary else np.float32)
 
 
 class DictGoal(_Matching):
@@ -131,13 +142,15 @@ ENVS = {
     "optix-tests/MultiDiscreteMatch-v0": (MultiDiscreteMatch, {}),
     "optix-tests/BitMatch-v0": (BitMatch, {}),
     "optix-tests/DictGoal-v0": (DictGoal, {}),
+    "optix-tests/IndexMatch-v0": (MultiDiscreteMatch, {"indices": True}),
+    "optix-tests/BitCopy-v0": (BitMatch, {"binary": True}),
 }
 for env_id, (cls, kwargs) in ENVS.items():
     if env_id not in gym.registry:
         gym.register(env_id, entry_point=cls, kwargs=kwargs)
 
 # Every observation space the policy layer reads (uint8 images small and
-# large, Dict, Discrete, flat Box) and every action space it acts in
+# large, Dict, Discrete, MultiDiscrete, MultiBinary, flat Box) and every action space it acts in
 # (Discrete, MultiDiscrete, MultiBinary, Box): a conformance class with
 # ``env_ids = SPACE_ENVS`` checks an on-policy agent's whole contract on each.
 SPACE_ENVS = (
@@ -146,6 +159,8 @@ SPACE_ENVS = (
     "optix-tests/MultiDiscreteMatch-v0",
     "optix-tests/BitMatch-v0",
     "optix-tests/DictGoal-v0",
+    "optix-tests/IndexMatch-v0",
+    "optix-tests/BitCopy-v0",
     "FrozenLake-v1",
     "Pendulum-v1",
 )

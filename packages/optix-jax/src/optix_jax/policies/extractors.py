@@ -7,7 +7,7 @@ The default is chosen from the observation space, as in optix-torch and optix-tf
   ``NatureCNN`` (Mnih et al. 2015) from 36 pixels a side up, ``SmallCNN``
   (Young & Tian 2019, MinAtar's network) below; both scale pixels to [0, 1]
   inside the network, so images travel and are stored in their own dtype;
-- Discrete: ``OneHotExtractor``;
+- Discrete and MultiDiscrete: ``OneHotExtractor``; MultiBinary: ``FlattenExtractor``;
 - Dict: ``CombinedExtractor``, each key's default extractor, concatenated.
 
 Any ``nnx.Module`` that maps a batch of observations (as
@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from optix_core.policies.observations import one_hot_layout
 from optix_jax.policies.observations import check_observation_space, probe, probe_batch
 
 NATURE_CNN_MIN_SIDE = 36  # NatureCNN's three convolutions need 36 pixels a side
@@ -116,13 +117,18 @@ class FlattenExtractor(nnx.Module):
 
 
 class OneHotExtractor(nnx.Module):
-    """Discrete indices ``[B]`` → one-hot ``[B, n]``."""
+    """Discrete indices ``[B]`` → one-hot ``[B, n]``; MultiDiscrete ``[B, ...]`` →
+    each component's one-hot, concatenated ``[B, sum(nvec)]``."""
 
-    def __init__(self, space: gym.spaces.Discrete) -> None:
-        self.n, self.start = int(space.n), int(space.start)
+    def __init__(self, space: gym.spaces.Discrete | gym.spaces.MultiDiscrete) -> None:
+        nvec, start = one_hot_layout(space)
+        self.width = int(nvec.sum())
+        # where each component's one-hot begins, less its first value (static)
+        self.offsets = tuple(int(o) for o in np.concatenate([[0], np.cumsum(nvec)[:-1]]) - start)
 
     def __call__(self, obs: jax.Array) -> jax.Array:
-        return jax.nn.one_hot(obs.reshape(-1) - self.start, self.n, dtype=jnp.float32)
+        index = obs.reshape(obs.shape[0], -1) + jnp.asarray(self.offsets)
+        return jax.nn.one_hot(index, self.width, dtype=jnp.float32).sum(axis=1)
 
 
 class ImageCNN(nnx.Module):
@@ -206,7 +212,7 @@ def default_extractor(space: gym.Space, rngs: nnx.Rngs) -> nnx.Module:
     check_observation_space(space, "the default network")
     if isinstance(space, gym.spaces.Dict):
         return CombinedExtractor(space, rngs)
-    if isinstance(space, gym.spaces.Discrete):
+    if isinstance(space, gym.spaces.Discrete | gym.spaces.MultiDiscrete):
         return OneHotExtractor(space)
     if is_image_space(space):
         side = min(space.shape[:2] if channels_last(tuple(space.shape)) else space.shape[1:])

@@ -7,7 +7,7 @@ The default is chosen from the observation space, as in optix-torch:
   ``NatureCNN`` (Mnih et al. 2015) from 36 pixels a side up, ``SmallCNN``
   (Young & Tian 2019, MinAtar's network) below; both scale pixels to [0, 1]
   inside the network, so images travel and are stored in their own dtype;
-- Discrete: ``OneHotExtractor``;
+- Discrete and MultiDiscrete: ``OneHotExtractor``; MultiBinary: ``FlattenExtractor``;
 - Dict: ``CombinedExtractor``, each key's default extractor, concatenated.
 
 Any Keras layer or model that maps a batch of observations (as
@@ -23,6 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from optix_core.policies.observations import one_hot_layout
 from optix_tf.policies.observations import check_observation_space, probe_batch
 
 NATURE_CNN_MIN_SIDE = 36  # NatureCNN's three convolutions need 36 pixels a side
@@ -55,15 +56,19 @@ class FlattenExtractor(keras.layers.Layer):
 
 
 class OneHotExtractor(keras.layers.Layer):
-    """Discrete indices ``[B]`` → one-hot ``[B, n]``."""
+    """Discrete indices ``[B]`` → one-hot ``[B, n]``; MultiDiscrete ``[B, ...]`` →
+    each component's one-hot, concatenated ``[B, sum(nvec)]``."""
 
-    def __init__(self, space: gym.spaces.Discrete, **kwargs) -> None:
+    def __init__(self, space: gym.spaces.Discrete | gym.spaces.MultiDiscrete, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.n, self.start = int(space.n), int(space.start)
+        nvec, start = one_hot_layout(space)
+        self.width = int(nvec.sum())
+        # where each component's one-hot begins, less its first value
+        self.offsets = tf.constant(np.concatenate([[0], np.cumsum(nvec)[:-1]]) - start, tf.int32)
 
     def call(self, obs: tf.Tensor) -> tf.Tensor:
-        index = tf.cast(tf.reshape(obs, [-1]), tf.int32) - self.start
-        return tf.one_hot(index, self.n, dtype=tf.float32)
+        index = tf.cast(tf.reshape(obs, [tf.shape(obs)[0], -1]), tf.int32) + self.offsets
+        return tf.reduce_sum(tf.one_hot(index, self.width, dtype=tf.float32), axis=1)
 
 
 class ImageCNN(keras.layers.Layer):
@@ -155,7 +160,7 @@ def default_extractor(space: gym.Space, seeds: np.random.Generator) -> keras.lay
     check_observation_space(space, "the default network")
     if isinstance(space, gym.spaces.Dict):
         return CombinedExtractor(space, seeds)
-    if isinstance(space, gym.spaces.Discrete):
+    if isinstance(space, gym.spaces.Discrete | gym.spaces.MultiDiscrete):
         return OneHotExtractor(space)
     if is_image_space(space):
         side = min(space.shape[:2] if channels_last(tuple(space.shape)) else space.shape[1:])

@@ -8,7 +8,7 @@ The default is chosen from the observation space (``default_extractor``):
   (Young & Tian 2019, MinAtar's network) below; both scale pixels to [0, 1]
   inside the network (by the Box's high), so images travel and are stored
   in their own dtype;
-- Discrete: ``OneHotExtractor``;
+- Discrete and MultiDiscrete: ``OneHotExtractor``; MultiBinary: ``FlattenExtractor``;
 - Dict: ``CombinedExtractor``, each key's default extractor, concatenated.
 
 Any ``nn.Module`` that maps a batch of observations (as ``observations.to_tensor``
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from optix_core.policies.observations import one_hot_layout
 from optix_torch.policies.observations import check_observation_space, probe_batch
 
 NATURE_CNN_MIN_SIDE = 36  # NatureCNN's three convolutions need 36 pixels a side
@@ -53,15 +54,21 @@ class FlattenExtractor(nn.Module):
 
 
 class OneHotExtractor(nn.Module):
-    """Discrete indices ``[B]`` → one-hot ``[B, n]``."""
+    """Discrete indices ``[B]`` → one-hot ``[B, n]``; MultiDiscrete ``[B, ...]`` →
+    each component's one-hot, concatenated ``[B, sum(nvec)]``."""
 
-    def __init__(self, space: gym.spaces.Discrete) -> None:
+    def __init__(self, space: gym.spaces.Discrete | gym.spaces.MultiDiscrete) -> None:
         super().__init__()
-        self.n, self.start = int(space.n), int(space.start)
+        nvec, start = one_hot_layout(space)
+        self.width = int(nvec.sum())
+        # where each component's one-hot begins, less its first value
+        offsets = np.concatenate([[0], np.cumsum(nvec)[:-1]]) - start
+        self.register_buffer("offsets", torch.as_tensor(offsets, dtype=torch.long), False)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        index = obs.reshape(obs.shape[0]).long() - self.start
-        return nn.functional.one_hot(index, self.n).float()
+        index = obs.reshape(obs.shape[0], -1).long() + self.offsets
+        hot = torch.zeros(obs.shape[0], self.width, device=obs.device)
+        return hot.scatter_(1, index, 1.0)
 
 
 class ImageCNN(nn.Module):
@@ -133,7 +140,7 @@ def default_extractor(space: gym.Space) -> nn.Module:
     check_observation_space(space, "the default network")
     if isinstance(space, gym.spaces.Dict):
         return CombinedExtractor(space)
-    if isinstance(space, gym.spaces.Discrete):
+    if isinstance(space, gym.spaces.Discrete | gym.spaces.MultiDiscrete):
         return OneHotExtractor(space)
     if is_image_space(space):
         side = min(space.shape[:2] if channels_last(tuple(space.shape)) else space.shape[1:])
