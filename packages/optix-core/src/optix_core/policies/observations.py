@@ -98,8 +98,9 @@ def check_observation_space(space: gym.Space, owner: str) -> None:
     if not isinstance(space, READABLE):
         raise ValueError(
             f"{owner} reads Box, Discrete, MultiDiscrete, MultiBinary or Dict observations, "
-            f"got {space}; wrap the environment to one of those, or build the agent with "
-            "your own network"
+            f"got {space}; wrap the environment to one of those (gymnasium.wrappers."
+            "FlattenObservation makes a Box of a Tuple, one-hot for its Discrete parts), "
+            "or build the agent with your own network"
         )
 
 
