@@ -150,9 +150,10 @@ for env_id, (cls, kwargs) in ENVS.items():
         gym.register(env_id, entry_point=cls, kwargs=kwargs)
 
 # Every observation space the policy layer reads (uint8 images small and
-# large, Dict, Discrete, MultiDiscrete, MultiBinary, flat Box) and every action space it acts in
-# (Discrete, MultiDiscrete, MultiBinary, Box): a conformance class with
-# ``env_ids = SPACE_ENVS`` checks an on-policy agent's whole contract on each.
+# large, Dict, Discrete, MultiDiscrete, MultiBinary, flat Box) and every
+# action space it acts in (Discrete, MultiDiscrete, MultiBinary, Box): a
+# conformance class with ``env_ids = SPACE_ENVS`` checks an on-policy agent's
+# whole contract on each.
 SPACE_ENVS = (
     "optix-tests/Catch-v0",
     "optix-tests/CatchLarge-v0",
