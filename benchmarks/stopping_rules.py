@@ -353,9 +353,9 @@ def loop_hints(name: str) -> dict[str, Any]:
 
 def solved_score(name: str) -> float | None:
     """The curve's environment's ``reward_threshold``, as ``optix train`` reads it."""
-    from optix_core.registry import reward_threshold
+    from optix_core.registry import env_spec, reward_threshold
 
-    return reward_threshold(name.split()[0])
+    return reward_threshold(env_spec(name.split()[0]))
 
 
 def add_record_command(sub: Any, seeds: list[int]) -> None:

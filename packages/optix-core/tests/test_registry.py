@@ -20,6 +20,7 @@ from optix_core.registry import (
     agents,
     backends,
     default_algorithm,
+    env_spec,
     evaluators,
     find_agent,
     make_agent,
@@ -237,9 +238,10 @@ def test_unknown_environment():
 
 
 def test_reward_threshold_is_the_score_the_environment_calls_solved():
-    assert reward_threshold("CartPole-v1") == 475.0
-    assert reward_threshold("LunarLanderContinuous-v3") == 200.0
-    assert reward_threshold("Pendulum-v1") is None  # names none
+    assert reward_threshold(env_spec("CartPole-v1")) == 475.0
+    assert reward_threshold(env_spec("LunarLanderContinuous-v3")) == 200.0
+    assert reward_threshold(env_spec("Pendulum-v1")) is None  # names none
+    assert reward_threshold(None) is None  # an environment without a spec
 
 
 class FramesLimited(gym.Env):
@@ -253,13 +255,14 @@ class FramesLimited(gym.Env):
 
 
 def test_an_environment_registered_without_a_time_limit_is_known_as_such():
-    assert sets_no_time_limit("CliffWalking-v1")
-    assert not sets_no_time_limit("CartPole-v1")  # 500 steps
+    assert sets_no_time_limit(env_spec("CliffWalking-v1"))
+    assert not sets_no_time_limit(env_spec("CartPole-v1"))  # 500 steps
+    assert not sets_no_time_limit(None)  # nothing known of it
     gym.register(
         "FramesLimited-v0", entry_point=FramesLimited, kwargs={"max_num_frames_per_episode": 400}
     )
     try:
-        assert not sets_no_time_limit("FramesLimited-v0")
+        assert not sets_no_time_limit(env_spec("FramesLimited-v0"))
     finally:
         del gym.registry["FramesLimited-v0"]
 

@@ -17,6 +17,7 @@ from optix_core.specs import (
 
 if TYPE_CHECKING:
     import gymnasium as gym
+    from gymnasium.envs.registration import EnvSpec
 
     from optix_core.agent import BaseAgent
     from optix_core.types import HyperparamSet
@@ -285,34 +286,34 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
         ) from None
 
 
-def reward_threshold(env_id: str) -> float | None:
-    """The score at which the environment counts its task as solved (gymnasium's
-    ``spec.reward_threshold``), or None where it names none."""
-    threshold = getattr(_env_spec(env_id), "reward_threshold", None)
-    return None if threshold is None else float(threshold)
-
-
-def sets_no_time_limit(env_id: str) -> bool:
-    """Whether gymnasium registers ``env_id`` without a time limit
-    (``max_episode_steps``), so an episode lasts until the environment ends it
-    (CliffWalking-v1). ALE's Atari environments limit their episodes themselves,
-    in frames (``max_num_frames_per_episode``)."""
-    spec = _env_spec(env_id)
-    return (
-        spec is not None
-        and spec.max_episode_steps is None
-        and "max_num_frames_per_episode" not in spec.kwargs
-    )
-
-
-def _env_spec(env_id: str) -> Any:
-    """gymnasium's ``EnvSpec`` of the environment ``env_id`` names, or None (an
-    environment family's may have none)."""
+def env_spec(env_id: str) -> EnvSpec | None:
+    """gymnasium's ``EnvSpec`` of the environment ``env_id`` names, read from the
+    environment itself (so ``module:Name`` ids and families resolve as in
+    training), or None where it has none (an environment family's may not)."""
     env = make_env(env_id)
     try:
         return getattr(env, "spec", None)
     finally:
         env.close()
+
+
+def reward_threshold(spec: EnvSpec | None) -> float | None:
+    """The score at which the environment counts its task as solved (gymnasium's
+    ``spec.reward_threshold``), or None where it names none."""
+    threshold = getattr(spec, "reward_threshold", None)
+    return None if threshold is None else float(threshold)
+
+
+def sets_no_time_limit(spec: EnvSpec | None) -> bool:
+    """Whether gymnasium registers the environment without a time limit
+    (``max_episode_steps``), so an episode lasts until the environment ends it
+    (CliffWalking-v1). ALE's Atari environments limit their episodes themselves,
+    in frames (``max_num_frames_per_episode``)."""
+    return (
+        spec is not None
+        and spec.max_episode_steps is None
+        and "max_num_frames_per_episode" not in spec.kwargs
+    )
 
 
 def _make_family_env(family: EnvironmentSpec, env_id: str, kwargs: dict[str, Any]) -> gym.Env:

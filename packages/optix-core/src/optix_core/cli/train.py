@@ -196,7 +196,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _start(args: argparse.Namespace) -> int:
-    from optix_core.registry import reward_threshold, sets_no_time_limit
+    from optix_core.registry import env_spec, reward_threshold, sets_no_time_limit
     from optix_core.runs import TrainConfig, new_run_dir
 
     file_hp = _hp_file(args) if args.hp_file else {}
@@ -227,9 +227,10 @@ def _start(args: argparse.Namespace) -> int:
     agent = _agent(config)  # bad hyperparameters or devices fail before anything is written
     pipeline = _pipeline(config, agent)  # so does an agent the pipeline cannot drive
     _warn_budget_without_learning(config, pipeline.window_steps)
-    if sets_no_time_limit(args.env):
+    task = env_spec(args.env)
+    if sets_no_time_limit(task):
         _warn_no_time_limit(args.env)
-    solved = reward_threshold(args.env)
+    solved = reward_threshold(task)
     if solved is not None:
         config.loop["solved_score"] = solved
     if args.tune:  # what the agent says is safe to move while it trains
