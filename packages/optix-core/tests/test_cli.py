@@ -52,6 +52,11 @@ def optix(
         (["train", "CartPole-v1", "--window-size", "0"], "--window-size must be >= 1"),
         (["train", "CartPole-v1", "--selection-share", "0"], "--selection-share must be > 0"),
         (["train", "CartPole-v1", "--no-early-stop"], "--no-early-stop needs --max-steps"),
+        (["train", "CartPole-v1", "--env-kwarg", "gravity"], "--env-kwarg takes KEY=VALUE"),
+        (
+            ["train", "CartPole-v1", "--env-kwarg", "gravity=3"],
+            "CartPole-v1 does not take the arguments {'gravity': 3}",
+        ),
         (["train", "--resume", "no/such/run"], "run directory no/such/run does not exist"),
         (["eval", "no/such/run"], "run directory no/such/run does not exist"),
         (["train"], "train needs an environment id"),
@@ -165,7 +170,31 @@ def test_an_environment_without_a_time_limit_is_said_so_with_how_to_give_it_one(
     assert (said in result.stderr) == warned
     if warned:
         assert "evaluation cuts one at 100,000 steps" in result.stderr
-        assert "max_episode_steps=N) and train M:LimitedFiveSteps-v0" in result.stderr
+        assert "Give it a limit with --env-kwarg max_episode_steps=N" in result.stderr
+
+
+def test_env_kwargs_build_every_environment_the_run_trains_judges_and_evaluates_on(tmp_path):
+    """FiveSteps pays 1 a step for 5 steps; limited to 3, every score is 3: the
+    training episodes', the judged candidates' and optix eval's."""
+    (tmp_path / "short_envs.py").write_text(SHORT_ENVS)
+    env = {"PYTHONPATH": str(tmp_path)}
+    result = optix(
+        "train", "short_envs:FiveSteps-v0", "--algo", "cem", "--max-windows", "2",
+        "--env-kwarg", "max_episode_steps=3", "--run-dir", "out", cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "sets no time limit" not in result.stderr  # it has one now
+    (run_dir,) = (tmp_path / "out").iterdir()
+    assert json.loads((run_dir / "config.json").read_text())["env_kwargs"] == {
+        "max_episode_steps": 3
+    }
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert {m["raw"] for m in metrics} == {3.0}  # the training episodes'
+    assert {m["selection"] for m in metrics} == {3.0}  # the judged candidates'
+    assert json.loads((run_dir / "report.json").read_text())["best_score"] == 3.0
+    evaluated = optix("eval", str(run_dir), "--json", "--episodes", "4", cwd=tmp_path, env=env)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["mean"] == 3.0
 
 
 def test_a_run_that_scored_no_window_says_why_and_eval_says_what_to_do(tmp_path):
@@ -233,6 +262,7 @@ def finished_run(tmp_path_factory) -> Path:
         (["--n-envs", "2"], "--n-envs"),
         (["--window-size", "64"], "--window-size"),
         (["--tune"], "--tune"),
+        (["--env-kwarg", "max_episode_steps=100"], "--env-kwarg"),
     ],
 )
 def test_resume_refuses_flags_that_would_change_the_run(extra, flag, finished_run, tmp_path):

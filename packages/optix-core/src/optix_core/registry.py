@@ -72,22 +72,41 @@ def window_pipeline(
     seed: int | None,
     pipeline: str | None = None,
     options: dict[str, Any] | None = None,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> Any:
     """The pipeline that collects training windows on ``env_id``: the algorithm's own
     where its AgentSpec names one (``pipeline``, given ``options``: optix-distributed's
     actors for impala), else the environment family's own (optix-jax's compiled
     pipeline for ``gymnax:`` ids), else gymnasium's vector environments stepped from
-    Python (``VectorBatchPipeline``)."""
+    Python (``VectorBatchPipeline``). ``env_kwargs`` go to every environment it
+    builds (``gymnasium.make``'s: ``max_episode_steps``, the environment's own)."""
+    options = dict(options or {})
+    if env_kwargs:
+        options["env_kwargs"] = dict(env_kwargs)
     if pipeline is not None:
-        return load_object(pipeline)(env_id, n_envs, window_size, seed, **(options or {}))
-    if options:
+        return _pipeline_factory(pipeline, options)(env_id, n_envs, window_size, seed, **options)
+    if set(options) - {"env_kwargs"}:
         raise RegistryError(f"pipeline options {sorted(options)} need an algorithm's own pipeline")
     family = environment_family(env_id)
     if family is None or family.pipeline is None:
         from optix_core.pipeline import VectorBatchPipeline
 
-        return VectorBatchPipeline(env_id=env_id, n_envs=n_envs, window_size=window_size, seed=seed)
-    return load_object(family.pipeline)(env_id, n_envs, window_size, seed)
+        return VectorBatchPipeline(
+            env_id=env_id, n_envs=n_envs, window_size=window_size, seed=seed, **options
+        )
+    return _pipeline_factory(family.pipeline, options)(env_id, n_envs, window_size, seed, **options)
+
+
+def _pipeline_factory(path: str, options: dict[str, Any]) -> Any:
+    """The pipeline factory at ``path``, once it is known to take ``options``: one it
+    does not take is named here, not a TypeError from inside it."""
+    factory = load_object(path)
+    try:
+        inspect.signature(factory).bind_partial(None, 1, 1, None, **options)
+    except TypeError:
+        what = "environment arguments" if "env_kwargs" in options else f"options {sorted(options)}"
+        raise RegistryError(f"the pipeline {path} does not take {what}") from None
+    return factory
 
 
 def provider(spec: Any) -> str:
@@ -212,16 +231,18 @@ def make_agent(
     device: str = "auto",
     seed: int | None = None,
     network: dict[str, Any] | None = None,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> BaseAgent:
     """Build a registered agent with its default network for ``env``'s spaces.
 
-    ``env`` is an environment id, a ``gymnasium.Env`` or a vector environment.
-    ``network`` holds keyword arguments for the factory's default network (a
-    preset's ``network``, ``AgentSpec.network``: ``{"hidden": [64, 64]}``).
+    ``env`` is an environment id (built with ``env_kwargs``), a ``gymnasium.Env``
+    or a vector environment. ``network`` holds keyword arguments for the
+    factory's default network (a preset's ``network``, ``AgentSpec.network``:
+    ``{"hidden": [64, 64]}``).
     """
     from optix_core.types import HyperparamSet
 
-    observation_space, action_space = env_spaces(env)
+    observation_space, action_space = env_spaces(env, env_kwargs)
     spec = find_agent(name, action_space_kind(action_space), backend)
     if isinstance(hyperparams, dict):
         hyperparams = HyperparamSet(params=dict(hyperparams))
@@ -243,10 +264,12 @@ def make_agent(
     )  # fmt: skip
 
 
-def env_spaces(env: Any) -> tuple[gym.Space, gym.Space]:
-    """The single-environment observation and action spaces of ``env``."""
+def env_spaces(env: Any, env_kwargs: dict[str, Any] | None = None) -> tuple[gym.Space, gym.Space]:
+    """The single-environment observation and action spaces of ``env``: an
+    environment, or an id built with ``env_kwargs`` (``continuous=True`` gives
+    LunarLander a Box of actions)."""
     if isinstance(env, str):
-        probe = make_env(env)
+        probe = make_env(env, **(env_kwargs or {}))
         try:
             return probe.observation_space, probe.action_space
         finally:
@@ -272,6 +295,10 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
         return gym.make(env_id, **kwargs)
     except gym.error.Error as exc:
         raise RegistryError(f"unknown environment {env_id!r}: {exc}") from None
+    except TypeError as exc:
+        if not kwargs:
+            raise
+        raise _arguments_refused(env_id, kwargs, exc) from None
     except ModuleNotFoundError as exc:
         # gymnasium imports the prefix of "module:Name" ids, re-raising a failure anew.
         prefix, sep, _ = env_id.partition(":")
@@ -286,11 +313,12 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
         ) from None
 
 
-def env_spec(env_id: str) -> EnvSpec | None:
-    """gymnasium's ``EnvSpec`` of the environment ``env_id`` names, read from the
-    environment itself (so ``module:Name`` ids and families resolve as in
-    training), or None where it has none (an environment family's may not)."""
-    env = make_env(env_id)
+def env_spec(env_id: str, env_kwargs: dict[str, Any] | None = None) -> EnvSpec | None:
+    """gymnasium's ``EnvSpec`` of the environment ``env_id`` names, built with
+    ``env_kwargs`` and read from the environment itself (so ``module:Name`` ids
+    and families resolve as in training), or None where it has none (an
+    environment family's may not)."""
+    env = make_env(env_id, **(env_kwargs or {}))
     try:
         return getattr(env, "spec", None)
     finally:
@@ -327,6 +355,15 @@ def _make_family_env(family: EnvironmentSpec, env_id: str, kwargs: dict[str, Any
         ) from None
     except ValueError as exc:
         raise RegistryError(f"unknown environment {env_id!r}: {exc}") from None
+    except TypeError as exc:
+        if not kwargs:
+            raise
+        raise _arguments_refused(env_id, kwargs, exc) from None
+
+
+def _arguments_refused(env_id: str, kwargs: dict[str, Any], exc: TypeError) -> RegistryError:
+    """A TypeError from building ``env_id`` with ``kwargs``, as the bad input it is."""
+    return RegistryError(f"{env_id} does not take the arguments {kwargs}: {exc}")
 
 
 def _algorithm_rank(name: str) -> int:

@@ -54,6 +54,7 @@ class TrainConfig:
     pipeline_options: dict[str, Any] = field(default_factory=dict)  # --actors, --ray
     callbacks: dict[str, str | None] = field(default_factory=dict)  # --dashboard, --callback ...
     network: dict[str, Any] = field(default_factory=dict)  # the preset's: the factory's options
+    env_kwargs: dict[str, Any] = field(default_factory=dict)  # --env-kwarg: gymnasium.make's
 
     def save(self, run_dir: Path) -> None:
         """Written atomically: a kill mid-write leaves no half a config."""

@@ -50,6 +50,8 @@ class ActorLearnerPipeline(EnvPipeline):
         address: the Ray cluster to join (``"auto"``, ``"ray://host:10001"``,
             ``"host:6379"``); None starts a local one.
         start_method: local processes' ``fork``, ``forkserver`` or ``spawn``.
+        env_kwargs: arguments for every environment built from ``env_id``
+            (``gymnasium.make``'s: ``max_episode_steps``, the environment's own).
     """
 
     def __init__(
@@ -65,6 +67,7 @@ class ActorLearnerPipeline(EnvPipeline):
         address: str | None = None,
         start_method: str | None = None,
         env_factory: Callable[[], gym.Env] | None = None,
+        env_kwargs: dict[str, Any] | None = None,
         stats_window: int = 20,
     ) -> None:
         if (env_id is None) == (env_factory is None):
@@ -82,8 +85,10 @@ class ActorLearnerPipeline(EnvPipeline):
             raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
         if address is not None and executor != "ray":
             raise ValueError("address= names a Ray cluster: give it with executor='ray'")
+        if env_kwargs and env_id is None:
+            raise ValueError("env_kwargs= are for environments built from env_id=")
         if env_id is not None:
-            env_factory = partial(make_env, env_id)
+            env_factory = partial(make_env, env_id, **(env_kwargs or {}))
         env_factory().close()  # an environment that cannot be built fails here, before any actor
         self.env_factory = env_factory
         self.n_envs, self.window_size, self.n_actors = n_envs, window_size, n_actors

@@ -34,6 +34,20 @@ def add_algorithm_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_env_kwargs_arg(parser: argparse.ArgumentParser) -> None:
+    """--env-kwarg: arguments for every environment the run builds."""
+    parser.add_argument(
+        "--env-kwarg",
+        dest="env_kwargs",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an argument for gymnasium.make, kept for every environment the run builds "
+        "(training, judging, optix eval): max_episode_steps=200 gives an environment a time "
+        "limit, continuous=true is LunarLander's; VALUE as --hp reads it",
+    )
+
+
 def add_seed_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="random seed (default: drawn and recorded)")
 
@@ -170,12 +184,18 @@ def check_at_least(flag: str, value: int | None, minimum: int) -> None:
         raise UsageError(f"{flag} must be >= {minimum}, got {value}")
 
 
-def resolve_spec(env_id: str, algo: str | None, backend: str | None) -> AgentSpec:
-    """The AgentSpec that ``--algo``/``--backend`` ask for on ``env_id``'s action space;
-    without ``--backend``, the backend of ``env_id``'s family first where it names one
-    and offers the algorithm (the agents its own pipeline drives: jax for ``gymnax:``)."""
+def resolve_spec(
+    env_id: str,
+    algo: str | None,
+    backend: str | None,
+    env_kwargs: dict[str, Any] | None = None,
+) -> AgentSpec:
+    """The AgentSpec that ``--algo``/``--backend`` ask for on ``env_id``'s action space
+    (built with ``env_kwargs``); without ``--backend``, the backend of ``env_id``'s
+    family first where it names one and offers the algorithm (the agents its own
+    pipeline drives: jax for ``gymnax:``)."""
     try:
-        kind = registry.action_space_kind(registry.env_spaces(env_id)[1])
+        kind = registry.action_space_kind(registry.env_spaces(env_id, env_kwargs)[1])
         family = registry.environment_family(env_id)
         if backend is None and family is not None and family.backend:
             try:
@@ -197,14 +217,14 @@ def _find(kind: str, algo: str | None, backend: str | None) -> AgentSpec:
 PYTHON_WORDS = {"True": True, "False": False, "None": None}
 
 
-def parse_hyperparams(pairs: list[str]) -> dict[str, Any]:
-    """``--hp KEY=VALUE`` pairs; values are JSON (or True, False, None) where
-    they parse, strings otherwise."""
+def parse_hyperparams(pairs: list[str], flag: str = "--hp") -> dict[str, Any]:
+    """``--hp KEY=VALUE`` pairs (or ``flag``'s); values are JSON (or True, False,
+    None) where they parse, strings otherwise."""
     params = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
-            raise UsageError(f"--hp takes KEY=VALUE, got {pair!r}")
+            raise UsageError(f"{flag} takes KEY=VALUE, got {pair!r}")
         try:
             params[key] = PYTHON_WORDS[raw] if raw in PYTHON_WORDS else json.loads(raw)
         except json.JSONDecodeError:
@@ -220,9 +240,11 @@ def build_agent(
     device: str,
     seed: int,
     network: dict[str, Any] | None = None,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> Any:
-    """The registered agent (``network``: its factory's options, a preset's), with bad
-    hyperparameters or devices as a UsageError."""
+    """The registered agent (``network``: its factory's options, a preset's; the
+    spaces of ``env_id`` built with ``env_kwargs``), with bad hyperparameters or
+    devices as a UsageError."""
     from optix_core.hyperparams import HyperparamError
     from optix_core.types import HyperparamSet
 
@@ -235,6 +257,7 @@ def build_agent(
             device=device,
             seed=seed,
             network=network,
+            env_kwargs=env_kwargs,
         )
     except (registry.RegistryError, HyperparamError, ValueError) as exc:
         raise UsageError(str(exc)) from None

@@ -52,6 +52,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         device,
         config.seed,
         config.network,
+        config.env_kwargs,
     )
     manifest = CheckpointRegistry(run_dir / CHECKPOINTS).restore(agent, kind="best")
     if manifest is None:
@@ -60,7 +61,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
             "(none ended an episode once the agent learned); optix train --resume continues it"
         )
     seed = REPORT_SEED if args.seed is None else args.seed
-    result = evaluate_policy(agent, config.env_id, episodes=args.episodes, seed=seed)
+    result = evaluate_policy(
+        agent, config.env_id, episodes=args.episodes, seed=seed, env_kwargs=config.env_kwargs
+    )
     if args.json:
         snapshot = {"snapshot": manifest["snapshot_id"], "window": manifest["episode_id"]}
         print(json.dumps({**snapshot, "seed": seed, **result.to_dict()}))

@@ -67,11 +67,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         EXPORT_DEVICE,
         config.seed,
         config.network,
+        config.env_kwargs,
     )
     try:
         manifest = restore_checkpoint(agent, run_dir, source)
         with usage_errors(registry.RegistryError):
-            observation_space, _ = registry.env_spaces(config.env_id)
+            observation_space, _ = registry.env_spaces(config.env_id, config.env_kwargs)
         with usage_errors(ValueError):
             written = exporter(agent, output, args.format, observation_space)
     finally:

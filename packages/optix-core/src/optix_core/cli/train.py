@@ -27,6 +27,7 @@ from optix_core.cli import callbacks
 from optix_core.cli.args import (
     add_actor_args,
     add_algorithm_args,
+    add_env_kwargs_arg,
     add_rollout_args,
     add_run_dir_arg,
     add_seed_arg,
@@ -91,6 +92,7 @@ FINAL_EVAL_EPISODES = 20
 # What a resumed run keeps from its config.json: these flags would change it.
 FIXED_ON_RESUME = {
     "env": "the environment",
+    "env_kwargs": "--env-kwarg",
     "algo": "--algo",
     "backend": "--backend",
     "seed": "--seed",
@@ -110,6 +112,7 @@ FIXED_ON_RESUME = {
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("train", help="train on an environment until converged")
     add_algorithm_args(p)
+    add_env_kwargs_arg(p)
     add_actor_args(p)
     add_seed_arg(p)
     p.add_argument(
@@ -202,7 +205,8 @@ def _start(args: argparse.Namespace) -> int:
     file_hp = _hp_file(args) if args.hp_file else {}
     if not args.env:
         raise UsageError("train needs an environment id (optix train CartPole-v1) or --resume RUN")
-    spec = resolve_spec(args.env, args.algo, args.backend)
+    env_kwargs = parse_hyperparams(args.env_kwargs, "--env-kwarg")
+    spec = resolve_spec(args.env, args.algo, args.backend, env_kwargs)
     defaults, rollout = spec.settings(args.env)
     n_envs, window_size = rollout_size(args, rollout)
     config = TrainConfig(
@@ -223,11 +227,12 @@ def _start(args: argparse.Namespace) -> int:
         pipeline_options=pipeline_options(spec, rollout, args.actors, args.ray),
         callbacks=callbacks.requested(args),
         network=spec.network(args.env),
+        env_kwargs=env_kwargs,
     )
     agent = _agent(config)  # bad hyperparameters or devices fail before anything is written
     pipeline = _pipeline(config, agent)  # so does an agent the pipeline cannot drive
     _warn_budget_without_learning(config, pipeline.window_steps)
-    task = env_spec(args.env)
+    task = env_spec(args.env, env_kwargs)
     if sets_no_time_limit(task):
         _warn_no_time_limit(args.env)
     solved = reward_threshold(task)
@@ -246,7 +251,7 @@ def _start(args: argparse.Namespace) -> int:
         shutil.rmtree(run_dir, ignore_errors=True)  # nothing was written but the directory
         raise
     config.save(run_dir)
-    settings = _settings_line(spec, args.env)
+    settings = _settings_line(spec, args.env, env_kwargs)
     if settings:
         print(settings)
     if solved is not None and config.loop["unsolved_patience"]:
@@ -267,13 +272,11 @@ def _warn_no_time_limit(env_id: str) -> None:
     well end on their own)."""
     from optix_core.evaluation import EPISODE_STEP_LIMIT
 
-    name = env_id.rpartition(":")[2]
     print(
         f"optix: warning: {env_id} sets no time limit, so an episode lasts until the "
         f"environment ends it; evaluation cuts one at {EPISODE_STEP_LIMIT:,} steps, so a "
-        "policy that never ends one makes every judgement that long. To give it a limit, "
-        f"register it in a module M with gymnasium.register('Limited{name}', ..., "
-        f"max_episode_steps=N) and train M:Limited{name}",
+        "policy that never ends one makes every judgement that long. Give it a limit with "
+        "--env-kwarg max_episode_steps=N",
         file=sys.stderr,
         flush=True,
     )
@@ -303,16 +306,29 @@ def _warn_budget_without_learning(config: Any, window_steps: int | None) -> None
             return
 
 
-def _settings_line(spec: AgentSpec, env_id: str) -> str | None:
+def _settings_line(spec: AgentSpec, env_id: str, env_kwargs: dict[str, Any]) -> str | None:
     """Whether the algorithm trains on its tuned settings for ``env_id``; where it has
     none but other algorithms of its backend do, which ones (MountainCarContinuous's
-    PPO stands still on its defaults, its SAC reaches the flag)."""
+    PPO stands still on its defaults, its SAC reaches the flag). Settings tuned on the
+    environment as registered may not suit it built with other arguments
+    (``continuous=True`` makes LunarLander another task): said."""
     if env_id in spec.presets:
-        return f"optix: {spec.name} uses its tuned settings for {env_id}"
+        line = f"optix: {spec.name} uses its tuned settings for {env_id}"
+        if env_kwargs:
+            given = ", ".join(f"{k}={v!r}" for k, v in env_kwargs.items())
+            line += f", tuned on it as registered, not with {given}"
+        return line
     from optix_core import registry
 
+    acts_alike = set(spec.action_spaces)  # LunarLander's DQN preset is no help to its SAC
     tuned = sorted(
-        {s.name for s in registry.agents() if s.backend == spec.backend and env_id in s.presets}
+        {
+            s.name
+            for s in registry.agents()
+            if s.backend == spec.backend
+            and env_id in s.presets
+            and acts_alike & set(s.action_spaces)
+        }
     )
     if not tuned:
         return None
@@ -443,6 +459,7 @@ def _agent(config: Any) -> Any:
         config.device,
         config.seed,
         config.network,
+        config.env_kwargs,
     )
 
 
@@ -450,7 +467,7 @@ def _pipeline(config: Any, agent: Any) -> Any:
     """The windows to train on (``registry.window_pipeline``), bound to ``agent`` here,
     so an agent the pipeline cannot drive is one line of bad input before the loop
     starts (and, for a new run, before its directory is made)."""
-    from optix_core.registry import registered_agent, window_pipeline
+    from optix_core.registry import RegistryError, registered_agent, window_pipeline
 
     own = registered_agent(config.algo, config.backend).pipeline
     try:
@@ -461,8 +478,9 @@ def _pipeline(config: Any, agent: Any) -> Any:
             config.seed,
             own,
             config.pipeline_options,
+            config.env_kwargs,
         )
-    except (ValueError, ModuleNotFoundError, ConnectionError) as exc:
+    except (ValueError, ModuleNotFoundError, ConnectionError, RegistryError) as exc:
         raise UsageError(str(exc)) from None
     try:
         pipeline.bind(agent)
@@ -515,7 +533,10 @@ def _train(
         pipeline,
         checkpoint_dir=run_dir / CHECKPOINTS,
         selection=EvaluationSelection(
-            config.env_id, config.selection_episodes, max_share=config.selection_share
+            config.env_id,
+            config.selection_episodes,
+            max_share=config.selection_share,
+            env_kwargs=config.env_kwargs,
         ),
         final_eval_episodes=FINAL_EVAL_EPISODES,
         optimizer=SPSAOptimizer.from_search_space(config.online_tuning, seed=config.seed),
