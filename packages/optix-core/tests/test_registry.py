@@ -20,6 +20,7 @@ from optix_core.registry import (
     agents,
     backends,
     default_algorithm,
+    env_spaces,
     env_spec,
     evaluators,
     find_agent,
@@ -27,6 +28,7 @@ from optix_core.registry import (
     provider,
     reward_threshold,
     sets_no_time_limit,
+    window_pipeline,
 )
 from optix_core.specs import AgentSpec, BackendSpec, EvaluatorSpec, load_object
 from optix_core.types import HyperparamSet
@@ -265,6 +267,37 @@ def test_an_environment_registered_without_a_time_limit_is_known_as_such():
         assert not sets_no_time_limit(env_spec("FramesLimited-v0"))
     finally:
         del gym.registry["FramesLimited-v0"]
+
+
+def test_env_kwargs_build_the_environment_the_agent_and_the_spec_read():
+    assert env_spaces("LunarLander-v3")[1] == gym.spaces.Discrete(4)
+    assert isinstance(env_spaces("LunarLander-v3", {"continuous": True})[1], gym.spaces.Box)
+    assert sets_no_time_limit(env_spec("CliffWalking-v1"))
+    assert not sets_no_time_limit(env_spec("CliffWalking-v1", {"max_episode_steps": 200}))
+    with pytest.raises(RegistryError, match="CartPole-v1 does not take the arguments"):
+        env_spaces("CartPole-v1", {"gravity": 3})
+
+
+def fixed_pipeline(env_id: str, n_envs: int, window_size: int, seed: int | None) -> str:
+    """A pipeline factory that takes no options."""
+    return env_id
+
+
+def test_a_pipeline_that_takes_no_env_kwargs_is_named_before_it_is_called():
+    path = f"{__name__}:fixed_pipeline"
+    assert window_pipeline("CartPole-v1", 1, 8, 0, path) == "CartPole-v1"
+    with pytest.raises(RegistryError, match=f"the pipeline {path} does not take environment"):
+        window_pipeline("CartPole-v1", 1, 8, 0, path, env_kwargs={"max_episode_steps": 5})
+    with pytest.raises(RegistryError, match=r"does not take options \['n_actors'\]"):
+        window_pipeline("CartPole-v1", 1, 8, 0, path, {"n_actors": 2})
+
+
+def test_window_pipeline_builds_its_environments_with_env_kwargs():
+    pipeline = window_pipeline("CartPole-v1", 2, 8, 0, env_kwargs={"max_episode_steps": 3})
+    try:
+        assert pipeline.envs.envs[0].spec.max_episode_steps == 3
+    finally:
+        pipeline.close()
 
 
 def test_out_of_range_hyperparams_are_refused_before_building():

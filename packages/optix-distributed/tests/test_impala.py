@@ -244,6 +244,20 @@ def test_actors_that_cannot_start_stop_the_learner_instead_of_restarting_forever
         pipeline.close()
 
 
+def test_actors_build_their_environments_with_env_kwargs():
+    """CartPole limited to 5 steps: every episode the actors play lasts 5 steps or fewer."""
+    pipeline = ActorLearnerPipeline(
+        "CartPole-v1", n_envs=2, window_size=16, seed=0, n_actors=1,
+        env_kwargs={"max_episode_steps": 5},
+    )  # fmt: skip
+    pipeline.bind(impala())
+    try:
+        lengths = pipeline.collect().infos["episode_lengths"]
+    finally:
+        pipeline.close()
+    assert lengths.size >= 6 and lengths.max() <= 5  # 32 steps; CartPole's first last 9 or more
+
+
 def test_bad_pipeline_arguments_are_refused_before_any_actor_starts():
     with pytest.raises(ValueError, match="n_actors must be >= 1"):
         ActorLearnerPipeline("CartPole-v1", n_actors=0)
@@ -255,6 +269,8 @@ def test_bad_pipeline_arguments_are_refused_before_any_actor_starts():
         ActorLearnerPipeline("CartPole-v1", start_method="vfork")
     with pytest.raises(LookupError, match="unknown environment"):
         ActorLearnerPipeline("CartPol-v9")
+    with pytest.raises(ValueError, match="env_kwargs= are for environments built from env_id="):
+        ActorLearnerPipeline(env_factory=BrokenCartPole, env_kwargs={"max_episode_steps": 5})
 
 
 # ---- tensor-optix's AsyncActorLearner -----------------------------------------
