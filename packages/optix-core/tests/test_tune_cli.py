@@ -162,14 +162,20 @@ def test_tune_with_two_workers_prints_every_trial_and_the_best(tmp_path):
 
 def test_then_train_trains_with_the_best_configuration(tmp_path):
     rollout = ["--n-envs", "3", "--window-size", "40"]
-    result = optix(*TUNE, *rollout, "--then-train", "--max-episodes", "15", cwd=tmp_path)
+    limit = ["--env-kwarg", "max_episode_steps=20"]  # CartPole scores at most 20
+    result = optix(*TUNE, *rollout, *limit, "--then-train", "--max-episodes", "15", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     runs = sorted((tmp_path / "out").iterdir())
     (tune_dir,) = [r for r in runs if "-tune-" in r.name]
     (train_dir,) = [r for r in runs if "-tune-" not in r.name]
-    best = json.loads((tune_dir / "tune.json").read_text())["best_params"]
+    summary = json.loads((tune_dir / "tune.json").read_text())
+    best = summary["best_params"]
     config = TrainConfig.load(train_dir)
     assert config.hyperparams.items() >= best.items()
+    # Trials trained and scored on the limited CartPole, and so does the run after them.
+    assert summary["env_kwargs"] == config.env_kwargs == {"max_episode_steps": 20}
+    assert summary["best_score"] <= 20
+    assert json.loads((train_dir / "report.json").read_text())["best_score"] <= 20
     assert config.seed == 0 and config.max_windows == 15
     # The trials stepped 3 environments 40 steps a window, and so does the run after them.
     trained = [t.user_attrs[TRAIN_STEPS] for t in journal_study(tune_dir).trials if t.params]
@@ -288,7 +294,12 @@ def test_sigterm_stops_every_worker_and_fails_their_trials(stopped_sweep):
 
 @pytest.mark.parametrize(
     ("flag", "value", "stored"),
-    [("--trial-steps", "5000", "6000"), ("--n-envs", "3", "8"), ("--window-size", "40", "500")],
+    [
+        ("--trial-steps", "5000", "6000"),
+        ("--n-envs", "3", "8"),
+        ("--window-size", "40", "500"),
+        ("--env-kwarg", "max_episode_steps=100", "none"),
+    ],
 )
 def test_resume_refuses_settings_that_would_change_the_sweep(flag, value, stored, stopped_sweep):
     cwd, run_dir, *_ = stopped_sweep

@@ -362,6 +362,8 @@ def _hp_file(args: argparse.Namespace) -> dict[str, Any]:
     args.algo = args.algo or algo
     args.backend = args.backend or data.get("backend")
     args.env = args.env or data.get("env_id")
+    tuned_on = data.get("env_kwargs") or {}  # --env-kwarg given here goes on top
+    args.env_kwargs = [*(f"{k}={json.dumps(v)}" for k, v in tuned_on.items()), *args.env_kwargs]
     for key in ("n_envs", "window_size"):
         value = data.get(key)
         if value is not None and not (isinstance(value, int) and value >= 1):

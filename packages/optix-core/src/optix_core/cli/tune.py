@@ -43,6 +43,7 @@ from typing import Any
 
 from optix_core.cli.args import (
     add_algorithm_args,
+    add_env_kwargs_arg,
     add_rollout_args,
     add_run_dir_arg,
     add_seed_arg,
@@ -75,6 +76,7 @@ MEASURED_DEFAULTS: dict[str, Any] = {
 }
 FLAGS = {
     "env": "the environment",
+    "env_kwargs": "--env-kwarg",
     "algo": "--algo",
     "backend": "--backend",
     "hp": "--hp",
@@ -99,6 +101,7 @@ def add_parser(subparsers: Any) -> None:
         "'optix tune show RUN' lists a sweep's trials",
     )
     add_algorithm_args(p)
+    add_env_kwargs_arg(p)
     add_rollout_args(p)
     p.add_argument("run", nargs="?", help="with 'show': the tune run directory")
     p.add_argument(
@@ -243,7 +246,8 @@ def _tune(args: argparse.Namespace, state: dict[str, Any]) -> int:
     resumed = _resume_settings(args) if args.resume else None
     _fill_defaults(args)
     _check_counts(args)
-    spec = resolve_spec(args.env, args.algo, args.backend)
+    env_kwargs = parse_hyperparams(args.env_kwargs, "--env-kwarg")
+    spec = resolve_spec(args.env, args.algo, args.backend, env_kwargs)
     fixed = parse_hyperparams(args.hp)
     defaults, rollout = spec.settings(args.env)  # the env's preset, where the spec has one
     agent_factory = RegisteredAgentFactory(
@@ -253,6 +257,7 @@ def _tune(args: argparse.Namespace, state: dict[str, Any]) -> int:
         args.device or "auto",
         {**defaults, **fixed},
         spec.network(args.env),
+        env_kwargs,
     )
     _check_agent(agent_factory, 0 if args.seed is None else args.seed)
     space = {k: v for k, v in spec.search_space.items() if k not in fixed}
@@ -282,12 +287,18 @@ def _tune(args: argparse.Namespace, state: dict[str, Any]) -> int:
         orchestrator = TrialOrchestrator(
             agent_factory,
             VectorPipelineFactory(
-                args.env, n_envs, window_size, spec.pipeline, pipeline_options(spec, rollout)
+                args.env,
+                n_envs,
+                window_size,
+                spec.pipeline,
+                pipeline_options(spec, rollout),
+                env_kwargs,
             ),
             space,
             n_trials=args.trials,
             trial_steps=args.trial_steps,
             eval_env_id=args.env,
+            eval_env_kwargs=env_kwargs,
             eval_episodes=args.eval_episodes,
             seeds_per_trial=args.seeds_per_trial,
             seed=args.seed,
@@ -371,6 +382,7 @@ def _tune(args: argparse.Namespace, state: dict[str, Any]) -> int:
         "fixed_params": fixed,
         "n_envs": n_envs,  # the rollout the trials measured, which --hp-file keeps
         "window_size": window_size,
+        "env_kwargs": env_kwargs,  # and the environment's arguments
     }
     _write_json(run_dir / TUNE_JSON, summary)
     if not args.then_train:
@@ -520,6 +532,7 @@ def _resume_settings(args: argparse.Namespace) -> Path:
         "algo": settings["algo"],
         "backend": settings["backend"],
         "hp": settings.get("fixed_params", {}),
+        "env_kwargs": settings.get("eval_env_kwargs") or {},
         "n_envs": settings["n_envs"],
         "window_size": settings["window_size"],
         "trial_steps": settings["trial_steps"],
@@ -533,6 +546,9 @@ def _resume_settings(args: argparse.Namespace) -> Path:
     }
     given = {dest: getattr(args, dest) for dest in FLAGS}
     given["hp"] = parse_hyperparams(args.hp) if args.hp else None
+    given["env_kwargs"] = (
+        parse_hyperparams(args.env_kwargs, "--env-kwarg") if args.env_kwargs else None
+    )
     changed = [
         f"{FLAGS[dest]} {_show(value)} (it has {_show(stored[dest])})"
         for dest, value in given.items()
@@ -546,6 +562,7 @@ def _resume_settings(args: argparse.Namespace) -> Path:
     for dest, value in stored.items():
         setattr(args, dest, value)
     args.hp = [f"{k}={json.dumps(v)}" for k, v in stored["hp"].items()]
+    args.env_kwargs = [f"{k}={json.dumps(v)}" for k, v in stored["env_kwargs"].items()]
     args.storage = location
     return run_dir
 

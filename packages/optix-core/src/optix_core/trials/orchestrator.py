@@ -75,6 +75,7 @@ class TrialOrchestrator(Sweep):
         trial_steps: int = 50_000,
         *,
         eval_env_id: str | None = None,
+        eval_env_kwargs: Mapping[str, Any] | None = None,
         eval_episodes: int = 10,
         seeds_per_trial: int = 1,
         seed: int | None = None,
@@ -91,7 +92,9 @@ class TrialOrchestrator(Sweep):
         if seed is None:
             seed = random.SystemRandom().randrange(2**31)
         env_id, env_kwargs = (
-            (eval_env_id, {}) if eval_env_id is not None else _pipeline_env(pipeline_factory)
+            (eval_env_id, dict(eval_env_kwargs or {}))
+            if eval_env_id is not None
+            else _pipeline_env(pipeline_factory)
         )
         objective = RLTrial(
             agent_factory=agent_factory,
