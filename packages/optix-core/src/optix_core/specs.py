@@ -47,7 +47,9 @@ class AgentSpec:
     ``pipeline``, optional, is the algorithm's own window pipeline (an
     actor-learner's actors), ``"module:callable"`` called as ``pipeline(env_id,
     n_envs, window_size, seed, **options)`` with the options ``optix train``'s
-    ``--actors`` and ``--ray`` give (``n_actors``, ``executor``, ``address``);
+    ``--actors`` and ``--ray`` give (``n_actors``, ``executor``, ``address``)
+    and, where ``--env-kwarg`` gives some, ``env_kwargs`` for every environment
+    it builds (a pipeline that does not take them is named when they are given);
     ``rollout`` may then hold ``n_actors``.
     """
 
@@ -180,7 +182,8 @@ class EnvironmentSpec:
     returns a ``gymnasium.Env``; it raises ``ValueError`` with a one-line reason
     for a name the family does not have. ``pipeline``, optional, builds the
     family's own window pipeline (a compiled one, say) as ``pipeline(env_id,
-    n_envs, window_size, seed)``; ``optix train`` uses it instead of stepping
+    n_envs, window_size, seed)``, with ``env_kwargs=`` where ``--env-kwarg``
+    gives some; ``optix train`` uses it instead of stepping
     the environments from Python. ``extra`` is what to install when the
     family's library is missing (``optix-jax[gymnax]``). ``backend`` is the
     backend whose agents that pipeline drives; ``optix train`` and ``optix
