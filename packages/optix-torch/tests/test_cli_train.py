@@ -26,25 +26,41 @@ def test_a_backend_alone_trains_its_preferred_algorithm(tmp_path, capsys) -> Non
 
 
 @pytest.mark.parametrize(
-    ("env_id", "algo", "said"),
+    ("env_id", "algo", "env_kwargs", "said"),
     [
-        ("Acrobot-v1", "a2c", "a2c uses its tuned settings for Acrobot-v1"),
-        ("CartPole-v1", "ppo", "ppo uses its tuned settings for CartPole-v1"),
+        ("Acrobot-v1", "a2c", [], "a2c uses its tuned settings for Acrobot-v1"),
+        ("CartPole-v1", "ppo", [], "ppo uses its tuned settings for CartPole-v1"),
         (
             "CartPole-v1",
             "rainbow",
+            [],
             "rainbow has no tuned settings for CartPole-v1 and trains on its defaults; "
             "a2c, dqn, ppo have them (--algo)",
         ),
-        ("optix-tests/Catch-v0", "ppo", None),  # no algorithm has: nothing to say
+        ("optix-tests/Catch-v0", "ppo", [], None),  # no algorithm has: nothing to say
+        (
+            "CartPole-v1",
+            "ppo",
+            ["max_episode_steps=100"],
+            "ppo uses its tuned settings for CartPole-v1, tuned on it as registered, not "
+            "with max_episode_steps=100",
+        ),
+        (  # DQN's LunarLander preset is no help to SAC on continuous LunarLander
+            "LunarLander-v3",
+            "sac",
+            ["continuous=true"],
+            "sac has no tuned settings for LunarLander-v3 and trains on its defaults; "
+            "a2c, ppo have them (--algo)",
+        ),
     ],
 )
 def test_it_says_whether_the_algorithm_has_tuned_settings_for_the_environment(
-    env_id, algo, said, tmp_path, capsys
+    env_id, algo, env_kwargs, said, tmp_path, capsys
 ) -> None:
     from optix_core.testing import toy_envs  # noqa: F401 - registers optix-tests/*
 
     argv = ["train", env_id, "--algo", algo, "--max-windows", "1", "--seed", "0"]
+    argv += [arg for pair in env_kwargs for arg in ("--env-kwarg", pair)]
     assert main([*argv, "--run-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     if said is None:
