@@ -152,6 +152,21 @@ gym.register("LimitedFiveSteps-v0", entry_point=FiveSteps, max_episode_steps=100
 """
 
 
+def train_short(
+    tmp_path: Path, env_id: str, *args: str
+) -> tuple[subprocess.CompletedProcess, dict[str, str]]:
+    """``optix train short_envs:ENV_ID --algo cem ARGS --run-dir out`` in ``tmp_path``,
+    which it ran well; the environment variables that import ``short_envs``."""
+    (tmp_path / "short_envs.py").write_text(SHORT_ENVS)
+    env = {"PYTHONPATH": str(tmp_path)}
+    result = optix(
+        "train", f"short_envs:{env_id}", "--algo", "cem", *args, "--run-dir", "out",
+        cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result, env
+
+
 @pytest.mark.parametrize(
     ("env_id", "warned"), [("FiveSteps-v0", True), ("LimitedFiveSteps-v0", False)]
 )
@@ -160,12 +175,7 @@ def test_an_environment_without_a_time_limit_is_said_so_with_how_to_give_it_one(
 ):
     """Evaluation waits for episodes to end; where gymnasium registers no limit,
     the user learns before training how long it may wait, and what to do."""
-    (tmp_path / "short_envs.py").write_text(SHORT_ENVS)
-    result = optix(
-        "train", f"short_envs:{env_id}", "--algo", "cem", "--max-windows", "1",
-        "--run-dir", "out", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)},
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    result, _ = train_short(tmp_path, env_id, "--max-windows", "1")
     said = f"short_envs:{env_id} sets no time limit"
     assert (said in result.stderr) == warned
     if warned:
@@ -176,13 +186,8 @@ def test_an_environment_without_a_time_limit_is_said_so_with_how_to_give_it_one(
 def test_env_kwargs_build_every_environment_the_run_trains_judges_and_evaluates_on(tmp_path):
     """FiveSteps pays 1 a step for 5 steps; limited to 3, every score is 3: the
     training episodes', the judged candidates' and optix eval's."""
-    (tmp_path / "short_envs.py").write_text(SHORT_ENVS)
-    env = {"PYTHONPATH": str(tmp_path)}
-    result = optix(
-        "train", "short_envs:FiveSteps-v0", "--algo", "cem", "--max-windows", "2",
-        "--env-kwarg", "max_episode_steps=3", "--run-dir", "out", cwd=tmp_path, env=env,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    limit = ("--env-kwarg", "max_episode_steps=3")
+    result, env = train_short(tmp_path, "FiveSteps-v0", "--max-windows", "2", *limit)
     assert "sets no time limit" not in result.stderr  # it has one now
     (run_dir,) = (tmp_path / "out").iterdir()
     assert json.loads((run_dir / "config.json").read_text())["env_kwargs"] == {
@@ -198,13 +203,9 @@ def test_env_kwargs_build_every_environment_the_run_trains_judges_and_evaluates_
 
 
 def test_a_run_that_scored_no_window_says_why_and_eval_says_what_to_do(tmp_path):
-    (tmp_path / "short_envs.py").write_text(SHORT_ENVS)
-    env = {"PYTHONPATH": str(tmp_path)}
-    result = optix(
-        "train", "short_envs:LongEpisodes-v0", "--algo", "cem", "--max-windows", "1",
-        "--window-size", "8", "--run-dir", "out", cwd=tmp_path, env=env,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    result, env = train_short(
+        tmp_path, "LongEpisodes-v0", "--max-windows", "1", "--window-size", "8"
+    )
     assert "Best score       : n/a: no window was scored (none ended an episode" in result.stdout
     (run_dir,) = (tmp_path / "out").iterdir()
     evaluated = optix("eval", str(run_dir), cwd=tmp_path, env=env)
