@@ -193,6 +193,26 @@ def test_runs_of_other_algorithms_are_named_with_their_backend(seed_runs, tmp_pa
         assert text.count(name) == 2, name  # its legend entry and its state strip
 
 
+def test_runs_on_the_environment_built_otherwise_are_not_seeds_of_one(
+    seed_runs, tmp_path, monkeypatch
+):
+    """Seed 2 as trained, and seed 3 as if trained with --env-kwarg: two drawings,
+    each named with its environment's arguments."""
+    import matplotlib
+
+    limited = tmp_path / "limited"
+    shutil.copytree(seed_runs[2], limited)
+    config = json.loads((limited / "config.json").read_text())
+    config["env_kwargs"] = {"max_episode_steps": 100}
+    (limited / "config.json").write_text(json.dumps(config))
+    monkeypatch.setitem(matplotlib.rcParams, "svg.fonttype", "none")
+    output = tmp_path / "both.svg"
+    assert plot(seed_runs[1], limited, "-o", output) == 0
+    text = output.read_text()
+    assert text.count("CartPole-v1 (max_episode_steps=100) cem (numpy) seed 3") == 2
+    assert text.count("CartPole-v1 cem (numpy) seed 2") == 2
+
+
 def test_rollbacks_are_marked(tuned_run, tmp_path):
     """The CLI's loop never rolls back on its own; the count the loop writes is
     raised from one evaluation on, in a copy of a real run."""

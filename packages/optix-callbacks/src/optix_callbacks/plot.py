@@ -185,7 +185,8 @@ def _experiment(run: Mapping[str, Any]) -> str:
     config = run["config"]
     hyperparams = {k: v for k, v in (config.get("hyperparams") or {}).items() if k != "seed"}
     key = [config.get(k) for k in ("env_id", "algo", "backend")]
-    return json.dumps([*key, hyperparams, config.get("online_tuning") or {}], sort_keys=True)
+    options = [config.get("env_kwargs") or {}, hyperparams, config.get("online_tuning") or {}]
+    return json.dumps([*key, *options], sort_keys=True)
 
 
 def _seed_order(seed: Any) -> tuple[int, str]:
@@ -484,7 +485,14 @@ def _key_handles(
 
 
 def _label(config: Mapping[str, Any]) -> str:
-    return f"{config.get('env_id')} {_algo(config)} seed {config.get('seed')}"
+    return f"{_env(config)} {_algo(config)} seed {config.get('seed')}"
+
+
+def _env(config: Mapping[str, Any]) -> str:
+    """The environment, with the arguments it was built with (``--env-kwarg``)."""
+    kwargs = config.get("env_kwargs") or {}
+    given = ", ".join(f"{k}={json.dumps(v)}" for k, v in kwargs.items())
+    return f"{config.get('env_id')} ({given})" if given else str(config.get("env_id"))
 
 
 def _algo(config: Mapping[str, Any]) -> str:
@@ -494,12 +502,12 @@ def _algo(config: Mapping[str, Any]) -> str:
 def _strip_labels(runs: Sequence[Mapping[str, Any]]) -> list[str]:
     """Each state strip's name: its seed, or all of its label where the runs
     differ by more than their seeds."""
-    full = len(_unique(f"{r['config'].get('env_id')} {_algo(r['config'])}" for r in runs)) > 1
+    full = len(_unique(f"{_env(r['config'])} {_algo(r['config'])}" for r in runs)) > 1
     return [_label(r["config"]) if full else f"seed {r['config'].get('seed')}" for r in runs]
 
 
 def _title(runs: Sequence[Mapping[str, Any]]) -> str:
-    envs = _unique(str(run["config"].get("env_id")) for run in runs)
+    envs = _unique(_env(run["config"]) for run in runs)
     algos = _unique(_algo(run["config"]) for run in runs)
     return f"{', '.join(envs)} — {', '.join(algos)}"
 
