@@ -202,6 +202,15 @@ def test_env_kwargs_build_every_environment_the_run_trains_judges_and_evaluates_
     assert json.loads(evaluated.stdout)["mean"] == 3.0
 
 
+def test_a_run_that_learned_nothing_says_so_and_how_to_go_on(tmp_path):
+    """FiveSteps pays 5 whatever the policy does: DORMANT, and the flat score
+    is named for what it is (Acrobot's -500 when exploration never reached the goal)."""
+    result, _ = train_short(tmp_path, "LimitedFiveSteps-v0")
+    assert "the training score never moved from 5: nothing was learned" in result.stdout
+    assert "optix: the training score never moved from its first value" in result.stdout
+    assert "--max-steps N --no-early-stop" in result.stdout
+
+
 def test_a_run_that_scored_no_window_says_why_and_eval_says_what_to_do(tmp_path):
     result, env = train_short(
         tmp_path, "LongEpisodes-v0", "--max-windows", "1", "--window-size", "8"

@@ -226,6 +226,7 @@ def test_stops_on_dormant_by_itself_holding_the_best_weights():
     ).run()
     assert report.final_state is LoopState.DORMANT
     assert report.stop_reason.startswith("converged")
+    assert "nothing was learned" not in report.stop_reason
     # 4 improving windows, then evaluations after 1, 2, 4, 4 more windows.
     assert report.episodes == 4 + 1 + 2 + 4 + 4
     assert report.best_score == 10
@@ -273,6 +274,10 @@ def test_no_dormant_while_the_agent_explores_and_the_stop_says_since_when():
     ).run()
     assert report.episodes == 30
     assert "10 windows since exploration ended (window 20)" in report.stop_reason
+    # a flat score that exploration never lifted is said to be one
+    assert report.stop_reason.endswith(
+        "; the training score never moved from 1: nothing was learned"
+    )
 
 
 @pytest.mark.parametrize(("solved_score", "stops_at"), [(None, 15), (10.0, 15), (20.0, 40)])

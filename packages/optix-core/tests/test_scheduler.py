@@ -79,6 +79,21 @@ def test_cooling_after_plateau_threshold_and_dormant_after_dormant_threshold():
     assert [d.entered_dormant for d in decisions] == [False] * 6 + [True]
 
 
+@pytest.mark.parametrize(
+    ("scores", "nothing"),
+    [
+        ([], False),  # nothing scored yet
+        ([-500.0] * 8, True),  # Acrobot that never reached the goal
+        ([-500.0] * 4 + [-499.0] + [-500.0] * 3, False),  # one episode did, once
+        ([5.0, 4.0, 3.0, 3.0], False),  # got worse: it moved
+    ],
+)
+def test_a_score_that_never_rose_is_a_run_that_learned_nothing(scores, nothing):
+    scheduler = exact()
+    feed(scheduler, scores)
+    assert scheduler.learned_nothing is nothing
+
+
 def test_plateau_counts_non_improvements_in_a_row_only():
     scheduler = exact(plateau_threshold=3, dormant_threshold=4)
     # Two misses, an improvement, two misses: never three in a row.

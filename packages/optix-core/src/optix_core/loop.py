@@ -541,6 +541,11 @@ class RLOptimizer:
                 )
             if not self.solved:
                 self._stop_reason += f", unsolved: {self._short_of_solved()}"
+            if scheduler.learned_nothing:
+                self._stop_reason += (
+                    f"; the training score never moved from {scheduler.record_smoothed:.4g}: "
+                    "nothing was learned"
+                )
 
     def _recover_from_divergence(self, agent: BaseAgent, keys: list[str]) -> None:
         if self.best_snapshot is None:

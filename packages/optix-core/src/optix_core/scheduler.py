@@ -187,6 +187,15 @@ class BackoffScheduler:
         learned = self.record_smoothed - self.lowest_smoothed
         return smoothed > self.record_smoothed + self.record_gain * learned
 
+    @property
+    def learned_nothing(self) -> bool:
+        """Whether the smoothed score never rose above its lowest: a sparse task
+        whose reward exploration has not found (Acrobot's -500 on every window),
+        or a learner that does not move."""
+        return bool(np.isfinite(self.record_smoothed)) and (
+            self.record_smoothed <= self.lowest_smoothed
+        )
+
     def effective_margin(self) -> float:
         return max(self.improvement_margin, self.noise_k * self.noise())
 

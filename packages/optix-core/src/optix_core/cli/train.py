@@ -529,6 +529,7 @@ def _train(
     from optix_core.optimizers import SPSAOptimizer
     from optix_core.runs import CHECKPOINTS, METRICS, REPORT, MetricsFile
     from optix_core.selection import EvaluationSelection
+    from optix_core.types import LoopState
 
     loop = RLOptimizer(
         agent,
@@ -578,6 +579,14 @@ def _train(
     finally:
         pipeline.close()
     print(report.format())
+    if report.final_state is LoopState.DORMANT and loop.scheduler.learned_nothing:
+        print(
+            "optix: the training score never moved from its first value: nothing was learned "
+            "(exploration never reached a better return, or these settings do not learn on "
+            f"{config.env_id}). A fixed budget trains through the plateau (--max-steps N "
+            "--no-early-stop); other settings may learn (--hp, --algo, optix tune)",
+            flush=True,
+        )
     data = {"env_id": config.env_id, "algo": config.algo, "seed": config.seed, **report.to_dict()}
     tmp = run_dir / (REPORT + ".tmp")
     tmp.write_text(json.dumps(data, indent=2))
