@@ -169,6 +169,24 @@ def test_the_actor_and_the_targets_move_every_policy_delay_updates() -> None:
     assert changed(critic_target, agent.critic_target)
 
 
+@pytest.mark.parametrize("algo", ["td3", "sac"])
+def test_polyak_averaging_records_no_graph_into_the_targets(algo) -> None:
+    """θ̄ ← τθ + (1 − τ)θ̄ under autograd made every target parameter a node
+    that led back to θ and to its own previous value: a graph one update longer
+    every update, held for the whole run."""
+    agent = make_agent(
+        algo, "Pendulum-v1", backend="torch", device="cpu", seed=0,
+        hyperparams={"learning_starts": 0, "batch_size": 16},
+    )  # fmt: skip
+    for window in collect(agent, window=8, n_envs=1):
+        agent.learn(window)
+    assert agent.n_updates >= 4
+    for name, module in agent.modules().items():
+        if "target" in name:
+            for p in module.parameters():
+                assert p.is_leaf and not p.requires_grad, name
+
+
 def test_gradient_steps_equal_stable_baselines3(monkeypatch) -> None:
     """SB3's TD3 and optix's, built with the same weights and settings, fed the same
     minibatches and the same target-smoothing noise: after each of four gradient steps

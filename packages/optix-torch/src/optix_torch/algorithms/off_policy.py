@@ -177,8 +177,10 @@ def features_width(extractor: nn.Module | None, space: gym.Space) -> int:
     return int(space.shape[0]) if extractor is None else features_dim(extractor, space)
 
 
+@torch.no_grad()
 def polyak(target: list[torch.Tensor], online: list[torch.Tensor], tau: float) -> None:
-    """θ_tgt ← τ·θ + (1 − τ)·θ_tgt, one fused call over every tensor."""
+    """θ_tgt ← τ·θ + (1 − τ)·θ_tgt, one fused call over every tensor; outside
+    autograd, or each target would become a node leading back to θ."""
     torch._foreach_lerp_(target, online, tau)
 
 

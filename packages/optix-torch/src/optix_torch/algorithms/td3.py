@@ -104,7 +104,7 @@ class TorchTD3Agent(TD3Exploration, OffPolicyAgent):
             # Target policy smoothing: ã = clip(π̄(s′) + clip(σ̃·ε, −c, c), −1, 1)
             smoothing = (batch.noise * hp["target_noise"]).clamp_(-clip, clip)
             a_next = (self.actor_target(batch.next_observations) + smoothing).clamp_(-1.0, 1.0)
-        y = self.bootstrap(batch, a_next)  # r + γ(1 − d)·minⱼ Q̄ⱼ(s′, ã)
+            y = self.bootstrap(batch, a_next)  # r + γ(1 − d)·minⱼ Q̄ⱼ(s′, ã)
         stats = {"critic_loss": self.critic_step(batch, y, 1.0)}  # L_Q = Σⱼ E[(Qⱼ − y)²]
 
         if update_due(self.n_updates, hp["policy_delay"]):
