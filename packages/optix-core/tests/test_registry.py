@@ -290,6 +290,8 @@ def test_a_pipeline_that_takes_no_env_kwargs_is_named_before_it_is_called():
         window_pipeline("CartPole-v1", 1, 8, 0, path, env_kwargs={"max_episode_steps": 5})
     with pytest.raises(RegistryError, match=r"does not take options \['n_actors'\]"):
         window_pipeline("CartPole-v1", 1, 8, 0, path, {"n_actors": 2})
+    with pytest.raises(RegistryError, match=r"options \['n_actors'\] need an algorithm's own"):
+        window_pipeline("CartPole-v1", 1, 8, 0, None, {"n_actors": 2}, {"max_episode_steps": 5})
 
 
 def test_window_pipeline_builds_its_environments_with_env_kwargs():

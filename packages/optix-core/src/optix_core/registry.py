@@ -85,8 +85,9 @@ def window_pipeline(
         options["env_kwargs"] = dict(env_kwargs)
     if pipeline is not None:
         return _pipeline_factory(pipeline, options)(env_id, n_envs, window_size, seed, **options)
-    if set(options) - {"env_kwargs"}:
-        raise RegistryError(f"pipeline options {sorted(options)} need an algorithm's own pipeline")
+    unused = sorted(set(options) - {"env_kwargs"})
+    if unused:
+        raise RegistryError(f"pipeline options {unused} need an algorithm's own pipeline")
     family = environment_family(env_id)
     if family is None or family.pipeline is None:
         from optix_core.pipeline import VectorBatchPipeline
