@@ -58,6 +58,17 @@ def test_runs_lists_every_run_with_what_it_trained_and_its_best_score(two_runs, 
         assert " ".join(row).endswith(f"{report['final_state']}, max windows")
 
 
+def test_runs_name_the_environments_arguments(tmp_path, capsys):
+    """A run trained with --env-kwarg is listed with them: it is another task."""
+    argv = ["train", "CartPole-v1", "--algo", "cem", "--max-windows", "1", "--seed", "0"]
+    limit = ["--env-kwarg", "max_episode_steps=50"]
+    assert main([*argv, *limit, "--run-dir", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert main(["runs", str(tmp_path)]) == 0
+    (row,) = table_rows(capsys.readouterr().out).values()
+    assert row[1:4] == ["CartPole-v1", "(max_episode_steps=50)", "cem"]
+
+
 def test_runs_on_a_run_directory_lists_that_run(two_runs, capsys):
     _, cartpole, _ = two_runs
     assert main(["runs", str(cartpole)]) == 0

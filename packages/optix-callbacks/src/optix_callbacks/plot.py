@@ -46,6 +46,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 
+from optix_core.runs import env_label
+
 FORMATS = ("png", "svg")
 # tab10 without its red, which marks rollbacks
 RUN_COLOURS = (
@@ -485,14 +487,7 @@ def _key_handles(
 
 
 def _label(config: Mapping[str, Any]) -> str:
-    return f"{_env(config)} {_algo(config)} seed {config.get('seed')}"
-
-
-def _env(config: Mapping[str, Any]) -> str:
-    """The environment, with the arguments it was built with (``--env-kwarg``)."""
-    kwargs = config.get("env_kwargs") or {}
-    given = ", ".join(f"{k}={json.dumps(v)}" for k, v in kwargs.items())
-    return f"{config.get('env_id')} ({given})" if given else str(config.get("env_id"))
+    return f"{env_label(config)} {_algo(config)} seed {config.get('seed')}"
 
 
 def _algo(config: Mapping[str, Any]) -> str:
@@ -502,12 +497,12 @@ def _algo(config: Mapping[str, Any]) -> str:
 def _strip_labels(runs: Sequence[Mapping[str, Any]]) -> list[str]:
     """Each state strip's name: its seed, or all of its label where the runs
     differ by more than their seeds."""
-    full = len(_unique(f"{_env(r['config'])} {_algo(r['config'])}" for r in runs)) > 1
+    full = len(_unique(f"{env_label(r['config'])} {_algo(r['config'])}" for r in runs)) > 1
     return [_label(r["config"]) if full else f"seed {r['config'].get('seed')}" for r in runs]
 
 
 def _title(runs: Sequence[Mapping[str, Any]]) -> str:
-    envs = _unique(_env(run["config"]) for run in runs)
+    envs = _unique(env_label(run["config"]) for run in runs)
     algos = _unique(_algo(run["config"]) for run in runs)
     return f"{', '.join(envs)} — {', '.join(algos)}"
 

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -172,6 +173,15 @@ class MetricsFile(LoopCallback):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._elapsed_before = float(state.get("elapsed", 0.0))
         self._start = time.monotonic()
+
+
+def env_label(config: Mapping[str, Any]) -> str:
+    """The environment a run's ``config.json`` names, with the arguments it was
+    built with (``--env-kwarg``): ``CliffWalking-v1 (max_episode_steps=200)``."""
+    kwargs = config.get("env_kwargs") or {}
+    given = ", ".join(f"{k}={json.dumps(v)}" for k, v in kwargs.items())
+    env_id = str(config.get("env_id", ""))
+    return f"{env_id} ({given})" if given else env_id
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:

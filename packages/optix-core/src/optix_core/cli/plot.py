@@ -24,7 +24,7 @@ from typing import Any
 
 from optix_core.cli.errors import UsageError
 from optix_core.cli.info import table
-from optix_core.runs import CHECKPOINTS, CONFIG, METRICS, REPORT, read_metrics
+from optix_core.runs import CHECKPOINTS, CONFIG, METRICS, REPORT, env_label, read_metrics
 
 LOCK = ".lock"  # the checkpoint registry's writer lock: it holds the writer's pid
 
@@ -145,7 +145,7 @@ def _row(path: Path, name: str) -> tuple[float, list[str]]:
     budget = config.get("max_env_steps")
     row = [
         name,
-        str(config.get("env_id", "")),
+        env_label(config),
         str(config.get("algo", "")),
         str(config.get("backend", "")),
         str(config.get("seed", "")),
