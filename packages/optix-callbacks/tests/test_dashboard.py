@@ -4,6 +4,7 @@ and a dashboard that breaks never takes the run down."""
 from __future__ import annotations
 
 import io
+import json
 import logging
 import math
 import os
@@ -15,7 +16,7 @@ import pytest
 from rich.console import Console
 
 from optix_callbacks import RichDashboardCallback
-from optix_callbacks.dashboard import BLOCKS, sparkline
+from optix_callbacks.dashboard import BLOCKS, _title, sparkline
 
 TRAIN = [sys.executable, "-m", "optix_core.cli", "train", "CartPole-v1", "--algo", "cem"]
 
@@ -102,6 +103,15 @@ def test_bad_settings_are_refused():
         RichDashboardCallback(refresh_rate=0)
     with pytest.raises(ValueError, match="history"):
         RichDashboardCallback(history=1)
+
+
+def test_the_title_names_the_environment_with_its_arguments(tmp_path):
+    config = {"env_id": "CliffWalking-v1", "algo": "dqn", "backend": "torch"}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert _title(tmp_path) == "optix · CliffWalking-v1 · dqn (torch)"
+    config["env_kwargs"] = {"max_episode_steps": 200}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert _title(tmp_path) == "optix · CliffWalking-v1 (max_episode_steps=200) · dqn (torch)"
 
 
 def test_optix_train_dashboard_in_a_real_terminal(tmp_path):

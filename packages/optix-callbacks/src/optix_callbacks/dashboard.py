@@ -32,6 +32,7 @@ from rich.text import Text
 
 from optix_core import LoopCallback
 from optix_core.report import progress_line
+from optix_core.runs import env_label
 from optix_core.types import EvalMetrics, HyperparamSet, LoopState, PolicySnapshot
 
 BLOCKS = "▁▂▃▄▅▆▇█"
@@ -225,12 +226,13 @@ class RichDashboardCallback(LoopCallback):
 
 
 def _title(run_dir: Path | None) -> str | None:
-    """'optix · CartPole-v1 · ppo (torch)' from the run's config, where there is one."""
+    """'optix · CartPole-v1 · ppo (torch)' from the run's config, where there is one
+    (the environment with its --env-kwarg arguments)."""
     if run_dir is None:
         return None
     try:
         config = json.loads((Path(run_dir) / "config.json").read_text())
-        return f"optix · {config['env_id']} · {config['algo']} ({config['backend']})"
+        return f"optix · {env_label(config)} · {config['algo']} ({config['backend']})"
     except (OSError, ValueError, KeyError, TypeError):
         return f"optix · {Path(run_dir).name}"
 
