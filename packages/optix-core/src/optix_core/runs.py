@@ -178,10 +178,14 @@ class MetricsFile(LoopCallback):
 def env_label(config: Mapping[str, Any]) -> str:
     """The environment a run's ``config.json`` names, with the arguments it was
     built with (``--env-kwarg``): ``CliffWalking-v1 (max_episode_steps=200)``."""
-    kwargs = config.get("env_kwargs") or {}
-    given = ", ".join(f"{k}={json.dumps(v)}" for k, v in kwargs.items())
+    given = env_arguments(config.get("env_kwargs") or {})
     env_id = str(config.get("env_id", ""))
     return f"{env_id} ({given})" if given else env_id
+
+
+def env_arguments(env_kwargs: Mapping[str, Any]) -> str:
+    """``--env-kwarg`` arguments as the flag takes them: ``max_episode_steps=200, continuous=true``."""
+    return ", ".join(f"{k}={json.dumps(v)}" for k, v in env_kwargs.items())
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:

@@ -315,8 +315,9 @@ def _settings_line(spec: AgentSpec, env_id: str, env_kwargs: dict[str, Any]) -> 
     if env_id in spec.presets:
         line = f"optix: {spec.name} uses its tuned settings for {env_id}"
         if env_kwargs:
-            given = ", ".join(f"{k}={v!r}" for k, v in env_kwargs.items())
-            line += f", tuned on it as registered, not with {given}"
+            from optix_core.runs import env_arguments
+
+            line += f", tuned on it as registered, not with {env_arguments(env_kwargs)}"
         return line
     from optix_core import registry
 
